@@ -1,0 +1,70 @@
+namespace VirtioPanic.Virtio.Queue;
+
+// Notification suppression in both directions (virtio 1.2 §2.7.7 used-buffer notifications,
+// §2.7.10 available-buffer notifications), with and without VIRTIO_F_EVENT_IDX.
+internal sealed partial class SplitVirtqueue
+{
+    // Asks the driver to kick again when it adds buffers, then reports whether buffers arrived in
+    // the meantime; the caller must process them (and call this again) before sleeping.
+    internal bool EnableNotification()
+    {
+        if (_memory is null || _status != VirtqueueStatus.Ok)
+        {
+            return false;
+        }
+
+        if (_eventIndex)
+        {
+            // §2.7.10: kick me once you write the entry numbered _nextAvail.
+            _used.StoreAvailEvent(_nextAvail);
+        }
+        else
+        {
+            _used.StoreFlags(0);
+        }
+
+        // Full fence (store avail_event/flags -> load avail.idx). Without it the load can be
+        // satisfied before the store is visible: the driver publishes a buffer, reads the old
+        // avail_event, skips the kick, and we read the old avail.idx and go to sleep: a lost
+        // wakeup (§2.7.10, the mirror of §2.7.13 step 6 on the driver side).
+        Interlocked.MemoryBarrier();
+        return _avail.LoadIndex() != _nextAvail;
+    }
+
+    // Tells the driver kicks are not needed while we are polling. With EVENT_IDX used.flags must
+    // stay 0 (§2.7.10.2); avail_event is simply left behind, so at worst we get spurious kicks.
+    internal void DisableNotification()
+    {
+        if (_memory is null || _eventIndex)
+        {
+            return;
+        }
+
+        _used.StoreFlags(SplitRingLayout.UsedFlagNoNotify);
+    }
+
+    private bool NeedsNotification()
+    {
+        // Full fence (store used.idx -> load used_event/avail.flags). Without it we could read a
+        // stale used_event from before the driver re-armed callbacks, while the driver reads the
+        // old used.idx after re-arming: both sides conclude the other will act, and the driver
+        // never gets its interrupt (§2.7.7, the race Linux closes with virtio_mb).
+        Interlocked.MemoryBarrier();
+
+        if (!_eventIndex)
+        {
+            // §2.7.7.2 without EVENT_IDX: notify unless the driver set NO_INTERRUPT.
+            return (_avail.LoadFlags() & SplitRingLayout.AvailFlagNoInterrupt) == 0;
+        }
+
+        ushort newUsed = _publishedUsed;
+        ushort oldUsed = _signalledUsed;
+        bool valid = _signalledValid;
+        _signalledUsed = newUsed;
+        _signalledValid = true;
+
+        // The first decision after activation has no meaningful "old" index: notify (QEMU's
+        // signalled_used_valid). Afterwards §2.7.7.2: notify when used.idx crossed used_event.
+        return !valid || SplitRingLayout.NeedsEvent(_avail.LoadUsedEvent(), newUsed, oldUsed);
+    }
+}

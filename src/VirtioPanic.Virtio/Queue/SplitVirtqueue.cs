@@ -1,0 +1,501 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using VirtioPanic.Virtio.Memory;
+
+namespace VirtioPanic.Virtio.Queue;
+
+// Design: the device side of one split virtqueue (virtio 1.2 §2.7), single consumer.
+//
+// Exactly one thread at a time pops, completes and flushes (the queue's owner); the driver (a
+// guest vCPU, or a test thread) writes the available ring and descriptors concurrently. No locks:
+// the only shared state is in guest memory, and each shared index has one writer:
+//
+//   avail.idx   driver writes (release); device reads with acquire once per batch (RefreshAvail),
+//               which orders the plain reads of avail.ring[] and the descriptors after it.
+//   used.idx    device writes with release once per flush, after the used elements and the data
+//               written into buffers; the driver reads it with acquire.
+//   used_event  driver writes; device reads after a full fence that follows the used.idx store.
+//   avail_event device writes; then a full fence before re-reading avail.idx.
+//
+// Everything else here (_nextAvail, _shadowAvail, _nextUsed, _publishedUsed, the signalled-used
+// bookkeeping and the scratch buffer) is private to the consumer thread.
+//
+// Guest data is read once: the head from avail.ring, each descriptor as one 16-byte copy, and the
+// copy is validated before anything is derived from it. Every loop is bounded: the direct walk
+// by the queue size, an indirect walk by the table's entry count, and the whole chain by the
+// scratch capacity (MaxChainLength).
+internal sealed partial class SplitVirtqueue
+{
+    private const DescriptorFlags KnownFlags = DescriptorFlags.Next | DescriptorFlags.Write | DescriptorFlags.Indirect;
+
+    private readonly GuestMemorySlice[] _scratch;
+    private readonly ushort _maxSize;
+
+    // Configuration, validated at activation and immutable until reset.
+    private GuestMemory? _memory;
+    private DescriptorTable _descriptors;
+    private AvailRing _avail;
+    private UsedRing _used;
+    private VirtqueueConfig _config;
+    private ushort _size;
+    private ushort _mask;
+    private bool _eventIndex;
+    private bool _indirect;
+
+    // Consumer-private progress.
+    private ushort _nextAvail;      // next available-ring entry to pop
+    private ushort _shadowAvail;    // avail.idx as last loaded; entries [_nextAvail, _shadowAvail) are published
+    private ushort _nextUsed;       // next used-ring entry to write
+    private ushort _publishedUsed;  // last value stored to used.idx
+    private ushort _signalledUsed;  // used.idx at the last notification decision
+    private bool _signalledValid;   // false until the first decision after (re)activation: always notify then
+    private VirtqueueStatus _status = VirtqueueStatus.NotReady;
+
+    internal SplitVirtqueue(ushort maxSize, int maxChainLength)
+    {
+        Debug.Assert(maxSize is > 0 and <= SplitRingLayout.MaxQueueSize && (maxSize & (maxSize - 1)) == 0);
+        Debug.Assert(maxChainLength > 0);
+        _maxSize = maxSize;
+        _scratch = new GuestMemorySlice[maxChainLength];
+    }
+
+    internal ushort Size => _size;
+
+    internal VirtqueueStatus Status => _status;
+
+    internal bool IsReady => _memory is not null;
+
+    internal VirtqueueConfig Config => _config;
+
+    internal ushort NextAvail => _nextAvail;
+
+    internal ushort NextUsed => _nextUsed;
+
+    internal VirtqueueStatus Activate(GuestMemory memory, in VirtqueueConfig config, VirtqueueFeatures features)
+    {
+        Reset();
+        if ((features & (VirtqueueFeatures.Packed | VirtqueueFeatures.InOrder)) != 0)
+        {
+            return VirtqueueStatus.UnsupportedFeature;
+        }
+
+        ushort size = config.Size;
+        if (size == 0 || size > _maxSize || (size & (size - 1)) != 0)
+        {
+            return VirtqueueStatus.InvalidSize;
+        }
+
+        if (config.DescriptorArea % SplitRingLayout.DescriptorTableAlignment != 0)
+        {
+            return VirtqueueStatus.MisalignedDescriptorArea;
+        }
+
+        if (config.DriverArea % SplitRingLayout.AvailRingAlignment != 0)
+        {
+            return VirtqueueStatus.MisalignedDriverArea;
+        }
+
+        if (config.DeviceArea % SplitRingLayout.UsedRingAlignment != 0)
+        {
+            return VirtqueueStatus.MisalignedDeviceArea;
+        }
+
+        if (memory.TryGetSlice(config.DescriptorArea, SplitRingLayout.DescriptorTableSize(size), out GuestMemorySlice descriptors) != GuestMemoryStatus.Ok)
+        {
+            return VirtqueueStatus.DescriptorAreaOutOfRange;
+        }
+
+        if (memory.TryGetSlice(config.DriverArea, SplitRingLayout.AvailRingSize(size), out GuestMemorySlice avail) != GuestMemoryStatus.Ok)
+        {
+            return VirtqueueStatus.DriverAreaOutOfRange;
+        }
+
+        if (memory.TryGetSlice(config.DeviceArea, SplitRingLayout.UsedRingSize(size), out GuestMemorySlice used) != GuestMemoryStatus.Ok)
+        {
+            return VirtqueueStatus.DeviceAreaOutOfRange;
+        }
+
+        _memory = memory;
+        _config = config;
+        _descriptors = new DescriptorTable(descriptors);
+        _avail = new AvailRing(avail, size);
+        _used = new UsedRing(used, size);
+        _size = size;
+        _mask = (ushort)(size - 1);
+        _eventIndex = (features & VirtqueueFeatures.EventIndex) != 0;
+        _indirect = (features & VirtqueueFeatures.IndirectDescriptors) != 0;
+        _status = VirtqueueStatus.Ok;
+        return VirtqueueStatus.Ok;
+    }
+
+    internal void Reset()
+    {
+        _memory = null;
+        _config = default;
+        _descriptors = default;
+        _avail = default;
+        _used = default;
+        _size = 0;
+        _mask = 0;
+        _eventIndex = false;
+        _indirect = false;
+        _nextAvail = 0;
+        _shadowAvail = 0;
+        _nextUsed = 0;
+        _publishedUsed = 0;
+        _signalledUsed = 0;
+        _signalledValid = false;
+        _status = VirtqueueStatus.NotReady;
+        Array.Clear(_scratch);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal VirtqueueStatus TryPopChain(out DescriptorChain chain)
+    {
+        if (_nextAvail == _shadowAvail || _status != VirtqueueStatus.Ok)
+        {
+            VirtqueueStatus refreshed = RefreshAvail();
+            if (refreshed != VirtqueueStatus.Ok)
+            {
+                chain = default;
+                return refreshed;
+            }
+        }
+
+        uint head = _avail.ReadEntry((uint)_nextAvail & _mask);
+        if (head >= _size)
+        {
+            chain = default;
+            return Fail(VirtqueueStatus.HeadIndexOutOfRange);
+        }
+
+        VirtqDescriptor descriptor = _descriptors.Read(head);
+
+        // Fast path: one direct descriptor, the shape of most chains (a heartbeat, an event record).
+        if ((descriptor.Flags & ~DescriptorFlags.Write) == 0)
+        {
+            uint length = descriptor.Length;
+            if (length == 0)
+            {
+                chain = default;
+                return Fail(VirtqueueStatus.ZeroLengthBuffer);
+            }
+
+            if (_memory!.TryGetSlice(descriptor.Address, length, out GuestMemorySlice buffer) != GuestMemoryStatus.Ok)
+            {
+                chain = default;
+                return Fail(VirtqueueStatus.BufferOutOfRange);
+            }
+
+            _scratch[0] = buffer;
+            _nextAvail++;
+            bool writable = (descriptor.Flags & DescriptorFlags.Write) != 0;
+            chain = new DescriptorChain(
+                new ChainToken((ushort)head, 1),
+                new ReadOnlySpan<GuestMemorySlice>(_scratch, 0, 1),
+                writable ? 0 : 1,
+                writable ? 0 : length,
+                writable ? length : 0);
+            return VirtqueueStatus.Ok;
+        }
+
+        return TryPopChainSlow((ushort)head, descriptor, out chain);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal VirtqueueStatus AddUsed(ChainToken token, uint writtenLength)
+    {
+        // More completions than pops, or an id outside the table, is a device bug: refuse it
+        // rather than corrupt the used ring.
+        if (token.Id >= _size || _nextUsed == _nextAvail)
+        {
+            return _memory is null ? VirtqueueStatus.NotReady : VirtqueueStatus.InvalidUsedEntry;
+        }
+
+        _used.WriteElement((uint)_nextUsed & _mask, token.Id, writtenLength);
+        _nextUsed++;
+        return VirtqueueStatus.Ok;
+    }
+
+    // Publishes every used element added since the last flush with one release store of used.idx
+    // and decides whether the driver wants a used-buffer notification (virtio 1.2 §2.7.7.2).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal bool FlushUsed()
+    {
+        if (_nextUsed == _publishedUsed || _memory is null)
+        {
+            return false;
+        }
+
+        // Release: the used elements and the bytes written into the buffers become visible no
+        // later than the new used.idx (§2.7.8.2 device MUST set len before updating idx).
+        _used.StoreIndex(_nextUsed);
+        _publishedUsed = _nextUsed;
+        return NeedsNotification();
+    }
+
+    internal VirtqueueState SaveState()
+    {
+        // Unpublished used elements would be lost on restore (which trusts NextUsed as used.idx).
+        if (_memory is not null && _nextUsed != _publishedUsed)
+        {
+            _used.StoreIndex(_nextUsed);
+            _publishedUsed = _nextUsed;
+        }
+
+        return new VirtqueueState
+        {
+            Format = VirtqueueFormat.Split,
+            Features = (_eventIndex ? VirtqueueFeatures.EventIndex : 0) | (_indirect ? VirtqueueFeatures.IndirectDescriptors : 0),
+            Ready = _memory is not null,
+            Config = _config,
+            NextAvail = _nextAvail,
+            NextUsed = _nextUsed,
+        };
+    }
+
+    internal VirtqueueStatus RestoreState(GuestMemory memory, in VirtqueueState state)
+    {
+        Reset();
+        if (!state.Ready)
+        {
+            return VirtqueueStatus.Ok;
+        }
+
+        if (state.Format != VirtqueueFormat.Split)
+        {
+            return VirtqueueStatus.UnsupportedFeature;
+        }
+
+        VirtqueueStatus status = Activate(memory, state.Config, state.Features);
+        if (status != VirtqueueStatus.Ok)
+        {
+            return status;
+        }
+
+        // In flight = popped but not used; never more than the queue holds.
+        if ((ushort)(state.NextAvail - state.NextUsed) > _size)
+        {
+            Reset();
+            return VirtqueueStatus.InvalidState;
+        }
+
+        _nextAvail = state.NextAvail;
+        _shadowAvail = state.NextAvail;
+        _nextUsed = state.NextUsed;
+        _publishedUsed = state.NextUsed;
+        return VirtqueueStatus.Ok;
+    }
+
+    // Loads avail.idx (acquire) and validates how far it moved. Called once per batch: only when
+    // every entry seen by the previous load has been popped.
+    private VirtqueueStatus RefreshAvail()
+    {
+        if (_status != VirtqueueStatus.Ok)
+        {
+            return _status;
+        }
+
+        ushort availIndex = _avail.LoadIndex();
+        ushort pending = (ushort)(availIndex - _nextAvail);
+        // A correct driver never has more than Size buffers outstanding (each owns at least its
+        // head descriptor), counted from the last used.idx it could have seen. A larger distance,
+        // or an index that moved backwards, is a runaway (QEMU: "Guest moved used index").
+        ushort outstanding = (ushort)(availIndex - _publishedUsed);
+        if (pending > _size || outstanding > _size || pending > outstanding)
+        {
+            return Fail(VirtqueueStatus.AvailIndexRunaway);
+        }
+
+        _shadowAvail = availIndex;
+        return pending == 0 ? VirtqueueStatus.Empty : VirtqueueStatus.Ok;
+    }
+
+    private VirtqueueStatus TryPopChainSlow(ushort head, VirtqDescriptor descriptor, out DescriptorChain chain)
+    {
+        chain = default;
+        var walk = new ChainWalk();
+        uint index = head;
+        int ttl = _size;   // a direct walk longer than the table must revisit a descriptor: a loop
+
+        while (true)
+        {
+            DescriptorFlags flags = descriptor.Flags;
+            if ((flags & ~KnownFlags) != 0)
+            {
+                return Fail(VirtqueueStatus.InvalidDescriptorFlags);
+            }
+
+            if ((flags & DescriptorFlags.Indirect) != 0)
+            {
+                // §2.7.5.3.2: zero or more direct descriptors followed by one final INDIRECT one.
+                if (!_indirect)
+                {
+                    return Fail(VirtqueueStatus.IndirectNotNegotiated);
+                }
+
+                if ((flags & DescriptorFlags.Next) != 0)
+                {
+                    return Fail(VirtqueueStatus.IndirectWithNext);
+                }
+
+                VirtqueueStatus indirect = WalkIndirect(descriptor, ref walk);
+                if (indirect != VirtqueueStatus.Ok)
+                {
+                    return Fail(indirect);
+                }
+
+                break;
+            }
+
+            VirtqueueStatus added = AddBuffer(descriptor, ref walk);
+            if (added != VirtqueueStatus.Ok)
+            {
+                return Fail(added);
+            }
+
+            if ((flags & DescriptorFlags.Next) == 0)
+            {
+                break;
+            }
+
+            if (--ttl == 0)
+            {
+                return Fail(VirtqueueStatus.ChainTooLong);
+            }
+
+            index = descriptor.Next;
+            if (index >= _size)
+            {
+                return Fail(VirtqueueStatus.DescriptorIndexOutOfRange);
+            }
+
+            descriptor = _descriptors.Read(index);
+        }
+
+        _nextAvail++;
+        chain = new DescriptorChain(
+            new ChainToken(head, 1),
+            new ReadOnlySpan<GuestMemorySlice>(_scratch, 0, walk.Count),
+            walk.Readable,
+            walk.ReadableLength,
+            walk.WritableLength);
+        return VirtqueueStatus.Ok;
+    }
+
+    private VirtqueueStatus WalkIndirect(VirtqDescriptor table, ref ChainWalk walk)
+    {
+        uint length = table.Length;
+        if (length == 0 || length % VirtqDescriptor.Size != 0)
+        {
+            return VirtqueueStatus.IndirectTableInvalidLength;
+        }
+
+        if (_memory!.TryGetSlice(table.Address, length, out GuestMemorySlice slice) != GuestMemoryStatus.Ok)
+        {
+            return VirtqueueStatus.IndirectTableOutOfRange;
+        }
+
+        var entries = new DescriptorTable(slice);
+        uint count = length / VirtqDescriptor.Size;
+        uint index = 0;
+        uint ttl = count;
+        while (true)
+        {
+            VirtqDescriptor descriptor = entries.Read(index);
+            DescriptorFlags flags = descriptor.Flags;
+            if ((flags & DescriptorFlags.Indirect) != 0)
+            {
+                return VirtqueueStatus.NestedIndirect;
+            }
+
+            if ((flags & ~KnownFlags) != 0)
+            {
+                return VirtqueueStatus.InvalidDescriptorFlags;
+            }
+
+            VirtqueueStatus added = AddBuffer(descriptor, ref walk);
+            if (added != VirtqueueStatus.Ok)
+            {
+                return added;
+            }
+
+            if ((flags & DescriptorFlags.Next) == 0)
+            {
+                return VirtqueueStatus.Ok;
+            }
+
+            if (--ttl == 0)
+            {
+                return VirtqueueStatus.ChainTooLong;
+            }
+
+            index = descriptor.Next;
+            if (index >= count)
+            {
+                return VirtqueueStatus.DescriptorIndexOutOfRange;
+            }
+        }
+    }
+
+    private VirtqueueStatus AddBuffer(VirtqDescriptor descriptor, ref ChainWalk walk)
+    {
+        uint length = descriptor.Length;
+        if (length == 0)
+        {
+            return VirtqueueStatus.ZeroLengthBuffer;
+        }
+
+        if (walk.Count == _scratch.Length)
+        {
+            return VirtqueueStatus.ChainTooLong;
+        }
+
+        if (_memory!.TryGetSlice(descriptor.Address, length, out GuestMemorySlice buffer) != GuestMemoryStatus.Ok)
+        {
+            return VirtqueueStatus.BufferOutOfRange;
+        }
+
+        walk.Total += length;
+        if (walk.Total > uint.MaxValue)
+        {
+            return VirtqueueStatus.TotalLengthOverflow;
+        }
+
+        if ((descriptor.Flags & DescriptorFlags.Write) != 0)
+        {
+            walk.WritableLength += length;
+        }
+        else
+        {
+            if (walk.WritableLength != 0)
+            {
+                return VirtqueueStatus.ReadableAfterWritable;
+            }
+
+            walk.Readable++;
+            walk.ReadableLength += length;
+        }
+
+        _scratch[walk.Count++] = buffer;
+        return VirtqueueStatus.Ok;
+    }
+
+    private VirtqueueStatus Fail(VirtqueueStatus status)
+    {
+        Debug.Assert(status is not (VirtqueueStatus.Ok or VirtqueueStatus.Empty));
+        _status = status;
+        return status;
+    }
+
+    // Running totals of one chain walk. Lengths are summed in 64 bits so the 2^32 check cannot
+    // itself overflow.
+    private struct ChainWalk
+    {
+        public int Count;
+        public int Readable;
+        public ulong Total;
+        public uint ReadableLength;
+        public uint WritableLength;
+    }
+}

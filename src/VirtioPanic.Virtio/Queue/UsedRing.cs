@@ -1,0 +1,37 @@
+using System.Runtime.CompilerServices;
+using VirtioPanic.Virtio.Memory;
+
+namespace VirtioPanic.Virtio.Queue;
+
+// A validated view of the split used ring (virtio 1.2 §2.7.8). Written by the device, read by the
+// driver. Ordering contract of the shared fields:
+//   ring[]      — device writes with plain stores, then
+//   idx         — device stores with release (StoreIndex), so the driver's acquire load of idx
+//                 sees every element and every byte written into the buffers before it
+//                 (§2.7.8.2: len and data must be in place before idx moves).
+//   flags       — device stores (NO_NOTIFY hint); driver loads after its own full fence.
+//   avail_event — device stores, then a full fence before re-reading avail.idx (EVENT_IDX only).
+internal readonly struct UsedRing
+{
+    private readonly GuestMemorySlice _slice;
+    private readonly uint _availEventOffset;
+
+    internal UsedRing(GuestMemorySlice slice, ushort queueSize)
+    {
+        _slice = slice;
+        _availEventOffset = SplitRingLayout.AvailEventOffset(queueSize);
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void WriteElement(uint slot, uint id, uint length) =>
+        _slice.Write(SplitRingLayout.UsedRing + (slot * (uint)VirtqUsedElement.Size), new VirtqUsedElement(id, length));
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void StoreIndex(ushort index) => _slice.StoreUInt16Release(SplitRingLayout.UsedIndex, index);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void StoreFlags(ushort flags) => _slice.StoreUInt16Release(SplitRingLayout.UsedFlags, flags);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal void StoreAvailEvent(ushort index) => _slice.StoreUInt16Release(_availEventOffset, index);
+}

@@ -1,0 +1,152 @@
+using System.Runtime.CompilerServices;
+using VirtioPanic.Virtio.Memory;
+
+namespace VirtioPanic.Virtio.Queue;
+
+/// <summary>
+/// The device side of one virtqueue, whatever its ring format. Device code pops validated
+/// <see cref="DescriptorChain"/>s, completes them with <see cref="AddUsed"/>, and publishes them
+/// with <see cref="FlushUsed"/>, which also says whether the driver wants an interrupt.
+/// </summary>
+/// <remarks>
+/// <para>
+/// Single consumer: one thread at a time may call the popping and completing members. The guest
+/// writes the rings concurrently; no locks are taken. Errors in guest data come back as
+/// <see cref="VirtqueueStatus"/> values, never as exceptions, and stop the queue until it is reset
+/// or re-activated.
+/// </para>
+/// <para>
+/// The format is chosen at activation (VIRTIO_F_RING_PACKED). Dispatch is a predictable branch on a
+/// field, not a virtual call, and nothing allocates after construction.
+/// </para>
+/// <example>
+/// A device's processing loop, with a bounded budget and no lost wakeup:
+/// <code>
+/// do
+/// {
+///     queue.DisableNotification();
+///     for (int i = 0; i &lt; budget &amp;&amp; queue.TryPopChain(out DescriptorChain chain) == VirtqueueStatus.Ok; i++)
+///     {
+///         uint written = Handle(chain);
+///         queue.AddUsed(chain.Token, written);
+///     }
+///     if (queue.FlushUsed()) { interrupt(); }
+/// }
+/// while (queue.EnableNotification());
+/// </code>
+/// </example>
+/// </remarks>
+public sealed class Virtqueue
+{
+    private readonly SplitVirtqueue _split;
+    private VirtqueueFormat _format;
+
+    /// <summary>Creates an inactive queue.</summary>
+    /// <param name="maxSize">The largest size the device offers (queue_size after reset); a power of two up to 32768.</param>
+    /// <param name="maxChainLength">
+    /// The most buffers one chain may have, direct and indirect together; longer chains are
+    /// rejected with <see cref="VirtqueueStatus.ChainTooLong"/> (virtio 1.2 §2.7.4.1 lets a device
+    /// limit chain length). Defaults to <paramref name="maxSize"/>. It sizes a scratch array of
+    /// 24 bytes per entry, allocated once here.
+    /// </param>
+    public Virtqueue(ushort maxSize, int maxChainLength = 0)
+    {
+        if (maxSize == 0 || maxSize > SplitRingLayout.MaxQueueSize || (maxSize & (maxSize - 1)) != 0)
+        {
+            throw new ArgumentOutOfRangeException(nameof(maxSize), "The maximum queue size must be a power of two between 1 and 32768.");
+        }
+
+        ArgumentOutOfRangeException.ThrowIfNegative(maxChainLength);
+
+        MaxSize = maxSize;
+        MaxChainLength = maxChainLength == 0 ? maxSize : maxChainLength;
+        _split = new SplitVirtqueue(maxSize, MaxChainLength);
+    }
+
+    /// <summary>The largest size a driver may choose.</summary>
+    public ushort MaxSize { get; }
+
+    /// <summary>The most buffers one chain may carry.</summary>
+    public int MaxChainLength { get; }
+
+    /// <summary>The ring format in use (meaningful while <see cref="IsReady"/>).</summary>
+    public VirtqueueFormat Format => _format;
+
+    /// <summary>Whether the queue is activated.</summary>
+    public bool IsReady => _split.IsReady;
+
+    /// <summary>The size the driver chose (0 when not activated).</summary>
+    public ushort Size => _split.Size;
+
+    /// <summary><see cref="VirtqueueStatus.Ok"/> while healthy; otherwise the error that stopped the queue.</summary>
+    public VirtqueueStatus Status => _split.Status;
+
+    /// <summary>The configuration the queue was activated with.</summary>
+    public VirtqueueConfig Config => _split.Config;
+
+    /// <summary>
+    /// Validates the driver's configuration once (size, alignment, every area wholly inside guest
+    /// memory) and caches views of the areas for the hot path.
+    /// </summary>
+    /// <param name="memory">The guest's memory.</param>
+    /// <param name="config">What the driver programmed.</param>
+    /// <param name="features">Negotiated ring features; <see cref="VirtqueueFeatures.Packed"/> selects the packed format.</param>
+    /// <returns><see cref="VirtqueueStatus.Ok"/>, or the configuration error (the queue then stays inactive).</returns>
+    public VirtqueueStatus Activate(GuestMemory memory, in VirtqueueConfig config, VirtqueueFeatures features)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        _format = (features & VirtqueueFeatures.Packed) != 0 ? VirtqueueFormat.Packed : VirtqueueFormat.Split;
+        VirtqueueStatus status = _split.Activate(memory, config, features);
+        if (status != VirtqueueStatus.Ok)
+        {
+            _split.Reset();
+        }
+
+        return status;
+    }
+
+    /// <summary>Returns the queue to its inactive power-on state; it will not touch guest memory again until re-activated.</summary>
+    public void Reset() => _split.Reset();
+
+    /// <summary>Pops the next available chain, fully validated.</summary>
+    /// <param name="chain">The chain when the result is <see cref="VirtqueueStatus.Ok"/>.</param>
+    /// <returns><see cref="VirtqueueStatus.Ok"/>, <see cref="VirtqueueStatus.Empty"/>, or an error that stopped the queue.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public VirtqueueStatus TryPopChain(out DescriptorChain chain) => _split.TryPopChain(out chain);
+
+    /// <summary>Records a completed chain in the used ring (not yet visible to the driver: see <see cref="FlushUsed"/>).</summary>
+    /// <param name="token">The chain's <see cref="DescriptorChain.Token"/>.</param>
+    /// <param name="writtenLength">Bytes the device wrote into the chain's writable buffers.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public VirtqueueStatus AddUsed(ChainToken token, uint writtenLength) => _split.AddUsed(token, writtenLength);
+
+    /// <summary>
+    /// Publishes every used entry added since the last flush (one release store) and decides,
+    /// per the driver's suppression settings, whether it wants a used-buffer notification.
+    /// </summary>
+    /// <returns>Whether to interrupt the driver.</returns>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool FlushUsed() => _split.FlushUsed();
+
+    /// <summary>
+    /// Asks the driver to notify on new buffers, then re-checks the ring. When this returns
+    /// <c>true</c> buffers arrived while notifications were off: process them before sleeping.
+    /// </summary>
+    public bool EnableNotification() => _split.EnableNotification();
+
+    /// <summary>Tells the driver that notifications are not needed while the device is polling.</summary>
+    public void DisableNotification() => _split.DisableNotification();
+
+    /// <summary>Captures the queue's state for a snapshot, publishing any pending used entries first.</summary>
+    public VirtqueueState SaveState() => _split.SaveState();
+
+    /// <summary>Restores a saved state, validating it like a fresh activation.</summary>
+    /// <param name="memory">The guest's memory after restore.</param>
+    /// <param name="state">The saved state (untrusted).</param>
+    public VirtqueueStatus RestoreState(GuestMemory memory, in VirtqueueState state)
+    {
+        ArgumentNullException.ThrowIfNull(memory);
+        _format = state.Format;
+        return _split.RestoreState(memory, state);
+    }
+}
