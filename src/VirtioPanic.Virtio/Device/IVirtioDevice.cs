@@ -1,0 +1,83 @@
+namespace VirtioPanic.Virtio.Device;
+
+/// <summary>
+/// The contract every virtio device function implements, independent of its transport. A
+/// transport (virtio-pci, virtio-mmio, vhost-user) owns the device status machine and feature
+/// negotiation and calls these members; the device owns its configuration space and its queues'
+/// contents.
+/// </summary>
+/// <remarks>
+/// <para>Threading: configuration accesses, <see cref="Activate"/>, <see cref="Reset"/> and
+/// <see cref="ResetQueue"/> arrive from vCPU threads, serialized by the transport.
+/// <see cref="Notify"/> may arrive concurrently from any vCPU thread and must neither block nor
+/// take a lock the control path holds for long.</para>
+/// </remarks>
+public interface IVirtioDevice
+{
+    /// <summary>The virtio device ID (virtio 1.2 §5), e.g. 35 for the watchdog.</summary>
+    uint DeviceId { get; }
+
+    /// <summary>
+    /// Feature bits the device offers: device-type bits plus any ring features from
+    /// <see cref="VirtioFeatures.RingFeatures"/> it supports. The transport adds VIRTIO_F_VERSION_1.
+    /// </summary>
+    ulong DeviceFeatures { get; }
+
+    /// <summary>Number of virtqueues (num_queues).</summary>
+    int QueueCount { get; }
+
+    /// <summary>Size in bytes of the device-specific configuration space (0 when there is none).</summary>
+    int ConfigSize { get; }
+
+    /// <summary>The largest size the device supports for a queue (queue_size after reset; a power of two).</summary>
+    /// <param name="queueIndex">Queue index.</param>
+    ushort GetMaxQueueSize(int queueIndex);
+
+    /// <summary>
+    /// Reads device-specific configuration. The transport guarantees
+    /// <c>offset + data.Length &lt;= ConfigSize</c>; the device fills every byte.
+    /// </summary>
+    /// <param name="offset">Byte offset in the configuration space.</param>
+    /// <param name="data">Destination, 1 to 8 bytes for a register access, more for a bulk read.</param>
+    void ReadConfig(uint offset, Span<byte> data);
+
+    /// <summary>
+    /// Writes device-specific configuration. The transport guarantees the range is in bounds; the
+    /// device validates the value and ignores writes to read-only fields.
+    /// </summary>
+    /// <param name="offset">Byte offset in the configuration space.</param>
+    /// <param name="data">The bytes written by the driver.</param>
+    void WriteConfig(uint offset, ReadOnlySpan<byte> data);
+
+    /// <summary>
+    /// Lets the device veto a feature subset at FEATURES_OK beyond the transport's checks (all
+    /// accepted bits offered, VERSION_1 present). Return false to leave FEATURES_OK unset.
+    /// </summary>
+    /// <param name="features">The subset the driver accepted.</param>
+    bool AcceptFeatures(ulong features);
+
+    /// <summary>The driver set DRIVER_OK: start processing the context's queues (including buffers already made available).</summary>
+    /// <param name="context">Memory, features, queues and notification paths for this session.</param>
+    void Activate(IVirtioDeviceContext context);
+
+    /// <summary>
+    /// An available-buffer notification (a kick) for a queue. Only called for an enabled queue of
+    /// an activated device.
+    /// </summary>
+    /// <param name="queueIndex">Queue index.</param>
+    void Notify(int queueIndex);
+
+    /// <summary>
+    /// Per-queue reset (VIRTIO_F_RING_RESET): stop using the queue; the transport resets its ring
+    /// state after this returns. Return only once the device no longer touches that queue.
+    /// </summary>
+    /// <param name="queueIndex">Queue index.</param>
+    void ResetQueue(int queueIndex);
+
+    /// <summary>
+    /// Device reset (the driver wrote 0 to the status, or the transport was reset). Return only
+    /// once the device has stopped touching guest memory and holds no buffers; the device goes back
+    /// to its power-on state, except for state the device contract says survives a reset.
+    /// </summary>
+    void Reset();
+}
