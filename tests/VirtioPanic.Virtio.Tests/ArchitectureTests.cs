@@ -54,11 +54,11 @@ public sealed partial class ArchitectureTests
             }
         }
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(offenders, Is.Empty, "unsafe code outside Memory/");
             Assert.That(unexplained, Is.Empty, "unsafe site without a // SAFETY: comment");
-        });
+        }
     }
 
     internal static bool IsBcl(string name) =>

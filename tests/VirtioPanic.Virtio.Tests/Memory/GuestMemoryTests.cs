@@ -22,12 +22,12 @@ public sealed class GuestMemoryTests
 
         GuestMemoryStatus status = memory.TryGetSlice(0x10010, 32, out GuestMemorySlice slice);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(status, Is.EqualTo(GuestMemoryStatus.Ok));
             Assert.That(slice.GuestAddress, Is.EqualTo(0x10010UL));
             Assert.That(slice.Length, Is.EqualTo(32u));
-        });
+        }
     }
 
     [TestCase(0x0FFFFUL, 1UL, GuestMemoryStatus.OutOfRange, TestName = "TryGetSlice_BelowRegion_ReturnsOutOfRange")]
@@ -41,11 +41,11 @@ public sealed class GuestMemoryTests
 
         GuestMemoryStatus status = memory.TryGetSlice(address, length, out GuestMemorySlice slice);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(status, Is.EqualTo(expected));
             Assert.That(slice.IsEmpty, Is.True);
-        });
+        }
     }
 
     [Test]
@@ -53,12 +53,12 @@ public sealed class GuestMemoryTests
     {
         using var memory = new GuestMemory(GuestMemoryRegion.AllocateAnonymous(0, Mib), GuestMemoryRegion.AllocateAnonymous(Mib, Mib));
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(memory.TryGetSlice(Mib - 8, 16, out _), Is.EqualTo(GuestMemoryStatus.CrossesRegionBoundary));
             Assert.That(memory.TryGetSlice(Mib - 8, 8, out _), Is.EqualTo(GuestMemoryStatus.Ok));
             Assert.That(memory.TryGetSlice(Mib, 8, out _), Is.EqualTo(GuestMemoryStatus.Ok));
-        });
+        }
     }
 
     [Test]
@@ -66,12 +66,12 @@ public sealed class GuestMemoryTests
     {
         using var memory = new GuestMemory(GuestMemoryRegion.AllocateAnonymous(0, Mib), GuestMemoryRegion.AllocateAnonymous(4 * Mib, Mib));
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(memory.TryGetSlice(2 * Mib, 4, out _), Is.EqualTo(GuestMemoryStatus.OutOfRange));
             Assert.That(memory.TryGetSlice(Mib - 4, 8, out _), Is.EqualTo(GuestMemoryStatus.OutOfRange));
             Assert.That(memory.TryGetSlice(4 * Mib + 16, 4, out _), Is.EqualTo(GuestMemoryStatus.Ok));
-        });
+        }
     }
 
     [Test]
@@ -84,11 +84,11 @@ public sealed class GuestMemoryTests
         byte[] raw = new byte[4];
         Assert.That(memory.TryRead(0x100, raw), Is.True);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(value, Is.EqualTo(0x11223344u));
             Assert.That(raw, Is.EqualTo(new byte[] { 0x44, 0x33, 0x22, 0x11 }));
-        });
+        }
     }
 
     [Test]
@@ -96,13 +96,13 @@ public sealed class GuestMemoryTests
     {
         using GuestMemory memory = GuestMemory.CreateAnonymous(Mib);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(memory.TryWrite(Mib - 2, [1, 2, 3, 4]), Is.False);
             Assert.That(memory.TryReadUInt16(Mib - 2, out ushort tail), Is.True);
             Assert.That(tail, Is.Zero);
             Assert.That(memory.TryReadUInt64(Mib - 4, out _), Is.False);
-        });
+        }
     }
 
     [Test]
@@ -110,14 +110,14 @@ public sealed class GuestMemoryTests
     {
         using GuestMemory memory = GuestMemory.CreateAnonymous(Mib);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(memory.TryLoadUInt16Acquire(0x101, out _), Is.EqualTo(GuestMemoryStatus.Misaligned));
             Assert.That(memory.TryStoreUInt16Release(0x103, 7), Is.EqualTo(GuestMemoryStatus.Misaligned));
             Assert.That(memory.TryStoreUInt16Release(0x102, 7), Is.EqualTo(GuestMemoryStatus.Ok));
             Assert.That(memory.TryLoadUInt16Acquire(0x102, out ushort v), Is.EqualTo(GuestMemoryStatus.Ok));
             Assert.That(v, Is.EqualTo((ushort)7));
-        });
+        }
     }
 
     [Test]
@@ -128,11 +128,11 @@ public sealed class GuestMemoryTests
         byte[] all = new byte[region.Size];
 
         Assert.That(memory.TryRead(0, all), Is.True);
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(region.IsGuarded, Is.EqualTo(OperatingSystem.IsLinux()));
             Assert.That(all.All(b => b == 0), Is.True);
-        });
+        }
     }
 
     [Test]
@@ -163,11 +163,11 @@ public sealed class GuestMemoryTests
         using GuestMemory memory = GuestMemory.CreateAnonymous(Mib);
         Assert.That(memory.TryGetSlice(0, 16, out GuestMemorySlice slice), Is.EqualTo(GuestMemoryStatus.Ok));
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(() => slice.Slice(8, 9), Throws.InstanceOf<ArgumentOutOfRangeException>());
             Assert.That(() => slice.ReadUInt64(9), Throws.InstanceOf<ArgumentOutOfRangeException>());
             Assert.That(slice.Slice(8, 8).Length, Is.EqualTo(8u));
-        });
+        }
     }
 }

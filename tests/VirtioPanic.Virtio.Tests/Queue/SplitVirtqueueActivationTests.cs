@@ -12,13 +12,13 @@ public sealed class SplitVirtqueueActivationTests
     {
         using var ring = new SplitRing(size: 16);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(ring.Activate(), Is.EqualTo(VirtqueueStatus.Ok));
             Assert.That(ring.Queue.IsReady, Is.True);
             Assert.That(ring.Queue.Size, Is.EqualTo((ushort)16));
             Assert.That(ring.Queue.Status, Is.EqualTo(VirtqueueStatus.Ok));
-        });
+        }
     }
 
     [TestCase((ushort)0)]
@@ -32,12 +32,12 @@ public sealed class SplitVirtqueueActivationTests
 
         VirtqueueStatus status = ring.Queue.Activate(ring.Memory, config, VirtqueueFeatures.None);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(status, Is.EqualTo(VirtqueueStatus.InvalidSize));
             Assert.That(ring.Queue.IsReady, Is.False);
             Assert.That(ring.Queue.TryPopChain(out _), Is.EqualTo(VirtqueueStatus.NotReady));
-        });
+        }
     }
 
     [TestCase(8UL, 0UL, 0UL, VirtqueueStatus.MisalignedDescriptorArea)]
@@ -93,12 +93,12 @@ public sealed class SplitVirtqueueActivationTests
     [Test]
     public void Constructor_MaxSizeNotPowerOfTwo_Throws()
     {
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(() => new Virtqueue(0), Throws.InstanceOf<ArgumentOutOfRangeException>());
             Assert.That(() => new Virtqueue(100), Throws.InstanceOf<ArgumentOutOfRangeException>());
             Assert.That(new Virtqueue(32768).MaxSize, Is.EqualTo((ushort)32768));
-        });
+        }
     }
 
     [Test]
@@ -106,13 +106,13 @@ public sealed class SplitVirtqueueActivationTests
     {
         var queue = new Virtqueue(16);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(queue.TryPopChain(out _), Is.EqualTo(VirtqueueStatus.NotReady));
             Assert.That(queue.AddUsed(new ChainToken(0, 1), 0), Is.EqualTo(VirtqueueStatus.NotReady));
             Assert.That(queue.FlushUsed(), Is.False);
             Assert.That(queue.EnableNotification(), Is.False);
-        });
+        }
     }
 
     [Test]
@@ -124,12 +124,12 @@ public sealed class SplitVirtqueueActivationTests
 
         ring.Queue.Reset();
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(ring.Queue.TryPopChain(out _), Is.EqualTo(VirtqueueStatus.NotReady));
             Assert.That(ring.Queue.FlushUsed(), Is.False);
             Assert.That(ring.Driver.LoadUsedIndex(), Is.Zero);
             Assert.That(ring.Queue.IsReady, Is.False);
-        });
+        }
     }
 }

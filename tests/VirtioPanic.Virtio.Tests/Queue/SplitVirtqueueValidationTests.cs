@@ -274,12 +274,12 @@ public sealed class SplitVirtqueueValidationTests
         ring.AddAndPublish(SplitRing.Writable(0, 8));
         ring.PublishRawHead(Size + 3);
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(ring.Queue.TryPopChain(out _), Is.EqualTo(VirtqueueStatus.Ok));
             Assert.That(ring.Queue.TryPopChain(out _), Is.EqualTo(VirtqueueStatus.HeadIndexOutOfRange));
             Assert.That(ring.Queue.TryPopChain(out _), Is.EqualTo(VirtqueueStatus.HeadIndexOutOfRange));
-        });
+        }
     }
 
     internal static byte[] Bytes(VirtqDescriptor descriptor)
@@ -315,7 +315,7 @@ public sealed class SplitVirtqueueValidationTests
         VirtqueueStatus second = ring.Queue.TryPopChain(out _);
         ushort usedIndex = ring.Driver.LoadUsedIndex();
 
-        Assert.Multiple(() =>
+        using (Assert.EnterMultipleScope())
         {
             Assert.That(first, Is.EqualTo(expected));
             Assert.That(bufferCount, Is.Zero, "a failed pop hands out no buffers");
@@ -323,7 +323,7 @@ public sealed class SplitVirtqueueValidationTests
             Assert.That(ring.Queue.Status, Is.EqualTo(expected));
             Assert.That(ring.Queue.FlushUsed(), Is.False);
             Assert.That(usedIndex, Is.Zero, "nothing was completed");
-        });
+        }
 
         using var fresh = new SplitRing(size: Size, features: ring.Features);
         ring.Queue.Reset();
