@@ -18,6 +18,12 @@ public sealed class GuestMemory : IDisposable
     private readonly GuestMemoryRegion[] _regions;   // sorted by guest address, non-overlapping
     private readonly bool _ownsRegions;
 
+    // The first region, flattened into this object so the common translation is one dependent
+    // load away instead of three (object -> array -> region -> fields).
+    private readonly ulong _firstGuest;
+    private readonly ulong _firstSize;
+    private readonly nint _firstHost;
+
     /// <summary>Creates an address space over <paramref name="regions"/>, which it then owns.</summary>
     /// <param name="regions">Non-overlapping regions, in any order.</param>
     /// <exception cref="ArgumentException">No regions, or two of them overlap.</exception>
@@ -50,6 +56,9 @@ public sealed class GuestMemory : IDisposable
 
         _regions = sorted;
         _ownsRegions = ownsRegions;
+        _firstGuest = sorted[0].GuestAddress;
+        _firstSize = sorted[0].Size;
+        _firstHost = sorted[0].HostAddress;
     }
 
     /// <summary>The regions, sorted by guest address.</summary>
@@ -71,12 +80,12 @@ public sealed class GuestMemory : IDisposable
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public GuestMemoryStatus TryGetSlice(ulong address, ulong length, out GuestMemorySlice slice)
     {
-        // Fast path: the first region holds the range (the common single-region VM).
-        GuestMemoryRegion first = _regions[0];
-        ulong offset = address - first.GuestAddress;
-        if (offset < first.Size && length <= first.Size - offset && length <= uint.MaxValue)
+        // Fast path: the first region holds the range (the common single-region VM). One unsigned
+        // compare rejects addresses below the base, whose offset wraps to a huge value.
+        ulong offset = address - _firstGuest;
+        if (offset < _firstSize && length <= _firstSize - offset && length <= uint.MaxValue)
         {
-            slice = new GuestMemorySlice(first.HostAddress + (nint)offset, address, (uint)length);
+            slice = new GuestMemorySlice(_firstHost + (nint)offset, address, (uint)length);
             return GuestMemoryStatus.Ok;
         }
 

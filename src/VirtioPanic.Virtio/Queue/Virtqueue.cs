@@ -39,6 +39,7 @@ namespace VirtioPanic.Virtio.Queue;
 public sealed class Virtqueue
 {
     private readonly SplitVirtqueue _split;
+    private PackedVirtqueue? _packed;   // created at the first packed activation
     private VirtqueueFormat _format;
 
     /// <summary>Creates an inactive queue.</summary>
@@ -73,16 +74,16 @@ public sealed class Virtqueue
     public VirtqueueFormat Format => _format;
 
     /// <summary>Whether the queue is activated.</summary>
-    public bool IsReady => _split.IsReady;
+    public bool IsReady => _format == VirtqueueFormat.Split ? _split.IsReady : _packed!.IsReady;
 
     /// <summary>The size the driver chose (0 when not activated).</summary>
-    public ushort Size => _split.Size;
+    public ushort Size => _format == VirtqueueFormat.Split ? _split.Size : _packed!.Size;
 
     /// <summary><see cref="VirtqueueStatus.Ok"/> while healthy; otherwise the error that stopped the queue.</summary>
-    public VirtqueueStatus Status => _split.Status;
+    public VirtqueueStatus Status => _format == VirtqueueFormat.Split ? _split.Status : _packed!.Status;
 
     /// <summary>The configuration the queue was activated with.</summary>
-    public VirtqueueConfig Config => _split.Config;
+    public VirtqueueConfig Config => _format == VirtqueueFormat.Split ? _split.Config : _packed!.Config;
 
     /// <summary>
     /// Validates the driver's configuration once (size, alignment, every area wholly inside guest
@@ -95,30 +96,39 @@ public sealed class Virtqueue
     public VirtqueueStatus Activate(GuestMemory memory, in VirtqueueConfig config, VirtqueueFeatures features)
     {
         ArgumentNullException.ThrowIfNull(memory);
-        _format = (features & VirtqueueFeatures.Packed) != 0 ? VirtqueueFormat.Packed : VirtqueueFormat.Split;
-        VirtqueueStatus status = _split.Activate(memory, config, features);
-        if (status != VirtqueueStatus.Ok)
+        Reset();
+        if ((features & VirtqueueFeatures.Packed) != 0)
         {
-            _split.Reset();
+            _format = VirtqueueFormat.Packed;
+            _packed ??= new PackedVirtqueue(MaxSize, MaxChainLength);
+            return _packed.Activate(memory, config, features);
         }
 
-        return status;
+        _format = VirtqueueFormat.Split;
+        return _split.Activate(memory, config, features);
     }
 
     /// <summary>Returns the queue to its inactive power-on state; it will not touch guest memory again until re-activated.</summary>
-    public void Reset() => _split.Reset();
+    public void Reset()
+    {
+        _split.Reset();
+        _packed?.Reset();
+        _format = VirtqueueFormat.Split;
+    }
 
     /// <summary>Pops the next available chain, fully validated.</summary>
     /// <param name="chain">The chain when the result is <see cref="VirtqueueStatus.Ok"/>.</param>
     /// <returns><see cref="VirtqueueStatus.Ok"/>, <see cref="VirtqueueStatus.Empty"/>, or an error that stopped the queue.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public VirtqueueStatus TryPopChain(out DescriptorChain chain) => _split.TryPopChain(out chain);
+    public VirtqueueStatus TryPopChain(out DescriptorChain chain) =>
+        _format == VirtqueueFormat.Split ? _split.TryPopChain(out chain) : _packed!.TryPopChain(out chain);
 
     /// <summary>Records a completed chain in the used ring (not yet visible to the driver: see <see cref="FlushUsed"/>).</summary>
     /// <param name="token">The chain's <see cref="DescriptorChain.Token"/>.</param>
     /// <param name="writtenLength">Bytes the device wrote into the chain's writable buffers.</param>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public VirtqueueStatus AddUsed(ChainToken token, uint writtenLength) => _split.AddUsed(token, writtenLength);
+    public VirtqueueStatus AddUsed(ChainToken token, uint writtenLength) =>
+        _format == VirtqueueFormat.Split ? _split.AddUsed(token, writtenLength) : _packed!.AddUsed(token, writtenLength);
 
     /// <summary>
     /// Publishes every used entry added since the last flush (one release store) and decides,
@@ -126,19 +136,29 @@ public sealed class Virtqueue
     /// </summary>
     /// <returns>Whether to interrupt the driver.</returns>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool FlushUsed() => _split.FlushUsed();
+    public bool FlushUsed() => _format == VirtqueueFormat.Split ? _split.FlushUsed() : _packed!.FlushUsed();
 
     /// <summary>
     /// Asks the driver to notify on new buffers, then re-checks the ring. When this returns
     /// <c>true</c> buffers arrived while notifications were off: process them before sleeping.
     /// </summary>
-    public bool EnableNotification() => _split.EnableNotification();
+    public bool EnableNotification() => _format == VirtqueueFormat.Split ? _split.EnableNotification() : _packed!.EnableNotification();
 
     /// <summary>Tells the driver that notifications are not needed while the device is polling.</summary>
-    public void DisableNotification() => _split.DisableNotification();
+    public void DisableNotification()
+    {
+        if (_format == VirtqueueFormat.Split)
+        {
+            _split.DisableNotification();
+        }
+        else
+        {
+            _packed!.DisableNotification();
+        }
+    }
 
     /// <summary>Captures the queue's state for a snapshot, publishing any pending used entries first.</summary>
-    public VirtqueueState SaveState() => _split.SaveState();
+    public VirtqueueState SaveState() => _format == VirtqueueFormat.Split ? _split.SaveState() : _packed!.SaveState();
 
     /// <summary>Restores a saved state, validating it like a fresh activation.</summary>
     /// <param name="memory">The guest's memory after restore.</param>
@@ -146,7 +166,28 @@ public sealed class Virtqueue
     public VirtqueueStatus RestoreState(GuestMemory memory, in VirtqueueState state)
     {
         ArgumentNullException.ThrowIfNull(memory);
-        _format = state.Format;
+        Reset();
+        if (state.Format == VirtqueueFormat.Packed)
+        {
+            _format = VirtqueueFormat.Packed;
+            _packed ??= new PackedVirtqueue(MaxSize, MaxChainLength);
+            return _packed.RestoreState(memory, state);
+        }
+
         return _split.RestoreState(memory, state);
+    }
+
+    /// <summary>
+    /// After <see cref="RestoreState"/>, re-registers a chain the device still holds (it saved the
+    /// token), so that completing it is accepted. Needed for packed rings, whose in-flight buffer
+    /// ids are not part of <see cref="VirtqueueState"/>; harmless for split rings.
+    /// </summary>
+    /// <param name="token">A token the device saved with its own state.</param>
+    public void RestoreInFlight(ChainToken token)
+    {
+        if (_format == VirtqueueFormat.Packed)
+        {
+            _packed!.MarkInFlight(token.Id);
+        }
     }
 }
