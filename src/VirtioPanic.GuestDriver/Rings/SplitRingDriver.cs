@@ -22,7 +22,7 @@ namespace VirtioPanic.GuestDriver.Rings;
 /// <para>The raw-access members (<see cref="WriteDescriptor"/>, <see cref="WriteAvailEntry"/>,
 /// <see cref="StoreAvailIndex"/>, ...) exist to build deliberately broken rings in tests.</para>
 /// </remarks>
-public sealed class SplitRingDriver
+public sealed class SplitRingDriver : IVirtqueueDriver
 {
     private const ushort NoFree = ushort.MaxValue;
 
@@ -126,18 +126,18 @@ public sealed class SplitRingDriver
     /// Nothing is visible to the device until <see cref="Publish"/>.
     /// </summary>
     /// <param name="buffers">The chain's buffers.</param>
-    /// <param name="head">The head descriptor index (the id the device will return).</param>
+    /// <param name="id">The head descriptor index (the id the device will return).</param>
     /// <returns>False when there are not enough free descriptors.</returns>
-    public bool TryAdd(ReadOnlySpan<DriverBuffer> buffers, out ushort head)
+    public bool TryAdd(ReadOnlySpan<DriverBuffer> buffers, out ushort id)
     {
-        head = 0;
+        id = 0;
         if (buffers.IsEmpty || buffers.Length > _freeCount)
         {
             return false;
         }
 
-        head = _freeHead;
-        ushort index = head;
+        id = _freeHead;
+        ushort index = id;
         for (int i = 0; i < buffers.Length; i++)
         {
             bool last = i == buffers.Length - 1;
@@ -152,18 +152,18 @@ public sealed class SplitRingDriver
 
         _freeHead = _nextFree[index];
         _freeCount -= buffers.Length;
-        _chainLength[head] = (ushort)buffers.Length;
-        MakeAvailable(head);
+        _chainLength[id] = (ushort)buffers.Length;
+        MakeAvailable(id);
         return true;
     }
 
     /// <summary>Adds a chain as one descriptor pointing at an indirect table holding <paramref name="buffers"/>.</summary>
     /// <param name="buffers">The chain's buffers (at most the indirect pool's table size).</param>
-    /// <param name="head">The descriptor index the device will return.</param>
+    /// <param name="id">The descriptor index the device will return.</param>
     /// <returns>False when no descriptor is free.</returns>
-    public bool TryAddIndirect(ReadOnlySpan<DriverBuffer> buffers, out ushort head)
+    public bool TryAddIndirect(ReadOnlySpan<DriverBuffer> buffers, out ushort id)
     {
-        head = 0;
+        id = 0;
         if (_maxIndirect == 0 || buffers.IsEmpty || buffers.Length > _maxIndirect)
         {
             throw new ArgumentOutOfRangeException(nameof(buffers), "Indirect chains need an indirect pool with room for every buffer.");
@@ -174,8 +174,8 @@ public sealed class SplitRingDriver
             return false;
         }
 
-        head = _freeHead;
-        uint tableOffset = (uint)(head * _maxIndirect * VirtqDescriptor.Size);
+        id = _freeHead;
+        uint tableOffset = (uint)(id * _maxIndirect * VirtqDescriptor.Size);
         for (int i = 0; i < buffers.Length; i++)
         {
             bool last = i == buffers.Length - 1;
@@ -184,11 +184,11 @@ public sealed class SplitRingDriver
         }
 
         ulong table = _indirectPool.GuestAddress + tableOffset;
-        WriteDescriptor(head, new VirtqDescriptor(table, (uint)(buffers.Length * VirtqDescriptor.Size), DescriptorFlags.Indirect, 0));
-        _freeHead = _nextFree[head];
+        WriteDescriptor(id, new VirtqDescriptor(table, (uint)(buffers.Length * VirtqDescriptor.Size), DescriptorFlags.Indirect, 0));
+        _freeHead = _nextFree[id];
         _freeCount--;
-        _chainLength[head] = 1;
-        MakeAvailable(head);
+        _chainLength[id] = 1;
+        MakeAvailable(id);
         return true;
     }
 

@@ -1,0 +1,146 @@
+using CsCheck;
+using VirtioPanic.GuestDriver.Rings;
+using VirtioPanic.Virtio.Memory;
+using VirtioPanic.Virtio.Queue;
+
+namespace VirtioPanic.Virtio.Tests.Queue;
+
+public sealed class PackedVirtqueuePropertyTests
+{
+    private const ulong Mib = 1UL << 20;
+
+    [Test]
+    public void Property_RandomValidChains_RoundTripExactly_InRandomCompletionOrder()
+    {
+        var chain = Gen.Int[1, 3].SelectMany(count =>
+            Gen.Select(Gen.Int[0, count], Gen.Select(Gen.UInt[0, 4000], Gen.UInt[1, 512]).Array[count], Gen.Bool,
+                (readable, parts, indirect) => (Buffers: parts.Select((p, i) => new DriverBuffer(RingPair.BufferBase + ((ulong)p.Item1 * 64), p.Item2, i >= readable)).ToArray(), Indirect: indirect)));
+
+        Gen.Select(chain.Array[1, 40], Gen.Bool, Gen.Int[0, 1000], Gen.Int[5, 24]).Sample((chains, eventIndex, shuffleSeed, size) =>
+        {
+            VirtqueueFeatures features = VirtqueueFeatures.IndirectDescriptors | (eventIndex ? VirtqueueFeatures.EventIndex : 0);
+            using var ring = RingPair.Create(VirtqueueFormat.Packed, (ushort)size, features);
+            var rng = new Random(shuffleSeed);
+            var expected = new Dictionary<ushort, DriverBuffer[]>();
+            var held = new List<ChainToken>();
+            int completed = 0;
+            var reaped = new List<UsedBuffer>();
+            foreach ((DriverBuffer[] buffers, bool indirect) in chains)
+            {
+                // Make room: complete held chains in random order until this chain fits.
+                while (ring.Driver.FreeCount < (indirect ? 1 : buffers.Length) || ring.Driver.InFlightCount == size)
+                {
+                    int pick = rng.Next(held.Count);
+                    Assert.That(ring.Queue.AddUsed(held[pick], (uint)held[pick].Id), Is.EqualTo(VirtqueueStatus.Ok));
+                    held.RemoveAt(pick);
+                    completed++;
+                    ring.Queue.FlushUsed();
+                    while (ring.Driver.TryGetUsed(out UsedBuffer u) == UsedBufferStatus.Ok)
+                    {
+                        reaped.Add(u);
+                    }
+                }
+
+                bool added = indirect ? ring.Driver.TryAddIndirect(buffers, out ushort id) : ring.Driver.TryAdd(buffers, out id);
+                Assert.That(added, Is.True);
+                ring.Driver.Publish();
+                expected[id] = buffers;
+                Assert.That(ring.Queue.TryPopChain(out DescriptorChain popped), Is.EqualTo(VirtqueueStatus.Ok));
+                Assert.That(popped.Token.Id, Is.EqualTo(id));
+                Assert.That(popped.Token.SlotCount, Is.EqualTo(indirect ? 1 : buffers.Length));
+                Assert.That(popped.Buffers.Length, Is.EqualTo(buffers.Length));
+                for (int i = 0; i < buffers.Length; i++)
+                {
+                    Assert.That((popped.Buffers[i].GuestAddress, popped.Buffers[i].Length), Is.EqualTo((buffers[i].Address, buffers[i].Length)));
+                }
+
+                Assert.That(popped.Readable.Length, Is.EqualTo(buffers.Count(b => !b.DeviceWritable)));
+                held.Add(popped.Token);
+            }
+
+            foreach (ChainToken token in held)
+            {
+                Assert.That(ring.Queue.AddUsed(token, token.Id), Is.EqualTo(VirtqueueStatus.Ok));
+                completed++;
+            }
+
+            ring.Queue.FlushUsed();
+            while (ring.Driver.TryGetUsed(out UsedBuffer u) == UsedBufferStatus.Ok)
+            {
+                reaped.Add(u);
+            }
+
+            Assert.That(completed, Is.EqualTo(chains.Length));
+            Assert.That(reaped, Has.Count.EqualTo(chains.Length));
+            Assert.That(reaped.All(u => u.Length == u.Id), Is.True);
+            Assert.That(ring.Driver.InFlightCount, Is.Zero);
+            Assert.That(ring.Queue.Status, Is.EqualTo(VirtqueueStatus.Ok));
+        }, iter: 300, threads: 1);
+    }
+
+    // Random bytes as the descriptor ring (with biased addresses and flag bits so that many slots
+    // look available): popping ends in chains inside guest memory or in a sticky typed error, never
+    // an exception; fenced regions with holes make any stray access fault.
+    [Test]
+    public void Property_RandomRingMemory_NeverThrowsAndOnlyHandsOutGuestMemory()
+    {
+        Gen.Select(Gen.Byte.Array[16 * 24 + (16 * 64)], Gen.Int[0, int.MaxValue], Gen.Int[0, 3]).Sample((noise, seed, featureBits) =>
+        {
+            using var memory = new GuestMemory(
+                GuestMemoryRegion.AllocateAnonymous(0, Mib),
+                GuestMemoryRegion.AllocateAnonymous(2 * Mib, Mib),
+                GuestMemoryRegion.AllocateAnonymous(8 * Mib, 64 * 1024));
+            const ushort size = 24;
+            var allocator = new GuestDriver.Memory.GuestAllocator(memory, 0x1000, Mib - 0x1000);
+            PackedRingDriver driver = PackedRingDriver.Allocate(allocator, size, eventIndex: (featureBits & 1) != 0);
+            VirtqueueConfig config = driver.Config;
+            ulong table = allocator.Allocate(16 * 64, 16);
+            memory.TryWrite(config.DescriptorArea, noise.AsSpan(0, 16 * size));
+            memory.TryWrite(table, noise.AsSpan(16 * size, 16 * 64));
+            var rng = new Random(seed);
+            ulong[] anchors = [0, Mib - 8, 2 * Mib, 3 * Mib - 16, 8 * Mib, table, table + 16, ulong.MaxValue - 8];
+            for (uint i = 0; i < size; i++)
+            {
+                ulong at = config.DescriptorArea + (i * 16);
+                if (rng.Next(3) != 0)
+                {
+                    memory.TryWriteUInt64(at, anchors[rng.Next(anchors.Length)] + (ulong)rng.Next(64));
+                    memory.TryWriteUInt32(at + 8, (uint)rng.Next(0, 200));
+                    memory.TryWriteUInt16(at + 12, (ushort)rng.Next(0, size + 2));
+                    ushort flags = (ushort)(rng.Next(8) | (rng.Next(4) == 0 ? 0 : 0x80));
+                    memory.TryWriteUInt16(at + 14, flags);
+                }
+            }
+
+            VirtqueueFeatures features = VirtqueueFeatures.Packed | ((featureBits & 1) != 0 ? VirtqueueFeatures.EventIndex : 0) | ((featureBits & 2) != 0 ? VirtqueueFeatures.IndirectDescriptors : 0);
+            var queue = new Virtqueue(32, maxChainLength: seed % 2 == 0 ? 4 : 0);
+            Assert.That(queue.Activate(memory, config, features), Is.EqualTo(VirtqueueStatus.Ok));
+            Span<byte> sink = stackalloc byte[64];
+            VirtqueueStatus last = VirtqueueStatus.Ok;
+            for (int i = 0; i < 3 * size; i++)
+            {
+                last = queue.TryPopChain(out DescriptorChain chain);
+                if (last != VirtqueueStatus.Ok)
+                {
+                    break;
+                }
+
+                foreach (GuestMemorySlice buffer in chain.Buffers)
+                {
+                    Assert.That(memory.CheckRange(buffer.GuestAddress, buffer.Length), Is.EqualTo(GuestMemoryStatus.Ok));
+                }
+
+                chain.CopyFromReadable(sink);
+                chain.CopyToWritable(sink);
+                Assert.That(queue.AddUsed(chain.Token, chain.WritableLength), Is.EqualTo(VirtqueueStatus.Ok));
+                queue.FlushUsed();
+                queue.EnableNotification();
+            }
+
+            if (last is not (VirtqueueStatus.Ok or VirtqueueStatus.Empty))
+            {
+                Assert.That(queue.TryPopChain(out _), Is.EqualTo(last));
+            }
+        }, iter: 400);
+    }
+}
