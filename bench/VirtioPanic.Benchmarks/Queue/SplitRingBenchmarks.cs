@@ -45,6 +45,13 @@ public class SplitRingBenchmarks
         _directQueue = new SplitVirtqueue(SplitRingFixture.Size, SplitRingFixture.Size);
         Check(_directQueue.Activate(_direct.Memory, _direct.Driver.Config, _direct.Features));
         _raw = new RawSplitRing(_floor.Memory, _floor.Driver.Config);
+
+        // Self-check: each benchmark really moves every chain through the ring.
+        PackedRingBenchmarks.Expect(OneDescriptor_FullRingBatch(), 256 * 64);
+        PackedRingBenchmarks.Expect(OneDescriptor_FullRingBatch_SplitVirtqueueDirect(), 256 * 64);
+        PackedRingBenchmarks.Expect(OneDescriptor_NotifyPerChain(), 256 * 64);
+        PackedRingBenchmarks.Expect(ThreeDescriptors_Batch85(), 85 * (16 + 48 + 64));
+        PackedRingBenchmarks.Expect(IndirectOfThree_FullRingBatch(), 256 * (16 + 48 + 64));
     }
 
     [GlobalCleanup]
