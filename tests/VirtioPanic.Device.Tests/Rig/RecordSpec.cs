@@ -4,7 +4,7 @@ using System.Text;
 namespace VirtioPanic.Device.Tests.Rig;
 
 // Builds the bytes of a struct virtio_wdt_record (spec §6.5.1); fields can be set to illegal values.
-internal sealed record RecordSpec
+public sealed record RecordSpec
 {
     public const uint Committed = 0x4D4D4F43;
 
