@@ -130,7 +130,12 @@ public sealed partial class WatchdogDevice
             },
         };
 
-        WatchdogDeviceLog.GuestReport(_logger, Id, kind, source, vcpu, message);
+        if (_reportLogs.TryAcquire(out _))
+        {
+            // Guest-triggerable: a guest can report in a loop, so the log is rate-limited (the events are not).
+            WatchdogDeviceLog.GuestReport(_logger, Id, kind, source, vcpu, message);
+        }
+
         Publish(report);
         return sequence;
     }
@@ -154,19 +159,34 @@ public sealed partial class WatchdogDevice
     {
         long sequence = _sink.NextSequence();
         DateTimeOffset now = _time.GetUtcNow();
+
+        // Expiries are always logged; the other transitions can be driven in a loop by the guest.
+        bool log = transition.Kind == WatchdogTransitionKind.Expired || _stateLogs.TryAcquire(out _);
         WatchdogEvent evt;
         switch (transition.Kind)
         {
             case WatchdogTransitionKind.Armed:
-                WatchdogDeviceLog.Armed(_logger, Id, transition.Timeout);
+                if (log)
+                {
+                    WatchdogDeviceLog.Armed(_logger, Id, transition.Timeout);
+                }
+
                 evt = new WatchdogArmedEvent { DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, Timeout = transition.Timeout, ByHeartbeat = transition.ByHeartbeat };
                 break;
             case WatchdogTransitionKind.Stopped:
-                WatchdogDeviceLog.Stopped(_logger, Id, transition.StopReason);
+                if (log)
+                {
+                    WatchdogDeviceLog.Stopped(_logger, Id, transition.StopReason);
+                }
+
                 evt = new WatchdogStoppedEvent { DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, Reason = transition.StopReason };
                 break;
             case WatchdogTransitionKind.Pretimeout:
-                WatchdogDeviceLog.Pretimeout(_logger, Id, transition.TimeLeft);
+                if (log)
+                {
+                    WatchdogDeviceLog.Pretimeout(_logger, Id, transition.TimeLeft);
+                }
+
                 evt = new WatchdogPretimeoutEvent
                 {
                     DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now,
@@ -174,7 +194,11 @@ public sealed partial class WatchdogDevice
                 };
                 break;
             default:
-                WatchdogDeviceLog.Expired(_logger, Id, transition.Timeout);
+                if (log)
+                {
+                    WatchdogDeviceLog.Expired(_logger, Id, transition.Timeout);
+                }
+
                 evt = new WatchdogExpiredEvent { DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, Timeout = transition.Timeout };
                 break;
         }

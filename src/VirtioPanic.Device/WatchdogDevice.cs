@@ -36,6 +36,8 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly GuestWarningLimiter _warnings;
+    private readonly GuestWarningLimiter _reportLogs;
+    private readonly GuestWarningLimiter _stateLogs;
     private readonly WatchdogCore _core;
     private readonly WatchdogEventSink _sink;
     private readonly WatchdogQueueWorker _watchdogWorker;
@@ -68,6 +70,8 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         _time = timeProvider ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
         _warnings = new GuestWarningLimiter(_time);
+        _reportLogs = new GuestWarningLimiter(_time);
+        _stateLogs = new GuestWarningLimiter(_time);
         _sink = new WatchdogEventSink(options.EventCapacity);
         _core = new WatchdogCore(_time, options, new CoreListener(this));
         _watchdogWorker = new WatchdogQueueWorker(this);
@@ -208,10 +212,22 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             return;
         }
 
-        if (!worker.IsStarted && !TryRestartWorker(queueIndex))
+        if (!worker.IsStarted)
         {
-            // WDT-DEV-22: a queue whose feature was not negotiated is never touched.
-            return;
+            // WDT-DEV-22: a queue whose feature was not negotiated is never touched (checked
+            // without a lock, so kicking such a queue costs a guest nothing but its own time).
+            WatchdogFeatures negotiated = _negotiated;
+            bool wanted = queueIndex switch
+            {
+                WatchdogProtocol.EventQueue => (negotiated & WatchdogFeatures.Events) != 0,
+                WatchdogProtocol.NoticeQueue => (negotiated & WatchdogFeatures.Pretimeout) != 0,
+                _ => true,
+            };
+
+            if (!wanted || !TryRestartWorker(queueIndex))
+            {
+                return;
+            }
         }
 
         worker.Kick();
@@ -259,7 +275,11 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
 
         if (wasBound)
         {
-            WatchdogDeviceLog.DriverReset(_logger, Id, keptRunning);
+            if (_stateLogs.TryAcquire(out _))
+            {
+                WatchdogDeviceLog.DriverReset(_logger, Id, keptRunning);
+            }
+
             Publish(new DriverResetEvent
             {
                 DeviceId = Id,
