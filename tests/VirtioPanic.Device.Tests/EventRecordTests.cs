@@ -84,6 +84,26 @@ public sealed class EventRecordTests
 
     [Test]
     [Category("Conformance")]
+    public void WDT_DEV_23_CommittedBeforeDriverOk_ConsumedAtActivation()
+    {
+        using var rig = new WatchdogRig();
+        rig.SetUpQueue(0, 16, eventIndex: false);
+        rig.SetUpQueue(1, 16, eventIndex: false);
+        PostedRecord posted = rig.PostRecordBuffer(recordLength: 256, notify: false);
+        rig.Commit(posted, new RecordSpec { Type = 3, Message = "early shutdown"u8.ToArray() }, notify: false);
+        ulong negotiated = (ulong)WatchdogFeatures.Events | Virtio.Device.VirtioFeatures.Version1;
+
+        rig.Device.Activate(new TestDeviceContext(rig.Memory, negotiated, rig.Queues));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rig.Drain<GuestShutdownEvent>().Single().Message, Is.EqualTo("early shutdown"));
+            Assert.That(rig.ReadStatus(posted).Status, Is.EqualTo(Accepted));
+        });
+    }
+
+    [Test]
+    [Category("Conformance")]
     public void WDT_DEV_24_HoldsAtMost16_RestStayAvailableUntilConsumed()
     {
         using var rig = new WatchdogRig();
