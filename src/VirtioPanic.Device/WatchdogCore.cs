@@ -26,6 +26,10 @@ internal sealed class WatchdogCore : IDisposable
 {
     private static readonly TimeSpan s_maxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
+    // An action already due is scheduled this far ahead rather than at zero: a TimeProvider may run
+    // a zero-due callback synchronously inside Change, that is, inside our lock.
+    private static readonly TimeSpan s_minTimerDue = TimeSpan.FromMilliseconds(1);
+
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
     private readonly ITimer _timer;
@@ -482,9 +486,9 @@ internal sealed class WatchdogCore : IDisposable
         }
 
         TimeSpan due = next - now;
-        if (due < TimeSpan.Zero)
+        if (due <= TimeSpan.Zero)
         {
-            due = TimeSpan.Zero;
+            due = s_minTimerDue;
         }
         else if (due > s_maxTimerDue)
         {

@@ -143,6 +143,25 @@ public sealed class PretimeoutTests
     }
 
     [Test]
+    public void Pretimeout_SetAfterItsPointPassed_FiresPromptly()
+    {
+        using WatchdogRig rig = WatchdogRig.Started(WatchdogFeatures.Control | WatchdogFeatures.Pretimeout);
+        rig.Control(2, 10_000);
+        rig.PostNoticeBuffer();
+        rig.Time.Advance(TimeSpan.FromSeconds(8));
+
+        Assert.That(rig.Control(6, 5_000).Status, Is.EqualTo(0));
+        Assert.That(rig.TryTakeUsed(2, out _), Is.False, "never inside the request that set it");
+        rig.Time.Advance(TimeSpan.FromMilliseconds(1));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(rig.TryTakeUsed(2, out _), Is.True);
+            Assert.That(rig.Drain<WatchdogPretimeoutEvent>(), Has.Count.EqualTo(1));
+        });
+    }
+
+    [Test]
     public void Pretimeout_IdleNoticeBuffers_AreNeverHeldOrWritten()
     {
         using WatchdogRig rig = Armed();
