@@ -25,7 +25,7 @@ internal abstract class QueueWorker
     private const int Running = 1;
     private const int Dirty = 2;
     private const int Budget = 64;
-    private const int MaxInlinePasses = 4;
+    private const int MaxInlinePasses = 2;
 
     private readonly Action<object?> _continuation;
     private int _state;
