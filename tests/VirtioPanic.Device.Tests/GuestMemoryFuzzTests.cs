@@ -23,10 +23,19 @@ public sealed class GuestMemoryFuzzTests
     {
         Gen<Op[]> script = Gen.Select(Gen.Int[0, 10], Gen.Int[0, 2], Gen.UInt, Gen.UInt, Gen.Byte.Array[1, 96], (kind, queue, a, b, bytes) => new Op(kind, queue, a, b, bytes)).Array[1, 48];
 
-        script.Sample(Run, iter: 150, threads: 1);
+        long protocolErrors = 0;
+        long reports = 0;
+        script.Sample(ops => Run(ops, ref protocolErrors, ref reports), iter: 500, threads: 1);
+
+        // The scripts do reach the device's error and reporting paths, not just its early exits.
+        Assert.Multiple(() =>
+        {
+            Assert.That(protocolErrors, Is.GreaterThan(100));
+            Assert.That(reports, Is.GreaterThan(0));
+        });
     }
 
-    private static void Run(Op[] ops)
+    private static void Run(Op[] ops, ref long protocolErrors, ref long reports)
     {
         var memory = new GuestMemory(
             GuestMemoryRegion.AllocateAnonymous(LowBase, LowSize),
@@ -47,9 +56,11 @@ public sealed class GuestMemoryFuzzTests
             // The device is still answering its host.
             WatchdogDeviceStatus status = rig.Device.GetStatus();
             Assert.That(status.IsPresent, Is.True);
+            protocolErrors += status.ProtocolErrors;
             foreach (WatchdogEvent evt in rig.DrainEvents())
             {
                 Assert.That(evt.DeviceId, Is.EqualTo("watchdog0"));
+                reports += evt is GuestReportEvent ? 1 : 0;
             }
 
             rig.Device.Reset();
