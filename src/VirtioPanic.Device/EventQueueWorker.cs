@@ -1,0 +1,329 @@
+using System.Buffers;
+using System.Buffers.Binary;
+using VirtioPanic.Virtio.Device;
+using VirtioPanic.Virtio.Memory;
+using VirtioPanic.Virtio.Queue;
+
+namespace VirtioPanic.Device;
+
+// eventq (queue 1): posted record buffers (spec/virtio-watchdog.md §6.5).
+//
+// The driver posts buffers ahead of time and commits one by writing state = COMMITTED and
+// notifying. The device pops posted buffers in ring order and holds up to 16 (copies of their
+// validated slices; the chain view itself is only valid until the next pop). On each pass it
+// reads the 4-byte state of every held buffer; uncommitted ones stay held, so a spurious
+// notification costs at most 16 small reads. A committed one is copied once into a pooled
+// buffer, validated there, reported, and completed with a status in its writable part.
+internal sealed class EventQueueWorker : QueueWorker
+{
+    private readonly WatchdogDevice _device;
+    private HeldRecord[]? _held;
+    private int _heldCount;
+    private bool _logTail;
+    private bool _halted;
+
+    internal EventQueueWorker(WatchdogDevice device)
+        : base(WatchdogProtocol.EventQueue)
+    {
+        _device = device;
+    }
+
+    internal int HeldCount => _heldCount;
+
+    protected override void OnStart()
+    {
+        _logTail = (_device.NegotiatedDeviceFeatures & WatchdogFeatures.LogTail) != 0;
+        _halted = false;
+        EnsureHeld();
+    }
+
+    protected override bool Process(Virtqueue queue, IVirtioDeviceContext context, int budget)
+    {
+        if (_halted)
+        {
+            // WDT-DEV-32: after a ring error the queue is not touched again; held records are
+            // still reported at the next device reset (DrainAtReset).
+            return false;
+        }
+
+        HeldRecord[] held = EnsureHeld();
+        int popped = 0;
+        while (true)
+        {
+            queue.DisableNotification();
+
+            // WDT-DEV-23: look at every held buffer, in the order it was made available.
+            ScanHeld(queue, held);
+
+            // WDT-DEV-24: hold at most 16; the rest stay in the ring.
+            while (_heldCount < held.Length)
+            {
+                if (popped == budget)
+                {
+                    Flush(queue, context);
+                    return true;
+                }
+
+                VirtqueueStatus status = queue.TryPopChain(out DescriptorChain chain);
+                if (status == VirtqueueStatus.Empty)
+                {
+                    break;
+                }
+
+                if (status != VirtqueueStatus.Ok)
+                {
+                    _halted = true;
+                    Flush(queue, context);
+                    _device.ReportRingError(QueueIndex, status);
+                    return false;
+                }
+
+                popped++;
+                if (chain.Buffers.Length > WatchdogProtocol.MaxRecordBuffers || chain.ReadableLength < WatchdogProtocol.RecordHeaderSize)
+                {
+                    // WDT-DEV-28: this chain can never carry a record.
+                    RecordError error = chain.Buffers.Length > WatchdogProtocol.MaxRecordBuffers ? RecordError.TooManyBuffers : RecordError.TooShort;
+                    uint written = WriteStatus(chain.Writable, WatchdogProtocol.RecordStatusMalformed, 0);
+                    queue.AddUsed(chain.Token, written);
+                    _device.ReportProtocolError(QueueIndex, WatchdogProtocolError.MalformedRecord, RecordParser.Describe(error));
+                    continue;
+                }
+
+                ref HeldRecord slot = ref held[_heldCount++];
+                slot.Token = chain.Token;
+                slot.Count = chain.Buffers.Length;
+                slot.Readable = chain.Readable.Length;
+                slot.ReadableLength = chain.ReadableLength;
+                chain.Buffers.CopyTo(slot.Buffers);
+                ScanHeld(queue, held);
+            }
+
+            Flush(queue, context);
+            if (_heldCount == held.Length)
+            {
+                // Full: wait for a commit notification, which the driver sends unconditionally
+                // (WDT-DRV-9), before popping more.
+                queue.EnableNotification();
+                return false;
+            }
+
+            if (!queue.EnableNotification())
+            {
+                return false;
+            }
+        }
+    }
+
+    // Device reset (WDT-DEV-30): report committed records the device never saw a notification
+    // for, without writing to the buffers, then forget everything held. The worker is stopped.
+    internal void DrainAtReset()
+    {
+        HeldRecord[]? held = _held;
+        if (held is not null)
+        {
+            for (int i = 0; i < _heldCount; i++)
+            {
+                ref HeldRecord record = ref held[i];
+                if (IsCommitted(record))
+                {
+                    Consume(record, WatchdogEventSource.EventRecordAtReset, out _);
+                }
+            }
+
+            ClearHeld(held);
+        }
+    }
+
+    internal void ClearHeld()
+    {
+        if (_held is not null)
+        {
+            ClearHeld(_held);
+        }
+    }
+
+    internal HeldRecordState[] SaveHeld()
+    {
+        HeldRecord[]? held = _held;
+        if (held is null || _heldCount == 0)
+        {
+            return [];
+        }
+
+        var saved = new HeldRecordState[_heldCount];
+        for (int i = 0; i < _heldCount; i++)
+        {
+            ref HeldRecord record = ref held[i];
+            var buffers = new HeldBufferState[record.Count];
+            for (int b = 0; b < record.Count; b++)
+            {
+                buffers[b] = new HeldBufferState(record.Buffers[b].GuestAddress, record.Buffers[b].Length);
+            }
+
+            saved[i] = new HeldRecordState(record.Token, record.Readable, buffers);
+        }
+
+        return saved;
+    }
+
+    // Re-translates saved buffers (untrusted input) into held slots; returns how many were lost.
+    internal int RestoreHeld(GuestMemory memory, ReadOnlySpan<HeldRecordState> saved)
+    {
+        HeldRecord[] held = EnsureHeld();
+        ClearHeld(held);
+        int lost = 0;
+        foreach (HeldRecordState state in saved)
+        {
+            if (_heldCount == held.Length || state.Buffers.Length is 0 or > WatchdogProtocol.MaxRecordBuffers || state.Readable > state.Buffers.Length)
+            {
+                lost++;
+                continue;
+            }
+
+            ref HeldRecord slot = ref held[_heldCount];
+            bool ok = true;
+            ulong readableLength = 0;
+            for (int b = 0; b < state.Buffers.Length && ok; b++)
+            {
+                HeldBufferState buffer = state.Buffers[b];
+                ok = buffer.Length != 0 && memory.TryGetSlice(buffer.Address, buffer.Length, out slot.Buffers[b]) == GuestMemoryStatus.Ok;
+                if (b < state.Readable)
+                {
+                    readableLength += buffer.Length;
+                }
+            }
+
+            if (!ok || readableLength < WatchdogProtocol.RecordHeaderSize || readableLength > uint.MaxValue)
+            {
+                Array.Clear(slot.Buffers);
+                lost++;
+                continue;
+            }
+
+            slot.Token = state.Token;
+            slot.Count = state.Buffers.Length;
+            slot.Readable = state.Readable;
+            slot.ReadableLength = (uint)readableLength;
+            _heldCount++;
+        }
+
+        return lost;
+    }
+
+    private static bool IsCommitted(in HeldRecord record)
+    {
+        Span<byte> state = stackalloc byte[sizeof(uint)];
+        return SliceIo.Gather(record.ReadableBuffers, state, 0) == state.Length
+            && BinaryPrimitives.ReadUInt32LittleEndian(state) == WatchdogProtocol.RecordCommitted;
+    }
+
+    private static uint WriteStatus(ReadOnlySpan<GuestMemorySlice> writable, byte status, long hostSequence)
+    {
+        Span<byte> encoded = stackalloc byte[WatchdogProtocol.RecordStatusSize];
+        encoded.Clear();
+        encoded[0] = status;
+        BinaryPrimitives.WriteUInt32LittleEndian(encoded[4..], unchecked((uint)hostSequence));
+        return (uint)SliceIo.Scatter(writable, encoded, 0);
+    }
+
+    private HeldRecord[] EnsureHeld()
+    {
+        if (_held is null)
+        {
+            var held = new HeldRecord[WatchdogProtocol.MaxPostedRecords];
+            for (int i = 0; i < held.Length; i++)
+            {
+                held[i].Buffers = new GuestMemorySlice[WatchdogProtocol.MaxRecordBuffers];
+            }
+
+            _held = held;
+        }
+
+        return _held;
+    }
+
+    private void ClearHeld(HeldRecord[] held)
+    {
+        for (int i = 0; i < _heldCount; i++)
+        {
+            Array.Clear(held[i].Buffers);
+            held[i].Count = 0;
+        }
+
+        _heldCount = 0;
+    }
+
+    private void ScanHeld(Virtqueue queue, HeldRecord[] held)
+    {
+        int kept = 0;
+        for (int i = 0; i < _heldCount; i++)
+        {
+            ref HeldRecord record = ref held[i];
+            if (IsCommitted(record) && Consume(record, WatchdogEventSource.EventRecord, out byte status) is long sequence)
+            {
+                // WDT-DEV-25: only the writable part is written; used length = bytes written.
+                uint written = WriteStatus(record.WritableBuffers, status, sequence);
+                queue.AddUsed(record.Token, written);
+                Array.Clear(record.Buffers);
+                continue;
+            }
+
+            if (kept != i)
+            {
+                // Keep ring order: move the slot down, swapping buffer arrays so none is shared.
+                (held[kept], held[i]) = (held[i], held[kept]);
+            }
+
+            kept++;
+        }
+
+        _heldCount = kept;
+    }
+
+    // Copies the record once, validates the copy and reports it. Returns the host event sequence
+    // (0 when no event was made), or null when the copy shows the record is not committed after all
+    // (the guest rewrote it between the two reads): then it stays held.
+    private long? Consume(in HeldRecord record, WatchdogEventSource source, out byte status)
+    {
+        int length = (int)Math.Min(record.ReadableLength, (uint)WatchdogProtocol.RecordMax);
+        byte[] rented = ArrayPool<byte>.Shared.Rent(length);
+        try
+        {
+            Span<byte> copy = rented.AsSpan(0, SliceIo.Gather(record.ReadableBuffers, rented.AsSpan(0, length), 0));
+            if (copy.Length < sizeof(uint) || BinaryPrimitives.ReadUInt32LittleEndian(copy) != WatchdogProtocol.RecordCommitted)
+            {
+                status = WatchdogProtocol.RecordStatusPending;
+                return null;
+            }
+
+            RecordError error = RecordParser.Parse(copy, record.ReadableLength, _logTail, out RecordHeader header);
+            if (error == RecordError.None)
+            {
+                status = WatchdogProtocol.RecordStatusAccepted;
+                return _device.ReportRecord(header, copy, source);
+            }
+
+            // WDT-DEV-27: typed protocol error, no DEVICE_NEEDS_RESET.
+            bool unsupported = error == RecordError.UnknownType;
+            status = unsupported ? WatchdogProtocol.RecordStatusUnsupported : WatchdogProtocol.RecordStatusMalformed;
+            _device.ReportProtocolError(
+                QueueIndex,
+                unsupported ? WatchdogProtocolError.UnsupportedRecordType : WatchdogProtocolError.MalformedRecord,
+                RecordParser.Describe(error),
+                header.Type);
+            return 0;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rented);
+        }
+    }
+
+    private void Flush(Virtqueue queue, IVirtioDeviceContext context)
+    {
+        if (queue.FlushUsed())
+        {
+            context.SignalUsedBuffers(QueueIndex);
+        }
+    }
+}

@@ -1,0 +1,3 @@
+namespace VirtioPanic.Device;
+
+internal readonly record struct HeldBufferState(ulong Address, uint Length);

@@ -1,0 +1,6 @@
+using VirtioPanic.Virtio.Queue;
+
+namespace VirtioPanic.Device;
+
+// The saved form of a held eventq buffer: guest addresses, re-validated on restore.
+internal readonly record struct HeldRecordState(ChainToken Token, int Readable, HeldBufferState[] Buffers);

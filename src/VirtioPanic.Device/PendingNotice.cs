@@ -1,0 +1,4 @@
+namespace VirtioPanic.Device;
+
+// A pretimeout notice waiting for a noticeq buffer; Countdown identifies the countdown it belongs to.
+internal readonly record struct PendingNotice(long Countdown, TimeSpan TimeLeft, TimeSpan Timeout, TimeSpan Pretimeout);

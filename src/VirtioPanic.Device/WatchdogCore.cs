@@ -1,0 +1,559 @@
+using System.Diagnostics;
+
+namespace VirtioPanic.Device;
+
+// Design: the watchdog state machine and the VM run-time clock (spec/virtio-watchdog.md §6.1).
+//
+// Run time: the device counts only time during which the VM runs. _runBase holds the run time
+// accumulated up to the last resume; while running, the time since _resumedAt (a TimeProvider
+// timestamp) is added. Every deadline is a point in run time, so pausing the VM simply stops the
+// clock: nothing has to be shifted, and a paused VM can never expire.
+//
+// Deadline = max(last keepalive + timeout, grace floor). The grace floor is raised on resume and
+// restore to "now + grace", which gives the guest at least the grace period after a slow resume.
+// The pretimeout point is deadline - pretimeout, fired once per countdown.
+//
+// One TimeProvider timer is kept pointing at the next action (pretimeout point or deadline) while
+// armed and running, and disabled otherwise. Every change that moves the next action (arm,
+// keepalive, timeout change, pause, resume, reset) reschedules it. The callback recomputes from
+// the clock, so a timer that fires early only reschedules and one that fires late acts at once.
+//
+// Threading: one Lock guards everything here. It is held only for O(1) bookkeeping: never while
+// touching guest memory, raising interrupts or publishing events. Transitions are collected under
+// the lock and handed to the listener after it is released, on the calling thread (a vCPU, a host
+// thread, or the timer thread).
+internal sealed class WatchdogCore : IDisposable
+{
+    private static readonly TimeSpan s_maxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    // An action already due is scheduled this far ahead rather than at zero: a TimeProvider may run
+    // a zero-due callback synchronously inside Change, that is, inside our lock.
+    private static readonly TimeSpan s_minTimerDue = TimeSpan.FromMilliseconds(1);
+
+    private readonly Lock _lock = new();
+    private readonly TimeProvider _time;
+    private readonly ITimer _timer;
+    private readonly IWatchdogCoreListener _listener;
+    private readonly TimeSpan _defaultTimeout;
+    private readonly TimeSpan _minTimeout;
+    private readonly TimeSpan _maxTimeout;
+    private readonly TimeSpan _grace;
+
+    // Run-time clock.
+    private TimeSpan _runBase;
+    private long _resumedAt;
+    private bool _paused;
+
+    // Watchdog.
+    private bool _armed;
+    private bool _nowayout;
+    private bool _expired;
+    private bool _pretimeoutFired;
+    private TimeSpan _timeout;
+    private TimeSpan _pretimeout;
+    private TimeSpan _lastKeepalive;
+    private TimeSpan _graceFloor;
+    private long _countdown;
+
+    // Pending pretimeout notice for the guest (noticeq).
+    private bool _noticesEnabled;
+    private bool _noticePending;
+    private long _noticeCountdown;
+    private TimeSpan _noticeTimeLeft;
+
+    internal WatchdogCore(TimeProvider time, WatchdogDeviceOptions options, IWatchdogCoreListener listener)
+    {
+        _time = time;
+        _listener = listener;
+        _defaultTimeout = options.DefaultTimeout;
+        _minTimeout = options.MinTimeout;
+        _maxTimeout = options.MaxTimeout;
+        _grace = options.ResumeGrace;
+        _timeout = _defaultTimeout;
+        _paused = options.StartPaused;
+        _resumedAt = time.GetTimestamp();
+        _timer = time.CreateTimer(static state => ((WatchdogCore)state!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+    }
+
+    internal TimeSpan RunTime
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return RunNowUnsynchronized();
+            }
+        }
+    }
+
+    public void Dispose() => _timer.Dispose();
+
+    // A baseline heartbeat: arms a disarmed watchdog, else restarts the countdown (WDT-DEV-5).
+    internal void Heartbeat()
+    {
+        WatchdogTransition transition = default;
+        lock (_lock)
+        {
+            TimeSpan now = RunNowUnsynchronized();
+            if (!_armed)
+            {
+                ArmUnsynchronized(now);
+                transition = new WatchdogTransition(WatchdogTransitionKind.Armed, now) { Timeout = _timeout, ByHeartbeat = true };
+            }
+            else
+            {
+                KeepaliveUnsynchronized(now);
+            }
+        }
+
+        Raise(transition);
+    }
+
+    // Executes one control request (spec §6.3) and returns the response.
+    internal ControlResponse Control(ushort command, uint valueMs, bool pretimeoutNegotiated)
+    {
+        WatchdogTransition transition = default;
+        ControlResponse response;
+        lock (_lock)
+        {
+            TimeSpan now = RunNowUnsynchronized();
+            ushort status = ExecuteUnsynchronized(command, valueMs, pretimeoutNegotiated, now, ref transition);
+            response = ResponseUnsynchronized(status, now);
+        }
+
+        Raise(transition);
+        return response;
+    }
+
+    internal void EnableNotices(bool enabled)
+    {
+        lock (_lock)
+        {
+            _noticesEnabled = enabled;
+            if (!enabled)
+            {
+                _noticePending = false;
+            }
+        }
+    }
+
+    internal bool TryGetPendingNotice(out PendingNotice notice)
+    {
+        lock (_lock)
+        {
+            notice = new PendingNotice(_noticeCountdown, _noticeTimeLeft, _timeout, _pretimeout);
+            return _noticePending;
+        }
+    }
+
+    internal void MarkNoticeDelivered(long countdown)
+    {
+        lock (_lock)
+        {
+            if (_noticePending && _noticeCountdown == countdown)
+            {
+                _noticePending = false;
+            }
+        }
+    }
+
+    // Device reset (vmReset false) or host VM reset (true). Returns whether a NOWAYOUT watchdog keeps running (WDT-DEV-31).
+    internal bool Reset(bool vmReset)
+    {
+        WatchdogTransition transition = default;
+        bool keptRunning;
+        lock (_lock)
+        {
+            TimeSpan now = RunNowUnsynchronized();
+            _noticesEnabled = false;
+            _noticePending = false;
+            keptRunning = _armed && _nowayout && !vmReset;
+            if (!keptRunning)
+            {
+                if (_armed)
+                {
+                    transition = new WatchdogTransition(WatchdogTransitionKind.Stopped, now)
+                    {
+                        StopReason = vmReset ? WatchdogStopReason.VmReset : WatchdogStopReason.DeviceReset,
+                        Timeout = _timeout,
+                    };
+                }
+
+                _armed = false;
+                _expired = false;
+                _nowayout = false;
+                _pretimeoutFired = false;
+                _timeout = _defaultTimeout;
+                _pretimeout = TimeSpan.Zero;
+                _countdown++;
+                RescheduleUnsynchronized(now);
+            }
+        }
+
+        Raise(transition);
+        return keptRunning;
+    }
+
+    internal void Pause()
+    {
+        lock (_lock)
+        {
+            if (_paused)
+            {
+                return;
+            }
+
+            _runBase = RunNowUnsynchronized();
+            _paused = true;
+            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    internal void Resume()
+    {
+        lock (_lock)
+        {
+            if (!_paused)
+            {
+                return;
+            }
+
+            _resumedAt = _time.GetTimestamp();
+            _paused = false;
+            TimeSpan now = _runBase;
+            ApplyGraceUnsynchronized(now);
+            RescheduleUnsynchronized(now);
+        }
+    }
+
+    internal WatchdogCoreState Save()
+    {
+        lock (_lock)
+        {
+            return new WatchdogCoreState
+            {
+                RunTime = RunNowUnsynchronized(),
+                Armed = _armed,
+                Nowayout = _nowayout,
+                Expired = _expired,
+                PretimeoutFired = _pretimeoutFired,
+                Timeout = _timeout,
+                Pretimeout = _pretimeout,
+                LastKeepalive = _lastKeepalive,
+                GraceFloor = _graceFloor,
+                Countdown = _countdown,
+                NoticePending = _noticePending,
+                NoticeTimeLeft = _noticeTimeLeft,
+            };
+        }
+    }
+
+    // Restores saved state; the clock stays paused until Resume, and the grace applies (WDT-DEV-9).
+    internal void Restore(in WatchdogCoreState state)
+    {
+        lock (_lock)
+        {
+            _runBase = state.RunTime;
+            _paused = true;
+            _armed = state.Armed;
+            _nowayout = state.Nowayout;
+            _expired = state.Expired;
+            _pretimeoutFired = state.PretimeoutFired;
+            _timeout = state.Timeout;
+            _pretimeout = state.Pretimeout;
+            _lastKeepalive = state.LastKeepalive;
+            _graceFloor = state.GraceFloor;
+            _countdown = state.Countdown;
+            _noticePending = state.NoticePending;
+            _noticeCountdown = state.Countdown;
+            _noticeTimeLeft = state.NoticeTimeLeft;
+            ApplyGraceUnsynchronized(_runBase);
+            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    internal CoreStatus GetStatus()
+    {
+        lock (_lock)
+        {
+            TimeSpan now = RunNowUnsynchronized();
+            return new CoreStatus(
+                _armed,
+                _nowayout,
+                _expired,
+                _paused,
+                _timeout,
+                _pretimeout,
+                _armed ? Max(DeadlineUnsynchronized() - now, TimeSpan.Zero) : null,
+                now);
+        }
+    }
+
+    internal static TimeSpan Max(TimeSpan a, TimeSpan b) => a > b ? a : b;
+
+    internal static uint ToMilliseconds(TimeSpan value)
+    {
+        if (value <= TimeSpan.Zero)
+        {
+            return 0;
+        }
+
+        long ms = value.Ticks / TimeSpan.TicksPerMillisecond;
+        return ms >= uint.MaxValue ? uint.MaxValue : (uint)ms;
+    }
+
+    private ushort ExecuteUnsynchronized(ushort command, uint valueMs, bool pretimeoutNegotiated, TimeSpan now, ref WatchdogTransition transition)
+    {
+        switch (command)
+        {
+            case WatchdogProtocol.CommandGetStatus:
+                return WatchdogProtocol.StatusOk;
+
+            case WatchdogProtocol.CommandStart:
+                if (valueMs != 0)
+                {
+                    if (!InRange(valueMs))
+                    {
+                        return WatchdogProtocol.StatusInvalid;
+                    }
+
+                    SetTimeoutUnsynchronized(TimeSpan.FromMilliseconds(valueMs));
+                }
+
+                if (!_armed)
+                {
+                    ArmUnsynchronized(now);
+                    transition = new WatchdogTransition(WatchdogTransitionKind.Armed, now) { Timeout = _timeout };
+                }
+                else
+                {
+                    KeepaliveUnsynchronized(now);
+                }
+
+                return WatchdogProtocol.StatusOk;
+
+            case WatchdogProtocol.CommandStop:
+                if (!_armed)
+                {
+                    return WatchdogProtocol.StatusOk;
+                }
+
+                if (_nowayout)
+                {
+                    return WatchdogProtocol.StatusDenied;
+                }
+
+                _armed = false;
+                _noticePending = false;
+                _countdown++;
+                RescheduleUnsynchronized(now);
+                transition = new WatchdogTransition(WatchdogTransitionKind.Stopped, now) { StopReason = WatchdogStopReason.DriverStop, Timeout = _timeout };
+                return WatchdogProtocol.StatusOk;
+
+            case WatchdogProtocol.CommandKeepalive:
+                if (!_armed)
+                {
+                    return WatchdogProtocol.StatusNotArmed;
+                }
+
+                KeepaliveUnsynchronized(now);
+                return WatchdogProtocol.StatusOk;
+
+            case WatchdogProtocol.CommandSetTimeout:
+                if (!InRange(valueMs))
+                {
+                    return WatchdogProtocol.StatusInvalid;
+                }
+
+                SetTimeoutUnsynchronized(TimeSpan.FromMilliseconds(valueMs));
+                if (_armed)
+                {
+                    KeepaliveUnsynchronized(now);
+                }
+
+                return WatchdogProtocol.StatusOk;
+
+            case WatchdogProtocol.CommandSetPretimeout:
+                if (!pretimeoutNegotiated)
+                {
+                    return WatchdogProtocol.StatusUnsupported;
+                }
+
+                TimeSpan pretimeout = TimeSpan.FromMilliseconds(valueMs);
+                if (valueMs != 0 && pretimeout >= _timeout)
+                {
+                    return WatchdogProtocol.StatusInvalid;
+                }
+
+                _pretimeout = pretimeout;
+                _pretimeoutFired = false;
+                RescheduleUnsynchronized(now);
+                return WatchdogProtocol.StatusOk;
+
+            case WatchdogProtocol.CommandSetNowayout:
+                _nowayout = true;
+                return WatchdogProtocol.StatusOk;
+
+            default:
+                return WatchdogProtocol.StatusUnsupported;
+        }
+    }
+
+    private ControlResponse ResponseUnsynchronized(ushort status, TimeSpan now)
+    {
+        ushort flags = 0;
+        if (_armed)
+        {
+            flags |= WatchdogProtocol.FlagArmed;
+        }
+
+        if (_nowayout)
+        {
+            flags |= WatchdogProtocol.FlagNowayout;
+        }
+
+        if (_expired)
+        {
+            flags |= WatchdogProtocol.FlagExpired;
+        }
+
+        if (_pretimeoutFired)
+        {
+            flags |= WatchdogProtocol.FlagPretimeoutFired;
+        }
+
+        uint timeLeft = _armed ? ToMilliseconds(DeadlineUnsynchronized() - now) : 0;
+        return new ControlResponse(status, flags, ToMilliseconds(_timeout), ToMilliseconds(_pretimeout), timeLeft);
+    }
+
+    private bool InRange(uint valueMs)
+    {
+        TimeSpan value = TimeSpan.FromMilliseconds(valueMs);
+        return value >= _minTimeout && value <= _maxTimeout;
+    }
+
+    private void SetTimeoutUnsynchronized(TimeSpan timeout)
+    {
+        _timeout = timeout;
+        if (_pretimeout >= _timeout)
+        {
+            _pretimeout = TimeSpan.Zero; // WDT-DEV-16
+        }
+    }
+
+    private void ArmUnsynchronized(TimeSpan now)
+    {
+        _armed = true;
+        _expired = false;
+        _graceFloor = TimeSpan.Zero;
+        KeepaliveUnsynchronized(now);
+    }
+
+    private void KeepaliveUnsynchronized(TimeSpan now)
+    {
+        _lastKeepalive = now;
+        _pretimeoutFired = false;
+        _noticePending = false; // a notice for an earlier countdown is stale (WDT-DEV-18)
+        _countdown++;
+        RescheduleUnsynchronized(now);
+    }
+
+    private void ApplyGraceUnsynchronized(TimeSpan now)
+    {
+        if (_armed)
+        {
+            _graceFloor = Max(_graceFloor, now + _grace);
+        }
+    }
+
+    private TimeSpan DeadlineUnsynchronized() => Max(_lastKeepalive + _timeout, _graceFloor);
+
+    private TimeSpan RunNowUnsynchronized() => _paused ? _runBase : _runBase + _time.GetElapsedTime(_resumedAt);
+
+    private void RescheduleUnsynchronized(TimeSpan now)
+    {
+        if (!_armed || _paused)
+        {
+            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            return;
+        }
+
+        TimeSpan next = DeadlineUnsynchronized();
+        if (_pretimeout > TimeSpan.Zero && !_pretimeoutFired)
+        {
+            TimeSpan point = next - _pretimeout;
+            next = point < next ? point : next;
+        }
+
+        TimeSpan due = next - now;
+        if (due <= TimeSpan.Zero)
+        {
+            due = s_minTimerDue;
+        }
+        else if (due > s_maxTimerDue)
+        {
+            due = s_maxTimerDue;
+        }
+
+        _timer.Change(due, Timeout.InfiniteTimeSpan);
+    }
+
+    private void OnTimer()
+    {
+        WatchdogTransition pretimeout = default;
+        WatchdogTransition expired = default;
+        bool notice = false;
+        lock (_lock)
+        {
+            if (!_armed || _paused)
+            {
+                return;
+            }
+
+            TimeSpan now = RunNowUnsynchronized();
+            TimeSpan deadline = DeadlineUnsynchronized();
+            if (_pretimeout > TimeSpan.Zero && !_pretimeoutFired && now >= deadline - _pretimeout)
+            {
+                _pretimeoutFired = true;
+                TimeSpan left = Max(deadline - now, TimeSpan.Zero);
+                pretimeout = new WatchdogTransition(WatchdogTransitionKind.Pretimeout, now) { Timeout = _timeout, Pretimeout = _pretimeout, TimeLeft = left };
+                if (_noticesEnabled)
+                {
+                    _noticePending = true;
+                    _noticeCountdown = _countdown;
+                    _noticeTimeLeft = left;
+                    notice = true;
+                }
+            }
+
+            if (now >= deadline)
+            {
+                // WDT-DEV-7: disarm and remember EXPIRED; the countdown's pending notice is moot.
+                _armed = false;
+                _expired = true;
+                _noticePending = false;
+                notice = false;
+                _countdown++;
+                expired = new WatchdogTransition(WatchdogTransitionKind.Expired, now) { Timeout = _timeout };
+            }
+
+            RescheduleUnsynchronized(now);
+        }
+
+        Raise(pretimeout);
+        Raise(expired);
+        if (notice)
+        {
+            _listener.OnNoticePending();
+        }
+    }
+
+    private void Raise(in WatchdogTransition transition)
+    {
+        Debug.Assert(!_lock.IsHeldByCurrentThread, "transitions are raised outside the lock");
+        if (transition.Kind != WatchdogTransitionKind.None)
+        {
+            _listener.OnTransition(transition);
+        }
+    }
+}

@@ -1,0 +1,29 @@
+namespace VirtioPanic.Device;
+
+// The saved form of WatchdogCore (all times are VM run time).
+internal readonly record struct WatchdogCoreState
+{
+    public TimeSpan RunTime { get; init; }
+
+    public bool Armed { get; init; }
+
+    public bool Nowayout { get; init; }
+
+    public bool Expired { get; init; }
+
+    public bool PretimeoutFired { get; init; }
+
+    public TimeSpan Timeout { get; init; }
+
+    public TimeSpan Pretimeout { get; init; }
+
+    public TimeSpan LastKeepalive { get; init; }
+
+    public TimeSpan GraceFloor { get; init; }
+
+    public long Countdown { get; init; }
+
+    public bool NoticePending { get; init; }
+
+    public TimeSpan NoticeTimeLeft { get; init; }
+}

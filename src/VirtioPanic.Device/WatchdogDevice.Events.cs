@@ -1,0 +1,219 @@
+using System.Text;
+using VirtioPanic.Virtio.Queue;
+
+namespace VirtioPanic.Device;
+
+// Turning what the guest and the timer did into typed host events.
+public sealed partial class WatchdogDevice
+{
+    // The minimal path (spec §6.6): one write, one event, made before the write returns (WDT-DEV-21).
+    internal void ReportPanicEvents(uint value)
+    {
+        WatchdogEventKind kind;
+        if ((value & WatchdogConfig.PanicEventPanicked) != 0)
+        {
+            kind = WatchdogEventKind.GuestPanicked;
+        }
+        else if ((value & WatchdogConfig.PanicEventCrashLoaded) != 0)
+        {
+            kind = WatchdogEventKind.GuestCrashLoaded;
+        }
+        else if ((value & WatchdogConfig.PanicEventShutdown) != 0)
+        {
+            kind = WatchdogEventKind.GuestShutdown;
+        }
+        else
+        {
+            ReportProtocolError(-1, WatchdogProtocolError.UnknownPanicEvents, "panic_events write with no supported bit");
+            return;
+        }
+
+        if ((value & ~WatchdogConfig.SupportedPanicEvents) != 0)
+        {
+            // Unknown bits are ignored (pvpanic rule); count them.
+            ReportProtocolError(-1, WatchdogProtocolError.UnknownPanicEvents, "panic_events write with unsupported bits");
+        }
+
+        PublishReport(kind, WatchdogEventSource.ConfigField, header: null, codes: [], message: null, logTail: null);
+    }
+
+    // A validated record (spec §6.5). Returns the host event's sequence number for the status.
+    internal long ReportRecord(in RecordHeader header, ReadOnlySpan<byte> copy, WatchdogEventSource source)
+    {
+        ulong[] codes = header.CodeCount == 0 ? [] : new ulong[header.CodeCount];
+        for (int i = 0; i < codes.Length; i++)
+        {
+            codes[i] = RecordParser.Code(copy, i);
+        }
+
+        // Invalid UTF-8 becomes U+FFFD (Encoding.UTF8 replaces by default): the guest's text is untrusted.
+        int messageStart = WatchdogProtocol.RecordHeaderSize;
+        string? message = header.MessageLength == 0 ? null : Encoding.UTF8.GetString(copy.Slice(messageStart, header.MessageLength));
+        string? logTail = header.LogTailLength == 0 ? null : Encoding.UTF8.GetString(copy.Slice(messageStart + header.MessageLength, (int)header.LogTailLength));
+        WatchdogEventKind kind = header.Type switch
+        {
+            WatchdogProtocol.RecordTypePanic => WatchdogEventKind.GuestPanicked,
+            WatchdogProtocol.RecordTypeCrashLoaded => WatchdogEventKind.GuestCrashLoaded,
+            _ => WatchdogEventKind.GuestShutdown,
+        };
+
+        return PublishReport(kind, source, header, codes, message, logTail);
+    }
+
+    internal void ReportRingError(int queueIndex, VirtqueueStatus status)
+    {
+        SignalNeedsReset();
+        ReportProtocolError(queueIndex, WatchdogProtocolError.RingError, status.ToString());
+    }
+
+    internal void ReportHeartbeatRejected()
+    {
+        SignalNeedsReset();
+        ReportProtocolError(WatchdogProtocol.WatchdogQueue, WatchdogProtocolError.HeartbeatRejected, "first buffer of a watchdogq chain is device-readable and CONTROL is not negotiated");
+    }
+
+    internal void ReportProtocolError(int queueIndex, WatchdogProtocolError error, string detail, ushort? declaredType = null)
+    {
+        Interlocked.Increment(ref _protocolErrors);
+        if (_warnings.TryAcquire(out long suppressed))
+        {
+            WatchdogDeviceLog.ProtocolError(_logger, Id, queueIndex, error, detail, suppressed);
+        }
+
+        Publish(new GuestProtocolErrorEvent
+        {
+            DeviceId = Id,
+            Sequence = _sink.NextSequence(),
+            VmRunTime = _core.RunTime,
+            HostTime = _time.GetUtcNow(),
+            Error = error,
+            QueueIndex = queueIndex,
+            Detail = detail,
+            DeclaredRecordType = declaredType,
+        });
+    }
+
+    private void SignalNeedsReset()
+    {
+        if (Interlocked.Exchange(ref _needsReset, 1) == 0)
+        {
+            // Workers run only while a context is set; Reset clears it only after stopping them.
+            Volatile.Read(ref _context)?.SetNeedsReset();
+        }
+    }
+
+    private long PublishReport(WatchdogEventKind kind, WatchdogEventSource source, RecordHeader? header, ulong[] codes, string? message, string? logTail)
+    {
+        long sequence = _sink.NextSequence();
+        TimeSpan runTime = _core.RunTime;
+        DateTimeOffset now = _time.GetUtcNow();
+        uint? vcpu = header is { VcpuId: not WatchdogProtocol.UnknownVcpu } h ? h.VcpuId : null;
+        TimeSpan? guestTime = header is { GuestTimeNs: not 0 } g ? TimeSpan.FromTicks((long)(g.GuestTimeNs / 100)) : null;
+        uint? recordSequence = header?.Sequence;
+        var format = (PanicCodeFormat)(header?.CodeFormat ?? 0);
+        GuestReportEvent report = kind switch
+        {
+            WatchdogEventKind.GuestPanicked => new GuestPanickedEvent
+            {
+                DeviceId = Id, Sequence = sequence, VmRunTime = runTime, HostTime = now, VcpuId = vcpu, GuestTime = guestTime,
+                Source = source, RecordSequence = recordSequence, CodeFormat = format, Codes = codes, Message = message, LogTail = logTail,
+            },
+            WatchdogEventKind.GuestCrashLoaded => new GuestCrashLoadedEvent
+            {
+                DeviceId = Id, Sequence = sequence, VmRunTime = runTime, HostTime = now, VcpuId = vcpu, GuestTime = guestTime,
+                Source = source, RecordSequence = recordSequence, CodeFormat = format, Codes = codes, Message = message, LogTail = logTail,
+            },
+            _ => new GuestShutdownEvent
+            {
+                DeviceId = Id, Sequence = sequence, VmRunTime = runTime, HostTime = now, VcpuId = vcpu, GuestTime = guestTime,
+                Source = source, RecordSequence = recordSequence, CodeFormat = format, Codes = codes, Message = message, LogTail = logTail,
+            },
+        };
+
+        if (_reportLogs.TryAcquire(out _))
+        {
+            // Guest-triggerable: a guest can report in a loop, so the log is rate-limited (the events are not).
+            WatchdogDeviceLog.GuestReport(_logger, Id, kind, source, vcpu, message);
+        }
+
+        Publish(report);
+        return sequence;
+    }
+
+    private void Publish(WatchdogEvent evt)
+    {
+        switch (_sink.Publish(evt))
+        {
+            case WatchdogEventSink.Admission.Coalesced:
+                WatchdogDeviceLog.EventCoalesced(_logger, Id, evt.Kind, _sink.Coalesced);
+                break;
+            case WatchdogEventSink.Admission.Dropped:
+                WatchdogDeviceLog.EventDropped(_logger, Id, evt.Kind, _sink.Dropped);
+                break;
+            default:
+                break;
+        }
+    }
+
+    private void OnTransition(in WatchdogTransition transition)
+    {
+        long sequence = _sink.NextSequence();
+        DateTimeOffset now = _time.GetUtcNow();
+
+        // Expiries are always logged; the other transitions can be driven in a loop by the guest.
+        bool log = transition.Kind == WatchdogTransitionKind.Expired || _stateLogs.TryAcquire(out _);
+        WatchdogEvent evt;
+        switch (transition.Kind)
+        {
+            case WatchdogTransitionKind.Armed:
+                if (log)
+                {
+                    WatchdogDeviceLog.Armed(_logger, Id, transition.Timeout);
+                }
+
+                evt = new WatchdogArmedEvent { DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, Timeout = transition.Timeout, ByHeartbeat = transition.ByHeartbeat };
+                break;
+            case WatchdogTransitionKind.Stopped:
+                if (log)
+                {
+                    WatchdogDeviceLog.Stopped(_logger, Id, transition.StopReason);
+                }
+
+                evt = new WatchdogStoppedEvent { DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, Reason = transition.StopReason };
+                break;
+            case WatchdogTransitionKind.Pretimeout:
+                if (log)
+                {
+                    WatchdogDeviceLog.Pretimeout(_logger, Id, transition.TimeLeft);
+                }
+
+                evt = new WatchdogPretimeoutEvent
+                {
+                    DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now,
+                    TimeLeft = transition.TimeLeft, Timeout = transition.Timeout, Pretimeout = transition.Pretimeout,
+                };
+                break;
+            default:
+                if (log)
+                {
+                    WatchdogDeviceLog.Expired(_logger, Id, transition.Timeout);
+                }
+
+                evt = new WatchdogExpiredEvent { DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, Timeout = transition.Timeout };
+                break;
+        }
+
+        Publish(evt);
+    }
+
+    private sealed class CoreListener : IWatchdogCoreListener
+    {
+        private readonly WatchdogDevice _device;
+
+        internal CoreListener(WatchdogDevice device) => _device = device;
+
+        public void OnTransition(in WatchdogTransition transition) => _device.OnTransition(transition);
+
+        public void OnNoticePending() => _device.Notify(WatchdogProtocol.NoticeQueue);
+    }
+}

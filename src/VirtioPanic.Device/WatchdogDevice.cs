@@ -1,0 +1,450 @@
+using System.Buffers.Binary;
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using VirtioPanic.Virtio.Device;
+using VirtioPanic.Virtio.Queue;
+
+namespace VirtioPanic.Device;
+
+/// <summary>
+/// The virtio watchdog and panic device (virtio device ID 35), as specified in
+/// <c>spec/virtio-watchdog.md</c>: a Cloud Hypervisor-compatible heartbeat watchdog extended with
+/// guest-chosen timeouts, pretimeout notices, rich panic records, a minimal panic path usable from
+/// any context, and a boot reason. Plug it into a virtio transport through <see cref="IVirtioDevice"/>;
+/// consume what it reports from <see cref="Events"/>.
+/// </summary>
+/// <remarks>
+/// <para>Watchdog time is VM run time on the injected <see cref="TimeProvider"/>: call
+/// <see cref="Pause"/> and <see cref="Resume"/> when the VM stops and runs again. A paused VM never
+/// expires, and after a resume or <see cref="RestoreState"/> the guest always gets
+/// <see cref="WatchdogDeviceOptions.ResumeGrace"/> of run time.</para>
+/// <para>Threading: notifications may arrive concurrently from any vCPU thread; each queue has a
+/// single consumer and takes no lock on the ring path. Host calls are thread-safe.
+/// <see cref="SaveState"/> and <see cref="RestoreState"/> expect the VM's vCPUs to be stopped.</para>
+/// </remarks>
+public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
+{
+    /// <summary>The virtio device ID of the watchdog device (virtio 1.2 §5).</summary>
+    public const uint VirtioDeviceId = 35;
+
+    private readonly Lock _lock = new();
+    private readonly WatchdogFeatures _offered;
+    private readonly uint _defaultTimeoutMs;
+    private readonly uint _minTimeoutMs;
+    private readonly uint _maxTimeoutMs;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly GuestWarningLimiter _warnings;
+    private readonly GuestWarningLimiter _reportLogs;
+    private readonly GuestWarningLimiter _stateLogs;
+    private readonly WatchdogCore _core;
+    private readonly WatchdogEventSink _sink;
+    private readonly WatchdogQueueWorker _watchdogWorker;
+    private readonly EventQueueWorker _eventWorker;
+    private readonly NoticeQueueWorker _noticeWorker;
+
+    // Session state (guarded by _lock for writes; read lock-free where noted).
+    private IVirtioDeviceContext? _context;
+    private WatchdogFeatures _negotiated;
+    private HeldRecordState[]? _restoredHeld;
+    private int _needsReset;
+    private int _bootReason;
+    private long _protocolErrors;
+    private bool _disposed;
+
+    /// <summary>Creates a device.</summary>
+    /// <param name="options">Host settings; validated here.</param>
+    /// <param name="timeProvider">Clock and timers; <see cref="TimeProvider.System"/> when null.</param>
+    /// <param name="logger">Where the device logs; nothing when null.</param>
+    /// <exception cref="ArgumentException">An option is invalid.</exception>
+    public WatchdogDevice(WatchdogDeviceOptions options, TimeProvider? timeProvider = null, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.Validate();
+        Id = options.DeviceId;
+        _offered = options.Features;
+        _defaultTimeoutMs = WatchdogCore.ToMilliseconds(options.DefaultTimeout);
+        _minTimeoutMs = WatchdogCore.ToMilliseconds(options.MinTimeout);
+        _maxTimeoutMs = WatchdogCore.ToMilliseconds(options.MaxTimeout);
+        _time = timeProvider ?? TimeProvider.System;
+        _logger = logger ?? NullLogger.Instance;
+        _warnings = new GuestWarningLimiter(_time);
+        _reportLogs = new GuestWarningLimiter(_time);
+        _stateLogs = new GuestWarningLimiter(_time);
+        _sink = new WatchdogEventSink(options.EventCapacity);
+        _core = new WatchdogCore(_time, options, new CoreListener(this));
+        _watchdogWorker = new WatchdogQueueWorker(this);
+        _eventWorker = new EventQueueWorker(this);
+        _noticeWorker = new NoticeQueueWorker(this);
+    }
+
+    /// <summary>The instance identifier every event carries (<see cref="WatchdogDeviceOptions.DeviceId"/>).</summary>
+    public string Id { get; }
+
+    /// <summary>
+    /// What the device reports, in order of occurrence. Bounded: see <see cref="WatchdogEvent"/> for
+    /// what happens when the host does not keep up. Completed when the device is disposed.
+    /// </summary>
+    public ChannelReader<WatchdogEvent> Events => _sink.Reader;
+
+    /// <summary>The device-specific features offered.</summary>
+    public WatchdogFeatures OfferedFeatures => _offered;
+
+    uint IVirtioDevice.DeviceId => VirtioDeviceId;
+
+    /// <inheritdoc />
+    public ulong DeviceFeatures => (ulong)_offered | VirtioFeatures.RingFeatures;
+
+    /// <inheritdoc />
+    public int QueueCount => WatchdogProtocol.QueueCount;
+
+    /// <inheritdoc />
+    public int ConfigSize => WatchdogConfig.Size;
+
+    internal WatchdogCore Core => _core;
+
+    internal WatchdogFeatures NegotiatedDeviceFeatures => _negotiated;
+
+    internal int HeldRecordCount => _eventWorker.HeldCount;
+
+    /// <inheritdoc />
+    public ushort GetMaxQueueSize(int queueIndex) => queueIndex switch
+    {
+        WatchdogProtocol.WatchdogQueue => WatchdogProtocol.WatchdogQueueMaxSize,
+        WatchdogProtocol.EventQueue => WatchdogProtocol.EventQueueMaxSize,
+        WatchdogProtocol.NoticeQueue => WatchdogProtocol.NoticeQueueMaxSize,
+        _ => throw new ArgumentOutOfRangeException(nameof(queueIndex)),
+    };
+
+    /// <inheritdoc />
+    public void ReadConfig(uint offset, Span<byte> data)
+    {
+        Span<byte> image = stackalloc byte[WatchdogConfig.Size];
+        bool control = (_offered & WatchdogFeatures.Control) != 0;
+        uint bootReason = (_offered & WatchdogFeatures.BootReason) != 0 ? (uint)Volatile.Read(ref _bootReason) : 0;
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.BootReason..], bootReason);
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.DefaultTimeoutMs..], _defaultTimeoutMs);
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.PanicEvents..], (_offered & WatchdogFeatures.PanicConfig) != 0 ? WatchdogConfig.SupportedPanicEvents : 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.MinTimeoutMs..], control ? _minTimeoutMs : _defaultTimeoutMs);
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.MaxTimeoutMs..], control ? _maxTimeoutMs : _defaultTimeoutMs);
+
+        // The transport guarantees the range; stay defensive anyway and fill every byte.
+        data.Clear();
+        if (offset < WatchdogConfig.Size)
+        {
+            ReadOnlySpan<byte> source = image[(int)offset..];
+            source[..Math.Min(source.Length, data.Length)].CopyTo(data);
+        }
+    }
+
+    /// <inheritdoc />
+    public void WriteConfig(uint offset, ReadOnlySpan<byte> data)
+    {
+        if (offset == WatchdogConfig.PanicEvents && data.Length is 1 or 2 or 4 && (_offered & WatchdogFeatures.PanicConfig) != 0)
+        {
+            Span<byte> value = stackalloc byte[sizeof(uint)];
+            value.Clear();
+            data.CopyTo(value);
+            ReportPanicEvents(BinaryPrimitives.ReadUInt32LittleEndian(value));
+            return;
+        }
+
+        if (offset == WatchdogConfig.BootReason && (_offered & WatchdogFeatures.BootReason) != 0 && !data.IsEmpty && !data.ContainsAnyExcept((byte)0))
+        {
+            // WDT-DEV-29: the driver acknowledges the boot reason.
+            Volatile.Write(ref _bootReason, (int)WatchdogBootReason.None);
+            return;
+        }
+
+        // WDT-DEV-3: writes to read-only fields (or odd widths) are ignored.
+        ReportProtocolError(-1, WatchdogProtocolError.InvalidConfigWrite, "ignored configuration write");
+    }
+
+    /// <inheritdoc />
+    public bool AcceptFeatures(ulong features)
+    {
+        // WDT-DEV-2: no feature without its prerequisite.
+        var device = (WatchdogFeatures)(features & (ulong)WatchdogFeatures.All);
+        if ((device & WatchdogFeatures.Pretimeout) != 0 && (device & WatchdogFeatures.Control) == 0)
+        {
+            return false;
+        }
+
+        if ((device & WatchdogFeatures.LogTail) != 0 && (device & WatchdogFeatures.Events) == 0)
+        {
+            return false;
+        }
+
+        return (device & ~_offered) == 0;
+    }
+
+    /// <inheritdoc />
+    public void Activate(IVirtioDeviceContext context)
+    {
+        ArgumentNullException.ThrowIfNull(context);
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            _context = context;
+            _negotiated = (WatchdogFeatures)(context.NegotiatedFeatures & (ulong)_offered);
+            Volatile.Write(ref _needsReset, 0);
+            StartWorkerUnsynchronized(WatchdogProtocol.WatchdogQueue);
+            StartWorkerUnsynchronized(WatchdogProtocol.EventQueue);
+            StartWorkerUnsynchronized(WatchdogProtocol.NoticeQueue);
+            _restoredHeld = null;
+        }
+
+        WatchdogDeviceLog.Activated(_logger, Id, _negotiated);
+
+        // Buffers the driver made available before DRIVER_OK are processed now.
+        _watchdogWorker.Kick();
+        _eventWorker.Kick();
+        _noticeWorker.Kick();
+    }
+
+    /// <inheritdoc />
+    public void Notify(int queueIndex)
+    {
+        QueueWorker? worker = Worker(queueIndex);
+        if (worker is null)
+        {
+            return;
+        }
+
+        if (!worker.IsStarted)
+        {
+            // WDT-DEV-22: a queue whose feature was not negotiated is never touched (checked
+            // without a lock, so kicking such a queue costs a guest nothing but its own time).
+            WatchdogFeatures negotiated = _negotiated;
+            bool wanted = queueIndex switch
+            {
+                WatchdogProtocol.EventQueue => (negotiated & WatchdogFeatures.Events) != 0,
+                WatchdogProtocol.NoticeQueue => (negotiated & WatchdogFeatures.Pretimeout) != 0,
+                _ => true,
+            };
+
+            if (!wanted || !TryRestartWorker(queueIndex))
+            {
+                return;
+            }
+        }
+
+        worker.Kick();
+    }
+
+    /// <inheritdoc />
+    public void ResetQueue(int queueIndex)
+    {
+        QueueWorker? worker = Worker(queueIndex);
+        if (worker is null)
+        {
+            return;
+        }
+
+        lock (_lock)
+        {
+            worker.Stop();
+            if (queueIndex == WatchdogProtocol.EventQueue)
+            {
+                _eventWorker.DrainAtReset();
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    public void Reset()
+    {
+        bool wasBound;
+        bool keptRunning;
+        lock (_lock)
+        {
+            wasBound = _context is not null;
+            _watchdogWorker.Stop();
+            _eventWorker.Stop();
+            _noticeWorker.Stop();
+
+            // WDT-DEV-30: committed records whose notification never came still reach the host.
+            _eventWorker.DrainAtReset();
+            keptRunning = _core.Reset(vmReset: false);
+            _context = null;
+            _negotiated = WatchdogFeatures.None;
+            _restoredHeld = null;
+            Volatile.Write(ref _needsReset, 0);
+        }
+
+        if (wasBound)
+        {
+            if (_stateLogs.TryAcquire(out _))
+            {
+                WatchdogDeviceLog.DriverReset(_logger, Id, keptRunning);
+            }
+
+            Publish(new DriverResetEvent
+            {
+                DeviceId = Id,
+                Sequence = _sink.NextSequence(),
+                VmRunTime = _core.RunTime,
+                HostTime = _time.GetUtcNow(),
+                WatchdogKeptRunning = keptRunning,
+            });
+        }
+    }
+
+    /// <summary>The VM stopped running (paused, stopped, being saved): the watchdog's run-time clock stops.</summary>
+    public void Pause() => _core.Pause();
+
+    /// <summary>The VM runs again: the clock resumes and the guest gets at least the resume grace before an expiry.</summary>
+    public void Resume() => _core.Resume();
+
+    /// <summary>
+    /// Sets what the guest reads from <c>boot_reason</c> (when VIRTIO_WDT_F_BOOT_REASON is offered).
+    /// Call it before resetting the VM; the value survives device resets.
+    /// </summary>
+    /// <param name="reason">Why the host is resetting the VM.</param>
+    public void SetBootReason(WatchdogBootReason reason)
+    {
+        IVirtioDeviceContext? context;
+        lock (_lock)
+        {
+            int previous = Interlocked.Exchange(ref _bootReason, (int)reason);
+            context = previous != (int)reason && (_offered & WatchdogFeatures.BootReason) != 0 ? _context : null;
+        }
+
+        context?.SignalConfigChange();
+    }
+
+    /// <summary>
+    /// The host is resetting the whole VM: sets the boot reason for the next boot and returns the
+    /// watchdog to its power-on state, stopping it even when the guest set NOWAYOUT. The transport
+    /// resets the device's queues separately.
+    /// </summary>
+    /// <param name="reason">Why the host resets the VM.</param>
+    public void OnVmReset(WatchdogBootReason reason)
+    {
+        SetBootReason(reason);
+        _core.Reset(vmReset: true);
+    }
+
+    /// <summary>The device's state for the host's management query.</summary>
+    public WatchdogDeviceStatus GetStatus()
+    {
+        CoreStatus core = _core.GetStatus();
+        bool disposed;
+        bool bound;
+        WatchdogFeatures negotiated;
+        lock (_lock)
+        {
+            disposed = _disposed;
+            bound = _context is not null;
+            negotiated = _negotiated;
+        }
+
+        return new WatchdogDeviceStatus
+        {
+            DeviceId = Id,
+            IsPresent = !disposed,
+            DriverBound = bound,
+            OfferedFeatures = _offered,
+            NegotiatedFeatures = negotiated,
+            Armed = core.Armed,
+            Nowayout = core.Nowayout,
+            Expired = core.Expired,
+            Paused = core.Paused,
+            NeedsReset = Volatile.Read(ref _needsReset) != 0,
+            Timeout = core.Timeout,
+            Pretimeout = core.Pretimeout,
+            TimeLeft = core.TimeLeft,
+            VmRunTime = core.RunTime,
+            BootReason = (WatchdogBootReason)Volatile.Read(ref _bootReason),
+            LastEvent = _sink.LastEvent,
+            ProtocolErrors = Interlocked.Read(ref _protocolErrors),
+            DroppedEvents = _sink.Dropped,
+            CoalescedEvents = _sink.Coalesced,
+            PendingEvents = _sink.Pending,
+        };
+    }
+
+    /// <summary>Stops the timer and completes <see cref="Events"/>. Reset the device first if a driver is bound.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            if (_disposed)
+            {
+                return;
+            }
+
+            _disposed = true;
+            _watchdogWorker.Stop();
+            _eventWorker.Stop();
+            _noticeWorker.Stop();
+        }
+
+        _core.Dispose();
+        _sink.Complete();
+    }
+
+    private QueueWorker? Worker(int queueIndex) => queueIndex switch
+    {
+        WatchdogProtocol.WatchdogQueue => _watchdogWorker,
+        WatchdogProtocol.EventQueue => _eventWorker,
+        WatchdogProtocol.NoticeQueue => _noticeWorker,
+        _ => null,
+    };
+
+    // After a per-queue reset the transport re-enables the queue and the next kick restarts it.
+    private bool TryRestartWorker(int queueIndex)
+    {
+        lock (_lock)
+        {
+            if (_context is null || _disposed)
+            {
+                return false;
+            }
+
+            StartWorkerUnsynchronized(queueIndex);
+            return Worker(queueIndex)!.IsStarted;
+        }
+    }
+
+    private void StartWorkerUnsynchronized(int queueIndex)
+    {
+        IVirtioDeviceContext context = _context!;
+        QueueWorker worker = Worker(queueIndex)!;
+        if (worker.IsStarted)
+        {
+            return;
+        }
+
+        Virtqueue queue = context.GetQueue(queueIndex);
+        bool wanted = queueIndex switch
+        {
+            WatchdogProtocol.EventQueue => (_negotiated & WatchdogFeatures.Events) != 0,
+            WatchdogProtocol.NoticeQueue => (_negotiated & WatchdogFeatures.Pretimeout) != 0,
+            _ => true,
+        };
+
+        if (queueIndex == WatchdogProtocol.NoticeQueue)
+        {
+            _core.EnableNotices(wanted && queue.IsReady);
+        }
+
+        if (!wanted || !queue.IsReady)
+        {
+            return;
+        }
+
+        if (queueIndex == WatchdogProtocol.EventQueue && _restoredHeld is not null)
+        {
+            int lost = _eventWorker.RestoreHeld(context.Memory, _restoredHeld);
+            _restoredHeld = null;
+            for (int i = 0; i < lost; i++)
+            {
+                ReportProtocolError(queueIndex, WatchdogProtocolError.LostRecordBuffer, "restored record buffer outside guest memory");
+            }
+        }
+
+        worker.Start(context, queue);
+    }
+}

@@ -1,0 +1,10 @@
+namespace VirtioPanic.Device;
+
+internal enum WatchdogTransitionKind
+{
+    None,
+    Armed,
+    Stopped,
+    Pretimeout,
+    Expired,
+}
