@@ -124,17 +124,20 @@ internal sealed partial class VhostUserSession : IDisposable
                     break;
                 }
 
-                for (int i = 2; i < count; i++)
-                {
-                    if (_pollFds[i].Revents != 0)
-                    {
-                        OnKick(_rings[_pollRing[i]]);
-                    }
-                }
-
+                // Messages before kicks: a front end that reconfigures a ring (a new call fd, a new
+                // memory table) and then kicks expects the kick to be served in the new setup. Kick
+                // eventfds are level-triggered, so a kick seen now is still pending at the next poll.
                 short socketEvents = _pollFds[1].Revents;
                 if (socketEvents == 0)
                 {
+                    for (int i = 2; i < count; i++)
+                    {
+                        if (_pollFds[i].Revents != 0)
+                        {
+                            OnKick(_rings[_pollRing[i]]);
+                        }
+                    }
+
                     continue;
                 }
 

@@ -119,6 +119,8 @@ internal static partial class LinuxIo
     /// </summary>
     internal static unsafe int ReceiveWithFds(int socket, Span<byte> buffer, Span<int> fds, out int fdCount, out bool truncated, bool dontWait)
     {
+        // SAFETY: the control block is a stack allocation of ControlBufferSize bytes, cleared and
+        // described to the kernel with exactly that length; it is parsed only within that length.
         fdCount = 0;
         truncated = false;
         byte* control = stackalloc byte[ControlBufferSize];
@@ -152,6 +154,7 @@ internal static partial class LinuxIo
     /// <summary>Sends <paramref name="data"/> with <paramref name="fds"/> as SCM_RIGHTS; returns bytes sent or -errno.</summary>
     internal static unsafe int SendWithFds(int socket, ReadOnlySpan<byte> data, ReadOnlySpan<int> fds, bool dontWait)
     {
+        // SAFETY: see the blocks below; nothing outlives this frame.
         if (fds.Length > FdReceiveCapacity)
         {
             throw new ArgumentOutOfRangeException(nameof(fds));
@@ -246,6 +249,8 @@ internal static partial class LinuxIo
         return (fds[0], fds[1]);
     }
 
+    // SAFETY: `control` points at a block of at least `controlLength` bytes (ReceiveWithFds caps
+    // it at ControlBufferSize); every read below is checked against controlLength first.
     private static unsafe int ParseRights(byte* control, int controlLength, Span<int> fds, ref bool truncated)
     {
         int count = 0;
