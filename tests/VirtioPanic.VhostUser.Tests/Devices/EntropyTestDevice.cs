@@ -25,6 +25,7 @@ internal sealed class EntropyTestDevice : IVirtioDevice
     private int _chains;
     private int _indirectChains;
     private int _activations;
+    private int _configReads;
     private int _resets;
     private int _queueResets;
     private ulong _activatedFeatures;
@@ -69,6 +70,8 @@ internal sealed class EntropyTestDevice : IVirtioDevice
 
     internal int Activations => Volatile.Read(ref _activations);
 
+    internal int ConfigReads => Volatile.Read(ref _configReads);
+
     internal int Resets => Volatile.Read(ref _resets);
 
     internal int QueueResets => Volatile.Read(ref _queueResets);
@@ -102,6 +105,7 @@ internal sealed class EntropyTestDevice : IVirtioDevice
 
     public void ReadConfig(uint offset, Span<byte> data)
     {
+        Interlocked.Increment(ref _configReads);
         lock (_lock)
         {
             _config.AsSpan((int)offset, data.Length).CopyTo(data);
