@@ -65,6 +65,9 @@ internal static partial class VhostUserLog
     [LoggerMessage(EventId = 19, Level = LogLevel.Warning, Message = "vhost-user configuration change could not be sent (errno {Errno})")]
     internal static partial void ConfigChangeFailed(ILogger logger, int errno);
 
+    [LoggerMessage(EventId = 21, Level = LogLevel.Trace, Message = "vhost-user received {Request} ({RequestCode}), flags 0x{Flags:x}, {Size} payload bytes, {Fds} descriptors")]
+    internal static partial void MessageReceived(ILogger logger, VhostUserRequest request, uint requestCode, uint flags, int size, int fds);
+
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "vhost-user back end on {SocketPath} stopped")]
     internal static partial void Stopped(ILogger logger, string socketPath);
 }

@@ -166,6 +166,7 @@ internal sealed partial class VhostUserSession : IDisposable
                 }
 
                 _messages++;
+                VhostUserLog.MessageReceived(_logger, request, (uint)request, flags, size, _fileCount);
                 try
                 {
                     Dispatch(request, flags, _payload.AsSpan(0, size));

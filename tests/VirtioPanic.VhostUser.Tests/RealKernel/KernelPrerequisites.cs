@@ -57,12 +57,12 @@ internal sealed class KernelPrerequisites
 
             if (s_failure is null)
             {
-                s_found = TryFind(out List<string> missing);
+                s_found = TryFind(ManifestPath, out List<string> missing);
                 if (s_found is null)
                 {
                     string script = Path.Combine(TestPaths.RepositoryRoot(), ".ci", "prerequisites");
                     ProcessResult install = BoundedProcess.Run("bash", [script], TimeSpan.FromMinutes(15));
-                    s_found = TryFind(out missing);
+                    s_found = TryFind(ManifestPath, out missing);
                     if (s_found is null)
                     {
                         s_failure = "Real-kernel test prerequisites are missing: " + string.Join("; ", missing)
@@ -80,10 +80,11 @@ internal sealed class KernelPrerequisites
         }
     }
 
-    private static KernelPrerequisites? TryFind(out List<string> missing)
+    internal static string ManifestPath => Path.Combine(CacheDirectory, "kernel.env");
+
+    internal static KernelPrerequisites? TryFind(string manifest, out List<string> missing)
     {
         missing = [];
-        string manifest = Path.Combine(CacheDirectory, "kernel.env");
         if (!File.Exists(manifest))
         {
             missing.Add($"manifest {manifest} (written by .ci/prerequisites)");
