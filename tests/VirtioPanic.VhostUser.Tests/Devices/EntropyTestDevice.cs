@@ -121,6 +121,15 @@ internal sealed class EntropyTestDevice : IVirtioDevice
         }
     }
 
+    /// <summary>Replaces configuration bytes as the device itself would (not a driver write).</summary>
+    internal void ChangeConfig(uint offset, ReadOnlySpan<byte> data)
+    {
+        lock (_lock)
+        {
+            data.CopyTo(_config.AsSpan((int)offset));
+        }
+    }
+
     public bool AcceptFeatures(ulong features) => true;
 
     public void Activate(IVirtioDeviceContext context)

@@ -19,16 +19,33 @@ internal sealed class CarrierStubTests : RealKernelTest
         NewInitramfs()
             .AddModule("virtio_pci")
             .AddKernelObject(ko)
-            .AddAction("report", "dmesg | grep VP-CARRIER")
+            .AddAction("report", "echo VP-CARRIER-PROBED; sleep 2; dmesg | grep VP-CARRIER")
             .Build(initramfs);
 
         await using var host = new VhostUserBackendHost(device, WorkPath("gpio.sock"));
+        // Once the driver has started the rings, the device changes its configuration and says so
+        // (CONFIG_CHANGE_MSG on the back-end request channel).
+        using var stop = new CancellationTokenSource();
+        Task changer = Task.Run(
+            async () =>
+            {
+                while (device.Context is null || device.Chains == 0)
+                {
+                    await Task.Delay(20, stop.Token);
+                }
+
+                device.ChangeConfig(0, [0xd0, 0xd1]);
+                device.Context?.SignalConfigChange();
+            },
+            stop.Token);
         QemuRun run = await BootAsync(new QemuMachineOptions
         {
             Action = "report",
             Initramfs = initramfs,
             VhostUserDevices = [("vhost-user-gpio-pci", host.SocketPath)],
         });
+        await stop.CancelAsync();
+        bool changed = await Task.WhenAny(changer, Task.Delay(1000)) == changer && changer.IsCompletedSuccessfully;
 
         string? offered = Word(run, "VP-CARRIER device-features ");
         string? negotiated = Word(run, "VP-CARRIER negotiated ");
@@ -56,6 +73,11 @@ internal sealed class CarrierStubTests : RealKernelTest
             Assert.That(Line(run, "VP-CARRIER queue-sizes "), Is.EqualTo("256 256"), "two queues of 256");
             Assert.That(Word(run, "VP-CARRIER reply "), Is.EqualTo(Convert.ToHexString(produced.AsSpan(0, Math.Min(8, produced.Length))).ToLowerInvariant()), "the request on queue 0 was answered with the device's bytes");
             Assert.That(device.IndirectChains, Is.EqualTo(1), "Linux sent the two-buffer request as an indirect table");
+            // A configuration change reaches the driver as a notification, but QEMU 7.2's gpio stub
+            // re-serves its realize-time snapshot: the new bytes never reach the guest.
+            Assert.That(changed, Is.True, "the device changed its configuration after activation");
+            Assert.That(host.Backend.Statistics.NegotiatedProtocolFeatures & (ulong)VhostUserProtocolFeatures.BackendReq, Is.Not.Zero, "BACKEND_REQ negotiated");
+            Assert.That(Word(run, "VP-CARRIER config-changed "), Is.EqualTo(expectedConfig), "config-changed callback ran and saw the snapshot");
         }
     }
 

@@ -91,6 +91,14 @@ static int vp_carrier_probe(struct virtio_device *vdev)
 	return 0;
 }
 
+static void vp_carrier_config_changed(struct virtio_device *vdev)
+{
+	u8 config[VP_CONFIG_BYTES];
+
+	virtio_cread_bytes(vdev, 0, config, sizeof(config));
+	pr_warn("VP-CARRIER config-changed %*phN\n", VP_CONFIG_BYTES, config);
+}
+
 static void vp_carrier_remove(struct virtio_device *vdev)
 {
 	virtio_reset_device(vdev);
@@ -114,6 +122,7 @@ static struct virtio_driver vp_carrier_driver = {
 	.id_table = vp_carrier_ids,
 	.probe = vp_carrier_probe,
 	.remove = vp_carrier_remove,
+	.config_changed = vp_carrier_config_changed,
 };
 module_virtio_driver(vp_carrier_driver);
 
