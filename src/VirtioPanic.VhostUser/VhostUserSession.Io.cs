@@ -10,6 +10,7 @@ namespace VirtioPanic.VhostUser;
 internal sealed partial class VhostUserSession
 {
     private bool _replyFailed;
+    private bool _truncatedFds;
 
     private ReadResult ReadMessage(out VhostUserRequest request, out uint flags, out int size, out string? error)
     {
@@ -81,8 +82,6 @@ internal sealed partial class VhostUserSession
 
         return ReadResult.Message;
     }
-
-    private bool _truncatedFds;
 
     private void AdoptFiles(int count)
     {

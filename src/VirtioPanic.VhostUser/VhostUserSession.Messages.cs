@@ -12,6 +12,8 @@ namespace VirtioPanic.VhostUser;
 // request the dispatcher sends the REPLY_ACK status when the front end asked for one.
 internal sealed partial class VhostUserSession
 {
+    private bool _replied;   // the handler sent the request's own reply; no REPLY_ACK then
+
     private void Dispatch(VhostUserRequest request, uint flags, ReadOnlySpan<byte> payload)
     {
         _replied = false;
@@ -58,8 +60,6 @@ internal sealed partial class VhostUserSession
             SendReplyUInt64(request, failure is null ? 0UL : 1UL);
         }
     }
-
-    private bool _replied;
 
     private void Reject(VhostUserRequest request, string reason)
     {

@@ -50,6 +50,21 @@ internal static class GuestModuleBuilder
         }
     }
 
+    /// <summary>Deletes every module built by this process (run once, after all tests).</summary>
+    internal static void DeleteBuilds()
+    {
+        lock (s_lock)
+        {
+            if (s_root is not null && Directory.Exists(s_root))
+            {
+                Directory.Delete(s_root, recursive: true);
+            }
+
+            s_root = null;
+            s_built.Clear();
+        }
+    }
+
     /// <summary>The directory of guest sources shipped with the tests (<c>RealKernel/Guest/NAME</c>).</summary>
     internal static string GuestSource(string name) => Path.Combine(AppContext.BaseDirectory, "RealKernel", "Guest", name);
 }
