@@ -31,7 +31,10 @@ internal sealed class TestLogger : ILogger
             _entries.Add((logLevel, eventId, message));
         }
 
-        TestContext.Progress.WriteLine($"[{logLevel}] {eventId.Id} {message}{(exception is null ? string.Empty : " " + exception)}");
+        if (exception is not null)
+        {
+            TestContext.Progress.WriteLine($"[{logLevel}] {eventId.Id} {message} {exception}");
+        }
     }
 
     public override string ToString()

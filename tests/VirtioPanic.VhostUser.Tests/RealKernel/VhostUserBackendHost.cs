@@ -32,5 +32,7 @@ internal sealed class VhostUserBackendHost : IAsyncDisposable
         await _run.WaitAsync(TimeSpan.FromSeconds(10)).ConfigureAwait(false);
         Backend.Dispose();
         _stop.Dispose();
+        // The back end's log (every message at Trace level) goes with the test's output.
+        await TestContext.Out.WriteLineAsync("--- vhost-user back end log ---\n" + Logger).ConfigureAwait(false);
     }
 }
