@@ -1,0 +1,220 @@
+using System.Net.Sockets;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using VirtioPanic.VhostUser.Protocol;
+using VirtioPanic.Virtio.Device;
+
+namespace VirtioPanic.VhostUser;
+
+/// <summary>
+/// Serves one <see cref="IVirtioDevice"/> to a vhost-user front end (QEMU, Cloud Hypervisor, ...)
+/// over a Unix domain socket: the back end listens, the front end connects, and the device's
+/// queues are processed here, in guest memory the front end shares through file descriptors.
+/// </summary>
+/// <remarks>
+/// <para>
+/// One front end is served at a time. When it goes away the device is reset, guest memory is
+/// unmapped and every descriptor it sent is closed; the back end then waits for the next
+/// connection, so a restarted VMM can reconnect. Everything the front end sends is validated:
+/// a malformed or unsupported message is refused (and answered with a failure when the front end
+/// negotiated REPLY_ACK), never a crash.
+/// </para>
+/// <para>
+/// Offered: VIRTIO_F_VERSION_1, the device's own <see cref="IVirtioDevice.DeviceFeatures"/>, and
+/// VHOST_USER_F_PROTOCOL_FEATURES with the protocol features MQ, REPLY_ACK and, for a device with
+/// configuration space, CONFIG and BACKEND_REQ (for configuration-change notifications). EVENT_IDX
+/// and INDIRECT_DESC are honoured even when the front end acks them without their being offered,
+/// as QEMU 7.2's vhost-user stubs do. Split rings only; Linux only.
+/// </para>
+/// <example>
+/// <code>
+/// using var backend = new VhostUserBackend(device, "/run/vp/wdt.sock", logger);
+/// await backend.RunAsync(stoppingToken);   // returns when stoppingToken is cancelled
+/// // qemu-system-x86_64 ... -object memory-backend-memfd,id=mem,size=512M,share=on -machine memory-backend=mem
+/// //   -chardev socket,id=vu,path=/run/vp/wdt.sock -device vhost-user-gpio-pci,chardev=vu
+/// </code>
+/// </example>
+/// </remarks>
+public sealed class VhostUserBackend : IDisposable
+{
+    // VHOST_USER_F_PROTOCOL_FEATURES: a vhost-user bit in the virtio feature word (bit 30).
+    internal const ulong ProtocolFeaturesBit = 1UL << 30;
+
+    private readonly Lock _lock = new();
+    private VhostUserSession? _session;
+    private bool _running;
+    private bool _disposed;
+
+    /// <summary>Creates a back end for <paramref name="device"/>; nothing listens until <see cref="RunAsync"/>.</summary>
+    /// <param name="device">The device to serve. It is reset whenever a front end disconnects, and reused for the next one.</param>
+    /// <param name="socketPath">Where to listen. A stale socket file left there is replaced; the file is removed when the back end stops.</param>
+    /// <param name="logger">Where protocol events and refused messages are logged; null for none.</param>
+    /// <exception cref="PlatformNotSupportedException">Not running on Linux.</exception>
+    public VhostUserBackend(IVirtioDevice device, string socketPath, ILogger? logger = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentException.ThrowIfNullOrEmpty(socketPath);
+        if (!OperatingSystem.IsLinux())
+        {
+            throw new PlatformNotSupportedException("vhost-user needs Linux (file descriptor passing, eventfd, mmap).");
+        }
+
+        if (device.QueueCount is <= 0 or > 256)
+        {
+            throw new ArgumentException("The device must have between 1 and 256 queues.", nameof(device));
+        }
+
+        Device = device;
+        SocketPath = socketPath;
+        Logger = logger ?? NullLogger.Instance;
+        Rings = new VhostUserRing[device.QueueCount];
+        for (int i = 0; i < Rings.Length; i++)
+        {
+            Rings[i] = new VhostUserRing(i, device.GetMaxQueueSize(i));
+        }
+
+        OfferedFeatures = device.DeviceFeatures | VirtioFeatures.Version1 | ProtocolFeaturesBit;
+        OfferedProtocolFeatures = VhostUserProtocolFeatures.Mq | VhostUserProtocolFeatures.ReplyAck;
+        if (device.ConfigSize > 0)
+        {
+            OfferedProtocolFeatures |= VhostUserProtocolFeatures.Config | VhostUserProtocolFeatures.BackendReq;
+        }
+    }
+
+    /// <summary>The Unix socket path the back end listens on.</summary>
+    public string SocketPath { get; }
+
+    /// <summary>Counters for metrics and tests.</summary>
+    public VhostUserStatistics Statistics { get; } = new();
+
+    internal IVirtioDevice Device { get; }
+
+    internal ILogger Logger { get; }
+
+    internal VhostUserRing[] Rings { get; }
+
+    internal ulong OfferedFeatures { get; }
+
+    internal VhostUserProtocolFeatures OfferedProtocolFeatures { get; }
+
+    /// <summary>
+    /// Listens on <see cref="SocketPath"/> and serves front ends, one connection at a time, until
+    /// <paramref name="cancellationToken"/> is cancelled. Then the current connection is closed
+    /// cleanly, the socket file removed, and the task completes.
+    /// </summary>
+    /// <param name="cancellationToken">Stops the back end.</param>
+    /// <exception cref="InvalidOperationException">The back end is already running.</exception>
+    /// <exception cref="SocketException">The socket path cannot be bound.</exception>
+    public async Task RunAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            ObjectDisposedException.ThrowIf(_disposed, this);
+            if (_running)
+            {
+                throw new InvalidOperationException("The back end is already running.");
+            }
+
+            _running = true;
+        }
+
+        try
+        {
+            if (File.Exists(SocketPath))
+            {
+                File.Delete(SocketPath);
+            }
+
+            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
+            listener.Listen(1);
+            VhostUserLog.Listening(Logger, Device.DeviceId, SocketPath);
+            try
+            {
+                while (!cancellationToken.IsCancellationRequested)
+                {
+                    Socket client;
+                    try
+                    {
+                        client = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
+                    }
+                    catch (OperationCanceledException)
+                    {
+                        break;
+                    }
+
+                    using (client)
+                    {
+                        await ServeAsync(client, cancellationToken).ConfigureAwait(false);
+                    }
+                }
+            }
+            finally
+            {
+                TryDeleteSocketFile();
+                VhostUserLog.Stopped(Logger, SocketPath);
+            }
+        }
+        finally
+        {
+            lock (_lock)
+            {
+                _running = false;
+            }
+        }
+    }
+
+    /// <summary>Stops serving the current connection, if any. <see cref="RunAsync"/> is ended by its token.</summary>
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            _session?.Stop();
+        }
+    }
+
+    private async Task ServeAsync(Socket client, CancellationToken cancellationToken)
+    {
+        long connection = Statistics.ConnectionsAccepted + 1;
+        Statistics.OnConnectionAccepted();
+        VhostUserLog.Connected(Logger, connection);
+        var session = new VhostUserSession(this, client.SafeHandle, connection);
+        lock (_lock)
+        {
+            _session = session;
+        }
+
+        CancellationTokenRegistration registration = cancellationToken.Register(static s => ((VhostUserSession)s!).Stop(), session);
+        try
+        {
+            // The session blocks in poll(2): give it a thread of its own rather than a pool thread.
+            await Task.Factory.StartNew(session.Run, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
+        }
+        finally
+        {
+            await registration.DisposeAsync().ConfigureAwait(false);
+            lock (_lock)
+            {
+                _session = null;
+                session.Dispose();
+            }
+
+            Statistics.OnConnectionClosed();
+        }
+    }
+
+    private void TryDeleteSocketFile()
+    {
+        try
+        {
+            File.Delete(SocketPath);
+        }
+        catch (IOException)
+        {
+        }
+        catch (UnauthorizedAccessException)
+        {
+        }
+    }
+}

@@ -1,0 +1,247 @@
+using VirtioPanic.Virtio.Device;
+using VirtioPanic.Virtio.Memory;
+using VirtioPanic.Virtio.Queue;
+
+namespace VirtioPanic.VhostUser;
+
+// Ring life cycle and device activation.
+//
+// A ring starts when it has a size, addresses, a kick descriptor, memory to live in, features,
+// and (once VHOST_USER_F_PROTOCOL_FEATURES is negotiated) SET_VRING_ENABLE 1. The device is
+// activated when the first rings start; so that a multi-queue device sees all its queues at
+// Activate, activation waits until every ring that has a kick descriptor can start (QEMU sends
+// NUM/BASE/ADDR/KICK for every ring before it enables any). A ring that starts later is announced
+// with a Notify. GET_VRING_BASE stops one ring (IVirtioDevice.ResetQueue); when the last one
+// stops, the device is reset, and the next start activates it again with a fresh context.
+internal sealed partial class VhostUserSession
+{
+    private bool CanStart(VhostUserRing ring) =>
+        !ring.Live && !ring.Failed && ring.Kick is not null && ring.HasAddresses && ring.Num != 0 &&
+        (ring.Enabled || !ProtocolFeaturesAcked);
+
+    private void UpdateRings()
+    {
+        if (_memory is null || !_featuresAcked || _needsReset)
+        {
+            return;
+        }
+
+        if (_context is null)
+        {
+            bool any = false;
+            foreach (VhostUserRing ring in _rings)
+            {
+                if (ring.Kick is null || ring.Failed || ring.Live)
+                {
+                    continue;
+                }
+
+                if (!CanStart(ring))
+                {
+                    return;
+                }
+
+                any = true;
+            }
+
+            if (!any)
+            {
+                return;
+            }
+
+            foreach (VhostUserRing ring in _rings)
+            {
+                if (CanStart(ring))
+                {
+                    _ = TryStartRing(ring);
+                }
+            }
+
+            ActivateDevice();
+            return;
+        }
+
+        foreach (VhostUserRing ring in _rings)
+        {
+            if (CanStart(ring) && TryStartRing(ring))
+            {
+                NotifyDevice(ring);
+            }
+        }
+    }
+
+    private void ActivateDevice()
+    {
+        bool anyLive = false;
+        foreach (VhostUserRing ring in _rings)
+        {
+            anyLive |= ring.Live;
+        }
+
+        if (!anyLive)
+        {
+            return;
+        }
+
+        var context = new VhostUserDeviceContext(this, _memory!.Memory, VirtioFeatures, _rings);
+        _context = context;
+        try
+        {
+            _device.Activate(context);
+        }
+        catch (Exception e)
+        {
+            VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Activate));
+            OnNeedsReset();
+            return;
+        }
+
+        _statistics.OnDeviceActivated();
+        VhostUserLog.DeviceActivated(_logger, _device.DeviceId, VirtioFeatures);
+
+        // Buffers the driver published before the rings started would otherwise wait for a kick
+        // that already happened.
+        foreach (VhostUserRing ring in _rings)
+        {
+            NotifyDevice(ring);
+        }
+    }
+
+    private string? TranslateRing(VhostUserRing ring, out ulong descriptors, out ulong avail, out ulong used)
+    {
+        descriptors = avail = used = 0;
+        VhostUserMemoryTable memory = _memory!;
+        ushort size = ring.Num;
+        if (!memory.TryTranslateUserAddress(ring.DescriptorUserAddress, SplitRingLayout.DescriptorTableSize(size), out descriptors))
+        {
+            return $"ring {ring.Index} descriptor table 0x{ring.DescriptorUserAddress:x} is not inside one memory region";
+        }
+
+        if (!memory.TryTranslateUserAddress(ring.AvailUserAddress, SplitRingLayout.AvailRingSize(size), out avail))
+        {
+            return $"ring {ring.Index} available ring 0x{ring.AvailUserAddress:x} is not inside one memory region";
+        }
+
+        if (!memory.TryTranslateUserAddress(ring.UsedUserAddress, SplitRingLayout.UsedRingSize(size), out used))
+        {
+            return $"ring {ring.Index} used ring 0x{ring.UsedUserAddress:x} is not inside one memory region";
+        }
+
+        return null;
+    }
+
+    private bool TryStartRing(VhostUserRing ring)
+    {
+        string? error = TranslateRing(ring, out ulong descriptors, out ulong avail, out ulong used);
+        GuestMemory memory = _memory!.Memory;
+        ushort usedIndex = 0;
+        if (error is null && !memory.TryReadUInt16(used + SplitRingLayout.UsedIndex, out usedIndex))
+        {
+            error = $"ring {ring.Index} used index is unreadable";
+        }
+
+        if (error is null)
+        {
+            // The front end owns the ring position across stops (SET_VRING_BASE = next available
+            // entry); the used index is whatever the ring in guest memory says. RestoreState
+            // validates the pair like a fresh activation.
+            var state = new VirtqueueState
+            {
+                Format = VirtqueueFormat.Split,
+                Features = Virtio.Device.VirtioFeatures.ToQueueFeatures(VirtioFeatures),
+                Ready = true,
+                Config = new VirtqueueConfig(ring.Num, descriptors, avail, used),
+                NextAvail = ring.Base,
+                NextUsed = usedIndex,
+            };
+            VirtqueueStatus status = ring.Queue.RestoreState(memory, state);
+            if (status != VirtqueueStatus.Ok)
+            {
+                error = $"ring {ring.Index}: {status}";
+            }
+        }
+
+        if (error is not null)
+        {
+            ring.Failed = true;
+            VhostUserLog.RingStartFailed(_logger, ring.Index, error);
+            _ = ring.SignalErr();
+            return false;
+        }
+
+        ring.Live = true;
+        VhostUserLog.RingStarted(_logger, ring.Index, ring.Num, ring.Base, descriptors, avail, used);
+        return true;
+    }
+
+    // GET_VRING_BASE: stop the ring and remember where it stopped.
+    private void StopRing(VhostUserRing ring)
+    {
+        if (ring.Live)
+        {
+            if (_context is not null)
+            {
+                try
+                {
+                    _device.ResetQueue(ring.Index);
+                }
+                catch (Exception e)
+                {
+                    VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.ResetQueue));
+                }
+            }
+
+            ring.Base = ring.Queue.SaveState().NextAvail;
+            ring.Queue.Reset();
+            ring.Live = false;
+            VhostUserLog.RingStopped(_logger, ring.Index, ring.Base);
+        }
+
+        // Stopped until the next SET_VRING_KICK (vhost-user.rst, "Ring states").
+        ring.SetKick(null);
+
+        foreach (VhostUserRing other in _rings)
+        {
+            if (other.Live)
+            {
+                return;
+            }
+        }
+
+        StopDevice("all rings stopped");
+    }
+
+    // Resets the device (if active) and stops every ring, keeping each ring's position so that it
+    // can restart where it stopped.
+    private void StopDevice(string reason)
+    {
+        VhostUserDeviceContext? context = _context;
+        if (context is not null)
+        {
+            context.Close();
+            try
+            {
+                _device.Reset();
+            }
+            catch (Exception e)
+            {
+                VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Reset));
+            }
+
+            _context = null;
+            VhostUserLog.DeviceReset(_logger, _device.DeviceId, reason);
+        }
+
+        foreach (VhostUserRing ring in _rings)
+        {
+            if (ring.Live)
+            {
+                ring.Base = ring.Queue.SaveState().NextAvail;
+                ring.Queue.Reset();
+                ring.Live = false;
+            }
+        }
+
+        _needsReset = false;
+    }
+}

@@ -1,0 +1,68 @@
+namespace VirtioPanic.VhostUser;
+
+/// <summary>
+/// Counters of a <see cref="VhostUserBackend"/>, for metrics and tests. Every member is safe to read
+/// from any thread while the back end runs; values only grow, except the negotiated feature sets,
+/// which describe the most recent connection.
+/// </summary>
+public sealed class VhostUserStatistics
+{
+    private long _connectionsAccepted;
+    private long _connectionsClosed;
+    private long _messagesHandled;
+    private long _messagesRejected;
+    private long _kicks;
+    private long _usedBufferNotifications;
+    private long _deviceActivations;
+    private long _negotiatedFeatures;
+    private long _negotiatedProtocolFeatures;
+
+    internal VhostUserStatistics()
+    {
+    }
+
+    /// <summary>Front-end connections accepted.</summary>
+    public long ConnectionsAccepted => Interlocked.Read(ref _connectionsAccepted);
+
+    /// <summary>Front-end connections that ended and were fully cleaned up (rings stopped, memory unmapped, descriptors closed).</summary>
+    public long ConnectionsClosed => Interlocked.Read(ref _connectionsClosed);
+
+    /// <summary>Messages read and answered successfully.</summary>
+    public long MessagesHandled => Interlocked.Read(ref _messagesHandled);
+
+    /// <summary>Messages refused: unsupported, malformed, or invalid in the current state.</summary>
+    public long MessagesRejected => Interlocked.Read(ref _messagesRejected);
+
+    /// <summary>Available-buffer notifications (kick eventfd wake-ups) delivered to the device.</summary>
+    public long Kicks => Interlocked.Read(ref _kicks);
+
+    /// <summary>Used-buffer notifications written to a call eventfd.</summary>
+    public long UsedBufferNotifications => Interlocked.Read(ref _usedBufferNotifications);
+
+    /// <summary>Times the device was activated (once per started set of rings).</summary>
+    public long DeviceActivations => Interlocked.Read(ref _deviceActivations);
+
+    /// <summary>The virtio feature bits of the most recent SET_FEATURES (VHOST_USER_F_PROTOCOL_FEATURES removed).</summary>
+    public ulong NegotiatedFeatures => (ulong)Interlocked.Read(ref _negotiatedFeatures);
+
+    /// <summary>The protocol feature bits of the most recent SET_PROTOCOL_FEATURES.</summary>
+    public ulong NegotiatedProtocolFeatures => (ulong)Interlocked.Read(ref _negotiatedProtocolFeatures);
+
+    internal void OnConnectionAccepted() => Interlocked.Increment(ref _connectionsAccepted);
+
+    internal void OnConnectionClosed() => Interlocked.Increment(ref _connectionsClosed);
+
+    internal void OnMessageHandled() => Interlocked.Increment(ref _messagesHandled);
+
+    internal void OnMessageRejected() => Interlocked.Increment(ref _messagesRejected);
+
+    internal void OnKick() => Interlocked.Increment(ref _kicks);
+
+    internal void OnUsedBufferNotification() => Interlocked.Increment(ref _usedBufferNotifications);
+
+    internal void OnDeviceActivated() => Interlocked.Increment(ref _deviceActivations);
+
+    internal void SetNegotiatedFeatures(ulong features) => Interlocked.Exchange(ref _negotiatedFeatures, (long)features);
+
+    internal void SetNegotiatedProtocolFeatures(ulong features) => Interlocked.Exchange(ref _negotiatedProtocolFeatures, (long)features);
+}

@@ -1,0 +1,642 @@
+using System.Buffers.Binary;
+using VirtioPanic.GuestDriver.Rings;
+using VirtioPanic.VhostUser.Protocol;
+using VirtioPanic.VhostUser.Tests.Devices;
+using VirtioPanic.Virtio.Device;
+
+namespace VirtioPanic.VhostUser.Tests.Protocol;
+
+// The back end driven by an in-process front end that speaks the wire protocol byte for byte.
+[NonParallelizable]
+internal sealed class VhostUserBackendTests
+{
+    private const ulong ProtocolFeaturesBit = 1UL << 30;
+    private const ulong RingFeatures = VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors;
+
+    [Test]
+    public async Task Qemu72Sequence_RngDevice_ServesDirectAndIndirectChainsAndStopsAtTheirCount()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+
+        // realize
+        ulong offered = front.GetFeatures();
+        ulong protocol = front.GetProtocolFeatures();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, protocol);
+        front.Send(VhostUserRequest.SetOwner, []);
+        Assert.That(front.GetFeatures(), Is.EqualTo(offered));
+        int call0 = front.NewEventFd();
+        int err = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call0]);
+        front.SendU64(VhostUserRequest.SetVringErr, 0, fds: [err]);
+
+        // DRIVER_OK: QEMU 7.2's rng stub forwards the guest's EVENT_IDX and INDIRECT_DESC unasked.
+        int call = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | ProtocolFeaturesBit | RingFeatures, needReply: true);
+        Assert.That(front.ReadU64Reply(VhostUserRequest.SetFeatures), Is.Zero, "SET_FEATURES acked");
+        front.SendQemuStyleMemTable(needReply: true);
+        Assert.That(front.ReadU64Reply(VhostUserRequest.SetMemTable), Is.Zero, "SET_MEM_TABLE acked");
+        SplitRingDriver ring = front.NewRing(8, eventIndex: true);
+        front.ConfigureRing(0, ring);
+        int kick = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 1, needReply: true);
+        Assert.That(front.ReadU64Reply(VhostUserRequest.SetVringEnable), Is.Zero, "SET_VRING_ENABLE acked");
+        int latestCall = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [latestCall]);
+
+        // The driver posts one direct and one indirect (two-buffer) request, then kicks.
+        ulong a = front.Allocator.Allocate(16);
+        ulong b = front.Allocator.Allocate(8);
+        ulong c = front.Allocator.Allocate(8);
+        Assert.That(ring.TryAdd([new DriverBuffer(a, 16, DeviceWritable: true)], out _), Is.True);
+        Assert.That(ring.TryAddIndirect([new DriverBuffer(b, 8, true), new DriverBuffer(c, 8, true)], out _), Is.True);
+        ring.Publish();
+        Assert.That(ring.NeedsKick(), Is.True);
+        FakeFrontEnd.Signal(kick);
+
+        bool interrupted = FakeFrontEnd.WaitSignalled(latestCall);
+        var reaped = new List<UsedBuffer>();
+        while (ring.TryGetUsed(out UsedBuffer used) == UsedBufferStatus.Ok)
+        {
+            reaped.Add(used);
+        }
+
+        byte[] guest = new byte[32];
+        Assert.That(front.Memory.TryRead(a, guest.AsSpan(0, 16)) && front.Memory.TryRead(b, guest.AsSpan(16, 8)) && front.Memory.TryRead(c, guest.AsSpan(24, 8)), Is.True);
+
+        // poweroff
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 0);
+        uint stoppedAt = front.GetVringBase(0);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(offered & (VirtioFeatures.Version1 | ProtocolFeaturesBit), Is.EqualTo(VirtioFeatures.Version1 | ProtocolFeaturesBit), "offered VERSION_1 and PROTOCOL_FEATURES");
+            Assert.That(offered & RingFeatures, Is.Zero, "the entropy device offers no ring features");
+            Assert.That(interrupted, Is.True, "used-buffer notification on the latest call fd");
+            Assert.That(reaped.Select(u => u.Length), Is.EqualTo(new uint[] { 16, 16 }), "used lengths");
+            Assert.That(guest, Is.EqualTo(fixture.Device.Produced), "the guest received the device's bytes");
+            Assert.That(fixture.Device.IndirectChains, Is.EqualTo(1), "one indirect chain");
+            Assert.That(fixture.Device.ActivatedFeatures & RingFeatures, Is.EqualTo(RingFeatures), "unasked ring features honoured");
+            Assert.That(ring.LoadAvailEvent(), Is.EqualTo(2), "avail_event published after the batch (EVENT_IDX)");
+            Assert.That(stoppedAt, Is.EqualTo(2), "GET_VRING_BASE returns the next available index");
+            Assert.That(fixture.Device.Resets, Is.EqualTo(1), "the device is reset once its last ring stops");
+            Assert.That(FakeFrontEnd.WaitSignalled(call0, 50), Is.False, "a replaced call fd is never signalled");
+        }
+    }
+
+    [Test]
+    public async Task GetProtocolFeatures_DeviceWithoutConfig_OffersMqAndReplyAckOnly()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+
+        var protocol = (VhostUserProtocolFeatures)front.GetProtocolFeatures();
+
+        Assert.That(protocol, Is.EqualTo(VhostUserProtocolFeatures.Mq | VhostUserProtocolFeatures.ReplyAck));
+    }
+
+    [Test]
+    public async Task GetProtocolFeatures_DeviceWithConfig_AlsoOffersConfigAndBackendReq()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice(configSize: 8));
+        using FakeFrontEnd front = fixture.Connect();
+
+        var protocol = (VhostUserProtocolFeatures)front.GetProtocolFeatures();
+
+        Assert.That(protocol, Is.EqualTo(VhostUserProtocolFeatures.Mq | VhostUserProtocolFeatures.ReplyAck | VhostUserProtocolFeatures.Config | VhostUserProtocolFeatures.BackendReq));
+    }
+
+    [Test]
+    public async Task GetFeatures_DeviceFeatures_OfferedWithVersion1AndProtocolFeatures()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice(deviceFeatures: 1UL | VirtioFeatures.EventIndex));
+        using FakeFrontEnd front = fixture.Connect();
+
+        Assert.That(front.GetFeatures(), Is.EqualTo(1UL | VirtioFeatures.EventIndex | VirtioFeatures.Version1 | ProtocolFeaturesBit));
+    }
+
+    [Test]
+    public async Task GetQueueNumAndMaxMemSlots_Replies_QueueCountAndEight()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice(queueCount: 2));
+        using FakeFrontEnd front = fixture.Connect();
+
+        front.Send(VhostUserRequest.GetQueueNum, []);
+        ulong queues = front.ReadU64Reply(VhostUserRequest.GetQueueNum);
+        front.Send(VhostUserRequest.GetMaxMemSlots, []);
+        ulong slots = front.ReadU64Reply(VhostUserRequest.GetMaxMemSlots);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(queues, Is.EqualTo(2));
+            Assert.That(slots, Is.EqualTo(8));
+        }
+    }
+
+    [Test]
+    public async Task ReplyAck_InvalidRingSize_AnsweredWithFailureAndValidOneWithSuccess()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice(maxQueueSize: 64));
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+
+        front.SendState(VhostUserRequest.SetVringNum, 0, 3, needReply: true);
+        ulong notPowerOfTwo = front.ReadU64Reply(VhostUserRequest.SetVringNum);
+        front.SendState(VhostUserRequest.SetVringNum, 0, 128, needReply: true);
+        ulong aboveMaximum = front.ReadU64Reply(VhostUserRequest.SetVringNum);
+        front.SendState(VhostUserRequest.SetVringNum, 0, 64, needReply: true);
+        ulong valid = front.ReadU64Reply(VhostUserRequest.SetVringNum);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(notPowerOfTwo, Is.Not.Zero);
+            Assert.That(aboveMaximum, Is.Not.Zero);
+            Assert.That(valid, Is.Zero);
+            Assert.That(fixture.Statistics.MessagesRejected, Is.EqualTo(2));
+        }
+    }
+
+    [Test]
+    public async Task UnknownRequest_WithNeedReply_AnsweredWithFailureAndConnectionStaysUsable()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+
+        front.Send((VhostUserRequest)999, [1, 2, 3], needReply: true);
+        ulong status = front.ReadU64Reply((VhostUserRequest)999);
+        front.Send(VhostUserRequest.SetLogBase, new byte[16], needReply: true);
+        ulong logBase = front.ReadU64Reply(VhostUserRequest.SetLogBase);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(status, Is.Not.Zero);
+            Assert.That(logBase, Is.Not.Zero, "an unsupported known request is refused too");
+            Assert.That(front.GetFeatures() & VirtioFeatures.Version1, Is.Not.Zero, "the connection still works");
+        }
+    }
+
+    [Test]
+    public async Task MalformedPayloads_EachRefused_NoReplyWithoutNeedReply()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice(queueCount: 2, configSize: 8));
+        using FakeFrontEnd front = fixture.Connect();
+
+        front.Send(VhostUserRequest.SetFeatures, [1, 2, 3, 4]);                 // 4 bytes instead of 8
+        front.Send(VhostUserRequest.SetVringNum, new byte[12]);                 // wrong size
+        front.SendState(VhostUserRequest.SetVringNum, 7, 8);                    // ring index out of range
+        front.SendState(VhostUserRequest.SetVringBase, 0, 0x10000);             // base beyond 16 bits
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 2);                 // neither 0 nor 1
+        front.SendU64(VhostUserRequest.SetVringCall, 0x1_0000_0000);            // reserved bits
+        front.SendU64(VhostUserRequest.SetVringKick, 0x100);                    // polling mode
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, 1UL << 40);         // not offered
+        front.Send(VhostUserRequest.SetMemTable, new byte[4]);                  // shorter than the header
+        front.Send(VhostUserRequest.GetConfig, new byte[12 + 300]);             // config too large: an empty reply
+        (VhostUserRequest configReply, _, byte[] configPayload) = front.ReadReply();
+
+        // Nothing else expected a reply (no REPLY_ACK negotiated): the next reply is GET_FEATURES'.
+        ulong features = front.GetFeatures();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(configReply, Is.EqualTo(VhostUserRequest.GetConfig));
+            Assert.That(configPayload, Is.Empty);
+            Assert.That(features & VirtioFeatures.Version1, Is.Not.Zero);
+            Assert.That(fixture.Statistics.MessagesRejected, Is.EqualTo(10));
+        }
+    }
+
+    [Test]
+    public async Task GetConfig_Malformed_RepliesWithEmptyPayload()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice(configSize: 8));
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.Config);
+
+        byte[] request = new byte[12 + 8];
+        BinaryPrimitives.WriteUInt32LittleEndian(request, 4);                    // offset 4 + size 8 > 8 bytes of config
+        BinaryPrimitives.WriteUInt32LittleEndian(request.AsSpan(4), 8);
+        front.Send(VhostUserRequest.GetConfig, request);
+        (VhostUserRequest kind, uint flags, byte[] payload) = front.ReadReply();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(kind, Is.EqualTo(VhostUserRequest.GetConfig));
+            Assert.That(flags & VhostUserWire.ReplyFlag, Is.Not.Zero);
+            Assert.That(payload, Is.Empty);
+        }
+    }
+
+    [Test]
+    public async Task GetAndSetConfig_DeviceWithConfig_ReadsAndWritesTheDevice()
+    {
+        var device = new EntropyTestDevice(configSize: 8);
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)(VhostUserProtocolFeatures.Config | VhostUserProtocolFeatures.ReplyAck));
+
+        byte[] get = new byte[12 + 8];
+        BinaryPrimitives.WriteUInt32LittleEndian(get.AsSpan(4), 8);
+        front.Send(VhostUserRequest.GetConfig, get);
+        (_, _, byte[] reply) = front.ReadReply();
+
+        byte[] set = new byte[12 + 2];
+        BinaryPrimitives.WriteUInt32LittleEndian(set, 2);
+        BinaryPrimitives.WriteUInt32LittleEndian(set.AsSpan(4), 2);
+        set[12] = 0x11;
+        set[13] = 0x22;
+        front.Send(VhostUserRequest.SetConfig, set, needReply: true);
+        ulong ack = front.ReadU64Reply(VhostUserRequest.SetConfig);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(reply, Has.Length.EqualTo(20));
+            Assert.That(reply.AsSpan(12).ToArray(), Is.EqualTo(new byte[] { 0xc0, 0xc1, 0xc2, 0xc3, 0xc4, 0xc5, 0xc6, 0xc7 }));
+            Assert.That(ack, Is.Zero);
+            Assert.That(device.ConfigWrites, Has.Count.EqualTo(1));
+            Assert.That(device.ConfigWrites[0].Offset, Is.EqualTo(2));
+            Assert.That(device.ConfigWrites[0].Data, Is.EqualTo(new byte[] { 0x11, 0x22 }));
+        }
+    }
+
+    [Test]
+    public async Task ConfigChange_WithBackendRequestChannel_SendsConfigChangeMessage()
+    {
+        var device = new EntropyTestDevice(configSize: 8);
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)(VhostUserProtocolFeatures.Config | VhostUserProtocolFeatures.BackendReq | VhostUserProtocolFeatures.ReplyAck));
+        (int ours, int theirs) = Interop.LinuxIo.SocketPair();
+        try
+        {
+            front.Send(VhostUserRequest.SetBackendReqFd, [], [theirs], needReply: true);
+            ulong ack = front.ReadU64Reply(VhostUserRequest.SetBackendReqFd);
+            StartRing(front, fixture, out _, out _);
+            device.Context!.SignalConfigChange();
+
+            byte[] header = new byte[12];
+            bool arrived = PollRead(ours, header);
+
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(ack, Is.Zero);
+                Assert.That(arrived, Is.True, "a message arrived on the back-end channel");
+                Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(header), Is.EqualTo((uint)VhostUserBackendRequest.ConfigChangeMsg));
+                Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(4)), Is.EqualTo(VhostUserWire.Version));
+            }
+        }
+        finally
+        {
+            _ = Interop.LinuxIo.Close(ours);
+            _ = Interop.LinuxIo.Close(theirs);
+        }
+    }
+
+    [Test]
+    public async Task ConfigChange_WithoutChannel_IsLoggedNotSent()
+    {
+        var device = new EntropyTestDevice(configSize: 8);
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        StartRing(front, fixture, out _, out _);
+
+        device.Context!.SignalConfigChange();
+
+        Assert.That(fixture.Host.Logger.Entries.Any(e => e.Id.Id == 16), Is.True, "ConfigChangeNotForwarded logged");
+    }
+
+    [Test]
+    public async Task SetVringCall_Replaced_SignalsOnlyTheLatest()
+    {
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        SplitRingDriver ring = StartRing(front, fixture, out int kick, out int firstCall);
+        int secondCall = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [secondCall]);
+
+        PostAndKick(front, ring, kick, 32);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(FakeFrontEnd.WaitSignalled(secondCall), Is.True, "the latest call fd");
+            Assert.That(FakeFrontEnd.WaitSignalled(firstCall, 50), Is.False, "not the replaced one");
+        }
+    }
+
+    [Test]
+    public async Task SetVringKick_BlockingEventFd_IsMadeNonBlocking()
+    {
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        SplitRingDriver ring = StartRing(front, fixture, out _, out int call);
+        int blockingKick = Interop.LinuxIo.EventFd(0, Interop.LinuxIo.EfdCloexec);
+        try
+        {
+            front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [blockingKick]);
+            // Two wake-ups for one kick would block the session thread in read() if the back
+            // end's copy were blocking; the next request must still be served.
+            PostAndKick(front, ring, blockingKick, 16);
+            Assert.That(FakeFrontEnd.WaitSignalled(call), Is.True);
+            Assert.That(front.GetFeatures() & VirtioFeatures.Version1, Is.Not.Zero, "the session thread is not stuck");
+        }
+        finally
+        {
+            _ = Interop.LinuxIo.Close(blockingKick);
+        }
+    }
+
+    [Test]
+    public async Task GetVringBase_ThenRestartAtBase_ResumesWhereItStopped()
+    {
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        SplitRingDriver ring = StartRing(front, fixture, out int kick, out int call);
+        PostAndKick(front, ring, kick, 8);
+        Assert.That(FakeFrontEnd.WaitSignalled(call), Is.True);
+        Reap(ring);
+
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 0);
+        uint stoppedAt = front.GetVringBase(0);
+
+        // Stopped: a kick is not processed.
+        PostAndKick(front, ring, kick, 8);
+        bool servedWhileStopped = FakeFrontEnd.WaitSignalled(call, 200);
+
+        // Restart as QEMU does: NUM, BASE, ADDR, KICK, ENABLE.
+        front.ConfigureRing(0, ring, (ushort)stoppedAt);
+        int newKick = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [newKick]);
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 1);
+        bool servedAfterRestart = FakeFrontEnd.WaitSignalled(call);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(stoppedAt, Is.EqualTo(1));
+            Assert.That(servedWhileStopped, Is.False, "no processing while stopped");
+            Assert.That(servedAfterRestart, Is.True, "the buffer published while stopped is served after the restart");
+            Assert.That(device.Chains, Is.EqualTo(2));
+            Assert.That(device.Activations, Is.EqualTo(2), "activated again after the stop reset it");
+            Assert.That(device.QueueResets, Is.EqualTo(1));
+        }
+    }
+
+    [Test]
+    public async Task SetMemTable_WhileRunning_RestartsRingsOnTheNewTable()
+    {
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        SplitRingDriver ring = StartRing(front, fixture, out int kick, out int call);
+        PostAndKick(front, ring, kick, 8);
+        Assert.That(FakeFrontEnd.WaitSignalled(call), Is.True);
+        Reap(ring);
+
+        front.SendQemuStyleMemTable();
+        PostAndKick(front, ring, kick, 8);
+        bool served = FakeFrontEnd.WaitSignalled(call);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(served, Is.True);
+            Assert.That(device.Chains, Is.EqualTo(2));
+            Assert.That(device.Activations, Is.EqualTo(2));
+            Assert.That(device.Resets, Is.EqualTo(1));
+        }
+    }
+
+    [Test]
+    public async Task SetMemTable_FdCountMismatchOrTooManyRegions_RefusedAndDescriptorsClosed()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+        _ = front.GetFeatures();
+        int before = FdCounter.OpenFds();
+
+        front.SendMemTable([(0, 0x100000, 0), (0x100000, 0x100000, 0x100000)], [front.MemFdNumber], needReply: true);
+        ulong oneFdForTwo = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        var nine = Enumerable.Range(0, 9).Select(i => ((ulong)i * 0x10000, 0x10000UL, (ulong)i * 0x10000)).ToArray();
+        front.SendMemTable(nine, Enumerable.Repeat(front.MemFdNumber, 8).ToArray(), needReply: true, countOverride: 9);
+        ulong nineRegions = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        front.SendMemTable([(0, 0x100000, 0x123)], [front.MemFdNumber], needReply: true);
+        ulong unalignedOffset = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        front.SendMemTable([(0, 0x100000, 0), (0x80000, 0x100000, 0x80000)], [front.MemFdNumber, front.MemFdNumber], needReply: true);
+        ulong overlapping = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        front.Send(VhostUserRequest.GetFeatures, [], [front.MemFdNumber]);
+        bool answeredWithFd = !front.NothingPending();
+        int after = FdCounter.OpenFds();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(oneFdForTwo, Is.Not.Zero);
+            Assert.That(nineRegions, Is.Not.Zero);
+            Assert.That(unalignedOffset, Is.Not.Zero);
+            Assert.That(overlapping, Is.Not.Zero);
+            Assert.That(answeredWithFd, Is.False, "GET_FEATURES with an unexpected descriptor is refused");
+            Assert.That(after, Is.EqualTo(before), "every descriptor that came with a refused message was closed");
+        }
+    }
+
+    [Test]
+    public async Task SetVringAddr_OutsideEveryRegion_RefusedAndRingNeverStarts()
+    {
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | ProtocolFeaturesBit);
+        front.SendQemuStyleMemTable();
+        SplitRingDriver ring = front.NewRing(8, eventIndex: false);
+        front.SendState(VhostUserRequest.SetVringNum, 0, 8);
+
+        // Guest-physical addresses where front-end virtual ones are expected: not translatable.
+        front.SendVringAddr(0, ring.Config.DescriptorArea, ring.Config.DeviceArea, ring.Config.DriverArea, needReply: true);
+        ulong physical = front.ReadU64Reply(VhostUserRequest.SetVringAddr);
+        // Inside the VGA hole, which no region covers.
+        front.SendVringAddr(0, FakeFrontEnd.UserAddress(FakeFrontEnd.HoleStart), FakeFrontEnd.UserAddress(FakeFrontEnd.HoleStart + 0x1000), FakeFrontEnd.UserAddress(FakeFrontEnd.HoleStart + 0x2000), needReply: true);
+        ulong hole = front.ReadU64Reply(VhostUserRequest.SetVringAddr);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [front.NewEventFd()]);
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 1, needReply: true);
+        _ = front.ReadU64Reply(VhostUserRequest.SetVringEnable);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(physical, Is.Not.Zero);
+            Assert.That(hole, Is.Not.Zero);
+            Assert.That(device.Activations, Is.Zero);
+        }
+    }
+
+    [Test]
+    public async Task SetFeatures_UnofferedPackedRing_Refused()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | VirtioFeatures.RingPacked, needReply: true);
+
+        Assert.That(front.ReadU64Reply(VhostUserRequest.SetFeatures), Is.Not.Zero);
+    }
+
+    [Test]
+    public async Task OversizedPayload_DropsTheConnection_AndTheNextOneIsServed()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using (FakeFrontEnd front = fixture.Connect())
+        {
+            front.Send(VhostUserRequest.SetFeatures, [], sizeOverride: 64 * 1024 * 1024);
+            Assert.That(front.WaitForClose(), Is.True, "connection dropped");
+        }
+
+        fixture.WaitConnectionsClosed(1);
+        using FakeFrontEnd next = fixture.Connect();
+        Assert.That(next.GetFeatures() & VirtioFeatures.Version1, Is.Not.Zero);
+    }
+
+    [Test]
+    public async Task WrongProtocolVersion_DropsTheConnection()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+
+        front.Send(VhostUserRequest.GetFeatures, [], flagsOverride: 2);
+
+        Assert.That(front.WaitForClose(), Is.True);
+    }
+
+    [Test]
+    public async Task Reconnection_FrontEndVanishesWithRingsRunning_NoDescriptorOrMappingLeaks()
+    {
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        // Warm up once so that lazily created runtime descriptors (epoll, pipes) exist before counting.
+        using (FakeFrontEnd warm = fixture.Connect())
+        {
+            _ = warm.GetFeatures();
+        }
+
+        fixture.WaitConnectionsClosed(1);
+        int fdsBefore = FdCounter.OpenFds();
+        int mappingsBefore = FdCounter.MemfdMappings("vp-fake-guest");
+
+        for (int round = 0; round < 3; round++)
+        {
+            using FakeFrontEnd front = fixture.Connect();
+            SplitRingDriver ring = StartRing(front, fixture, out int kick, out int call);
+            PostAndKick(front, ring, kick, 16);
+            Assert.That(FakeFrontEnd.WaitSignalled(call), Is.True, $"round {round} served");
+            front.CloseSocket();
+            fixture.WaitConnectionsClosed(2 + round);
+        }
+
+        int fdsAfter = FdCounter.OpenFds();
+        int mappingsAfter = FdCounter.MemfdMappings("vp-fake-guest");
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(fdsAfter, Is.EqualTo(fdsBefore), "open descriptors");
+            Assert.That(mappingsAfter, Is.EqualTo(mappingsBefore), "guest memory mappings");
+            Assert.That(device.Activations, Is.EqualTo(3));
+            Assert.That(device.Resets, Is.EqualTo(3), "reset at every disconnect");
+            Assert.That(fixture.Statistics.ConnectionsAccepted, Is.EqualTo(4));
+        }
+    }
+
+    [Test]
+    public async Task DeviceNeedsReset_SignalsErrFdAndStopsProcessing()
+    {
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        int errFd = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringErr, 0, fds: [errFd]);
+        SplitRingDriver ring = StartRing(front, fixture, out int kick, out int call);
+
+        device.Context!.SetNeedsReset();
+        bool errSignalled = FakeFrontEnd.WaitSignalled(errFd);
+        PostAndKick(front, ring, kick, 8);
+        bool served = FakeFrontEnd.WaitSignalled(call, 200);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(errSignalled, Is.True);
+            Assert.That(served, Is.False);
+        }
+    }
+
+    [Test]
+    public async Task RandomMessages_SeededFuzz_NeverCrashTheBackEnd()
+    {
+        var device = new EntropyTestDevice(queueCount: 2, configSize: 8);
+        await using var fixture = new BackendFixture(device);
+        var random = new Random(20261126);
+        for (int connection = 0; connection < 20; connection++)
+        {
+            using FakeFrontEnd front = fixture.Connect();
+            for (int i = 0; i < 50; i++)
+            {
+                byte[] payload = new byte[random.Next(0, 80)];
+                random.NextBytes(payload);
+                var request = (VhostUserRequest)random.Next(0, 45);
+                if (request is VhostUserRequest.GetFeatures or VhostUserRequest.GetProtocolFeatures or VhostUserRequest.GetQueueNum
+                    or VhostUserRequest.GetMaxMemSlots or VhostUserRequest.GetVringBase or VhostUserRequest.GetConfig)
+                {
+                    continue;   // these expect a reply the random sender would not read
+                }
+
+                front.Send(request, payload);
+            }
+
+            front.CloseSocket();
+        }
+
+        fixture.WaitConnectionsClosed(20);
+        using FakeFrontEnd last = fixture.Connect();
+        Assert.That(last.GetFeatures() & VirtioFeatures.Version1, Is.Not.Zero, "still serving after malformed traffic");
+    }
+
+    // Negotiates like QEMU, starts ring 0 of size 8 with EVENT_IDX, returns the driver ring.
+    private static SplitRingDriver StartRing(FakeFrontEnd front, BackendFixture fixture, out int kick, out int call)
+    {
+        _ = fixture;
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | ProtocolFeaturesBit | VirtioFeatures.EventIndex);
+        front.SendQemuStyleMemTable();
+        SplitRingDriver ring = front.NewRing(8, eventIndex: true);
+        front.ConfigureRing(0, ring);
+        kick = front.NewEventFd();
+        call = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 1);
+        // A synchronous round trip: everything above has been handled when the reply comes.
+        _ = front.GetFeatures();
+        return ring;
+    }
+
+    private static void PostAndKick(FakeFrontEnd front, SplitRingDriver ring, int kick, uint length)
+    {
+        ulong buffer = front.Allocator.Allocate(length);
+        Assert.That(ring.TryAdd([new DriverBuffer(buffer, length, DeviceWritable: true)], out _), Is.True);
+        ring.Publish();
+        FakeFrontEnd.Signal(kick);
+    }
+
+    private static void Reap(SplitRingDriver ring)
+    {
+        while (ring.TryGetUsed(out _) == UsedBufferStatus.Ok)
+        {
+        }
+    }
+
+    private static bool PollRead(int fd, byte[] buffer)
+    {
+        Span<Interop.LinuxIo.PollFd> fds = [new Interop.LinuxIo.PollFd { Fd = fd, Events = Interop.LinuxIo.PollIn }];
+        return Interop.LinuxIo.Poll(fds, 5000) > 0 && Interop.LinuxIo.Read(fd, buffer) == buffer.Length;
+    }
+}

@@ -1,0 +1,70 @@
+namespace VirtioPanic.VhostUser.Tests.RealKernel;
+
+/// <summary>
+/// Builds an out-of-tree kernel module against the headers that match the test kernel
+/// (<c>make -C /lib/modules/KVER/build M=DIR modules</c>, about 1-2 s). Sources are copied to a
+/// scratch directory first, so the source tree stays clean; results are cached per process by
+/// source directory and defines.
+/// </summary>
+internal static class GuestModuleBuilder
+{
+    private static readonly Lock s_lock = new();
+    private static readonly Dictionary<string, string> s_built = new(StringComparer.Ordinal);
+    private static string? s_root;
+
+    /// <summary>Builds <c>NAME.ko</c> from the <c>NAME.c</c> (and any other files) in <paramref name="sourceDirectory"/>.</summary>
+    /// <param name="kernel">The test kernel.</param>
+    /// <param name="sourceDirectory">Directory holding the module's sources.</param>
+    /// <param name="moduleName">The module name (its main source is <c>moduleName.c</c>).</param>
+    /// <param name="defines">Preprocessor definitions, e.g. <c>VP_CARRIER_ID=41</c>.</param>
+    /// <returns>The path of the built <c>.ko</c>.</returns>
+    internal static string Build(KernelPrerequisites kernel, string sourceDirectory, string moduleName, params string[] defines)
+    {
+        string key = $"{Path.GetFullPath(sourceDirectory)}|{moduleName}|{string.Join(',', defines)}";
+        lock (s_lock)
+        {
+            if (s_built.TryGetValue(key, out string? cached) && File.Exists(cached))
+            {
+                return cached;
+            }
+
+            s_root ??= TestPaths.CreateTempDirectory("vp-kmod");
+            string build = Path.Combine(s_root, $"{moduleName}-{s_built.Count}");
+            Directory.CreateDirectory(build);
+            foreach (string file in Directory.EnumerateFiles(sourceDirectory))
+            {
+                File.Copy(file, Path.Combine(build, Path.GetFileName(file)), overwrite: true);
+            }
+
+            string cflags = string.Join(' ', defines.Select(d => "-D" + d));
+            File.WriteAllText(Path.Combine(build, "Kbuild"), $"obj-m := {moduleName}.o\nccflags-y := {cflags}\n");
+            ProcessResult make = BoundedProcess.Run("make", ["-C", kernel.HeadersBuildDirectory, $"M={build}", "modules"], TimeSpan.FromMinutes(3));
+            string ko = Path.Combine(build, moduleName + ".ko");
+            if (!make.Succeeded || !File.Exists(ko))
+            {
+                throw new InvalidOperationException($"building guest module {moduleName} failed: {make}");
+            }
+
+            s_built[key] = ko;
+            return ko;
+        }
+    }
+
+    /// <summary>Deletes every module built by this process (run once, after all tests).</summary>
+    internal static void DeleteBuilds()
+    {
+        lock (s_lock)
+        {
+            if (s_root is not null && Directory.Exists(s_root))
+            {
+                Directory.Delete(s_root, recursive: true);
+            }
+
+            s_root = null;
+            s_built.Clear();
+        }
+    }
+
+    /// <summary>The directory of guest sources shipped with the tests (<c>RealKernel/Guest/NAME</c>).</summary>
+    internal static string GuestSource(string name) => Path.Combine(AppContext.BaseDirectory, "RealKernel", "Guest", name);
+}
