@@ -50,14 +50,17 @@ public sealed partial class VirtioPciFunction
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private void WriteVirtioBar(ulong offset, ReadOnlySpan<byte> data)
     {
-        // Fast path first: a 16-bit doorbell write at queue q's address kicks queue q
-        // (§4.1.5.2; without VIRTIO_F_NOTIFICATION_DATA the driver writes 16 bits). The value
-        // names the queue too, but each queue has its own address, so the address decides.
+        // Fast path first: a 16-bit doorbell write at queue q's address carrying q kicks queue q
+        // (§4.1.5.2: without VIRTIO_F_NOTIFICATION_DATA the driver writes the 16-bit queue index).
         ulong notify = offset - VirtioPciLayout.NotifyOffset;
         if (notify < _layout.NotifyLength && data.Length == 2 && (notify & (VirtioPciLayout.NotifyOffMultiplier - 1)) == 0)
         {
-            _controller.Notify((int)(notify / VirtioPciLayout.NotifyOffMultiplier));
-            return;
+            int queue = (int)(notify / VirtioPciLayout.NotifyOffMultiplier);
+            if (BinaryPrimitives.ReadUInt16LittleEndian(data) == queue)
+            {
+                _controller.Notify(queue);
+                return;
+            }
         }
 
         WriteVirtioBarSlow(offset, data);
@@ -83,9 +86,12 @@ public sealed partial class VirtioPciFunction
         }
         else if (offset - VirtioPciLayout.NotifyOffset < _layout.NotifyLength)
         {
-            // 32-bit notifications need VIRTIO_F_NOTIFICATION_DATA, which is not offered.
+            // 32-bit notifications need VIRTIO_F_NOTIFICATION_DATA, which is not offered; a
+            // 16-bit write at a queue's address that names another queue is refused.
             ulong notify = offset - VirtioPciLayout.NotifyOffset;
-            InvalidAccessKind kind = data.Length != 2 ? InvalidAccessKind.WrongWidth : InvalidAccessKind.Misaligned;
+            InvalidAccessKind kind = data.Length != 2
+                ? InvalidAccessKind.WrongWidth
+                : (notify & (VirtioPciLayout.NotifyOffMultiplier - 1)) != 0 ? InvalidAccessKind.Misaligned : InvalidAccessKind.Rejected;
             _reporter.Invalid(kind, AccessRegion.Notify, notify, data.Length, write: true);
         }
         else
