@@ -15,16 +15,18 @@ internal sealed class FakeDevice : IVirtioDevice
 
     private readonly Lock _lock = new();
     private readonly int[] _notifies;
-    private readonly byte[] _config = new byte[8];
+    private readonly byte[] _config;
 
-    internal FakeDevice(ulong features = FeatureTimeout | VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors, int queueCount = 2)
+    internal FakeDevice(ulong features = FeatureTimeout | VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors, int queueCount = 2, int configSize = 8, uint deviceId = 35)
     {
         DeviceFeatures = features;
         QueueCount = queueCount;
+        DeviceId = deviceId;
         _notifies = new int[queueCount];
+        _config = new byte[configSize];
     }
 
-    public uint DeviceId => 35;
+    public uint DeviceId { get; }
 
     public ulong DeviceFeatures { get; }
 
