@@ -453,13 +453,8 @@ public sealed class VirtioMmioDevice
             return SnapshotStatus.InvalidState;
         }
 
-        SnapshotStatus status = _controller.RestoreState(controller);
-        if (status != SnapshotStatus.Ok)
-        {
-            return status;
-        }
-
+        // InterruptStatus first: the re-activated device may signal right away.
         _interrupts.Set(interruptStatus);
-        return SnapshotStatus.Ok;
+        return _controller.RestoreState(controller);
     }
 }

@@ -249,7 +249,7 @@ public sealed partial class VirtioPciFunction
     {
         Span<byte> buffer = stackalloc byte[4];
         buffer.Clear();
-        if (TryGetWindow(out int bar, out uint windowOffset, out int length))
+        if (TryGetWindow(write: false, out int bar, out uint windowOffset, out int length))
         {
             ReadBar(bar, windowOffset, buffer[..length]);
         }
@@ -264,7 +264,7 @@ public sealed partial class VirtioPciFunction
     private void WindowWrite()
     {
         Span<byte> buffer = stackalloc byte[4];
-        if (!TryGetWindow(out int bar, out uint windowOffset, out int length))
+        if (!TryGetWindow(write: true, out int bar, out uint windowOffset, out int length))
         {
             return;
         }
@@ -278,7 +278,7 @@ public sealed partial class VirtioPciFunction
     }
 
     // §4.1.4.9: cap.bar names a BAR, cap.length is 1, 2 or 4, and the range lies inside the BAR.
-    private bool TryGetWindow(out int bar, out uint windowOffset, out int length)
+    private bool TryGetWindow(bool write, out int bar, out uint windowOffset, out int length)
     {
         int capability = _layout.PciConfigCapability;
         uint rawLength;
@@ -307,7 +307,7 @@ public sealed partial class VirtioPciFunction
         }
 
         _reporter.Invalid(barSize == 0 || rawLength is 1 or 2 or 4 ? InvalidAccessKind.OutOfRange : InvalidAccessKind.WrongWidth,
-            AccessRegion.PciConfigWindow, windowOffset, (int)Math.Min(rawLength, int.MaxValue), write: false);
+            AccessRegion.PciConfigWindow, windowOffset, (int)Math.Min(rawLength, int.MaxValue), write);
         return false;
     }
 

@@ -142,13 +142,8 @@ public sealed partial class VirtioPciFunction
             }
         }
 
-        // The controller validates and applies its part (resetting itself on refusal).
-        status = _controller.RestoreState(controller);
-        if (status != SnapshotStatus.Ok)
-        {
-            return status;
-        }
-
+        // Transport state first, so that interrupts the re-activated device raises right away
+        // (the post-restore kick replay) are routed with the restored vectors and MSI-X state.
         ushort command;
         lock (_lock)
         {
@@ -166,6 +161,14 @@ public sealed partial class VirtioPciFunction
         _msix.Apply(msix);
         _router.Restore(isr, configVector, queueVectors);
         _router.SetIntxDisabled((command & PciConfigRegisters.CommandInterruptDisable) != 0);
+
+        // The controller validates and applies its part; on refusal the caller resets everything.
+        status = _controller.RestoreState(controller);
+        if (status != SnapshotStatus.Ok)
+        {
+            return status;
+        }
+
         PublishBarChanges();
         return SnapshotStatus.Ok;
     }
