@@ -143,6 +143,9 @@ public sealed partial class VirtioDeviceController
     /// latches them into the device-side queue. An invalid configuration, or an enable before
     /// FEATURES_OK, sets DEVICE_NEEDS_RESET and leaves the queue disabled.
     /// </summary>
+    /// <remarks>A queue enabled while the device is already live (after a per-queue reset) is
+    /// picked up by the device at the driver's next kick for it; <see cref="IVirtioDevice"/> has no
+    /// separate "queue enabled" call.</remarks>
     /// <param name="queueStatus">The queue engine's verdict on the configuration.</param>
     public RegisterWriteResult EnableQueue(out VirtqueueStatus queueStatus)
     {
