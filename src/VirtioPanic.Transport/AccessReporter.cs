@@ -1,0 +1,107 @@
+using Microsoft.Extensions.Logging;
+using VirtioPanic.Virtio.Device;
+using VirtioPanic.Virtio.Queue;
+
+namespace VirtioPanic.Transport;
+
+// Counts and (rate-limited) logs what a guest did wrong at a transport. Counting is lock-free and
+// always on; logging happens only when debug logging is enabled and the budget allows.
+internal sealed class AccessReporter
+{
+    private readonly ILogger _logger;
+    private readonly string _transport;
+    private readonly LogRateLimiter _limiter;
+    private readonly long[] _counts = new long[(int)InvalidAccessKind.Rejected + 1];
+
+    internal AccessReporter(ILogger logger, string transport, VirtioTransportOptions options)
+    {
+        _logger = logger;
+        _transport = transport;
+        _limiter = new LogRateLimiter(options.TimeProvider, options.InvalidAccessLogLimitPerSecond);
+    }
+
+    internal ILogger Logger => _logger;
+
+    internal string Transport => _transport;
+
+    internal long Total
+    {
+        get
+        {
+            long total = 0;
+            for (int i = 1; i < _counts.Length; i++)
+            {
+                total += Interlocked.Read(ref _counts[i]);
+            }
+
+            return total;
+        }
+    }
+
+    internal long Count(InvalidAccessKind kind) =>
+        (uint)kind < (uint)_counts.Length && kind != InvalidAccessKind.None ? Interlocked.Read(ref _counts[(int)kind]) : 0;
+
+    internal void Invalid(InvalidAccessKind kind, AccessRegion region, ulong offset, int width, bool write)
+    {
+        Interlocked.Increment(ref _counts[(int)kind]);
+        if (ShouldLog())
+        {
+            TransportLog.InvalidAccess(_logger, _transport, write ? "write" : "read", width, region, offset, kind);
+        }
+    }
+
+    internal void StatusWrite(byte value, DeviceStatusWriteResult result)
+    {
+        bool refused = result is not (DeviceStatusWriteResult.Accepted or DeviceStatusWriteResult.Reset or DeviceStatusWriteResult.Activated);
+        if (refused)
+        {
+            Interlocked.Increment(ref _counts[(int)InvalidAccessKind.Rejected]);
+        }
+
+        // Lifecycle transitions are logged too (a guest can loop them, so they share the budget).
+        if (ShouldLog())
+        {
+            TransportLog.StatusWrite(_logger, _transport, value, result);
+        }
+    }
+
+    // Returns true when the write was accepted.
+    internal bool RegisterWrite(string register, ulong value, RegisterWriteResult result)
+    {
+        if (result == RegisterWriteResult.Accepted)
+        {
+            return true;
+        }
+
+        Interlocked.Increment(ref _counts[(int)InvalidAccessKind.Rejected]);
+        if (ShouldLog())
+        {
+            TransportLog.RegisterWriteRejected(_logger, _transport, register, value, result);
+        }
+
+        return false;
+    }
+
+    internal void QueueRejected(int queue, VirtqueueStatus status)
+    {
+        if (ShouldLog())
+        {
+            TransportLog.QueueRejected(_logger, _transport, queue, status);
+        }
+    }
+
+    private bool ShouldLog()
+    {
+        if (!_logger.IsEnabled(LogLevel.Debug) || !_limiter.TryAcquire(out long suppressed))
+        {
+            return false;
+        }
+
+        if (suppressed > 0)
+        {
+            TransportLog.InvalidAccessesSuppressed(_logger, _transport, suppressed);
+        }
+
+        return true;
+    }
+}
