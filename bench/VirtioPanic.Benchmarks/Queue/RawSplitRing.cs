@@ -39,7 +39,7 @@ internal struct RawSplitRing
             ushort head = Unsafe.ReadUnaligned<ushort>(ref Unsafe.Add(ref avail, 4 + ((next & mask) * 2)));
             VirtqDescriptor d = Unsafe.ReadUnaligned<VirtqDescriptor>(ref Unsafe.Add(ref desc, head * 16));
             total += d.Length;
-            Unsafe.WriteUnaligned(ref Unsafe.Add(ref used, 4 + ((usedIndex & mask) * 8)), new VirtqUsedElement(head, 0));
+            Unsafe.WriteUnaligned(ref Unsafe.Add(ref used, 4 + ((usedIndex & mask) * 8)), (ulong)head);
             usedIndex++;
             next++;
         }

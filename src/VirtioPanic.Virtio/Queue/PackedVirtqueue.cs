@@ -188,12 +188,12 @@ internal sealed class PackedVirtqueue
                 return Fail(VirtqueueStatus.AvailIndexRunaway);
             }
 
-            if (_memory!.TryGetSlice(descriptor.Address, length, out GuestMemorySlice buffer) != GuestMemoryStatus.Ok)
+            // Translate straight into the scratch slot (see SplitVirtqueue: avoids a store-forwarding stall).
+            if (_memory!.TryGetSlice(descriptor.Address, length, out _scratch[0]) != GuestMemoryStatus.Ok)
             {
                 return Fail(VirtqueueStatus.BufferOutOfRange);
             }
 
-            _scratch[0] = buffer;
             _inFlight[id] = true;
             _outstandingSlots++;
             Advance(ref _nextAvail, ref _availWrap, 1);
@@ -546,7 +546,7 @@ internal sealed class PackedVirtqueue
             return VirtqueueStatus.ChainTooLong;
         }
 
-        if (_memory!.TryGetSlice(address, length, out GuestMemorySlice buffer) != GuestMemoryStatus.Ok)
+        if (_memory!.TryGetSlice(address, length, out _scratch[walk.Count]) != GuestMemoryStatus.Ok)
         {
             return VirtqueueStatus.BufferOutOfRange;
         }
@@ -572,7 +572,7 @@ internal sealed class PackedVirtqueue
             walk.ReadableLength += length;
         }
 
-        _scratch[walk.Count++] = buffer;
+        walk.Count++;
         return VirtqueueStatus.Ok;
     }
 

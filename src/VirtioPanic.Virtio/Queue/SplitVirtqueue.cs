@@ -181,13 +181,14 @@ internal sealed partial class SplitVirtqueue
                 return Fail(VirtqueueStatus.ZeroLengthBuffer);
             }
 
-            if (_memory!.TryGetSlice(descriptor.Address, length, out GuestMemorySlice buffer) != GuestMemoryStatus.Ok)
+            // Translate straight into the scratch slot: an intermediate local would be stored in
+            // two halves and reloaded as one 16-byte copy, a store-forwarding stall per chain.
+            if (_memory!.TryGetSlice(descriptor.Address, length, out _scratch[0]) != GuestMemoryStatus.Ok)
             {
                 chain = default;
                 return Fail(VirtqueueStatus.BufferOutOfRange);
             }
 
-            _scratch[0] = buffer;
             _nextAvail++;
             bool writable = (descriptor.Flags & DescriptorFlags.Write) != 0;
             chain = new DescriptorChain(
@@ -451,7 +452,7 @@ internal sealed partial class SplitVirtqueue
             return VirtqueueStatus.ChainTooLong;
         }
 
-        if (_memory!.TryGetSlice(descriptor.Address, length, out GuestMemorySlice buffer) != GuestMemoryStatus.Ok)
+        if (_memory!.TryGetSlice(descriptor.Address, length, out _scratch[walk.Count]) != GuestMemoryStatus.Ok)
         {
             return VirtqueueStatus.BufferOutOfRange;
         }
@@ -477,7 +478,7 @@ internal sealed partial class SplitVirtqueue
             walk.ReadableLength += length;
         }
 
-        _scratch[walk.Count++] = buffer;
+        walk.Count++;
         return VirtqueueStatus.Ok;
     }
 

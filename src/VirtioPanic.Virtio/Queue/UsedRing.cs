@@ -24,7 +24,10 @@ internal readonly struct UsedRing
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void WriteElement(uint slot, uint id, uint length) =>
-        _slice.Write(SplitRingLayout.UsedRing + (slot * (uint)VirtqUsedElement.Size), new VirtqUsedElement(id, length));
+        // One 8-byte store of {le32 id, le32 len}: building the element as a struct makes the JIT
+        // spill two 4-byte halves and reload them as one 8-byte value, a store-forwarding stall
+        // that cost several nanoseconds per chain.
+        _slice.WriteUInt64(SplitRingLayout.UsedRing + (slot * (uint)VirtqUsedElement.Size), ((ulong)length << 32) | id);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void StoreIndex(ushort index) => _slice.StoreUInt16Release(SplitRingLayout.UsedIndex, index);
