@@ -1,0 +1,20 @@
+namespace VirtioPanic.Hosting;
+
+/// <summary>What the policy service found in its journal when it started.</summary>
+public sealed record JournalRecoveryReport
+{
+    /// <summary>The journal file.</summary>
+    public required string Path { get; init; }
+
+    /// <summary>Events journaled by earlier runs but never acted on (reported once, then marked recovered in the journal).</summary>
+    public IReadOnlyList<UnactedJournalEntry> UnactedEvents { get; init; } = [];
+
+    /// <summary>Bytes of a torn last line (a write cut short by a crash) that were cut off; 0 when the journal ended cleanly.</summary>
+    public long TornTrailingBytes { get; init; }
+
+    /// <summary>Complete lines that were not valid journal records (skipped).</summary>
+    public int CorruptLines { get; init; }
+
+    /// <summary>Records read.</summary>
+    public int Records { get; init; }
+}

@@ -1,0 +1,3 @@
+namespace VirtioPanic.Hosting.Policy;
+
+internal readonly record struct Fallback(FallbackKind Kind, PlannedStep Step);

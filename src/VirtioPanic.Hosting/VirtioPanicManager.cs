@@ -1,0 +1,296 @@
+using System.Collections.Concurrent;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Options;
+using VirtioPanic.Device;
+using VirtioPanic.Hosting.Journal;
+using VirtioPanic.Hosting.Policy;
+
+namespace VirtioPanic.Hosting;
+
+/// <summary>
+/// The policy service's management API: attach the hypervisor's watchdog devices with their VM
+/// controls, query the state (typed or as JSON), change policies at run time, and continue a guest
+/// the policy preserved. Registered as a singleton by <see cref="VirtioPanicServiceCollectionExtensions.AddVirtioPanic"/>;
+/// the hosted service that comes with it consumes the devices' events.
+/// </summary>
+/// <remarks>
+/// <para>Every device event is handled in order, one at a time per device: the policy decides (a
+/// pure function of the policy, what happened before and the event), the decision is appended to
+/// the journal, the VM-control calls are made (with fallbacks), and the outcome is journaled before
+/// the event counts as handled and <see cref="EventHandled"/> is raised. Devices attached before the
+/// service starts keep their events in their own channels until it does; on stop every event still
+/// queued is handled before the service returns.</para>
+/// </remarks>
+public sealed partial class VirtioPanicManager : IDisposable
+{
+    private readonly ConcurrentDictionary<string, DeviceEntry> _devices = new(StringComparer.Ordinal);
+    private readonly Lock _lifecycle = new();
+    private readonly VirtioPanicOptions _options;
+    private readonly TimeProvider _time;
+    private readonly ILogger _logger;
+    private readonly VirtioPanicMetrics _metrics;
+    private EventJournal? _journal;
+    private JournalRecoveryReport? _recovery;
+    private bool _running;
+
+    internal VirtioPanicManager(IOptions<VirtioPanicOptions> options, TimeProvider time, ILogger<VirtioPanicManager>? logger, IMeterFactory? meterFactory)
+    {
+        _options = options.Value;
+        _time = time;
+        _logger = logger ?? (ILogger)NullLogger.Instance;
+        _metrics = new VirtioPanicMetrics(meterFactory);
+    }
+
+    /// <summary>Raised after each event, deadline or management request has been handled and journaled. Handlers run on the service's thread: keep them short.</summary>
+    public event EventHandler<HandledEvent>? EventHandled;
+
+    /// <summary>What the journal held at start (events never acted on, a torn last line); null until the service has started.</summary>
+    public JournalRecoveryReport? Recovery => Volatile.Read(ref _recovery);
+
+    /// <summary>The options in force.</summary>
+    public VirtioPanicOptions Options => _options;
+
+    /// <summary>Whether the service is running.</summary>
+    public bool IsRunning
+    {
+        get
+        {
+            lock (_lifecycle)
+            {
+                return _running;
+            }
+        }
+    }
+
+    /// <summary>
+    /// Puts a device under policy: its events are handled from now on (or from when the service
+    /// starts), acting on the VM through <paramref name="vm"/>.
+    /// </summary>
+    /// <param name="device">The device; its <see cref="WatchdogDevice.Id"/> must be unique among attached devices. The service becomes its only event reader.</param>
+    /// <param name="vm">How to act on the VM the device belongs to.</param>
+    /// <param name="policy">The device's policy; when null, its entry in <see cref="VirtioPanicOptions.Devices"/>, else <see cref="VirtioPanicOptions.Policy"/>.</param>
+    /// <exception cref="InvalidOperationException">A device with the same id is attached.</exception>
+    /// <exception cref="ArgumentException"><paramref name="policy"/> is invalid.</exception>
+    public void Attach(WatchdogDevice device, IVmControl vm, DevicePolicy? policy = null)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        ArgumentNullException.ThrowIfNull(vm);
+        if (policy is not null)
+        {
+            ThrowIfInvalid(policy, nameof(policy));
+        }
+
+        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id));
+        lock (_lifecycle)
+        {
+            if (!_devices.TryAdd(device.Id, entry))
+            {
+                throw new InvalidOperationException($"A device with id '{device.Id}' is already attached.");
+            }
+
+            if (_running)
+            {
+                StartPumpUnsynchronized(entry);
+            }
+        }
+
+#pragma warning disable CA1873 // once per attach, not a hot path
+        VirtioPanicLog.DeviceAttached(_logger, device.Id, PolicyNames.Of(entry.Policy.OnPanic), PolicyNames.Of(entry.Policy.OnWatchdog));
+#pragma warning restore CA1873
+    }
+
+    /// <summary>Stops handling a device's events, after handling those already queued. The device itself is left alone.</summary>
+    /// <param name="deviceId">The device's id.</param>
+    /// <returns>False when no such device is attached.</returns>
+    public async Task<bool> DetachAsync(string deviceId)
+    {
+        if (!_devices.TryRemove(deviceId, out DeviceEntry? entry))
+        {
+            return false;
+        }
+
+        await StopPumpAsync(entry).ConfigureAwait(false);
+        VirtioPanicLog.DeviceDetached(_logger, deviceId);
+        return true;
+    }
+
+    /// <summary>The policy set for a device (not counting a tripped storm guard; see <see cref="DeviceReport.EffectivePanicAction"/>).</summary>
+    /// <param name="deviceId">The device's id.</param>
+    /// <returns>The policy.</returns>
+    /// <exception cref="KeyNotFoundException">No such device is attached.</exception>
+    public DevicePolicy GetPolicy(string deviceId) => Entry(deviceId).Policy;
+
+    /// <summary>Changes a device's policy at run time, effective from the next event or deadline; resets the storm guard.</summary>
+    /// <param name="deviceId">The device's id.</param>
+    /// <param name="policy">The new policy.</param>
+    /// <param name="cancellationToken">Cancels waiting for the device's current event to finish.</param>
+    /// <returns>A task that completes once the policy is in force.</returns>
+    /// <exception cref="KeyNotFoundException">No such device is attached.</exception>
+    /// <exception cref="ArgumentException"><paramref name="policy"/> is invalid.</exception>
+    public async Task SetPolicyAsync(string deviceId, DevicePolicy policy, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        ThrowIfInvalid(policy, nameof(policy));
+        DeviceEntry entry = Entry(deviceId);
+        await entry.Gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            entry.Policy = policy;
+            entry.State = PolicyEngine.OnPolicyChanged(entry.State);
+        }
+        finally
+        {
+            entry.Gate.Release();
+        }
+
+#pragma warning disable CA1873 // once per management request, not a hot path
+        VirtioPanicLog.PolicyChanged(_logger, deviceId, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog));
+#pragma warning restore CA1873
+    }
+
+    /// <summary>
+    /// Management Continue: resumes a VM the policy paused (preserve, watchdog pause, storm guard)
+    /// and clears the device's panicked state and any pending deadline.
+    /// </summary>
+    /// <param name="deviceId">The device's id.</param>
+    /// <param name="cancellationToken">Cancels waiting for the device's current event to finish.</param>
+    /// <returns>What was done (the resume call and its outcome, if one was needed).</returns>
+    /// <exception cref="KeyNotFoundException">No such device is attached.</exception>
+    public Task<HandledEvent> ContinueAsync(string deviceId, CancellationToken cancellationToken = default) =>
+        RequestAsync(Entry(deviceId), "continue", "CONTINUE", PolicyEngine.OnContinue, cancellationToken);
+
+    /// <summary>
+    /// Tells the service that the guest reset (rebooted) by itself, as a hypervisor sees it: cancels a
+    /// pending grace window or crash-kernel deadline and clears the panicked state.
+    /// </summary>
+    /// <param name="deviceId">The device's id.</param>
+    /// <param name="cancellationToken">Cancels waiting for the device's current event to finish.</param>
+    /// <returns>What was done.</returns>
+    /// <exception cref="KeyNotFoundException">No such device is attached.</exception>
+    public Task<HandledEvent> NotifyGuestResetAsync(string deviceId, CancellationToken cancellationToken = default) =>
+        RequestAsync(Entry(deviceId), "guest-reset", "GUEST_RESET", PolicyEngine.OnGuestReset, cancellationToken);
+
+    // Opens the journal and starts the pumps (the hosted service's StartAsync).
+    internal void Start()
+    {
+        lock (_lifecycle)
+        {
+            if (_running)
+            {
+                return;
+            }
+
+            string run = Guid.NewGuid().ToString("N")[..12];
+            _journal = EventJournal.Open(_options.JournalPath, run, _time.GetUtcNow(), out JournalRecoveryReport report);
+            Volatile.Write(ref _recovery, report);
+            ReportRecovery(report, run);
+            _running = true;
+            foreach (DeviceEntry entry in _devices.Values)
+            {
+                StartPumpUnsynchronized(entry);
+            }
+        }
+    }
+
+    // Stops the pumps after they drained their channels, then closes the journal.
+    internal async Task StopAsync()
+    {
+        DeviceEntry[] entries;
+        lock (_lifecycle)
+        {
+            if (!_running)
+            {
+                return;
+            }
+
+            _running = false;
+            entries = [.. _devices.Values];
+        }
+
+        await Task.WhenAll(entries.Select(StopPumpAsync)).ConfigureAwait(false);
+        lock (_lifecycle)
+        {
+            _journal?.Dispose();
+            _journal = null;
+        }
+    }
+
+    /// <summary>Closes the journal and releases the meter; the hosted service normally stops the manager first.</summary>
+    public void Dispose()
+    {
+        lock (_lifecycle)
+        {
+            _running = false;
+            _journal?.Dispose();
+            _journal = null;
+        }
+
+        foreach (DeviceEntry entry in _devices.Values)
+        {
+            entry.DeadlineTimer?.Dispose();
+            entry.PumpStop.Cancel();
+        }
+
+        _metrics.Dispose();
+    }
+
+    private static void ThrowIfInvalid(DevicePolicy policy, string paramName)
+    {
+        var failures = new List<string>();
+        VirtioPanicOptionsValidator.ValidatePolicy(policy, "DevicePolicy", failures);
+        if (failures.Count > 0)
+        {
+            throw new ArgumentException(string.Join(" ", failures), paramName);
+        }
+    }
+
+    private DeviceEntry Entry(string deviceId) =>
+        _devices.TryGetValue(deviceId, out DeviceEntry? entry) ? entry : throw new KeyNotFoundException($"No device with id '{deviceId}' is attached.");
+
+    private void ReportRecovery(JournalRecoveryReport report, string run)
+    {
+        VirtioPanicLog.JournalOpened(_logger, report.Path, report.Records, run);
+        if (report.TornTrailingBytes > 0)
+        {
+            VirtioPanicLog.TornLine(_logger, report.Path, report.TornTrailingBytes);
+        }
+
+        if (report.CorruptLines > 0)
+        {
+            VirtioPanicLog.CorruptLines(_logger, report.Path, report.CorruptLines);
+        }
+
+        foreach (UnactedJournalEntry entry in report.UnactedEvents)
+        {
+            VirtioPanicLog.UnactedEvent(_logger, entry.Name, entry.DeviceId, entry.Sequence, entry.Run, entry.Time, entry.PolicyAction);
+        }
+    }
+
+    private void StartPumpUnsynchronized(DeviceEntry entry)
+    {
+        entry.Pump ??= Task.Run(() => PumpAsync(entry, entry.PumpStop.Token));
+    }
+
+    private async Task StopPumpAsync(DeviceEntry entry)
+    {
+        await entry.PumpStop.CancelAsync().ConfigureAwait(false);
+        if (entry.Pump is Task pump)
+        {
+            await pump.ConfigureAwait(false);
+        }
+
+        await entry.Gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            entry.Detached = true;
+            entry.DeadlineTimer?.Dispose();
+            entry.DeadlineTimer = null;
+        }
+        finally
+        {
+            entry.Gate.Release();
+        }
+    }
+}

@@ -1,0 +1,48 @@
+using System.Diagnostics.Metrics;
+using VirtioPanic.Device;
+
+namespace VirtioPanic.Hosting;
+
+// The service's instruments on the "VirtioPanic.Hosting" meter:
+//   virtiopanic.events            counter   {event}  tag kind (QMP-style name)
+//   virtiopanic.actions           counter   {action} tags operation, outcome (succeeded | failed)
+//   virtiopanic.action.duration   histogram s        tags operation, outcome
+//   virtiopanic.storm_guard.trips counter   {trip}
+//   virtiopanic.journal.failures  counter   {write}
+internal sealed class VirtioPanicMetrics : IDisposable
+{
+    internal const string MeterName = "VirtioPanic.Hosting";
+
+    private readonly Meter _meter;
+    private readonly Counter<long> _events;
+    private readonly Counter<long> _actions;
+    private readonly Histogram<double> _duration;
+    private readonly Counter<long> _stormTrips;
+    private readonly Counter<long> _journalFailures;
+
+    internal VirtioPanicMetrics(IMeterFactory? factory)
+    {
+        _meter = factory?.Create(MeterName) ?? new Meter(MeterName);
+        _events = _meter.CreateCounter<long>("virtiopanic.events", "{event}", "Device events handled, by kind");
+        _actions = _meter.CreateCounter<long>("virtiopanic.actions", "{action}", "VM-control calls made, by operation and outcome");
+        _duration = _meter.CreateHistogram<double>("virtiopanic.action.duration", "s", "How long VM-control calls took");
+        _stormTrips = _meter.CreateCounter<long>("virtiopanic.storm_guard.trips", "{trip}", "Panic-storm guard trips");
+        _journalFailures = _meter.CreateCounter<long>("virtiopanic.journal.failures", "{write}", "Journal writes that failed");
+    }
+
+    internal void Event(WatchdogEventKind kind) => _events.Add(1, new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
+
+    internal void Action(VmOperation operation, bool succeeded, TimeSpan duration)
+    {
+        var op = new KeyValuePair<string, object?>("operation", PolicyNames.Of(operation));
+        var outcome = new KeyValuePair<string, object?>("outcome", succeeded ? "succeeded" : "failed");
+        _actions.Add(1, op, outcome);
+        _duration.Record(duration.TotalSeconds, op, outcome);
+    }
+
+    internal void StormTrip() => _stormTrips.Add(1);
+
+    internal void JournalFailure() => _journalFailures.Add(1);
+
+    public void Dispose() => _meter.Dispose();
+}

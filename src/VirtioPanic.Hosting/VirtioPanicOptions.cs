@@ -1,0 +1,50 @@
+namespace VirtioPanic.Hosting;
+
+/// <summary>
+/// Settings of the policy service, bound from the configuration section
+/// <see cref="SectionName"/> and validated when the host starts (a bad value stops the start with
+/// a message naming its key).
+/// </summary>
+/// <example>
+/// <code>
+/// "VirtioPanic": {
+///   "JournalPath": "/var/lib/vmm/virtiopanic.jsonl",
+///   "Policy": { "OnPanic": "coredump-restart", "OnWatchdog": "reset", "PanicGracePeriod": "00:00:30" },
+///   "Devices": { "vm42-wdt": { "OnPanic": "preserve" } }
+/// }
+/// </code>
+/// </example>
+public sealed class VirtioPanicOptions
+{
+    /// <summary>The configuration section the options are bound from.</summary>
+    public const string SectionName = "VirtioPanic";
+
+    /// <summary>The durable event journal (JSON lines); its directory is created if missing.</summary>
+    /// <remarks>Defaults to <c>virtiopanic-journal.jsonl</c> in the working directory. Must not be empty.</remarks>
+    public string JournalPath { get; set; } = "virtiopanic-journal.jsonl";
+
+    /// <summary>When the journal forces records to disk.</summary>
+    /// <remarks>Defaults to <see cref="JournalDurability.FlushBeforeAction"/>.</remarks>
+    public JournalDurability JournalDurability { get; set; } = JournalDurability.FlushBeforeAction;
+
+    /// <summary>Where guest memory dumps go (<c>{DeviceId}-{time}-{sequence}.dump</c>); created when first needed.</summary>
+    /// <remarks>Defaults to <c>dumps</c> in the working directory. Dumps hold all of guest memory: keep the directory private.</remarks>
+    public string DumpDirectory { get; set; } = "dumps";
+
+    /// <summary>How long one VM-control call may take before it counts as failed and its fallback runs.</summary>
+    /// <remarks>Defaults to 30 seconds. Positive, at most 10 minutes.</remarks>
+    public TimeSpan ActionTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>The policy of every device without an entry in <see cref="Devices"/>.</summary>
+    /// <remarks>Defaults to <see cref="DevicePolicy"/>'s defaults. Configuration section <c>Policy</c>.</remarks>
+    public DevicePolicy Policy { get; set; } = new();
+
+    /// <summary>Per-device policies by device id. In configuration each entry starts from <see cref="Policy"/> and overrides only the keys it sets.</summary>
+    /// <remarks>Defaults to empty.</remarks>
+    public IDictionary<string, DevicePolicy> Devices { get; } = new Dictionary<string, DevicePolicy>(StringComparer.Ordinal);
+
+    /// <summary>The policy configured for a device: its <see cref="Devices"/> entry, else <see cref="Policy"/>.</summary>
+    /// <param name="deviceId">The device's id.</param>
+    /// <returns>The configured policy.</returns>
+    public DevicePolicy PolicyFor(string deviceId) => Devices.TryGetValue(deviceId, out DevicePolicy? policy) ? policy : Policy;
+}

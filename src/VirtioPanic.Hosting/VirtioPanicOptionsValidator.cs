@@ -1,0 +1,91 @@
+using Microsoft.Extensions.Options;
+
+namespace VirtioPanic.Hosting;
+
+// Validates the options at start (ValidateOnStart); every message names the configuration key.
+internal sealed class VirtioPanicOptionsValidator : IValidateOptions<VirtioPanicOptions>
+{
+    private static readonly TimeSpan s_maxActionTimeout = TimeSpan.FromMinutes(10);
+    private static readonly TimeSpan s_maxPolicyTime = TimeSpan.FromDays(1);
+
+    public ValidateOptionsResult Validate(string? name, VirtioPanicOptions options)
+    {
+        var failures = new List<string>();
+        const string Root = VirtioPanicOptions.SectionName;
+        if (string.IsNullOrWhiteSpace(options.JournalPath))
+        {
+            failures.Add($"{Root}:JournalPath must not be empty.");
+        }
+
+        if (string.IsNullOrWhiteSpace(options.DumpDirectory))
+        {
+            failures.Add($"{Root}:DumpDirectory must not be empty.");
+        }
+
+        if (!Enum.IsDefined(options.JournalDurability))
+        {
+            failures.Add($"{Root}:JournalDurability must be FlushBeforeAction or FlushAfterAction.");
+        }
+
+        if (options.ActionTimeout <= TimeSpan.Zero || options.ActionTimeout > s_maxActionTimeout)
+        {
+            failures.Add($"{Root}:ActionTimeout must be positive and at most {s_maxActionTimeout} (got {options.ActionTimeout}).");
+        }
+
+        if (options.Policy is null)
+        {
+            failures.Add($"{Root}:Policy must be set.");
+        }
+        else
+        {
+            ValidatePolicy(options.Policy, $"{Root}:Policy", failures);
+        }
+
+        foreach (KeyValuePair<string, DevicePolicy> device in options.Devices)
+        {
+            if (string.IsNullOrWhiteSpace(device.Key))
+            {
+                failures.Add($"{Root}:Devices has an entry with an empty device id.");
+            }
+
+            ValidatePolicy(device.Value, $"{Root}:Devices:{device.Key}", failures);
+        }
+
+        return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
+    }
+
+    // Shared with VirtioPanicManager.SetPolicyAsync.
+    internal static void ValidatePolicy(DevicePolicy policy, string prefix, List<string> failures)
+    {
+        if (!Enum.IsDefined(policy.OnPanic))
+        {
+            failures.Add($"{prefix}:OnPanic must be one of: {PolicyNames.List<PanicAction>()}.");
+        }
+
+        if (!Enum.IsDefined(policy.OnWatchdog))
+        {
+            failures.Add($"{prefix}:OnWatchdog must be one of: {PolicyNames.List<WatchdogAction>()}.");
+        }
+
+        if (!Enum.IsDefined(policy.OnCrashKernelTimeout))
+        {
+            failures.Add($"{prefix}:OnCrashKernelTimeout must be one of: {PolicyNames.List<PanicAction>()}.");
+        }
+
+        CheckTime(policy.PanicGracePeriod, $"{prefix}:PanicGracePeriod", allowZero: true, failures);
+        CheckTime(policy.CrashKernelDeadline, $"{prefix}:CrashKernelDeadline", allowZero: true, failures);
+        CheckTime(policy.StormWindow, $"{prefix}:StormWindow", allowZero: false, failures);
+        if (policy.StormThreshold is < 0 or 1)
+        {
+            failures.Add($"{prefix}:StormThreshold must be 0 (guard off) or at least 2 (got {policy.StormThreshold}).");
+        }
+    }
+
+    private static void CheckTime(TimeSpan value, string key, bool allowZero, List<string> failures)
+    {
+        if (value < TimeSpan.Zero || (!allowZero && value == TimeSpan.Zero) || value > s_maxPolicyTime)
+        {
+            failures.Add($"{key} must be {(allowZero ? "zero or positive" : "positive")} and at most {s_maxPolicyTime} (got {value}).");
+        }
+    }
+}
