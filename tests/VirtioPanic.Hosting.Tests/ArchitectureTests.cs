@@ -1,0 +1,38 @@
+namespace VirtioPanic.Hosting.Tests;
+
+// Guards the layering rule of style.md §6 for VirtioPanic.Hosting: Virtio, Device,
+// Microsoft.Extensions.Hosting.Abstractions / Options / Logging.Abstractions (and what they are
+// built on: DI, Configuration and Diagnostics abstractions) and the BCL; never Transport,
+// GuestDriver, Host, or Serilog.
+public sealed class ArchitectureTests
+{
+    private static readonly string[] s_allowed =
+    [
+        "VirtioPanic.Virtio", "VirtioPanic.Device",
+        "Microsoft.Extensions.Hosting.Abstractions", "Microsoft.Extensions.Options", "Microsoft.Extensions.Logging.Abstractions",
+        "Microsoft.Extensions.DependencyInjection.Abstractions", "Microsoft.Extensions.Configuration.Abstractions",
+        "Microsoft.Extensions.Configuration.Binder", "Microsoft.Extensions.Options.ConfigurationExtensions",
+        "Microsoft.Extensions.Diagnostics.Abstractions", "Microsoft.Extensions.Primitives",
+    ];
+
+    [Test]
+    public void Assembly_ReferencesOnlyWhatStyleSection6Allows()
+    {
+        string[] references = [.. typeof(VirtioPanicManager).Assembly.GetReferencedAssemblies().Select(a => a.Name!)];
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(references.Where(n => !s_allowed.Contains(n) && n is not ("System" or "netstandard" or "mscorlib") && !n.StartsWith("System.", StringComparison.Ordinal)), Is.Empty);
+            Assert.That(references, Has.None.StartsWith("VirtioPanic.Transport").And.None.StartsWith("VirtioPanic.GuestDriver").And.None.StartsWith("VirtioPanic.Host,").And.None.StartsWith("Serilog"));
+            Assert.That(references, Does.Contain("VirtioPanic.Device"));
+        });
+    }
+
+    [Test]
+    public void InternalsStayInternal()
+    {
+        Type[] exported = typeof(VirtioPanicManager).Assembly.GetExportedTypes();
+
+        Assert.That(exported.Select(t => t.Namespace).Distinct(), Is.EqualTo(new[] { "VirtioPanic.Hosting" }), "Policy/ and Journal/ are internal");
+    }
+}

@@ -1,0 +1,57 @@
+using System.Collections.Concurrent;
+using VirtioPanic.Device;
+
+namespace VirtioPanic.Hosting.Tests.Rig;
+
+// Records every call; operations listed in Failures fail with that reason.
+internal sealed class FakeVmControl : IVmControl
+{
+    private readonly ConcurrentQueue<(VmOperation Operation, VmActionContext Context)> _calls = new();
+
+    public FakeVmControl(WatchdogDevice? device = null) => Device = device;
+
+    public WatchdogDevice? Device { get; }
+
+    public ConcurrentDictionary<VmOperation, string> Failures { get; } = new();
+
+    // The boot reason the device held when each reset was requested.
+    public ConcurrentQueue<WatchdogBootReason> BootReasonsAtReset { get; } = new();
+
+    public ConcurrentQueue<string> DumpPaths { get; } = new();
+
+    public VmOperation[] Operations => [.. _calls.Select(c => c.Operation)];
+
+    public VmActionContext[] Contexts => [.. _calls.Select(c => c.Context)];
+
+    public ValueTask<VmControlResult> PauseAsync(VmActionContext context, CancellationToken cancellationToken) => Call(context);
+
+    public ValueTask<VmControlResult> ResumeAsync(VmActionContext context, CancellationToken cancellationToken) => Call(context);
+
+    public ValueTask<VmControlResult> ResetAsync(VmActionContext context, CancellationToken cancellationToken)
+    {
+        if (Device is not null)
+        {
+            BootReasonsAtReset.Enqueue(Device.GetStatus().BootReason);
+        }
+
+        return Call(context);
+    }
+
+    public ValueTask<VmControlResult> PowerOffAsync(VmActionContext context, CancellationToken cancellationToken) => Call(context);
+
+    public ValueTask<VmControlResult> RequestShutdownAsync(VmActionContext context, CancellationToken cancellationToken) => Call(context);
+
+    public ValueTask<VmControlResult> DumpGuestMemoryAsync(VmActionContext context, string path, CancellationToken cancellationToken)
+    {
+        DumpPaths.Enqueue(path);
+        return Call(context);
+    }
+
+    public ValueTask<VmControlResult> InjectNmiAsync(VmActionContext context, CancellationToken cancellationToken) => Call(context);
+
+    private ValueTask<VmControlResult> Call(VmActionContext context)
+    {
+        _calls.Enqueue((context.Operation, context));
+        return ValueTask.FromResult(Failures.TryGetValue(context.Operation, out string? error) ? VmControlResult.Failure(error) : VmControlResult.Success);
+    }
+}
