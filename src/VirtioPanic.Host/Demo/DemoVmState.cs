@@ -1,0 +1,8 @@
+namespace VirtioPanic.Host.Demo;
+
+internal enum DemoVmState
+{
+    Running,
+    Paused,
+    Off,
+}

@@ -1,0 +1,99 @@
+using System.CommandLine;
+using VirtioPanic.Host.Demo;
+using VirtioPanic.Host.Serve;
+using VirtioPanic.Hosting;
+
+namespace VirtioPanic.Host;
+
+// The VirtioPanic host program. With no command it runs the demonstration VM; `serve` serves the
+// device over vhost-user. Defaults come from appsettings.json next to the program; options override them.
+internal static class Program
+{
+    private static Task<int> Main(string[] args) => BuildCommand().Parse(args).InvokeAsync();
+
+    internal static RootCommand BuildCommand()
+    {
+        var scenario = new Option<string>("--scenario", "-s")
+        {
+            Description = "What the demo guest does: panic (arm, pet, panic with a message), watchdog-stall (stop petting; pretimeout, then expiry), crash-kernel (panic with kdump: crash-loaded, crash kernel, reboot), shutdown (clean shutdown), panic-storm (panics at every boot until the storm guard preserves it). Default: Demo:Scenario in appsettings.json (panic).",
+        };
+        scenario.AcceptOnlyFromAmong("panic", "watchdog-stall", "crash-kernel", "shutdown", "panic-storm");
+        var transport = new Option<string>("--transport", "-t") { Description = "How the guest finds the device: pci (virtio-pci, the default) or mmio (virtio-mmio)." };
+        transport.AcceptOnlyFromAmong("pci", "mmio");
+        var ring = new Option<string>("--ring", "-r") { Description = "Virtqueue format the guest negotiates: split (default) or packed." };
+        ring.AcceptOnlyFromAmong("split", "packed");
+        var onPanic = new Option<string>("--on-panic") { Description = $"Panic policy: {PolicyNames.List<PanicAction>()}. Default: VirtioPanic:Policy:OnPanic (restart)." };
+        onPanic.AcceptOnlyFromAmong([.. Enum.GetValues<PanicAction>().Select(a => PolicyNames.Of(a))]);
+        var onWatchdog = new Option<string>("--on-watchdog") { Description = $"Watchdog-expiry policy: {PolicyNames.List<WatchdogAction>()}. Default: VirtioPanic:Policy:OnWatchdog (reset)." };
+        onWatchdog.AcceptOnlyFromAmong([.. Enum.GetValues<WatchdogAction>().Select(a => PolicyNames.Of(a))]);
+        var grace = new Option<double?>("--panic-grace") { Description = "Seconds to wait after a panic before acting (a guest reset cancels the action). Default: 0." };
+        var journal = new Option<string?>("--journal") { Description = "The durable event journal (JSON lines). Default: <temp>/virtiopanic/demo-journal.jsonl (serve: serve-journal.jsonl)." };
+        var dumps = new Option<string?>("--dump-dir") { Description = "Where guest memory dumps go. Default: <temp>/virtiopanic/dumps." };
+        var noCountdown = new Option<bool>("--no-countdown") { Description = "Do not show the live watchdog countdown." };
+        var logJson = new Option<bool>("--log-json") { Description = "Write logs as JSON objects (one per line) with all structured properties." };
+
+        var root = new RootCommand(
+            "VirtioPanic host: runs a demonstration VM with the virtio watchdog/panic device (ID 35) under the policy service. " +
+            "The guest boots over virtio-pci (or mmio), arms the watchdog, pets it, then panics (or stalls, ...); the policy service " +
+            "journals the event and acts on the VM; a summary table closes the run. Settings: appsettings.json next to the program " +
+            "(sections VirtioPanic, Device, Demo, Serilog) and VIRTIOPANIC_-prefixed environment variables (e.g. VIRTIOPANIC_VirtioPanic__Policy__OnPanic=preserve); options below override them.");
+        foreach (Option option in new Option[] { scenario, transport, ring, onPanic, onWatchdog, grace, journal, dumps, noCountdown, logJson })
+        {
+            root.Options.Add(option);
+        }
+
+        root.SetAction((parse, cancellationToken) =>
+        {
+            var overrides = Overrides(parse, onPanic, onWatchdog, grace, journal, dumps);
+            Set(overrides, "Demo:Scenario", parse.GetValue(scenario));
+            Set(overrides, "Demo:Transport", parse.GetValue(transport));
+            Set(overrides, "Demo:Ring", parse.GetValue(ring));
+            if (parse.GetValue(noCountdown))
+            {
+                overrides["Demo:Countdown"] = "false";
+            }
+
+            return DemoRunner.RunAsync(overrides, parse.GetValue(logJson), cancellationToken);
+        });
+
+        var socket = new Option<string>("--vhost-user") { Description = "Path of the Unix socket to listen on for a vhost-user front end (QEMU: -chardev socket,path=PATH plus a vhost-user device).", Required = true };
+        var deviceId = new Option<string?>("--device-id") { Description = "The device's id in events, logs and the journal. Default: Device:DeviceId (wdt0)." };
+        var serve = new Command("serve", "Serve the watchdog device behind a vhost-user socket, with the policy service, until Ctrl-C. The front end owns the VM: decided actions are journaled and logged, and reported as not carried out.");
+        foreach (Option option in new Option[] { socket, deviceId, onPanic, onWatchdog, grace, journal, dumps, logJson })
+        {
+            serve.Options.Add(option);
+        }
+
+        serve.SetAction((parse, cancellationToken) =>
+        {
+            var overrides = Overrides(parse, onPanic, onWatchdog, grace, journal, dumps);
+            Set(overrides, "Device:DeviceId", parse.GetValue(deviceId));
+            return ServeRunner.RunAsync(parse.GetValue(socket)!, overrides, parse.GetValue(logJson), cancellationToken);
+        });
+        root.Subcommands.Add(serve);
+        return root;
+    }
+
+    private static Dictionary<string, string?> Overrides(ParseResult parse, Option<string> onPanic, Option<string> onWatchdog, Option<double?> grace, Option<string?> journal, Option<string?> dumps)
+    {
+        var overrides = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        Set(overrides, "VirtioPanic:Policy:OnPanic", parse.GetValue(onPanic));
+        Set(overrides, "VirtioPanic:Policy:OnWatchdog", parse.GetValue(onWatchdog));
+        if (parse.GetValue(grace) is double seconds)
+        {
+            overrides["VirtioPanic:Policy:PanicGracePeriod"] = TimeSpan.FromSeconds(seconds).ToString("c", System.Globalization.CultureInfo.InvariantCulture);
+        }
+
+        Set(overrides, "VirtioPanic:JournalPath", parse.GetValue(journal));
+        Set(overrides, "VirtioPanic:DumpDirectory", parse.GetValue(dumps));
+        return overrides;
+    }
+
+    private static void Set(Dictionary<string, string?> overrides, string key, string? value)
+    {
+        if (!string.IsNullOrEmpty(value))
+        {
+            overrides[key] = value;
+        }
+    }
+}

@@ -1,0 +1,35 @@
+using Microsoft.Extensions.Logging;
+using VirtioPanic.Hosting;
+
+namespace VirtioPanic.Host.Serve;
+
+// In vhost-user mode the front end (QEMU, Cloud Hypervisor) owns the VM: this process cannot pause,
+// reset or power it off. Every call reports failure truthfully, so the journal shows the decided
+// action and that it was not carried out; a management layer that reads the journal (or the QMP-shaped
+// event) carries it out on the front end.
+internal sealed class FrontEndVmControl : IVmControl
+{
+    private readonly ILogger _log;
+
+    internal FrontEndVmControl(ILogger log) => _log = log;
+
+    public ValueTask<VmControlResult> PauseAsync(VmActionContext context, CancellationToken cancellationToken) => NotHere(context);
+
+    public ValueTask<VmControlResult> ResumeAsync(VmActionContext context, CancellationToken cancellationToken) => NotHere(context);
+
+    public ValueTask<VmControlResult> ResetAsync(VmActionContext context, CancellationToken cancellationToken) => NotHere(context);
+
+    public ValueTask<VmControlResult> PowerOffAsync(VmActionContext context, CancellationToken cancellationToken) => NotHere(context);
+
+    public ValueTask<VmControlResult> RequestShutdownAsync(VmActionContext context, CancellationToken cancellationToken) => NotHere(context);
+
+    public ValueTask<VmControlResult> DumpGuestMemoryAsync(VmActionContext context, string path, CancellationToken cancellationToken) => NotHere(context);
+
+    public ValueTask<VmControlResult> InjectNmiAsync(VmActionContext context, CancellationToken cancellationToken) => NotHere(context);
+
+    private ValueTask<VmControlResult> NotHere(VmActionContext context)
+    {
+        HostLog.FrontEndOwnsVm(_log, PolicyNames.Of(context.Operation), context.PolicyAction, context.DeviceId);
+        return ValueTask.FromResult(VmControlResult.Failure("vhost-user mode: the front end owns the VM"));
+    }
+}

@@ -1,0 +1,43 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using VirtioPanic.Device;
+using VirtioPanic.Hosting;
+using VirtioPanic.VhostUser;
+
+namespace VirtioPanic.Host.Serve;
+
+// serve --vhost-user PATH: our device behind a vhost-user socket, under the policy service, until Ctrl-C.
+internal static class ServeRunner
+{
+    internal static async Task<int> RunAsync(string socketPath, IDictionary<string, string?> overrides, bool jsonLogs, CancellationToken cancellationToken)
+    {
+        overrides.TryAdd("VirtioPanic:JournalPath", Path.Combine(HostBuilder.DefaultStateDirectory(), "serve-journal.jsonl"));
+        overrides.TryAdd("VirtioPanic:DumpDirectory", Path.Combine(HostBuilder.DefaultStateDirectory(), "dumps"));
+        HostApplicationBuilder builder = HostBuilder.Create(overrides, jsonLogs, interactive: false);
+        using IHost host = builder.Build();
+        await host.StartAsync(cancellationToken).ConfigureAwait(false);
+        ILoggerFactory loggers = HostBuilder.Loggers(host);
+        ILogger log = loggers.CreateLogger("VirtioPanic.Host");
+        var manager = host.Services.GetRequiredService<VirtioPanicManager>();
+        using var device = new WatchdogDevice(HostBuilder.DeviceOptions(builder.Configuration), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
+        manager.Attach(device, new FrontEndVmControl(log));
+        DevicePolicy policy = manager.GetPolicy(device.Id);
+        HostLog.Serving(log, device.Id, socketPath, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog));
+        try
+        {
+            using var backend = new VhostUserBackend(device, socketPath, loggers.CreateLogger("VirtioPanic.VhostUser"));
+            await backend.RunAsync(cancellationToken).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            // Ctrl-C.
+        }
+        finally
+        {
+            await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+        }
+
+        return 0;
+    }
+}
