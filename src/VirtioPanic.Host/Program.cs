@@ -58,7 +58,7 @@ internal static class Program
 
         var socket = new Option<string>("--vhost-user") { Description = "Path of the Unix socket to listen on for a vhost-user front end (QEMU: -chardev socket,path=PATH plus a vhost-user device).", Required = true };
         var deviceId = new Option<string?>("--device-id") { Description = "The device's id in events, logs and the journal. Default: Device:DeviceId (wdt0)." };
-        var serve = new Command("serve", "Serve the watchdog device behind a vhost-user socket, with the policy service, until Ctrl-C. The front end owns the VM: decided actions are journaled and logged, and reported as not carried out.");
+        var serve = new Command("serve", "Serve the watchdog device behind a vhost-user socket, with the policy service, until Ctrl-C (or SIGTERM). The front end owns the VM: decided actions are journaled and logged, and reported as not carried out.");
         foreach (Option option in new Option[] { socket, deviceId, onPanic, onWatchdog, grace, journal, dumps, logJson })
         {
             serve.Options.Add(option);

@@ -48,7 +48,9 @@ internal static class DemoRunner
         await using (var countdown = settings.Countdown ? new Countdown(device, interactive) : null)
         {
             vm.PowerOn();
-            finished = await WaitForTheEndAsync(vm, manager, device.Id, log, settings.MaxDuration, cancellationToken).ConfigureAwait(false);
+            // Ctrl-C reaches the host's console lifetime, which stops the application: end the demo early.
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
+            finished = await WaitForTheEndAsync(vm, manager, device.Id, log, settings.MaxDuration, stop.Token).ConfigureAwait(false);
         }
 
         vm.Stop();
@@ -90,9 +92,14 @@ internal static class DemoRunner
             await Task.Delay(200, deadline.Token).ConfigureAwait(false);
             return true;
         }
-        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException)
         {
-            HostLog.DemoTimedOut(log, limit);
+            if (!cancellationToken.IsCancellationRequested)
+            {
+                HostLog.DemoTimedOut(log, limit);
+            }
+
+            // Timed out, or interrupted (Ctrl-C): the summary still shows what happened.
             return false;
         }
     }

@@ -24,12 +24,14 @@ internal static class ServeRunner
         manager.Attach(device, new FrontEndVmControl(log));
         DevicePolicy policy = manager.GetPolicy(device.Id);
         HostLog.Serving(log, device.Id, socketPath, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog));
+        // Ctrl-C and SIGTERM reach the host's console lifetime, which stops the application.
+        using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
         try
         {
             using var backend = new VhostUserBackend(device, socketPath, loggers.CreateLogger("VirtioPanic.VhostUser"));
-            await backend.RunAsync(cancellationToken).ConfigureAwait(false);
+            await backend.RunAsync(stop.Token).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
             // Ctrl-C.
         }

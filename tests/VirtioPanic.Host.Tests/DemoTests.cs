@@ -1,0 +1,174 @@
+using System.Text.Json;
+
+namespace VirtioPanic.Host.Tests;
+
+// The README's main command: the demo runs as a child process, finishes in seconds, exits 0, and its
+// summary (and journal) say what happened.
+public sealed class DemoTests
+{
+    private static readonly TimeSpan s_limit = TimeSpan.FromSeconds(90);
+
+    [Test]
+    public void Demo_NoArguments_PanicOverPciRestartsTheGuest_AndTheSummarySaysSo()
+    {
+        using var directory = new TempDirectory();
+        (int code, string output, string error) = Run(directory);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, error);
+            Assert.That(output, Does.Contain("Summary — scenario panic, virtio-pci, split rings"));
+            Assert.That(Row(output, "GUEST_PANICKED"), Does.Contain("| restart ").And.Contain("reset (").And.Contain("| ok ").And.Contain("Kernel panic - not syncing: sysrq triggered crash"));
+            Assert.That(output, Does.Contain("watchdog0: started").And.Contain("ping 3/3"));
+            Assert.That(output, Does.Contain("boot reason PANIC"), "the rebooted guest read why it was reset");
+            Assert.That(output, Does.Contain("VM state: off; boots: 2"));
+            Assert.That(output, Does.Contain("⏱  wdt0: watchdog"), "the countdown ran");
+            Assert.That(output, Does.Contain("Demo finished."));
+            Assert.That(Journal(directory).Count(r => r.GetProperty("type").GetString() == "outcome"), Is.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public void Demo_WatchdogStallOverMmioPacked_ExpiresAndResets()
+    {
+        using var directory = new TempDirectory();
+        (int code, string output, string error) = Run(directory, "--scenario", "watchdog-stall", "--transport", "mmio", "--ring", "packed");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, error);
+            Assert.That(output, Does.Contain("Summary — scenario watchdog-stall, virtio-mmio, packed rings"));
+            Assert.That(Row(output, "VIRTIO_WDT_PRETIMEOUT"), Does.Contain("| log "));
+            Assert.That(output, Does.Contain("pretimeout notice from the device"));
+            Assert.That(Row(output, "WATCHDOG"), Does.Contain("| reset ").And.Contain("| ok "));
+            Assert.That(output, Does.Contain("boot reason WATCHDOG"));
+        });
+    }
+
+    [Test]
+    public void Demo_CrashKernel_LogsCrashLoadedAndTheDeadlineIsCancelled()
+    {
+        using var directory = new TempDirectory();
+        (int code, string output, string error) = Run(directory, "--scenario", "crash-kernel");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, error);
+            Assert.That(Row(output, "GUEST_CRASHLOADED"), Does.Contain("| log ").And.Contain("crash kernel has"));
+            Assert.That(output, Does.Contain("crash kernel finished; deadline cancelled"));
+            Assert.That(output, Does.Contain("VM-control calls: 0;"));
+        });
+    }
+
+    [Test]
+    public void Demo_Shutdown_NoActionTaken()
+    {
+        using var directory = new TempDirectory();
+        (int code, string output, string error) = Run(directory, "--scenario", "shutdown");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, error);
+            Assert.That(Row(output, "GUEST_PVSHUTDOWN"), Does.Contain("| log "));
+            Assert.That(output, Does.Contain("VM state: off; boots: 1"));
+            Assert.That(output, Does.Contain("VM-control calls: 0;"));
+        });
+    }
+
+    [Test]
+    public void Demo_PanicStorm_PreservesTheGuest_ThenContinueResumesIt()
+    {
+        using var directory = new TempDirectory();
+        (int code, string output, string error) = Run(directory, "--scenario", "panic-storm");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, error);
+            Assert.That(output, Does.Contain("panic storm: 3 panics within"));
+            Assert.That(output, Does.Contain("| preserve ").And.Contain("pause ("));
+            Assert.That(Row(output, "CONTINUE"), Does.Contain("resume (").And.Contain("| ok "));
+            Assert.That(output, Does.Contain("\"storm-guard-tripped\": true"), "the management query was shown");
+        });
+    }
+
+    [Test]
+    public void Demo_CoredumpDestroy_WritesTheDumpAndPowersOff()
+    {
+        using var directory = new TempDirectory();
+        (int code, string output, string error) = Run(directory, "--on-panic", "coredump-destroy");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, error);
+            Assert.That(Row(output, "GUEST_PANICKED"), Does.Contain("dump-guest-memory (").And.Contain("power-off ("));
+            Assert.That(Directory.GetFiles(directory.File("dumps"), "*.dump").Select(f => new FileInfo(f).Length), Is.EqualTo(new[] { 4L << 20 }));
+        });
+    }
+
+    [Test]
+    public void Help_DocumentsEveryOptionAndServe()
+    {
+        (int code, string output, _) = HostProcess.Run(s_limit, null, "--help");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero);
+            foreach (string option in new[] { "--scenario", "--transport", "--ring", "--on-panic", "--on-watchdog", "--panic-grace", "--journal", "--dump-dir", "--no-countdown", "--log-json", "serve", "appsettings.json", "watchdog-stall", "coredump-restart", "inject-nmi" })
+            {
+                Assert.That(output, Does.Contain(option));
+            }
+        });
+    }
+
+    [Test]
+    public void BadOptionValue_FailsWithoutRunning()
+    {
+        (int code, string output, string error) = HostProcess.Run(s_limit, null, "--on-panic", "explode");
+
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(output + error, Does.Contain("explode"));
+    }
+
+    [Test]
+    public void BadConfiguration_FailsAtStartNamingTheKey()
+    {
+        using var directory = new TempDirectory();
+        (int code, string output, string error) = HostProcess.Run(s_limit, new Dictionary<string, string> { ["VIRTIOPANIC_VirtioPanic__Policy__StormThreshold"] = "1" }, "--journal", directory.File("j.jsonl"), "--no-countdown");
+
+        Assert.That(code, Is.Not.Zero);
+        Assert.That(output + error, Does.Contain("VirtioPanic:Policy:StormThreshold"));
+    }
+
+    [Test]
+    public void Serve_ListensOnTheSocket_UntilTerminated_ThenRemovesIt()
+    {
+        using var directory = new TempDirectory();
+        string socket = directory.File("wdt.sock");
+        using HostProcess serve = HostProcess.Start(null, "serve", "--vhost-user", socket, "--journal", directory.File("serve.jsonl"), "--device-id", "serve-test");
+        DateTime until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!File.Exists(socket) && DateTime.UtcNow < until && !serve.Process.HasExited)
+        {
+            Thread.Sleep(50);
+        }
+
+        Assert.That(File.Exists(socket), Is.True, "no socket: " + serve.Output + serve.Error);
+        serve.Terminate();
+        int code = serve.WaitForExit(TimeSpan.FromSeconds(30));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, serve.Error);
+            Assert.That(serve.Output, Does.Contain("Serving device serve-test on vhost-user socket"));
+            Assert.That(File.Exists(socket), Is.False, "the socket file is removed");
+        });
+    }
+
+    private static (int Code, string Output, string Error) Run(TempDirectory directory, params string[] args) =>
+        HostProcess.Run(s_limit, null, [.. args, "--journal", directory.File("journal.jsonl"), "--dump-dir", directory.File("dumps")]);
+
+    private static string Row(string output, string eventName) =>
+        output.Split('\n').FirstOrDefault(l => l.StartsWith("| ", StringComparison.Ordinal) && l.Contains($" {eventName} ", StringComparison.Ordinal)) ?? $"(no {eventName} row)";
+
+    private static JsonElement[] Journal(TempDirectory directory) =>
+        [.. File.ReadAllLines(directory.File("journal.jsonl")).Select(l => JsonDocument.Parse(l).RootElement)];
+}
