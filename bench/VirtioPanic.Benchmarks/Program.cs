@@ -4,6 +4,19 @@ using VirtioPanic.Benchmarks;
 // Full run (manual):  dotnet run -c Release --project bench/VirtioPanic.Benchmarks -- --filter '*'
 // Quick run (CI):     dotnet run -c Release --project bench/VirtioPanic.Benchmarks -- --quick
 // The quick run proves every benchmark still runs and checks allocation-budget.json.
+// Hosting console modes (manual, see bench/README.md):
+//   --panic-latency [count]      guest panic write -> VM-control call, p50/p99
+//   --soak [devices] [seconds]   10 000 devices pinged once per second: CPU, memory per device, expiry lateness
+if (args.Length > 0 && args[0] == "--panic-latency")
+{
+    return VirtioPanic.Benchmarks.Hosting.PanicLatencyRun.Run(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "--soak")
+{
+    return VirtioPanic.Benchmarks.Hosting.SoakRun.Run(args[1..]);
+}
+
 return args.Contains("--quick")
     ? QuickRun.Run(args.Where(a => a != "--quick").ToArray())
     : RunFull(args);

@@ -37,6 +37,13 @@ internal sealed class DeviceEntry
 
     internal bool Detached { get; set; }
 
+    // The token of the VM-control call in flight, reused between calls (guarded by Gate); the
+    // manager's action sweeper cancels it once the call outlasts its deadline.
+    internal CancellationTokenSource? ActionCancel { get; set; }
+
+    // TimeProvider timestamp by which the call in flight must finish; 0 when none is in flight.
+    internal long ActionDeadline;
+
     internal DevicePolicy Policy
     {
         get => Volatile.Read(ref _policy);

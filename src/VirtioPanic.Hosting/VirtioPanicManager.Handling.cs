@@ -252,7 +252,9 @@ public sealed partial class VirtioPanicManager
         string? path = null;
         long start = Stopwatch.GetTimestamp();
         VmControlResult result;
-        using var timeout = new CancellationTokenSource(_options.ActionTimeout, _time);
+        CancellationTokenSource timeout = entry.ActionCancel is { } reusable && reusable.TryReset() ? reusable : NewActionSource(entry);
+        Volatile.Write(ref entry.ActionDeadline, _time.GetTimestamp() + (long)(_options.ActionTimeout.TotalSeconds * _time.TimestampFrequency));
+        _inFlight.TryAdd(entry, 0);
         try
         {
             switch (step.Operation)
@@ -292,6 +294,11 @@ public sealed partial class VirtioPanicManager
         {
             result = VmControlResult.Failure($"{ex.GetType().Name}: {ex.Message}");
         }
+        finally
+        {
+            Volatile.Write(ref entry.ActionDeadline, 0);
+            _inFlight.TryRemove(entry, out _);
+        }
 
         if (result.Succeeded)
         {
@@ -327,6 +334,13 @@ public sealed partial class VirtioPanicManager
             Duration = elapsed,
             Path = path,
         };
+    }
+
+    private static CancellationTokenSource NewActionSource(DeviceEntry entry)
+    {
+        entry.ActionCancel?.Dispose();
+        entry.ActionCancel = new CancellationTokenSource();
+        return entry.ActionCancel;
     }
 
     private string DumpPath(string deviceId, long sequence)

@@ -31,7 +31,9 @@ public sealed partial class VirtioPanicManager : IDisposable
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly VirtioPanicMetrics _metrics;
+    private readonly ConcurrentDictionary<DeviceEntry, byte> _inFlight = new();
     private EventJournal? _journal;
+    private ITimer? _sweeper;
     private JournalRecoveryReport? _recovery;
     private bool _running;
 
@@ -187,6 +189,8 @@ public sealed partial class VirtioPanicManager : IDisposable
             Volatile.Write(ref _recovery, report);
             ReportRecovery(report, run);
             _running = true;
+            TimeSpan period = SweepPeriod(_options.ActionTimeout);
+            _sweeper = _time.CreateTimer(static state => ((VirtioPanicManager)state!).SweepActions(), this, period, period);
             foreach (DeviceEntry entry in _devices.Values)
             {
                 StartPumpUnsynchronized(entry);
@@ -212,6 +216,8 @@ public sealed partial class VirtioPanicManager : IDisposable
         await Task.WhenAll(entries.Select(StopPumpAsync)).ConfigureAwait(false);
         lock (_lifecycle)
         {
+            _sweeper?.Dispose();
+            _sweeper = null;
             _journal?.Dispose();
             _journal = null;
         }
@@ -223,6 +229,8 @@ public sealed partial class VirtioPanicManager : IDisposable
         lock (_lifecycle)
         {
             _running = false;
+            _sweeper?.Dispose();
+            _sweeper = null;
             _journal?.Dispose();
             _journal = null;
         }
@@ -234,6 +242,32 @@ public sealed partial class VirtioPanicManager : IDisposable
         }
 
         _metrics.Dispose();
+    }
+
+    // Action timeouts are enforced by one coarse periodic sweep rather than a timer per call: arming
+    // and disarming a timer around every VM-control call would wake the runtime's timer thread on
+    // the panic-to-action path. The sweep checks a few times per timeout (at most once a second).
+    private static TimeSpan SweepPeriod(TimeSpan timeout) =>
+        TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 4, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerSecond));
+
+    private void SweepActions()
+    {
+        long now = _time.GetTimestamp();
+        foreach (DeviceEntry entry in _inFlight.Keys)
+        {
+            long deadline = Volatile.Read(ref entry.ActionDeadline);
+            if (deadline != 0 && now >= deadline)
+            {
+                try
+                {
+                    entry.ActionCancel?.Cancel();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The call finished and its source was replaced meanwhile.
+                }
+            }
+        }
     }
 
     private static void ThrowIfInvalid(DevicePolicy policy, string paramName)
@@ -287,6 +321,8 @@ public sealed partial class VirtioPanicManager : IDisposable
             entry.Detached = true;
             entry.DeadlineTimer?.Dispose();
             entry.DeadlineTimer = null;
+            entry.ActionCancel?.Dispose();
+            entry.ActionCancel = null;
         }
         finally
         {

@@ -32,7 +32,7 @@ public sealed class VirtioPanicOptions
     public string DumpDirectory { get; set; } = "dumps";
 
     /// <summary>How long one VM-control call may take before it counts as failed and its fallback runs.</summary>
-    /// <remarks>Defaults to 30 seconds. Positive, at most 10 minutes.</remarks>
+    /// <remarks>Defaults to 30 seconds. Positive, at most 10 minutes. Checked periodically (every quarter of the timeout, at most every second), so a call is cancelled up to that much later.</remarks>
     public TimeSpan ActionTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>The policy of every device without an entry in <see cref="Devices"/>.</summary>

@@ -1,0 +1,186 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Globalization;
+using VirtioPanic.Device;
+using VirtioPanic.GuestDriver.Memory;
+using VirtioPanic.GuestDriver.Rings;
+using VirtioPanic.Hosting;
+using VirtioPanic.Virtio.Device;
+using VirtioPanic.Virtio.Memory;
+using VirtioPanic.Virtio.Queue;
+
+namespace VirtioPanic.Benchmarks.Hosting;
+
+// `--soak [devices] [seconds]` (defaults 10000, 60): many baseline watchdog devices in one
+// process under one policy service, each pinged once per second by a heartbeat on its watchdogq
+// (pings spread evenly over each second by one "guest" thread). Reports host memory per device,
+// CPU share in the steady state, and — after a tenth of the devices stop being pinged 10 s before
+// the end — how late their expiries reach the VM control (end to end) and how late the device
+// timers fired.
+internal static class SoakRun
+{
+    private static readonly TimeSpan s_timeout = TimeSpan.FromSeconds(5);
+
+    internal static int Run(string[] args)
+    {
+        int devices = args.Length > 0 && int.TryParse(args[0], out int d) ? d : 10_000;
+        int seconds = args.Length > 1 && int.TryParse(args[1], out int s) ? Math.Max(s, 20) : 60;
+        int stopAt = seconds - 10;
+        string directory = HostingBench.JournalDirectory();
+        ulong ramSize = (ulong)devices * 1024 + (1 << 20);
+        using GuestMemory memory = GuestMemory.CreateAnonymous(ramSize);
+        var allocator = new GuestAllocator(memory, 0, ramSize);
+
+        // Guest side first (rings and heartbeat buffers live in guest RAM; their driver objects are the guest's, not the host's).
+        var rings = new SplitRingDriver[devices];
+        var buffers = new ulong[devices];
+        for (int i = 0; i < devices; i++)
+        {
+            rings[i] = SplitRingDriver.Allocate(allocator, 4, eventIndex: false);
+            buffers[i] = allocator.Allocate(8, 8);
+        }
+
+        var vm = new RecordingVmControl();
+        var expiredAt = new ConcurrentDictionary<string, (long Call, DateTimeOffset DeviceTime)>();
+        vm.OnCall = (context, timestamp) => expiredAt.TryAdd(context.DeviceId, (timestamp, context.Trigger?.HostTime ?? default));
+        using VirtioPanicManager manager = HostingBench.Manager(directory, new DevicePolicy { OnWatchdog = WatchdogAction.Reset, StormThreshold = 0 });
+        manager.Start();
+        long managedBefore = ManagedBytes();
+        long workingSetBefore = Environment.WorkingSet;
+
+        // Host side: device, its virtqueue and transport context, its policy-service registration.
+        var watchdogs = new WatchdogDevice[devices];
+        var options = new WatchdogDeviceOptions { Features = WatchdogFeatures.None, DefaultTimeout = s_timeout, MinTimeout = TimeSpan.FromSeconds(1), EventCapacity = 4, ResumeGrace = TimeSpan.Zero };
+        for (int i = 0; i < devices; i++)
+        {
+            options.DeviceId = "vm" + i.ToString(CultureInfo.InvariantCulture);
+            var device = new WatchdogDevice(options);
+            var queue = new Virtqueue(4);
+            if (queue.Activate(memory, rings[i].Config, VirtqueueFeatures.None) != VirtqueueStatus.Ok || !device.AcceptFeatures(VirtioFeatures.Version1))
+            {
+                throw new InvalidOperationException("device bring-up failed");
+            }
+
+            device.Activate(new SoakContext(memory, queue));
+            manager.Attach(device, vm);
+            watchdogs[i] = device;
+        }
+
+        long managedPerDevice = (ManagedBytes() - managedBefore) / devices;
+        long workingSetPerDevice = (Environment.WorkingSet - workingSetBefore) / devices;
+        Console.WriteLine($"{devices} devices attached: managed heap {managedPerDevice} B/device, working set {workingSetPerDevice} B/device (journal in {directory})");
+
+        var lastPing = new long[devices];
+        var lastPingUtc = new DateTimeOffset[devices];
+        long pings = 0;
+        double steadyCpu = 0;
+        double steadyPinger = 0;
+        double steadyWall = 0;
+        var clock = Stopwatch.StartNew();
+        TimeSpan processCpuAtStart = default;
+        double pingerCpuAtStart = 0;
+        TimeSpan wallAtStart = default;
+        const int Batches = 100;
+        for (int second = 0; second < seconds; second++)
+        {
+            if (second == 5)
+            {
+                processCpuAtStart = Process.GetCurrentProcess().TotalProcessorTime;
+                pingerCpuAtStart = ThreadCpuSeconds();
+                wallAtStart = clock.Elapsed;
+            }
+            else if (second == stopAt)
+            {
+                steadyCpu = (Process.GetCurrentProcess().TotalProcessorTime - processCpuAtStart).TotalSeconds;
+                steadyPinger = ThreadCpuSeconds() - pingerCpuAtStart;
+                steadyWall = (clock.Elapsed - wallAtStart).TotalSeconds;
+            }
+
+            for (int batch = 0; batch < Batches; batch++)
+            {
+                int from = batch * devices / Batches;
+                int to = (batch + 1) * devices / Batches;
+                for (int i = from; i < to; i++)
+                {
+                    if (second >= stopAt && i % 10 == 0)
+                    {
+                        continue;
+                    }
+
+                    SplitRingDriver ring = rings[i];
+                    while (ring.TryGetUsed(out _) == UsedBufferStatus.Ok)
+                    {
+                    }
+
+                    if (ring.TryAdd([new DriverBuffer(buffers[i], 8, DeviceWritable: true)], out _))
+                    {
+                        ring.Publish();
+                        watchdogs[i].Notify(0);
+                        lastPing[i] = Stopwatch.GetTimestamp();
+                        lastPingUtc[i] = DateTimeOffset.UtcNow;
+                        pings++;
+                    }
+                }
+
+                TimeSpan due = TimeSpan.FromSeconds(second) + TimeSpan.FromMilliseconds((batch + 1) * 1000.0 / Batches);
+                TimeSpan wait = due - clock.Elapsed;
+                if (wait > TimeSpan.Zero)
+                {
+                    Thread.Sleep(wait);
+                }
+            }
+        }
+
+        var endToEnd = new List<double>();
+        var deviceTimer = new List<double>();
+        int missing = 0;
+        for (int i = 0; i < devices; i += 10)
+        {
+            if (!expiredAt.TryGetValue(watchdogs[i].Id, out (long Call, DateTimeOffset DeviceTime) hit))
+            {
+                missing++;
+                continue;
+            }
+
+            endToEnd.Add((Stopwatch.GetElapsedTime(lastPing[i], hit.Call) - s_timeout).TotalMilliseconds);
+            deviceTimer.Add((hit.DeviceTime - lastPingUtc[i] - s_timeout).TotalMilliseconds);
+        }
+
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"steady state ({steadyWall:0.0} s, {pings} pings in all): process CPU {100 * steadyCpu / steadyWall:0.00} % of one core; of which the pinging guest thread (ring writes and the device's inline heartbeat processing) {100 * steadyPinger / steadyWall:0.00} %, the rest (timers, policy service, GC) {100 * (steadyCpu - steadyPinger) / steadyWall:0.00} %"));
+        Console.WriteLine($"expiries: {endToEnd.Count} of {(devices + 9) / 10} reached the VM control ({missing} missing); unexpected VM-control calls: {vm.Calls - endToEnd.Count}");
+        Console.WriteLine("  lateness, last ping + timeout -> IVmControl call (end to end): " + Percentiles.Describe([.. endToEnd], "ms"));
+        Console.WriteLine("  lateness, last ping + timeout -> device timer fired (event HostTime): " + Percentiles.Describe([.. deviceTimer], "ms"));
+        manager.StopAsync().GetAwaiter().GetResult();
+        foreach (WatchdogDevice device in watchdogs)
+        {
+            device.Dispose();
+        }
+
+        HostingBench.Delete(directory);
+        return missing == 0 ? 0 : 1;
+    }
+
+    private static long ManagedBytes()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+        return GC.GetTotalMemory(forceFullCollection: true);
+    }
+
+    // This thread's user + system CPU time, from /proc/thread-self/stat (Linux; 0 elsewhere).
+    private static double ThreadCpuSeconds()
+    {
+        try
+        {
+            string stat = File.ReadAllText("/proc/thread-self/stat");
+            string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+            long ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+            return ticks / 100.0;
+        }
+        catch (IOException)
+        {
+            return 0;
+        }
+    }
+}
