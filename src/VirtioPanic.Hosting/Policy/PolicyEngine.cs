@@ -132,10 +132,11 @@ internal static class PolicyEngine
 
     private static PolicyDecision OnPanic(DevicePolicyState state, DevicePolicy policy, GuestPanickedEvent panic, DateTimeOffset now)
     {
-        ImmutableArray<DateTimeOffset> recent = WithinWindow(state.RecentPanics, now - policy.StormWindow).Add(now);
+        // Only the last StormThreshold panics inside the window matter: memory per device stays bounded.
+        ImmutableArray<DateTimeOffset> recent = policy.StormThreshold == 0 ? [] : WithinWindow(state.RecentPanics, now - policy.StormWindow).Add(now);
         bool tripped = state.StormGuard || (policy.StormThreshold > 0 && recent.Length >= policy.StormThreshold);
         bool newlyTripped = tripped && !state.StormGuard;
-        if (policy.StormThreshold > 0 && recent.Length > policy.StormThreshold)
+        if (recent.Length > policy.StormThreshold)
         {
             recent = recent.RemoveRange(0, recent.Length - policy.StormThreshold);
         }

@@ -203,6 +203,8 @@ public sealed class PolicyEngineTests
             Assert.That(d.Action, Is.EqualTo("restart"));
             state = d.State;
         }
+
+        Assert.That(state.RecentPanics, Is.Empty, "nothing is tracked while the guard is off");
     }
 
     [Test]
