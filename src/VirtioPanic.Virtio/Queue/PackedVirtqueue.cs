@@ -210,6 +210,31 @@ internal sealed class PackedVirtqueue
         return TryPopChainSlow(flags, descriptor, out chain);
     }
 
+    internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        // Packed completions write the used descriptor in place (id, len, flags), so there is
+        // nothing to keep in registers across the batch beyond what TryPopChain already does.
+        processed = 0;
+        VirtqueueStatus status = VirtqueueStatus.Ok;
+        while (processed < maxChains)
+        {
+            status = TryPopChain(out DescriptorChain chain);
+            if (status != VirtqueueStatus.Ok)
+            {
+                break;
+            }
+
+            processed++;
+            if (handler.Handle(in chain, out uint written))
+            {
+                AddUsed(chain.Token, written);
+            }
+        }
+
+        return status;
+    }
+
     internal VirtqueueStatus AddUsed(ChainToken token, uint writtenLength)
     {
         if (_memory is null)
@@ -499,6 +524,7 @@ internal sealed class PackedVirtqueue
         return VirtqueueStatus.Ok;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private VirtqueueStatus WalkIndirect(PackedDescriptor table, ref Walk walk)
     {
         uint length = table.Length;
@@ -534,6 +560,7 @@ internal sealed class PackedVirtqueue
         return VirtqueueStatus.Ok;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private VirtqueueStatus AddBuffer(ulong address, uint length, bool writable, ref Walk walk)
     {
         if (length == 0)
