@@ -54,13 +54,11 @@ public class SplitRingCrossThreadBenchmarks
         long target = _processed + ChainsPerInvoke;
         Volatile.Write(ref _limit, target);
         long processed = _processed;
+        var handler = default(WalkHandler);
         while (processed < target)
         {
-            while (_queue.TryPopChain(out DescriptorChain chain) == VirtqueueStatus.Ok)
-            {
-                _queue.AddUsed(chain.Token, chain.Buffers[0].Length);
-                processed++;
-            }
+            _queue.ProcessChains(ref handler, SplitRingFixture.Size, out int batch);
+            processed += batch;
 
             // Publish what was used so the driver can refill; polling mode, no interrupts wanted.
             _queue.FlushUsed();
