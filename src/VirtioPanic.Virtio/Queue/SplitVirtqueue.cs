@@ -452,7 +452,7 @@ internal sealed partial class SplitVirtqueue
                 break;
             }
 
-            VirtqueueStatus added = AddBuffer(descriptor, ref walk);
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return Fail(added);
@@ -478,12 +478,7 @@ internal sealed partial class SplitVirtqueue
         }
 
         _nextAvail++;
-        chain = new DescriptorChain(
-            new ChainToken(head, 1),
-            new ReadOnlySpan<GuestMemorySlice>(_scratch, 0, walk.Count),
-            walk.Readable,
-            walk.ReadableLength,
-            walk.WritableLength);
+        chain = walk.ToChain(new ChainToken(head, 1), _scratch);
         return VirtqueueStatus.Ok;
     }
 
@@ -519,7 +514,7 @@ internal sealed partial class SplitVirtqueue
                 return VirtqueueStatus.InvalidDescriptorFlags;
             }
 
-            VirtqueueStatus added = AddBuffer(descriptor, ref walk);
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return added;
@@ -543,65 +538,10 @@ internal sealed partial class SplitVirtqueue
         }
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private VirtqueueStatus AddBuffer(VirtqDescriptor descriptor, ref ChainWalk walk)
-    {
-        uint length = descriptor.Length;
-        if (length == 0)
-        {
-            return VirtqueueStatus.ZeroLengthBuffer;
-        }
-
-        if (walk.Count == _scratch.Length)
-        {
-            return VirtqueueStatus.ChainTooLong;
-        }
-
-        if (_memory!.TryGetSlice(descriptor.Address, length, out _scratch[walk.Count]) != GuestMemoryStatus.Ok)
-        {
-            return VirtqueueStatus.BufferOutOfRange;
-        }
-
-        walk.Total += length;
-        if (walk.Total > uint.MaxValue)
-        {
-            return VirtqueueStatus.TotalLengthOverflow;
-        }
-
-        if ((descriptor.Flags & DescriptorFlags.Write) != 0)
-        {
-            walk.WritableLength += length;
-        }
-        else
-        {
-            if (walk.WritableLength != 0)
-            {
-                return VirtqueueStatus.ReadableAfterWritable;
-            }
-
-            walk.Readable++;
-            walk.ReadableLength += length;
-        }
-
-        walk.Count++;
-        return VirtqueueStatus.Ok;
-    }
-
     private VirtqueueStatus Fail(VirtqueueStatus status)
     {
         Debug.Assert(status is not (VirtqueueStatus.Ok or VirtqueueStatus.Empty));
         _status = status;
         return status;
-    }
-
-    // Running totals of one chain walk. Lengths are summed in 64 bits so the 2^32 check cannot
-    // itself overflow.
-    private struct ChainWalk
-    {
-        public int Count;
-        public int Readable;
-        public ulong Total;
-        public uint ReadableLength;
-        public uint WritableLength;
     }
 }
