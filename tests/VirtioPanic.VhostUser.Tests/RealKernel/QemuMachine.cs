@@ -66,13 +66,17 @@ internal static class QemuMachine
         Task qmpTask = options.Qmp ? CollectQmpEventsAsync(qmpPath, events, deadline.Token) : Task.CompletedTask;
 
         bool timedOut = false;
+        bool stopped = false;
         try
         {
             await qemu.WaitForExitAsync(deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
-            timedOut = true;
+            // The caller's token ends a run on purpose (a test has seen what it waited for); the
+            // deadline ends one that overran.
+            stopped = cancellationToken.IsCancellationRequested;
+            timedOut = !stopped;
             BoundedProcess.Kill(qemu);
         }
 
@@ -100,7 +104,10 @@ internal static class QemuMachine
             qemuOutput = output.ToString();
         }
 
-        return new QemuRun(timedOut ? -1 : qemu.ExitCode, timedOut, serial, qemuOutput, eventSnapshot, stopwatch.Elapsed, serialPath);
+        return new QemuRun(timedOut || stopped ? -1 : qemu.ExitCode, timedOut, serial, qemuOutput, eventSnapshot, stopwatch.Elapsed, serialPath)
+        {
+            StoppedByCaller = stopped,
+        };
     }
 
     // QMP: read the greeting, enter command mode, then record every line that is an event.
