@@ -41,6 +41,28 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         dmesg | grep virtio_wdt
         """;
 
+    // With CONTROL: busybox's open is START, -T is SET_TIMEOUT, a magic close is STOP. A timeout
+    // above the device's maximum is refused by the device (the carrier hides min/max_timeout_ms),
+    // and with nowayout set through sysfs the driver sends SET_NOWAYOUT at START and the core
+    // refuses the magic close, so the watchdog expires.
+    private const string ControlScript = """
+        w=/sys/class/watchdog/watchdog0
+        echo "VP-WDT timeout $(cat $w/timeout)"
+        watchdog -F -T 2 -t 1 /dev/watchdog &
+        sleep 2
+        echo "VP-WDT running $(cat $w/state) $(cat $w/timeout) $(cat $w/timeleft)"
+        kill -TERM $!
+        sleep 1
+        echo "VP-WDT stopped $(cat $w/state)"
+        echo 1 > $w/nowayout
+        watchdog -F -T 100 -t 1 /dev/watchdog &
+        sleep 2
+        echo "VP-WDT timeout-after-invalid $(cat $w/timeout)"
+        kill -TERM $!
+        echo "VP-WDT-CLOSED"
+        sleep 4
+        """;
+
     private static readonly Dictionary<WatchdogEventKind, PolicyAction> s_policy = new()
     {
         [WatchdogEventKind.Expired] = PolicyAction.Reset,
@@ -201,12 +223,56 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         }
     }
 
-    private static WatchdogDevice NewDevice(TimeSpan defaultTimeout) => new(new WatchdogDeviceOptions
+    [Test]
+    public async Task Control_StartStopSetTimeoutTimeLeftAndNowayout_ThroughControlRequests()
+    {
+        const WatchdogFeatures Implied = CarrierFeatures | WatchdogFeatures.Control;
+        using WatchdogDevice device = NewDevice(TimeSpan.FromSeconds(10), maxTimeout: TimeSpan.FromSeconds(60));
+        string initramfs = BuildInitramfs("control", ControlScript, implied: Implied);
+        await using var recorder = new PolicyRecorder(device, s_policy);
+        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), new VhostUserBackendOptions { ImpliedDeviceFeatures = (ulong)Implied });
+
+        Task<QemuRun> boot = BootAsync(Options("control", initramfs, host));
+        WatchdogExpiredEvent? expired = await recorder.WaitForAsync<WatchdogExpiredEvent>(TimeSpan.FromSeconds(90));
+        WatchdogDeviceStatus atExpiry = device.GetStatus();
+        QemuRun run = await boot;
+        GuestShutdownEvent? shutdown = await recorder.WaitForAsync<GuestShutdownEvent>(TimeSpan.FromSeconds(5));
+
+        IReadOnlyList<WatchdogArmedEvent> armed = recorder.Of<WatchdogArmedEvent>();
+        IReadOnlyList<WatchdogStoppedEvent> stopped = recorder.Of<WatchdogStoppedEvent>();
+        string[] running = (Line(run, "VP-WDT running ") ?? string.Empty).Split(' ');
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run.ToString());
+            Assert.That(host.Backend.Statistics.NegotiatedFeatures & 0xffffff, Is.EqualTo((ulong)Implied));
+            Assert.That(Line(run, "VP-WDT timeout "), Is.EqualTo("10"), "default_timeout_ms in seconds");
+            Assert.That(running, Has.Length.EqualTo(3), run.ToString());
+            Assert.That(running[0], Is.EqualTo("active"));
+            Assert.That(running.ElementAtOrDefault(1), Is.EqualTo("2"), "SET_TIMEOUT 2 s");
+            Assert.That(running.ElementAtOrDefault(2), Is.AnyOf("0", "1", "2"), "time left from GET_STATUS");
+            Assert.That(Line(run, "VP-WDT stopped "), Is.EqualTo("inactive"), "the magic close stopped it");
+            Assert.That(run.SerialLog, Does.Contain("WDIOC_SETTIMEOUT: Invalid argument"), "the device refused a timeout above its maximum");
+            Assert.That(Line(run, "VP-WDT timeout-after-invalid "), Is.EqualTo("2"));
+
+            // START with the default, STOP at the magic close, START with 2 s, expiry.
+            Assert.That(armed.Select(a => (a.ByHeartbeat, a.Timeout)), Is.EqualTo(new[] { (false, TimeSpan.FromSeconds(10)), (false, TimeSpan.FromSeconds(2)) }), recorder.ToString());
+            Assert.That(stopped.Select(e => e.Reason), Is.EqualTo(new[] { WatchdogStopReason.DriverStop }), recorder.ToString());
+            Assert.That(expired, Is.Not.Null, recorder.ToString());
+            Assert.That(expired?.Timeout, Is.EqualTo(TimeSpan.FromSeconds(2)));
+            Assert.That(run.SerialLog, Does.Contain("watchdog did not stop!"), "nowayout: the core refused the magic close");
+            Assert.That(atExpiry.Nowayout, Is.True, "the driver sent SET_NOWAYOUT when it started the watchdog with nowayout in force");
+            Assert.That(recorder.Actions.Where(a => a.Event is WatchdogExpiredEvent).Select(a => a.Action), Is.EqualTo(new[] { PolicyAction.Reset }));
+            Assert.That(shutdown?.Message, Is.EqualTo("power off"), recorder.ToString());
+            Assert.That(recorder.Of<GuestProtocolErrorEvent>(), Is.Empty, "no protocol error");
+        }
+    }
+
+    private static WatchdogDevice NewDevice(TimeSpan defaultTimeout, TimeSpan? maxTimeout = null) => new(new WatchdogDeviceOptions
     {
         DeviceId = "wdt-carrier",
         DefaultTimeout = defaultTimeout,
         MinTimeout = TimeSpan.FromSeconds(1),
-        MaxTimeout = TimeSpan.FromMinutes(10),
+        MaxTimeout = maxTimeout ?? TimeSpan.FromMinutes(10),
     });
 
     private static QemuMachineOptions Options(string action, string initramfs, VhostUserBackendHost host, params string[] kernelArguments) => new()
@@ -234,21 +300,22 @@ internal sealed class WatchdogDriverTests : RealKernelTest
 
     private static string Tail(string? text, int length) => text is null ? "(none)" : text.Length <= length ? text : text[^length..];
 
-    private string BuildDriver() => GuestModuleBuilder.BuildWithOwnKbuild(
+    // The carrier build: bind ID 41, treat the implied bits as negotiated, read 8 config bytes.
+    private string BuildDriver(WatchdogFeatures implied) => GuestModuleBuilder.BuildWithOwnKbuild(
         Kernel,
         DriverSource,
         ModuleName,
         "VIRTIO_WDT_CARRIER_ID=41",
-        $"VIRTIO_WDT_CARRIER_FEATURES=0x{(ulong)CarrierFeatures:x}",
+        $"VIRTIO_WDT_CARRIER_FEATURES=0x{(ulong)implied:x}",
         "VIRTIO_WDT_CONFIG_SIZE=8");
 
-    private string BuildInitramfs(string action, string script, Action<InitramfsBuilder>? extra = null)
+    private string BuildInitramfs(string action, string script, Action<InitramfsBuilder>? extra = null, WatchdogFeatures implied = CarrierFeatures)
     {
         string path = WorkPath($"initramfs-{action}.cpio.gz");
         InitramfsBuilder builder = NewInitramfs()
             .AddModule("virtio_pci")
             .AddModule("watchdog")
-            .AddKernelObject(BuildDriver())
+            .AddKernelObject(BuildDriver(implied))
             .AddAction(action, script);
         extra?.Invoke(builder);
         builder.Build(path);
