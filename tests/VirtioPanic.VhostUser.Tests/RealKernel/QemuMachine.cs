@@ -66,17 +66,13 @@ internal static class QemuMachine
         Task qmpTask = options.Qmp ? CollectQmpEventsAsync(qmpPath, events, deadline.Token) : Task.CompletedTask;
 
         bool timedOut = false;
-        bool stopped = false;
         try
         {
             await qemu.WaitForExitAsync(deadline.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
-            // The caller's token ends a run on purpose (a test has seen what it waited for); the
-            // deadline ends one that overran.
-            stopped = cancellationToken.IsCancellationRequested;
-            timedOut = !stopped;
+            timedOut = true;
             BoundedProcess.Kill(qemu);
         }
 
@@ -104,10 +100,7 @@ internal static class QemuMachine
             qemuOutput = output.ToString();
         }
 
-        return new QemuRun(timedOut || stopped ? -1 : qemu.ExitCode, timedOut, serial, qemuOutput, eventSnapshot, stopwatch.Elapsed, serialPath)
-        {
-            StoppedByCaller = stopped,
-        };
+        return new QemuRun(timedOut ? -1 : qemu.ExitCode, timedOut, serial, qemuOutput, eventSnapshot, stopwatch.Elapsed, serialPath);
     }
 
     // QMP: read the greeting, enter command mode, then record every line that is an event.

@@ -20,9 +20,6 @@ internal sealed partial class QemuRun
 
     internal bool TimedOut { get; }
 
-    /// <summary>Whether the caller's cancellation token ended the run (QEMU was killed on purpose, not at the deadline).</summary>
-    internal bool StoppedByCaller { get; init; }
-
     /// <summary>Everything the guest printed on its serial console (ttyS0).</summary>
     internal string SerialLog { get; }
 
@@ -57,7 +54,7 @@ internal sealed partial class QemuRun
     public override string ToString()
     {
         string tail = SerialLog.Length > 3000 ? SerialLog[^3000..] : SerialLog;
-        return $"QEMU exit {ExitCode}{(TimedOut ? " (timed out, killed)" : string.Empty)}{(StoppedByCaller ? " (stopped by the test)" : string.Empty)} after {Duration.TotalSeconds:F1} s\n"
+        return $"QEMU exit {ExitCode}{(TimedOut ? " (timed out, killed)" : string.Empty)} after {Duration.TotalSeconds:F1} s\n"
             + $"--- QEMU output ---\n{QemuOutput}\n--- serial (tail) ---\n{tail}";
     }
 

@@ -52,14 +52,12 @@ internal abstract class RealKernelTest
     }
 
     /// <summary>Boots the guest once; each run gets its own sub-directory and its serial log is kept for failure reports.</summary>
-    /// <param name="options">What to boot.</param>
-    /// <param name="stop">Ends the run early (QEMU is killed by PID; <see cref="QemuRun.StoppedByCaller"/>).</param>
-    protected async Task<QemuRun> BootAsync(QemuMachineOptions options, CancellationToken stop = default)
+    protected async Task<QemuRun> BootAsync(QemuMachineOptions options)
     {
         string runDirectory = Path.Combine(WorkDirectory, $"run{_serialLogs.Count}");
         Directory.CreateDirectory(runDirectory);
         _serialLogs.Add(Path.Combine(runDirectory, "serial.log"));
-        QemuRun run = await QemuMachine.RunAsync(Kernel, options, runDirectory, stop).ConfigureAwait(false);
+        QemuRun run = await QemuMachine.RunAsync(Kernel, options, runDirectory).ConfigureAwait(false);
         TestContext.Out.WriteLine($"guest run '{options.Action}': {run.Duration.TotalSeconds:F2} s, exit {run.ExitCode}");
         return run;
     }

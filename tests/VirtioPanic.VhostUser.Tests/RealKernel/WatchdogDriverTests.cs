@@ -139,11 +139,14 @@ internal sealed class WatchdogDriverTests : RealKernelTest
     }
 
     [Test]
-    public async Task SysrqCrash_PanicRecordCarriesTheKernelsPanicStringAndLogTail_ActionRecorded()
+    public async Task SysrqCrash_AfterRemoveAndReprobe_PanicRecordCarriesTheKernelsPanicStringAndLogTail_ActionRecorded()
     {
         using WatchdogDevice device = NewDevice(TimeSpan.FromSeconds(20));
+        // The driver is removed (device reset, queues deleted) and probed again first, so the
+        // panic goes through records posted by the second probe.
         string initramfs = BuildInitramfs("panic", """
-            dmesg | grep virtio_wdt
+            rmmod virtio_wdt && echo "VP-WDT-REMOVED"
+            insmod /lib/modules/*-virtio_wdt.ko && echo "VP-WDT-REPROBED $(cat /sys/class/watchdog/watchdog0/identity)"
             echo "VP-WDT-PANIC"
             echo c > /proc/sysrq-trigger
             """);
@@ -158,6 +161,10 @@ internal sealed class WatchdogDriverTests : RealKernelTest
 
         using (Assert.EnterMultipleScope())
         {
+            Assert.That(run.SerialLog, Does.Contain("VP-WDT-REMOVED"), run.ToString());
+            Assert.That(Line(run, "VP-WDT-REPROBED"), Is.EqualTo("virtio watchdog"), run.ToString());
+            Assert.That(recorder.Of<DriverResetEvent>(), Is.Not.Empty, "the remove reset the device");
+            Assert.That(host.Backend.Statistics.DeviceActivations, Is.EqualTo(2), "activated by each probe");
             Assert.That(run.SerialLog, Does.Contain("VP-WDT-PANIC"), run.ToString());
             Assert.That(run.SerialLog, Does.Contain("Kernel panic - not syncing: sysrq triggered crash"), run.ToString());
             Assert.That(run.TimedOut, Is.False, run.ToString());
