@@ -108,6 +108,8 @@ internal sealed class PolicyRecorder : IAsyncDisposable
             + $"message \"{r.Message}\", log tail {r.LogTail?.Length ?? 0} chars",
         WatchdogExpiredEvent x => $"#{x.Sequence} {x.Kind} after {x.Timeout.TotalSeconds} s, run time {x.VmRunTime.TotalSeconds:F2} s",
         WatchdogArmedEvent a => $"#{a.Sequence} {a.Kind} ({(a.ByHeartbeat ? "heartbeat" : "START")}, {a.Timeout.TotalSeconds} s), run time {a.VmRunTime.TotalSeconds:F2} s",
+        DriverResetEvent d => $"#{d.Sequence} {d.Kind}{(d.WatchdogKeptRunning ? " (watchdog kept running: NOWAYOUT)" : string.Empty)}, run time {d.VmRunTime.TotalSeconds:F2} s",
+        WatchdogStoppedEvent t => $"#{t.Sequence} {t.Kind} ({t.Reason}), run time {t.VmRunTime.TotalSeconds:F2} s",
         _ => $"#{e.Sequence} {e.Kind}, run time {e.VmRunTime.TotalSeconds:F2} s",
     };
 

@@ -42,11 +42,14 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         """;
 
     // With CONTROL: busybox's open is START, -T is SET_TIMEOUT, a magic close is STOP. A timeout
-    // above the device's maximum is refused by the device (the carrier hides min/max_timeout_ms),
-    // and with nowayout set through sysfs the driver sends SET_NOWAYOUT at START and the core
-    // refuses the magic close, so the watchdog expires.
+    // above the device's maximum is refused by the device (the carrier hides min/max_timeout_ms).
+    // With nowayout set through sysfs the driver sends SET_NOWAYOUT at START; unbinding the driver
+    // then resets the device, which keeps the watchdog running (§6.8), and the re-bound driver
+    // finds it armed (GET_STATUS) and lets the core keep it alive (WDT-DRV-16), until a busybox
+    // killed without a magic close leaves it to expire.
     private const string ControlScript = """
         w=/sys/class/watchdog/watchdog0
+        d=$(basename $(readlink $w/device))
         echo "VP-WDT timeout $(cat $w/timeout)"
         watchdog -F -T 2 -t 1 /dev/watchdog &
         sleep 2
@@ -58,8 +61,16 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         watchdog -F -T 100 -t 1 /dev/watchdog &
         sleep 2
         echo "VP-WDT timeout-after-invalid $(cat $w/timeout)"
-        kill -TERM $!
-        echo "VP-WDT-CLOSED"
+        echo $d > /sys/bus/virtio/drivers/virtio_wdt/unbind
+        echo $d > /sys/bus/virtio/drivers/virtio_wdt/bind
+        kill -KILL $!
+        echo "VP-WDT-REBOUND"
+        sleep 4
+        echo "VP-WDT rebound-timeout $(cat $w/timeout) nowayout $(cat $w/nowayout)"
+        watchdog -F -T 2 -t 1 /dev/watchdog &
+        sleep 1
+        kill -KILL $!
+        echo "VP-WDT-KILLED"
         sleep 4
         """;
 
@@ -81,6 +92,15 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         ProcessResult info = BoundedProcess.Run("modinfo", ["-F", "alias", ko], TimeSpan.FromSeconds(30));
 
         Assert.That(info.StandardOutput.Trim(), Is.EqualTo("virtio:d00000023v*"), info.ToString());
+    }
+
+    [Test]
+    public void CarrierBuild_ImpliedFeaturesWithoutPrerequisite_RefusedAtCompileTime()
+    {
+        // WDT-DRV-1 for bits no negotiation checks: PRETIMEOUT without CONTROL does not build.
+        Assert.That(
+            () => GuestModuleBuilder.BuildWithOwnKbuild(Kernel, DriverSource, ModuleName, "VIRTIO_WDT_CARRIER_ID=41", "VIRTIO_WDT_CARRIER_FEATURES=0x9"),
+            Throws.InvalidOperationException.With.Message.Contains("PRETIMEOUT needs CONTROL"));
     }
 
     [Test]
@@ -158,6 +178,7 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         GuestPanickedEvent? panic = await recorder.WaitForAsync<GuestPanickedEvent>(TimeSpan.FromSeconds(5));
         TestContext.Out.WriteLine($"panic event: {(panic is null ? "none" : PolicyRecorder.Describe(panic))}");
         TestContext.Out.WriteLine($"panic log tail (end):\n{Tail(panic?.LogTail, 1500)}");
+        TestContext.Out.WriteLine($"serial console (end):\n{Tail(run.SerialLog, 2500)}");
 
         using (Assert.EnterMultipleScope())
         {
@@ -231,7 +252,7 @@ internal sealed class WatchdogDriverTests : RealKernelTest
     }
 
     [Test]
-    public async Task Control_StartStopSetTimeoutTimeLeftAndNowayout_ThroughControlRequests()
+    public async Task Control_StartStopSetTimeoutTimeLeft_NowayoutSurvivesRebind_ThroughControlRequests()
     {
         const WatchdogFeatures Implied = CarrierFeatures | WatchdogFeatures.Control;
         using WatchdogDevice device = NewDevice(TimeSpan.FromSeconds(10), maxTimeout: TimeSpan.FromSeconds(60));
@@ -247,6 +268,7 @@ internal sealed class WatchdogDriverTests : RealKernelTest
 
         IReadOnlyList<WatchdogArmedEvent> armed = recorder.Of<WatchdogArmedEvent>();
         IReadOnlyList<WatchdogStoppedEvent> stopped = recorder.Of<WatchdogStoppedEvent>();
+        DriverResetEvent? keptRunning = recorder.Of<DriverResetEvent>().FirstOrDefault(e => e.WatchdogKeptRunning);
         string[] running = (Line(run, "VP-WDT running ") ?? string.Empty).Split(' ');
         using (Assert.EnterMultipleScope())
         {
@@ -261,12 +283,21 @@ internal sealed class WatchdogDriverTests : RealKernelTest
             Assert.That(run.SerialLog, Does.Contain("WDIOC_SETTIMEOUT: Invalid argument"), "the device refused a timeout above its maximum");
             Assert.That(Line(run, "VP-WDT timeout-after-invalid "), Is.EqualTo("2"));
 
-            // START with the default, STOP at the magic close, START with 2 s, expiry.
+            // START with the default, STOP at the magic close, START with 2 s; the unbind's reset
+            // kept it running (NOWAYOUT), nothing re-armed it, and it expired only after the last kill.
             Assert.That(armed.Select(a => (a.ByHeartbeat, a.Timeout)), Is.EqualTo(new[] { (false, TimeSpan.FromSeconds(10)), (false, TimeSpan.FromSeconds(2)) }), recorder.ToString());
             Assert.That(stopped.Select(e => e.Reason), Is.EqualTo(new[] { WatchdogStopReason.DriverStop }), recorder.ToString());
+            Assert.That(keptRunning, Is.Not.Null, "the unbind reset the device and the NOWAYOUT watchdog kept running\n" + recorder);
+            Assert.That(Line(run, "VP-WDT rebound-timeout "), Is.EqualTo("2 nowayout 1"), "the re-bound driver took timeout and nowayout from GET_STATUS");
             Assert.That(expired, Is.Not.Null, recorder.ToString());
             Assert.That(expired?.Timeout, Is.EqualTo(TimeSpan.FromSeconds(2)));
-            Assert.That(run.SerialLog, Does.Contain("watchdog did not stop!"), "nowayout: the core refused the magic close");
+            if (keptRunning is not null && expired is not null)
+            {
+                // 4 s with only the kernel pinging, then 1 s of busybox and the 2 s timeout.
+                Assert.That(expired.VmRunTime - keptRunning.VmRunTime, Is.GreaterThan(TimeSpan.FromSeconds(5)), recorder.ToString());
+            }
+
+            Assert.That(run.SerialLog, Does.Contain("watchdog did not stop!"), "the core saw the last close without the magic character");
             Assert.That(atExpiry.Nowayout, Is.True, "the driver sent SET_NOWAYOUT when it started the watchdog with nowayout in force");
             Assert.That(recorder.Actions.Where(a => a.Event is WatchdogExpiredEvent).Select(a => a.Action), Is.EqualTo(new[] { PolicyAction.Reset }));
             Assert.That(shutdown?.Message, Is.EqualTo("power off"), recorder.ToString());
