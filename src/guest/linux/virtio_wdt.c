@@ -1023,6 +1023,7 @@ static void virtio_wdt_stop_queues(struct virtio_wdt *vw)
 	vw->event_vq = NULL;
 	vw->notice_vq = NULL;
 	vw->request_in_flight = false;
+	vw->armed = false;		/* the reset disarmed a baseline watchdog */
 	for (i = 0; i < VIRTIO_WDT_RECORDS; i++) {
 		atomic_set(&vw->slots[i].state, VIRTIO_WDT_SLOT_IDLE);
 		atomic_set(&vw->slots[i].busy, 0);
