@@ -46,7 +46,7 @@ public sealed class GuestCpu : IDisposable
     private long _signals;
     private long _seen;
     private bool _running;
-    private bool _stopping;
+    private volatile bool _stopping;
     private bool _inInterrupt;
     private int _nextVector = FirstDynamicVector;
     private long _interruptsHandled;
@@ -268,6 +268,7 @@ public sealed class GuestCpu : IDisposable
     /// <param name="timeout">Timeout on the machine clock (<see cref="Timeout.InfiniteTimeSpan"/> for none).</param>
     /// <returns>True when the condition held, false on timeout.</returns>
     /// <exception cref="TimeoutException">Neither happened within <see cref="HangTimeout"/> of real time (the test is hung).</exception>
+    /// <exception cref="OperationCanceledException">The vCPU is being stopped.</exception>
     public bool WaitUntil(Func<bool> condition, TimeSpan timeout)
     {
         EnsureCurrent();
@@ -295,6 +296,11 @@ public sealed class GuestCpu : IDisposable
             if (Volatile.Read(ref expired) != 0)
             {
                 return false;
+            }
+
+            if (_stopping)
+            {
+                throw new OperationCanceledException("The vCPU is stopping.");
             }
 
             if (!Sleep(limit))
@@ -362,7 +368,7 @@ public sealed class GuestCpu : IDisposable
         }
 
         _machine.Interrupts.SetWakeup(null);
-        if (!IsCurrent && !_thread.Join(HangTimeout))
+        if (!IsCurrent && !_thread.Join(HangTimeout + TimeSpan.FromSeconds(1)))
         {
             throw new TimeoutException("The vCPU thread did not stop.");
         }
