@@ -120,6 +120,13 @@ public sealed class GuestVirtioDevice
         return VirtioInitResult.Ok;
     }
 
+    /// <summary>Reads the features the device offers (allowed in any state) and remembers them in <see cref="OfferedFeatures"/>.</summary>
+    public ulong ReadDeviceFeatures()
+    {
+        OfferedFeatures = _transport.ReadDeviceFeatures();
+        return OfferedFeatures;
+    }
+
     /// <summary>
     /// Reads the offered features, accepts their intersection with <paramref name="supported"/>
     /// plus VIRTIO_F_VERSION_1, sets FEATURES_OK and reads it back (virtio 1.2 §3.1.1 steps 4–6).
@@ -128,7 +135,7 @@ public sealed class GuestVirtioDevice
     /// <param name="supported">Feature bits the driver supports.</param>
     public VirtioInitResult NegotiateFeatures(ulong supported)
     {
-        OfferedFeatures = _transport.ReadDeviceFeatures();
+        ReadDeviceFeatures();
         if ((OfferedFeatures & VirtioFeatures.Version1) == 0)
         {
             Fail();
