@@ -198,6 +198,24 @@ public sealed class GuestVirtqueue
         return ok;
     }
 
+    /// <summary>
+    /// One request, start to finish: adds the chain, kicks, and waits for the next used buffer
+    /// (use it with one request in flight at a time).
+    /// </summary>
+    /// <param name="buffers">The chain's buffers, readable ones first.</param>
+    /// <param name="timeout">Timeout on the machine clock.</param>
+    /// <returns>The used buffer, or null when the ring was full or nothing came back in time.</returns>
+    public UsedBuffer? Submit(ReadOnlySpan<DriverBuffer> buffers, TimeSpan timeout)
+    {
+        if (!TryAdd(buffers))
+        {
+            return null;
+        }
+
+        Kick();
+        return WaitForUsed(timeout, out UsedBuffer used, out _) ? used : null;
+    }
+
     /// <summary>Sleeps until this queue takes an interrupt, or <paramref name="timeout"/> of machine-clock time passes.</summary>
     /// <param name="timeout">Timeout on the machine clock.</param>
     /// <returns>False on timeout.</returns>

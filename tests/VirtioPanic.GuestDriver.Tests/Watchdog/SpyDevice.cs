@@ -185,7 +185,7 @@ internal sealed class SpyDevice : IVirtioDevice
             return [];
         }
 
-        return [.. ChainsOn(1).Select(c =>
+        return [.. ChainsOn(1).Where(c => c.Buffers.Length > 0).Select(c =>
         {
             byte[] bytes = new byte[Math.Min(c.Buffers[0].Length, 80 + 1024 + 16384)];
             memory.TryRead(c.Buffers[0].Address, bytes);
