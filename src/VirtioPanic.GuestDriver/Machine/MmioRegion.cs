@@ -1,9 +1,12 @@
+using System.Buffers;
+
 namespace VirtioPanic.GuestDriver.Machine;
 
-// One claimed range of guest-physical address space and what handles accesses to it.
+// One claimed range of guest-physical address space and what handles accesses to it
+// (Read/Write get the access's bytes and its offset from Start).
 internal sealed class MmioRegion
 {
-    internal MmioRegion(ulong start, ulong size, object owner, int index, MmioRegionHandler read, MmioRegionWriter write)
+    internal MmioRegion(ulong start, ulong size, object owner, int index, SpanAction<byte, ulong> read, ReadOnlySpanAction<byte, ulong> write)
     {
         Start = start;
         Size = size;
@@ -21,11 +24,7 @@ internal sealed class MmioRegion
 
     internal int Index { get; }
 
-    internal MmioRegionHandler Read { get; }
+    internal SpanAction<byte, ulong> Read { get; }
 
-    internal MmioRegionWriter Write { get; }
+    internal ReadOnlySpanAction<byte, ulong> Write { get; }
 }
-
-internal delegate void MmioRegionHandler(ulong offset, Span<byte> data);
-
-internal delegate void MmioRegionWriter(ulong offset, ReadOnlySpan<byte> data);

@@ -68,7 +68,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
         Interrupts = new InterruptController(Clock);
         if (_options.EcamBase is ulong ecam)
         {
-            AddRegionUnsynchronized(new MmioRegion(ecam, EcamSize, this, -1, ReadEcam, WriteEcam));
+            AddRegionUnsynchronized(new MmioRegion(ecam, EcamSize, this, -1, (data, offset) => ReadEcam(offset, data), (data, offset) => WriteEcam(offset, data)));
         }
     }
 
@@ -187,7 +187,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
             ulong address = _options.VirtioMmioBase + ((ulong)index * MmioStride);
             _mmio.Add(transport);
             _mmioSlots.Add(new VirtioMmioSlot(address, transport.RegionSize, line));
-            AddRegionUnsynchronized(new MmioRegion(address, transport.RegionSize, transport, -1, transport.Read, transport.Write));
+            AddRegionUnsynchronized(new MmioRegion(address, transport.RegionSize, transport, -1, (data, offset) => transport.Read(offset, data), (data, offset) => transport.Write(offset, data)));
             return transport;
         }
     }
@@ -261,7 +261,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
             return false;
         }
 
-        region.Read(address - region.Start, data);
+        region.Read(data, address - region.Start);
         return true;
     }
 
@@ -275,7 +275,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
             return false;
         }
 
-        region.Write(address - region.Start, data);
+        region.Write(data, address - region.Start);
         return true;
     }
 
@@ -425,8 +425,8 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
             {
                 int bar = e.Current.BarIndex;
                 next.Add(new MmioRegion(e.Current.Address, e.Current.Size, function, bar,
-                    (offset, data) => function.ReadBar(bar, offset, data),
-                    (offset, data) => function.WriteBar(bar, offset, data)));
+                    (data, offset) => function.ReadBar(bar, offset, data),
+                    (data, offset) => function.WriteBar(bar, offset, data)));
             }
 
             _regions = [.. next];

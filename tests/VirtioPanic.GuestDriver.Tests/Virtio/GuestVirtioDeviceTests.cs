@@ -1,7 +1,6 @@
 using VirtioPanic.GuestDriver.Machine;
 using VirtioPanic.GuestDriver.Tests.Devices;
 using VirtioPanic.GuestDriver.Virtio;
-using VirtioPanic.Transport.Pci;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 
@@ -263,60 +262,6 @@ public sealed class GuestVirtioDeviceTests
             Assert.That(client.Completed.Order(), Is.EqualTo(Enumerable.Range(0, 832).Select(i => (uint)i)), "no buffer lost");
             Assert.That(client.InFlight, Is.Zero);
             Assert.That(client.Mismatches, Is.Zero);
-        }
-    }
-
-    [Test]
-    public void Interrupts_OneMsixVector_FallsBackToTheLine()
-    {
-        if (_transport == VirtioTransportKind.Mmio)
-        {
-            Assert.Pass("virtio-mmio has only its line.");
-        }
-
-        using var rig = new EchoRig(_transport, pciOptions: new VirtioPciFunctionOptions { MsixVectorCount = 1 });
-        Assert.That(rig.Initialize(), Is.EqualTo(VirtioInitResult.Ok));
-
-        EchoClient client = rig.Guest.Run(() =>
-        {
-            var c = new EchoClient(rig.Guest, rig.Echo.Queue(0));
-            c.RunToCompletion(200, s_timeout);
-            return c;
-        });
-
-        using (Assert.EnterMultipleScope())
-        {
-            Assert.That(rig.Echo.InterruptMode, Is.EqualTo(VirtioInterruptMode.Line));
-            Assert.That(client.Completed, Has.Count.EqualTo(200));
-            Assert.That(rig.Machine.Interrupts.MessageCount, Is.Zero);
-            Assert.That(rig.Machine.Interrupts.GetLineAssertionCount(17), Is.GreaterThan(0));
-        }
-    }
-
-    [Test]
-    public void Interrupts_TwoMsixVectors_QueuesShareOne()
-    {
-        if (_transport == VirtioTransportKind.Mmio)
-        {
-            Assert.Pass("virtio-mmio has only its line.");
-        }
-
-        using var rig = new EchoRig(_transport, pciOptions: new VirtioPciFunctionOptions { MsixVectorCount = 2 });
-        Assert.That(rig.Initialize(), Is.EqualTo(VirtioInitResult.Ok));
-
-        EchoClient client = rig.Guest.Run(() =>
-        {
-            var c = new EchoClient(rig.Guest, rig.Echo.Queue(0));
-            c.RunToCompletion(200, s_timeout);
-            return c;
-        });
-
-        using (Assert.EnterMultipleScope())
-        {
-            Assert.That(rig.Echo.InterruptMode, Is.EqualTo(VirtioInterruptMode.MsixShared));
-            Assert.That(client.Completed, Has.Count.EqualTo(200));
-            Assert.That(rig.Machine.Interrupts.MessageCount, Is.GreaterThan(0));
-            Assert.That(rig.Echo.Queue(1).InterruptCount, Is.Zero, "a shared interrupt is not queue 1's when it has nothing used");
         }
     }
 }
