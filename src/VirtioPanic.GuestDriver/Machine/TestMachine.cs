@@ -194,7 +194,8 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
 
     /// <summary>
     /// Captures the machine for a snapshot: every transport's state and a copy of RAM. Device
-    /// state (the device's own <c>SaveState</c>) is the caller's to capture alongside.
+    /// state (the device's own <c>SaveState</c>) is the caller's to capture alongside, and to
+    /// restore after <see cref="RestoreSnapshot"/>.
     /// </summary>
     /// <remarks>Call with the guest's vCPUs stopped and the devices quiesced.</remarks>
     public MachineSnapshot SaveSnapshot()
@@ -209,8 +210,8 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
 
     /// <summary>
     /// Restores RAM contents and every transport from <paramref name="snapshot"/> (the machine's
-    /// devices must be the ones it was taken with). Restore each device's own state before this,
-    /// because restoring a transport re-activates its device.
+    /// devices must be the ones it was taken with). Restoring a transport resets its device and
+    /// re-activates it with the restored queues, so restore each device's own state after this.
     /// </summary>
     /// <param name="snapshot">A snapshot of this machine.</param>
     /// <returns>The first transport status that is not <see cref="SnapshotStatus.Ok"/>, or Ok.</returns>
