@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using VirtioPanic.Virtio.Device;
 
 namespace VirtioPanic.GuestDriver.Machine;
 
@@ -105,6 +106,17 @@ public sealed class InterruptController : IGuestInterruptController
 
             return result;
         }
+    }
+
+    /// <summary>
+    /// The <see cref="IInterruptSink"/> to give one device's transport: its messages are delivered
+    /// here as they are, and its legacy interrupt (INTx pin or virtio-mmio line) drives <paramref name="line"/>.
+    /// </summary>
+    /// <param name="line">The interrupt line the device's pin is wired to.</param>
+    public IInterruptSink ConnectDevice(int line)
+    {
+        CheckLine(line);
+        return new MachineInterruptSink(this, line);
     }
 
     /// <summary>A device wrote <paramref name="data"/> to <paramref name="address"/> (an MSI or MSI-X message).</summary>

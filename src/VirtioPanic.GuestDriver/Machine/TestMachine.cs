@@ -159,7 +159,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
             }
 
             int line = _options.PciIntxLineBase + ((slot + 1 - 1) % 4);
-            var function = new VirtioPciFunction(device, Memory, new MachineInterruptSink(Interrupts, line), options, logger);
+            var function = new VirtioPciFunction(device, Memory, Interrupts.ConnectDevice(line), options, logger);
             function.BarChanged += OnBarChanged;
             _pci[slot] = function;
             return function;
@@ -178,7 +178,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
         {
             int index = _mmio.Count;
             int line = _options.VirtioMmioFirstLine + index;
-            var transport = new VirtioMmioDevice(device, Memory, new MachineInterruptSink(Interrupts, line), options, logger);
+            var transport = new VirtioMmioDevice(device, Memory, Interrupts.ConnectDevice(line), options, logger);
             if (transport.RegionSize > MmioStride)
             {
                 throw new ArgumentException("The device's configuration space does not fit the 4 KiB virtio-mmio slot.", nameof(device));

@@ -69,6 +69,25 @@ public sealed class InterruptControllerTests
     }
 
     [Test]
+    public void ConnectDevice_SinkDeliversMessagesAndDrivesItsLine()
+    {
+        var controller = new InterruptController(TimeProvider.System);
+        controller.RouteLine(12, 0x60);
+        VirtioPanic.Virtio.Device.IInterruptSink sink = controller.ConnectDevice(12);
+
+        sink.SignalMsi(InterruptController.MsiAddressBase, 0x42);
+        sink.SetIntxLevel(true);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(controller.GetVectorCount(0x42), Is.EqualTo(1));
+            Assert.That(controller.IsLineAsserted(12), Is.True);
+            Assert.That(controller.TryAcknowledge(out int first) ? first : -1, Is.EqualTo(0x60));
+            Assert.That(controller.TryAcknowledge(out int second) ? second : -1, Is.EqualTo(0x42));
+        }
+    }
+
+    [Test]
     public void Line_Unrouted_RecordedButRaisesNothing()
     {
         var controller = new InterruptController(TimeProvider.System);

@@ -304,6 +304,25 @@ public sealed class WatchdogDriverTests
     }
 
     [Test]
+    public void PackedRings_ControlPretimeoutAndPanic_AllWork()
+    {
+        using var rig = new WatchdogRig(_transport);
+        WatchdogDriver driver = rig.Probe(new WatchdogDriverOptions { RingFeatures = VirtioPanic.Virtio.Device.VirtioFeatures.RingPacked | VirtioPanic.Virtio.Device.VirtioFeatures.EventIndex });
+        rig.Run(() => (driver.SetTimeout(TimeSpan.FromSeconds(10)), driver.SetPretimeout(TimeSpan.FromSeconds(4)), driver.Start()));
+
+        rig.Advance(TimeSpan.FromSeconds(6));
+        PanicReportPath path = rig.Run(() => driver.Panic(new PanicReport { Message = "packed" }));
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(rig.VirtioDevice.Queue(0).Format, Is.EqualTo(VirtioPanic.Virtio.Queue.VirtqueueFormat.Packed));
+            Assert.That(driver.PretimeoutNotices, Has.Count.EqualTo(1));
+            Assert.That(path, Is.EqualTo(PanicReportPath.EventRecord));
+            Assert.That(rig.EventsOf<GuestPanickedEvent>().Single().Message, Is.EqualTo("packed"));
+        }
+    }
+
+    [Test]
     public void SetTimeoutOutOfBounds_RefusedByTheDriver_DeviceUnchanged()
     {
         using var rig = new WatchdogRig(_transport);
