@@ -67,6 +67,13 @@ public sealed class GuestVirtioDevice
     /// <summary>Called (on the vCPU, from the interrupt) when the device signals a configuration change.</summary>
     public Action<GuestVirtioDevice>? ConfigChanged { get; set; }
 
+    /// <summary>
+    /// Set when a configuration-change interrupt finds DEVICE_NEEDS_RESET in the status (virtio 1.2
+    /// §2.1.2): waits on this device's queues then stop at once instead of running into their
+    /// timeouts. Cleared by <see cref="Reset"/>.
+    /// </summary>
+    public bool NeedsReset { get; private set; }
+
     /// <summary>Configuration-change interrupts received.</summary>
     public long ConfigChangeCount => Interlocked.Read(ref _configChanges);
 
@@ -222,6 +229,7 @@ public sealed class GuestVirtioDevice
         _transport.TearDownInterrupts(_kernel.Cpu);
         _queues = [];
         InterruptMode = VirtioInterruptMode.Auto;
+        NeedsReset = false;
         return zero;
     }
 
@@ -363,6 +371,11 @@ public sealed class GuestVirtioDevice
     private bool OnConfigInterrupt()
     {
         Interlocked.Increment(ref _configChanges);
+        if ((ReadStatus() & DeviceStatus.DeviceNeedsReset) != 0)
+        {
+            NeedsReset = true;
+        }
+
         ConfigChanged?.Invoke(this);
         return true;
     }

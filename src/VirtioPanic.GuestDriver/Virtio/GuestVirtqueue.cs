@@ -176,26 +176,23 @@ public sealed class GuestVirtqueue
     /// <param name="timeout">Timeout on the machine clock.</param>
     /// <param name="used">The used buffer.</param>
     /// <param name="token">Its token.</param>
-    /// <returns>False on timeout.</returns>
+    /// <returns>False on timeout, or when the device signalled DEVICE_NEEDS_RESET (<see cref="GuestVirtioDevice.NeedsReset"/>).</returns>
     public bool WaitForUsed(TimeSpan timeout, out UsedBuffer used, out object? token)
     {
         UsedBuffer found = default;
         object? foundToken = null;
-        bool ok = _cpu.WaitUntil(
+        bool got = false;
+        _cpu.WaitUntil(
             () =>
             {
-                if (TryGetUsed(out found, out foundToken))
-                {
-                    return true;
-                }
-
                 // Arm the interrupt, then look once more: a completion between the two would not interrupt.
-                return _callbacksEnabled && Ring.EnableInterrupts() && TryGetUsed(out found, out foundToken);
+                got = TryGetUsed(out found, out foundToken) || (_callbacksEnabled && Ring.EnableInterrupts() && TryGetUsed(out found, out foundToken));
+                return got || _device.NeedsReset;
             },
             timeout);
         used = found;
         token = foundToken;
-        return ok;
+        return got;
     }
 
     /// <summary>

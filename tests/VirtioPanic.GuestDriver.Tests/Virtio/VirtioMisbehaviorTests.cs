@@ -44,6 +44,31 @@ public sealed class VirtioMisbehaviorTests
     }
 
     [Test]
+    public void CorruptRing_AWaitOnTheQueueEndsAtTheNeedsResetInterrupt_NotAtItsTimeout()
+    {
+        using var rig = new EchoRig(_transport);
+        Assert.That(rig.Initialize(EchoDevice.FeatureEcho), Is.EqualTo(VirtioInitResult.Ok));
+        ulong buffer = rig.Guest.AllocateBuffer(64);
+
+        (bool completed, bool needsReset) = rig.Guest.Run(() =>
+        {
+            rig.Echo.Misbehave.CorruptRing(0, RingCorruption.AddressOutsideMemory, buffer);
+            bool got = rig.Echo.Queue(0).WaitForUsed(TimeSpan.FromHours(1), out _, out _);
+            return (got, rig.Echo.NeedsReset);
+        });
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(completed, Is.False);
+            Assert.That(needsReset, Is.True);
+            Assert.That(rig.Time.GetUtcNow(), Is.EqualTo(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero)), "no machine time passed");
+        }
+
+        AssertRecovers(rig);
+        Assert.That(rig.Echo.NeedsReset, Is.False);
+    }
+
+    [Test]
     public void WrongAccessWidths_CountedAndIgnored_DeviceKeepsWorking()
     {
         using var rig = new EchoRig(_transport);
