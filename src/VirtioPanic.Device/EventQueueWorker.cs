@@ -213,7 +213,7 @@ internal sealed class EventQueueWorker : QueueWorker
     private static bool IsCommitted(in HeldRecord record)
     {
         Span<byte> state = stackalloc byte[sizeof(uint)];
-        return SliceIo.Gather(record.ReadableBuffers, state, 0) == state.Length
+        return ScatterGather.Gather(record.ReadableBuffers, state, 0) == state.Length
             && BinaryPrimitives.ReadUInt32LittleEndian(state) == WatchdogProtocol.RecordCommitted;
     }
 
@@ -223,7 +223,7 @@ internal sealed class EventQueueWorker : QueueWorker
         encoded.Clear();
         encoded[0] = status;
         BinaryPrimitives.WriteUInt32LittleEndian(encoded[4..], unchecked((uint)hostSequence));
-        return (uint)SliceIo.Scatter(writable, encoded, 0);
+        return (uint)ScatterGather.Scatter(writable, encoded, 0);
     }
 
     private HeldRecord[] EnsureHeld()
@@ -289,7 +289,7 @@ internal sealed class EventQueueWorker : QueueWorker
         byte[] rented = ArrayPool<byte>.Shared.Rent(length);
         try
         {
-            Span<byte> copy = rented.AsSpan(0, SliceIo.Gather(record.ReadableBuffers, rented.AsSpan(0, length), 0));
+            Span<byte> copy = rented.AsSpan(0, ScatterGather.Gather(record.ReadableBuffers, rented.AsSpan(0, length), 0));
             if (copy.Length < sizeof(uint) || BinaryPrimitives.ReadUInt32LittleEndian(copy) != WatchdogProtocol.RecordCommitted)
             {
                 status = WatchdogProtocol.RecordStatusPending;

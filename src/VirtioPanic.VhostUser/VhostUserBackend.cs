@@ -26,6 +26,11 @@ namespace VirtioPanic.VhostUser;
 /// and INDIRECT_DESC are honoured even when the front end acks them without their being offered,
 /// as QEMU 7.2's vhost-user stubs do. Split rings only; Linux only.
 /// </para>
+/// <para>
+/// For carrier testing, <see cref="VhostUserBackendOptions.ImpliedDeviceFeatures"/> names
+/// device-type bits the back end treats as negotiated although a front end that carries the device
+/// under another device type cannot forward them.
+/// </para>
 /// <example>
 /// <code>
 /// using var backend = new VhostUserBackend(device, "/run/vp/wdt.sock", logger);
@@ -49,10 +54,13 @@ public sealed class VhostUserBackend : IDisposable
     /// <param name="device">The device to serve. It is reset whenever a front end disconnects, and reused for the next one.</param>
     /// <param name="socketPath">Where to listen. A stale socket file left there is replaced; the file is removed when the back end stops.</param>
     /// <param name="logger">Where protocol events and refused messages are logged; null for none.</param>
+    /// <param name="options">Further settings (see <see cref="VhostUserBackendOptions"/>); null for the defaults.</param>
+    /// <exception cref="ArgumentException"><see cref="VhostUserBackendOptions.ImpliedDeviceFeatures"/> has a bit that is not a device-type bit the device offers.</exception>
     /// <exception cref="PlatformNotSupportedException">Not running on Linux.</exception>
-    public VhostUserBackend(IVirtioDevice device, string socketPath, ILogger? logger = null)
+    public VhostUserBackend(IVirtioDevice device, string socketPath, ILogger? logger = null, VhostUserBackendOptions? options = null)
     {
         ArgumentNullException.ThrowIfNull(device);
+        options ??= new VhostUserBackendOptions();
         ArgumentException.ThrowIfNullOrEmpty(socketPath);
         if (!OperatingSystem.IsLinux())
         {
@@ -73,7 +81,16 @@ public sealed class VhostUserBackend : IDisposable
             Rings[i] = new VhostUserRing(i, device.GetMaxQueueSize(i));
         }
 
-        OfferedFeatures = device.DeviceFeatures | VirtioFeatures.Version1 | ProtocolFeaturesBit;
+        ulong notOffered = options.ImpliedDeviceFeatures & ~(device.DeviceFeatures & VhostUserBackendOptions.DeviceTypeBits);
+        if (notOffered != 0)
+        {
+            throw new ArgumentException($"ImpliedDeviceFeatures bits 0x{notOffered:x} are not device-type bits the device offers (0x{device.DeviceFeatures:x}).", nameof(options));
+        }
+
+        ImpliedFeatures = options.ImpliedDeviceFeatures;
+        // Split rings only: vhost-user's ring-base messages carry a packed ring's wrap counters in
+        // ways this back end does not implement, so packed (and in-order) are never offered.
+        OfferedFeatures = (device.DeviceFeatures & ~(VirtioFeatures.RingPacked | VirtioFeatures.InOrder)) | VirtioFeatures.Version1 | ProtocolFeaturesBit;
         OfferedProtocolFeatures = VhostUserProtocolFeatures.Mq | VhostUserProtocolFeatures.ReplyAck;
         if (device.ConfigSize > 0)
         {
@@ -94,6 +111,9 @@ public sealed class VhostUserBackend : IDisposable
     internal VhostUserRing[] Rings { get; }
 
     internal ulong OfferedFeatures { get; }
+
+    // Device-type bits treated as negotiated whatever the front end acks (carrier testing).
+    internal ulong ImpliedFeatures { get; }
 
     internal VhostUserProtocolFeatures OfferedProtocolFeatures { get; }
 

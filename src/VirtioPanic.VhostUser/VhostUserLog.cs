@@ -68,6 +68,9 @@ internal static partial class VhostUserLog
     [LoggerMessage(EventId = 21, Level = LogLevel.Trace, Message = "vhost-user received {Request} ({RequestCode}), flags 0x{Flags:x}, {Size} payload bytes, {Fds} descriptors")]
     internal static partial void MessageReceived(ILogger logger, VhostUserRequest request, uint requestCode, uint flags, int size, int fds);
 
+    [LoggerMessage(EventId = 22, Level = LogLevel.Warning, Message = "vhost-user connection {Connection}: device features 0x{Bits:x} treated as negotiated although the front end did not acknowledge them (ImpliedDeviceFeatures, carrier testing only)")]
+    internal static partial void ImpliedFeatures(ILogger logger, ulong bits, long connection);
+
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "vhost-user back end on {SocketPath} stopped")]
     internal static partial void Stopped(ILogger logger, string socketPath);
 }

@@ -113,10 +113,6 @@ internal sealed partial class VhostUserSession
         }
 
         ulong acked = VhostUserWire.ReadUInt64(payload, 0);
-        if (_context is not null && acked != _features)
-        {
-            return "features cannot change while rings are running";
-        }
 
         // QEMU 7.2's stubs forward what the guest accepted from QEMU's own offer, so ring features
         // arrive although this back end may not have offered them (feasibility pitfall 2). Those
@@ -133,10 +129,26 @@ internal sealed partial class VhostUserSession
         }
 
         ulong ignored = unoffered & ~Honoured;
-        ulong negotiated = acked & ~ignored;
+
+        // Carrier testing: device-type bits agreed out of band count as negotiated although the
+        // front end cannot carry them (VhostUserBackendOptions.ImpliedDeviceFeatures; validated
+        // against the device's offer when the back end was created).
+        ulong implied = _backend.ImpliedFeatures;
+        ulong negotiated = (acked & ~ignored) | implied;
+        if (_context is not null && negotiated != _features)
+        {
+            return "features cannot change while rings are running";
+        }
+
         if (unoffered != 0)
         {
             VhostUserLog.UnofferedFeatures(_logger, unoffered & Honoured, ignored);
+        }
+
+        if ((implied & ~acked) != 0 && !_impliedLogged)
+        {
+            _impliedLogged = true;
+            VhostUserLog.ImpliedFeatures(_logger, implied & ~acked, _connection);
         }
 
         ulong virtioBits = negotiated & ~VhostUserBackend.ProtocolFeaturesBit;

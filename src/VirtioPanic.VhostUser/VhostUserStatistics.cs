@@ -42,7 +42,11 @@ public sealed class VhostUserStatistics
     /// <summary>Times the device was activated (once per started set of rings).</summary>
     public long DeviceActivations => Interlocked.Read(ref _deviceActivations);
 
-    /// <summary>The virtio feature bits of the most recent SET_FEATURES (VHOST_USER_F_PROTOCOL_FEATURES removed).</summary>
+    /// <summary>
+    /// The virtio feature bits the device got from the most recent accepted SET_FEATURES:
+    /// VHOST_USER_F_PROTOCOL_FEATURES and ignored unoffered bits removed,
+    /// <see cref="VhostUserBackendOptions.ImpliedDeviceFeatures"/> included.
+    /// </summary>
     public ulong NegotiatedFeatures => (ulong)Interlocked.Read(ref _negotiatedFeatures);
 
     /// <summary>The protocol feature bits of the most recent SET_PROTOCOL_FEATURES.</summary>

@@ -1,5 +1,4 @@
 using BenchmarkDotNet.Attributes;
-using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;
 
 namespace VirtioPanic.Benchmarks.Queue;
@@ -115,25 +114,16 @@ public class PackedRingBenchmarks
 
     private uint Drain(Virtqueue queue)
     {
-        uint total = 0;
+        var handler = default(WalkHandler);
         queue.DisableNotification();
-        while (queue.TryPopChain(out DescriptorChain chain) == VirtqueueStatus.Ok)
-        {
-            foreach (GuestMemorySlice buffer in chain.Buffers)
-            {
-                total += buffer.Length;
-            }
-
-            queue.AddUsed(chain.Token, 0);
-        }
-
+        queue.ProcessChains(ref handler, PackedRingFixture.Size, out _);
         if (queue.FlushUsed())
         {
             _interrupts++;
         }
 
         queue.EnableNotification();
-        return total;
+        return handler.Total;
     }
 
     private static Virtqueue Activate(PackedRingFixture fixture)

@@ -20,6 +20,8 @@ public class SplitRingBenchmarks
     private SplitRingFixture _direct = null!;
     private SplitRingFixture _floor = null!;
     private SplitRingFixture _publishOnly = null!;
+    private SplitRingFixture _popOne = null!;
+    private Virtqueue _popOneQueue = null!;
     private Virtqueue _oneQueue = null!;
     private Virtqueue _threeQueue = null!;
     private Virtqueue _indirectQueue = null!;
@@ -38,6 +40,8 @@ public class SplitRingBenchmarks
         _direct = new SplitRingFixture(ChainShape.OneDescriptor);
         _floor = new SplitRingFixture(ChainShape.OneDescriptor);
         _publishOnly = new SplitRingFixture(ChainShape.ThreeDescriptors);
+        _popOne = new SplitRingFixture(ChainShape.OneDescriptor);
+        _popOneQueue = Activate(_popOne);
         _oneQueue = Activate(_one);
         _threeQueue = Activate(_three);
         _indirectQueue = Activate(_indirect);
@@ -49,6 +53,7 @@ public class SplitRingBenchmarks
         // Self-check: each benchmark really moves every chain through the ring.
         PackedRingBenchmarks.Expect(OneDescriptor_FullRingBatch(), 256 * 64);
         PackedRingBenchmarks.Expect(OneDescriptor_FullRingBatch_SplitVirtqueueDirect(), 256 * 64);
+        PackedRingBenchmarks.Expect(OneDescriptor_FullRingBatch_TryPopChain(), 256 * 64);
         PackedRingBenchmarks.Expect(OneDescriptor_NotifyPerChain(), 256 * 64);
         PackedRingBenchmarks.Expect(ThreeDescriptors_Batch85(), 85 * (16 + 48 + 64));
         PackedRingBenchmarks.Expect(IndirectOfThree_FullRingBatch(), 256 * (16 + 48 + 64));
@@ -64,6 +69,7 @@ public class SplitRingBenchmarks
         _direct.Dispose();
         _floor.Dispose();
         _publishOnly.Dispose();
+        _popOne.Dispose();
     }
 
     /// <summary>1-descriptor chains, full-ring batches of 256 (target ≤ 4 ns/chain; peer 20.8 ns).</summary>
@@ -79,24 +85,41 @@ public class SplitRingBenchmarks
     public uint OneDescriptor_FullRingBatch_SplitVirtqueueDirect()
     {
         _direct.PublishBatch(SplitRingFixture.Size);
-        uint total = 0;
+        var handler = default(WalkHandler);
         _directQueue.DisableNotification();
-        while (_directQueue.TryPopChain(out DescriptorChain chain) == VirtqueueStatus.Ok)
-        {
-            foreach (GuestMemorySlice buffer in chain.Buffers)
-            {
-                total += buffer.Length;
-            }
-
-            _directQueue.AddUsed(chain.Token, 0);
-        }
-
+        _directQueue.ProcessChains(ref handler, SplitRingFixture.Size, out _);
         if (_directQueue.FlushUsed())
         {
             _interrupts++;
         }
 
         _directQueue.EnableNotification();
+        return handler.Total;
+    }
+
+    /// <summary>The same with the one-chain-at-a-time API (TryPopChain + AddUsed) instead of ProcessChains.</summary>
+    [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
+    public uint OneDescriptor_FullRingBatch_TryPopChain()
+    {
+        _popOne.PublishBatch(SplitRingFixture.Size);
+        uint total = 0;
+        _popOneQueue.DisableNotification();
+        while (_popOneQueue.TryPopChain(out DescriptorChain chain) == VirtqueueStatus.Ok)
+        {
+            foreach (GuestMemorySlice buffer in chain.Buffers)
+            {
+                total += buffer.Length;
+            }
+
+            _popOneQueue.AddUsed(chain.Token, 0);
+        }
+
+        if (_popOneQueue.FlushUsed())
+        {
+            _interrupts++;
+        }
+
+        _popOneQueue.EnableNotification();
         return total;
     }
 
@@ -149,25 +172,16 @@ public class SplitRingBenchmarks
 
     private uint DrainBatch(Virtqueue queue)
     {
-        uint total = 0;
+        var handler = default(WalkHandler);
         queue.DisableNotification();
-        while (queue.TryPopChain(out DescriptorChain chain) == VirtqueueStatus.Ok)
-        {
-            foreach (GuestMemorySlice buffer in chain.Buffers)
-            {
-                total += buffer.Length;
-            }
-
-            queue.AddUsed(chain.Token, 0);
-        }
-
+        queue.ProcessChains(ref handler, SplitRingFixture.Size, out _);
         if (queue.FlushUsed())
         {
             _interrupts++;
         }
 
         queue.EnableNotification();
-        return total;
+        return handler.Total;
     }
 
     private static Virtqueue Activate(SplitRingFixture fixture)

@@ -51,63 +51,11 @@ public readonly ref struct DescriptorChain
     /// <param name="destination">Where to copy to.</param>
     /// <param name="offset">Offset in the concatenated readable bytes.</param>
     /// <returns>Bytes copied: less than <c>destination.Length</c> when the readable part is shorter.</returns>
-    public int CopyFromReadable(Span<byte> destination, uint offset = 0) => Gather(Readable, destination, offset);
+    public int CopyFromReadable(Span<byte> destination, uint offset = 0) => ScatterGather.Gather(Readable, destination, offset);
 
     /// <summary>Scatters <paramref name="source"/> into the writable buffers starting at <paramref name="offset"/>.</summary>
     /// <param name="source">Bytes to write.</param>
     /// <param name="offset">Offset in the concatenated writable bytes.</param>
     /// <returns>Bytes written: less than <c>source.Length</c> when the writable part is shorter.</returns>
-    public int CopyToWritable(ReadOnlySpan<byte> source, uint offset = 0)
-    {
-        int written = 0;
-        foreach (GuestMemorySlice buffer in Writable)
-        {
-            if (source.IsEmpty)
-            {
-                break;
-            }
-
-            if (offset >= buffer.Length)
-            {
-                offset -= buffer.Length;
-                continue;
-            }
-
-            uint room = buffer.Length - offset;
-            int n = (int)Math.Min(room, (uint)source.Length);
-            source[..n].CopyTo(buffer.Slice(offset, (uint)n).Span);
-            source = source[n..];
-            written += n;
-            offset = 0;
-        }
-
-        return written;
-    }
-
-    private static int Gather(ReadOnlySpan<GuestMemorySlice> buffers, Span<byte> destination, uint offset)
-    {
-        int copied = 0;
-        foreach (GuestMemorySlice buffer in buffers)
-        {
-            if (destination.IsEmpty)
-            {
-                break;
-            }
-
-            if (offset >= buffer.Length)
-            {
-                offset -= buffer.Length;
-                continue;
-            }
-
-            uint available = buffer.Length - offset;
-            int n = (int)Math.Min(available, (uint)destination.Length);
-            buffer.Slice(offset, (uint)n).Span.CopyTo(destination);
-            destination = destination[n..];
-            copied += n;
-            offset = 0;
-        }
-
-        return copied;
-    }
+    public int CopyToWritable(ReadOnlySpan<byte> source, uint offset = 0) => ScatterGather.Scatter(Writable, source, offset);
 }

@@ -210,6 +210,31 @@ internal sealed class PackedVirtqueue
         return TryPopChainSlow(flags, descriptor, out chain);
     }
 
+    internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        // Packed completions write the used descriptor in place (id, len, flags), so there is
+        // nothing to keep in registers across the batch beyond what TryPopChain already does.
+        processed = 0;
+        VirtqueueStatus status = VirtqueueStatus.Ok;
+        while (processed < maxChains)
+        {
+            status = TryPopChain(out DescriptorChain chain);
+            if (status != VirtqueueStatus.Ok)
+            {
+                break;
+            }
+
+            processed++;
+            if (handler.Handle(in chain, out uint written))
+            {
+                AddUsed(chain.Token, written);
+            }
+        }
+
+        return status;
+    }
+
     internal VirtqueueStatus AddUsed(ChainToken token, uint writtenLength)
     {
         if (_memory is null)
@@ -407,7 +432,7 @@ internal sealed class PackedVirtqueue
     private VirtqueueStatus TryPopChainSlow(DescriptorFlags firstFlags, PackedDescriptor first, out DescriptorChain chain)
     {
         chain = default;
-        var walk = new Walk();
+        var walk = new ChainWalk();
         ushort slot = _nextAvail;
         bool wrap = _availWrap;
         DescriptorFlags flags = firstFlags;
@@ -446,7 +471,7 @@ internal sealed class PackedVirtqueue
                 break;
             }
 
-            VirtqueueStatus added = AddBuffer(descriptor.Address, descriptor.Length, (flags & DescriptorFlags.Write) != 0, ref walk);
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return Fail(added);
@@ -490,16 +515,12 @@ internal sealed class PackedVirtqueue
         _inFlight[id] = true;
         _outstandingSlots += slots;
         Advance(ref _nextAvail, ref _availWrap, slots);
-        chain = new DescriptorChain(
-            new ChainToken(id, (ushort)slots),
-            new ReadOnlySpan<GuestMemorySlice>(_scratch, 0, walk.Count),
-            walk.Readable,
-            walk.ReadableLength,
-            walk.WritableLength);
+        chain = walk.ToChain(new ChainToken(id, (ushort)slots), _scratch);
         return VirtqueueStatus.Ok;
     }
 
-    private VirtqueueStatus WalkIndirect(PackedDescriptor table, ref Walk walk)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private VirtqueueStatus WalkIndirect(PackedDescriptor table, ref ChainWalk walk)
     {
         uint length = table.Length;
         if (length == 0 || length % PackedDescriptor.Size != 0)
@@ -524,7 +545,7 @@ internal sealed class PackedVirtqueue
                 return VirtqueueStatus.NestedIndirect;
             }
 
-            VirtqueueStatus added = AddBuffer(entry.Address, entry.Length, (flags & DescriptorFlags.Write) != 0, ref walk);
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, entry.Address, entry.Length, (flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return added;
@@ -534,61 +555,10 @@ internal sealed class PackedVirtqueue
         return VirtqueueStatus.Ok;
     }
 
-    private VirtqueueStatus AddBuffer(ulong address, uint length, bool writable, ref Walk walk)
-    {
-        if (length == 0)
-        {
-            return VirtqueueStatus.ZeroLengthBuffer;
-        }
-
-        if (walk.Count == _scratch.Length)
-        {
-            return VirtqueueStatus.ChainTooLong;
-        }
-
-        if (_memory!.TryGetSlice(address, length, out _scratch[walk.Count]) != GuestMemoryStatus.Ok)
-        {
-            return VirtqueueStatus.BufferOutOfRange;
-        }
-
-        walk.Total += length;
-        if (walk.Total > uint.MaxValue)
-        {
-            return VirtqueueStatus.TotalLengthOverflow;
-        }
-
-        if (writable)
-        {
-            walk.WritableLength += length;
-        }
-        else
-        {
-            if (walk.WritableLength != 0)
-            {
-                return VirtqueueStatus.ReadableAfterWritable;
-            }
-
-            walk.Readable++;
-            walk.ReadableLength += length;
-        }
-
-        walk.Count++;
-        return VirtqueueStatus.Ok;
-    }
-
     private VirtqueueStatus Fail(VirtqueueStatus status)
     {
         Debug.Assert(status is not (VirtqueueStatus.Ok or VirtqueueStatus.Empty));
         _status = status;
         return status;
-    }
-
-    private struct Walk
-    {
-        public int Count;
-        public int Readable;
-        public ulong Total;
-        public uint ReadableLength;
-        public uint WritableLength;
     }
 }

@@ -203,6 +203,109 @@ internal sealed partial class SplitVirtqueue
         return TryPopChainSlow((ushort)head, descriptor, out chain);
     }
 
+    // The batch form of TryPopChain + AddUsed: the ring positions and views stay in registers for
+    // the whole batch instead of being reloaded from this object after every store to guest memory
+    // (which the JIT must assume may alias them). Used entries are written, not published: the
+    // caller's FlushUsed publishes the batch with one release store.
+    internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        processed = 0;
+        if (_status != VirtqueueStatus.Ok)
+        {
+            return _status;
+        }
+
+        GuestMemory memory = _memory!;
+        GuestMemorySlice[] scratch = _scratch;
+        DescriptorTable descriptors = _descriptors;
+        AvailRing avail = _avail;
+        UsedRing used = _used;
+        uint mask = _mask;
+        uint size = _size;
+        ushort next = _nextAvail;
+        ushort shadow = _shadowAvail;
+        ushort nextUsed = _nextUsed;
+        VirtqueueStatus status = VirtqueueStatus.Ok;
+        int done = 0;
+
+        while (done < maxChains)
+        {
+            if (next == shadow)
+            {
+                _nextAvail = next;
+                status = RefreshAvail();
+                if (status != VirtqueueStatus.Ok)
+                {
+                    break;
+                }
+
+                shadow = _shadowAvail;
+            }
+
+            uint head = avail.ReadEntry(next & mask);
+            if (head >= size)
+            {
+                status = Fail(VirtqueueStatus.HeadIndexOutOfRange);
+                break;
+            }
+
+            VirtqDescriptor descriptor = descriptors.Read(head);
+            DescriptorChain chain;
+            if ((descriptor.Flags & ~DescriptorFlags.Write) == 0)
+            {
+                uint length = descriptor.Length;
+                if (length == 0)
+                {
+                    status = Fail(VirtqueueStatus.ZeroLengthBuffer);
+                    break;
+                }
+
+                if (memory.TryGetSlice(descriptor.Address, length, out scratch[0]) != GuestMemoryStatus.Ok)
+                {
+                    status = Fail(VirtqueueStatus.BufferOutOfRange);
+                    break;
+                }
+
+                bool writable = (descriptor.Flags & DescriptorFlags.Write) != 0;
+                chain = new DescriptorChain(
+                    new ChainToken((ushort)head, 1),
+                    new ReadOnlySpan<GuestMemorySlice>(scratch, 0, 1),
+                    writable ? 0 : 1,
+                    writable ? 0 : length,
+                    writable ? length : 0);
+                next++;
+            }
+            else
+            {
+                _nextAvail = next;
+                status = TryPopChainSlow((ushort)head, descriptor, out chain);
+                if (status != VirtqueueStatus.Ok)
+                {
+                    break;
+                }
+
+                next = _nextAvail;
+            }
+
+            // Keep the queue's fields current while the handler runs: it may keep the chain and
+            // complete an earlier one (never this queue's pop) through AddUsed afterwards.
+            _nextAvail = next;
+            if (handler.Handle(in chain, out uint written))
+            {
+                used.WriteElement(nextUsed & mask, head, written);
+                nextUsed++;
+            }
+
+            done++;
+        }
+
+        _nextAvail = next;
+        _nextUsed = nextUsed;
+        processed = done;
+        return status;
+    }
+
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal VirtqueueStatus AddUsed(ChainToken token, uint writtenLength)
     {
@@ -349,7 +452,7 @@ internal sealed partial class SplitVirtqueue
                 break;
             }
 
-            VirtqueueStatus added = AddBuffer(descriptor, ref walk);
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return Fail(added);
@@ -375,15 +478,11 @@ internal sealed partial class SplitVirtqueue
         }
 
         _nextAvail++;
-        chain = new DescriptorChain(
-            new ChainToken(head, 1),
-            new ReadOnlySpan<GuestMemorySlice>(_scratch, 0, walk.Count),
-            walk.Readable,
-            walk.ReadableLength,
-            walk.WritableLength);
+        chain = walk.ToChain(new ChainToken(head, 1), _scratch);
         return VirtqueueStatus.Ok;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private VirtqueueStatus WalkIndirect(VirtqDescriptor table, ref ChainWalk walk)
     {
         uint length = table.Length;
@@ -415,7 +514,7 @@ internal sealed partial class SplitVirtqueue
                 return VirtqueueStatus.InvalidDescriptorFlags;
             }
 
-            VirtqueueStatus added = AddBuffer(descriptor, ref walk);
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return added;
@@ -439,64 +538,10 @@ internal sealed partial class SplitVirtqueue
         }
     }
 
-    private VirtqueueStatus AddBuffer(VirtqDescriptor descriptor, ref ChainWalk walk)
-    {
-        uint length = descriptor.Length;
-        if (length == 0)
-        {
-            return VirtqueueStatus.ZeroLengthBuffer;
-        }
-
-        if (walk.Count == _scratch.Length)
-        {
-            return VirtqueueStatus.ChainTooLong;
-        }
-
-        if (_memory!.TryGetSlice(descriptor.Address, length, out _scratch[walk.Count]) != GuestMemoryStatus.Ok)
-        {
-            return VirtqueueStatus.BufferOutOfRange;
-        }
-
-        walk.Total += length;
-        if (walk.Total > uint.MaxValue)
-        {
-            return VirtqueueStatus.TotalLengthOverflow;
-        }
-
-        if ((descriptor.Flags & DescriptorFlags.Write) != 0)
-        {
-            walk.WritableLength += length;
-        }
-        else
-        {
-            if (walk.WritableLength != 0)
-            {
-                return VirtqueueStatus.ReadableAfterWritable;
-            }
-
-            walk.Readable++;
-            walk.ReadableLength += length;
-        }
-
-        walk.Count++;
-        return VirtqueueStatus.Ok;
-    }
-
     private VirtqueueStatus Fail(VirtqueueStatus status)
     {
         Debug.Assert(status is not (VirtqueueStatus.Ok or VirtqueueStatus.Empty));
         _status = status;
         return status;
-    }
-
-    // Running totals of one chain walk. Lengths are summed in 64 bits so the 2^32 check cannot
-    // itself overflow.
-    private struct ChainWalk
-    {
-        public int Count;
-        public int Readable;
-        public ulong Total;
-        public uint ReadableLength;
-        public uint WritableLength;
     }
 }

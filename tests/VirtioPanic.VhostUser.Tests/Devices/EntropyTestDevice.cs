@@ -29,6 +29,7 @@ internal sealed class EntropyTestDevice : IVirtioDevice
     private int _resets;
     private int _queueResets;
     private ulong _activatedFeatures;
+    private ulong _acceptedFeatures;
 
     internal EntropyTestDevice(int queueCount = 1, ushort maxQueueSize = 256, int configSize = 0, ulong deviceFeatures = 0, uint deviceId = 4)
     {
@@ -77,6 +78,9 @@ internal sealed class EntropyTestDevice : IVirtioDevice
     internal int QueueResets => Volatile.Read(ref _queueResets);
 
     internal ulong ActivatedFeatures => Volatile.Read(ref _activatedFeatures);
+
+    /// <summary>The features of the most recent <see cref="AcceptFeatures"/> call.</summary>
+    internal ulong AcceptedFeatures => Volatile.Read(ref _acceptedFeatures);
 
     internal IReadOnlyList<(uint Offset, byte[] Data)> ConfigWrites
     {
@@ -130,7 +134,11 @@ internal sealed class EntropyTestDevice : IVirtioDevice
         }
     }
 
-    public bool AcceptFeatures(ulong features) => true;
+    public bool AcceptFeatures(ulong features)
+    {
+        Volatile.Write(ref _acceptedFeatures, features);
+        return true;
+    }
 
     public void Activate(IVirtioDeviceContext context)
     {

@@ -8,11 +8,11 @@ internal sealed class BackendFixture : IAsyncDisposable
 {
     private readonly string _directory;
 
-    internal BackendFixture(EntropyTestDevice device)
+    internal BackendFixture(EntropyTestDevice device, VhostUserBackendOptions? options = null)
     {
         _directory = TestPaths.CreateTempDirectory("vp-vu");
         Device = device;
-        Host = new VhostUserBackendHost(device, Path.Combine(_directory, "backend.sock"));
+        Host = new VhostUserBackendHost(device, Path.Combine(_directory, "backend.sock"), options);
     }
 
     internal EntropyTestDevice Device { get; }

@@ -118,6 +118,23 @@ internal sealed class VhostUserBackendTests
     }
 
     [Test]
+    public async Task GetFeatures_DeviceOffersPackedRings_PackedAndInOrderAreNotPassedOn()
+    {
+        // The back end serves split rings only; offering packed would let a front end pick a ring
+        // format that could never start.
+        await using var fixture = new BackendFixture(new EntropyTestDevice(deviceFeatures: 1UL | VirtioFeatures.RingFeatures | VirtioFeatures.InOrder));
+        using FakeFrontEnd front = fixture.Connect();
+
+        ulong offered = front.GetFeatures();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(offered & (VirtioFeatures.RingPacked | VirtioFeatures.InOrder), Is.Zero);
+            Assert.That(offered & (VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors), Is.EqualTo(VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors));
+        }
+    }
+
+    [Test]
     public async Task GetQueueNumAndMaxMemSlots_Replies_QueueCountAndEight()
     {
         await using var fixture = new BackendFixture(new EntropyTestDevice(queueCount: 2));

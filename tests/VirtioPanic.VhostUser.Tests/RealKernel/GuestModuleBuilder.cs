@@ -20,7 +20,49 @@ internal static class GuestModuleBuilder
     /// <returns>The path of the built <c>.ko</c>.</returns>
     internal static string Build(KernelPrerequisites kernel, string sourceDirectory, string moduleName, params string[] defines)
     {
-        string key = $"{Path.GetFullPath(sourceDirectory)}|{moduleName}|{string.Join(',', defines)}";
+        string cflags = string.Join(' ', defines.Select(d => "-D" + d));
+        return BuildCore(kernel, sourceDirectory, moduleName, $"obj-m := {moduleName}.o\nccflags-y := {cflags}\n", []);
+    }
+
+    /// <summary>
+    /// Builds a module whose source directory has its own <c>Kbuild</c> (the reference driver in
+    /// <c>src/guest/linux</c>), passing <paramref name="makeVariables"/> (<c>NAME=value</c>) on the
+    /// make command line. Compiler warnings fail the build when that Kbuild says so.
+    /// </summary>
+    /// <returns>The path of the built <c>.ko</c>.</returns>
+    internal static string BuildWithOwnKbuild(KernelPrerequisites kernel, string sourceDirectory, string moduleName, params string[] makeVariables) =>
+        BuildCore(kernel, sourceDirectory, moduleName, kbuild: null, makeVariables);
+
+    /// <summary>Compiles a static guest program (one C file, glibc's <c>libc.a</c>) for the busybox initramfs.</summary>
+    /// <param name="source">The C source file.</param>
+    /// <returns>The path of the executable.</returns>
+    internal static string BuildStaticProgram(string source)
+    {
+        string name = Path.GetFileNameWithoutExtension(source);
+        lock (s_lock)
+        {
+            string key = $"program|{Path.GetFullPath(source)}";
+            if (s_built.TryGetValue(key, out string? cached) && File.Exists(cached))
+            {
+                return cached;
+            }
+
+            s_root ??= TestPaths.CreateTempDirectory("vp-kmod");
+            string output = Path.Combine(s_root, $"{name}-{s_built.Count}");
+            ProcessResult cc = BoundedProcess.Run("gcc", ["-static", "-O2", "-Wall", "-Wextra", "-Werror", "-o", output, source], TimeSpan.FromMinutes(2));
+            if (!cc.Succeeded || !File.Exists(output))
+            {
+                throw new InvalidOperationException($"building guest program {name} failed (gcc and libc6-dev's static libc are needed): {cc}");
+            }
+
+            s_built[key] = output;
+            return output;
+        }
+    }
+
+    private static string BuildCore(KernelPrerequisites kernel, string sourceDirectory, string moduleName, string? kbuild, string[] makeVariables)
+    {
+        string key = $"{Path.GetFullPath(sourceDirectory)}|{moduleName}|{kbuild}|{string.Join(',', makeVariables)}";
         lock (s_lock)
         {
             if (s_built.TryGetValue(key, out string? cached) && File.Exists(cached))
@@ -36,15 +78,19 @@ internal static class GuestModuleBuilder
                 File.Copy(file, Path.Combine(build, Path.GetFileName(file)), overwrite: true);
             }
 
-            string cflags = string.Join(' ', defines.Select(d => "-D" + d));
-            File.WriteAllText(Path.Combine(build, "Kbuild"), $"obj-m := {moduleName}.o\nccflags-y := {cflags}\n");
-            ProcessResult make = BoundedProcess.Run("make", ["-C", kernel.HeadersBuildDirectory, $"M={build}", "modules"], TimeSpan.FromMinutes(3));
+            if (kbuild is not null)
+            {
+                File.WriteAllText(Path.Combine(build, "Kbuild"), kbuild);
+            }
+
+            ProcessResult make = BoundedProcess.Run("make", ["-C", kernel.HeadersBuildDirectory, $"M={build}", .. makeVariables, "modules"], TimeSpan.FromMinutes(3));
             string ko = Path.Combine(build, moduleName + ".ko");
             if (!make.Succeeded || !File.Exists(ko))
             {
                 throw new InvalidOperationException($"building guest module {moduleName} failed: {make}");
             }
 
+            TestContext.Out.WriteLine($"built guest module {moduleName} ({string.Join(' ', makeVariables)})");
             s_built[key] = ko;
             return ko;
         }

@@ -32,6 +32,9 @@ internal sealed class KernelPrerequisites
     /// <summary>The uncompressed ELF kernel, booted through PVH (about 2 s faster than the bzImage under TCG).</summary>
     internal string Vmlinux { get; }
 
+    /// <summary>The compressed bzImage of the same kernel (what kexec_file_load accepts), unpacked next to <see cref="Vmlinux"/>.</summary>
+    internal string Vmlinuz => Path.Combine(KernelRoot, "boot", $"vmlinuz-{KernelVersion}");
+
     internal string Busybox { get; }
 
     internal string Qemu { get; }

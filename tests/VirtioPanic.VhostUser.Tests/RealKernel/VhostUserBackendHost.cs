@@ -8,10 +8,10 @@ internal sealed class VhostUserBackendHost : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _run;
 
-    internal VhostUserBackendHost(IVirtioDevice device, string socketPath)
+    internal VhostUserBackendHost(IVirtioDevice device, string socketPath, VhostUserBackendOptions? options = null)
     {
         Logger = new TestLogger();
-        Backend = new VhostUserBackend(device, socketPath, Logger);
+        Backend = new VhostUserBackend(device, socketPath, Logger, options);
         _run = Backend.RunAsync(_stop.Token);
         // RunAsync binds synchronously before its first await, so the socket exists now.
         if (!File.Exists(socketPath) && _run.IsFaulted)
