@@ -5,6 +5,8 @@ namespace VirtioPanic.Hosting;
 /// <summary>A device event (or a deadline, or a management request) the policy service has handled: what it decided and what each VM-control call did.</summary>
 public sealed record HandledEvent
 {
+    private string? _json;
+
     /// <summary>The device.</summary>
     public required string DeviceId { get; init; }
 
@@ -26,8 +28,11 @@ public sealed record HandledEvent
     /// <summary>A remark worth reporting (storm guard tripped, grace window started or cancelled, …); null when none.</summary>
     public string? Note { get; init; }
 
-    /// <summary>The event in QMP shape (see <see cref="QmpEvents"/>).</summary>
-    public required string Json { get; init; }
+    /// <summary>The event in QMP shape (see <see cref="QmpEvents"/>); formatted when first read.</summary>
+    public string Json => _json ??= Event is not null ? QmpEvents.ToJson(Event, PolicyAction) : ManagementJson ?? string.Empty;
+
+    // The JSON of a deadline or management request (which has no device event).
+    internal string? ManagementJson { get; init; }
 
     /// <summary>When handling finished (host time).</summary>
     public required DateTimeOffset HandledAt { get; init; }

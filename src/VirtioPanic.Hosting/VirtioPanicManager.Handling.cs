@@ -148,7 +148,7 @@ public sealed partial class VirtioPanicManager
             PolicyAction = decision.Action,
             Steps = outcomes,
             Note = decision.Note,
-            Json = trigger is not null ? QmpEvents.ToJson(trigger, decision.Action) : ManagementJson(name, entry.Id, sequence, decision.Action),
+            ManagementJson = trigger is null ? ManagementJson(name, entry.Id, sequence, decision.Action) : null,
             HandledAt = _time.GetUtcNow(),
             Journaled = journaled,
         };
