@@ -10,14 +10,14 @@ internal static partial class VirtioPanicLog
     [LoggerMessage(EventId = 6001, Level = LogLevel.Error, Message = "Guest panicked on {DeviceId} (vCPU {VcpuId}, sequence {Sequence}): {PanicMessage} → policy {Action}")]
     internal static partial void GuestPanicked(ILogger logger, string deviceId, uint? vcpuId, long sequence, string? panicMessage, string action);
 
-    [LoggerMessage(EventId = 6002, Level = LogLevel.Error, Message = "Watchdog {DeviceId} expired after {Timeout} without a keepalive (sequence {Sequence}) → policy {Action}")]
-    internal static partial void WatchdogExpired(ILogger logger, string deviceId, TimeSpan timeout, long sequence, string action);
+    [LoggerMessage(EventId = 6002, Level = LogLevel.Error, Message = "Watchdog {DeviceId} expired after {TimeoutMs:0} ms of run time without a keepalive (sequence {Sequence}) → policy {Action}")]
+    internal static partial void WatchdogExpired(ILogger logger, string deviceId, double timeoutMs, long sequence, string action);
 
     [LoggerMessage(EventId = 6003, Level = LogLevel.Warning, Message = "Guest on {DeviceId} loaded its crash kernel (vCPU {VcpuId}, sequence {Sequence}): {PanicMessage}")]
     internal static partial void CrashLoaded(ILogger logger, string deviceId, uint? vcpuId, long sequence, string? panicMessage);
 
-    [LoggerMessage(EventId = 6004, Level = LogLevel.Warning, Message = "Watchdog {DeviceId} pretimeout: {TimeLeft} left (sequence {Sequence}); the guest was notified")]
-    internal static partial void Pretimeout(ILogger logger, string deviceId, TimeSpan timeLeft, long sequence);
+    [LoggerMessage(EventId = 6004, Level = LogLevel.Warning, Message = "Watchdog {DeviceId} pretimeout: {TimeLeftMs:0} ms left (sequence {Sequence}); the guest was notified")]
+    internal static partial void Pretimeout(ILogger logger, string deviceId, double timeLeftMs, long sequence);
 
     [LoggerMessage(EventId = 6005, Level = LogLevel.Information, Message = "Guest on {DeviceId} reported a shutdown (sequence {Sequence})")]
     internal static partial void GuestShutdown(ILogger logger, string deviceId, long sequence);
@@ -81,13 +81,13 @@ internal static partial class VirtioPanicLog
                 GuestPanicked(logger, evt.DeviceId, evt.VcpuId, evt.Sequence, panic.Message, action);
                 break;
             case WatchdogExpiredEvent expired:
-                WatchdogExpired(logger, evt.DeviceId, expired.Timeout, evt.Sequence, action);
+                WatchdogExpired(logger, evt.DeviceId, expired.Timeout.TotalMilliseconds, evt.Sequence, action);
                 break;
             case GuestCrashLoadedEvent crash:
                 CrashLoaded(logger, evt.DeviceId, evt.VcpuId, evt.Sequence, crash.Message);
                 break;
             case WatchdogPretimeoutEvent pre:
-                Pretimeout(logger, evt.DeviceId, pre.TimeLeft, evt.Sequence);
+                Pretimeout(logger, evt.DeviceId, pre.TimeLeft.TotalMilliseconds, evt.Sequence);
                 break;
             case GuestShutdownEvent:
                 GuestShutdown(logger, evt.DeviceId, evt.Sequence);

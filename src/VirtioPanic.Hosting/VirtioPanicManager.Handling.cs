@@ -195,6 +195,11 @@ public sealed partial class VirtioPanicManager
     private async Task<IReadOnlyList<ActionOutcome>> ExecuteAsync(DeviceEntry entry, PolicyDecision decision, long sequence, WatchdogEvent? trigger)
     {
         var outcomes = new List<ActionOutcome>(decision.Steps.Length + 1);
+        if (trigger is not null)
+        {
+            _metrics.Latency(trigger.Kind, _time.GetUtcNow() - trigger.HostTime);
+        }
+
         for (int i = 0; i < decision.Steps.Length; i++)
         {
             PlannedStep step = decision.Steps[i];

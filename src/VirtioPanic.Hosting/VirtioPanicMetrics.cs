@@ -7,6 +7,7 @@ namespace VirtioPanic.Hosting;
 //   virtiopanic.events            counter   {event}  tag kind (QMP-style name)
 //   virtiopanic.actions           counter   {action} tags operation, outcome (succeeded | failed)
 //   virtiopanic.action.duration   histogram s        tags operation, outcome
+//   virtiopanic.action.latency    histogram s        tag kind: from the device's event to the first VM-control call
 //   virtiopanic.storm_guard.trips counter   {trip}
 //   virtiopanic.journal.failures  counter   {write}
 internal sealed class VirtioPanicMetrics : IDisposable
@@ -17,6 +18,7 @@ internal sealed class VirtioPanicMetrics : IDisposable
     private readonly Counter<long> _events;
     private readonly Counter<long> _actions;
     private readonly Histogram<double> _duration;
+    private readonly Histogram<double> _latency;
     private readonly Counter<long> _stormTrips;
     private readonly Counter<long> _journalFailures;
 
@@ -26,6 +28,7 @@ internal sealed class VirtioPanicMetrics : IDisposable
         _events = _meter.CreateCounter<long>("virtiopanic.events", "{event}", "Device events handled, by kind");
         _actions = _meter.CreateCounter<long>("virtiopanic.actions", "{action}", "VM-control calls made, by operation and outcome");
         _duration = _meter.CreateHistogram<double>("virtiopanic.action.duration", "s", "How long VM-control calls took");
+        _latency = _meter.CreateHistogram<double>("virtiopanic.action.latency", "s", "From a device event to the first VM-control call it led to");
         _stormTrips = _meter.CreateCounter<long>("virtiopanic.storm_guard.trips", "{trip}", "Panic-storm guard trips");
         _journalFailures = _meter.CreateCounter<long>("virtiopanic.journal.failures", "{write}", "Journal writes that failed");
     }
@@ -39,6 +42,9 @@ internal sealed class VirtioPanicMetrics : IDisposable
         _actions.Add(1, op, outcome);
         _duration.Record(duration.TotalSeconds, op, outcome);
     }
+
+    internal void Latency(WatchdogEventKind kind, TimeSpan latency) =>
+        _latency.Record(Math.Max(latency.TotalSeconds, 0), new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
 
     internal void StormTrip() => _stormTrips.Add(1);
 

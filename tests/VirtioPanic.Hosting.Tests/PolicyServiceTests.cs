@@ -327,6 +327,7 @@ public sealed class PolicyServiceTests
         using var events = new MetricCollector<long>(meters, "VirtioPanic.Hosting", "virtiopanic.events");
         using var actions = new MetricCollector<long>(meters, "VirtioPanic.Hosting", "virtiopanic.actions");
         using var latency = new MetricCollector<double>(meters, "VirtioPanic.Hosting", "virtiopanic.action.duration");
+        using var eventToAction = new MetricCollector<double>(meters, "VirtioPanic.Hosting", "virtiopanic.action.latency");
 
         rig.Guest.Panic();
         await rig.NextAsync("GUEST_PANICKED");
@@ -337,6 +338,7 @@ public sealed class PolicyServiceTests
             Assert.That(actions.GetMeasurementSnapshot().Select(m => ((string)m.Tags["operation"]!, (string)m.Tags["outcome"]!)),
                 Is.EqualTo(new[] { ("dump-guest-memory", "failed"), ("power-off", "succeeded") }));
             Assert.That(latency.GetMeasurementSnapshot(), Has.Count.EqualTo(2));
+            Assert.That(eventToAction.GetMeasurementSnapshot().Single().Tags["kind"], Is.EqualTo("GUEST_PANICKED"));
         });
     }
 

@@ -193,12 +193,14 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
     public async ValueTask<VmControlResult> ResetAsync(VmActionContext context, CancellationToken cancellationToken)
     {
         await StopVcpuAsync().ConfigureAwait(false);
+        if (Boots >= MaxBoots)
+        {
+            return VmControlResult.Failure($"the demo VM has already booted {MaxBoots} times");
+        }
+
+        HostLog.VmReset(_log, context.PolicyAction);
         lock (_lock)
         {
-            if (_boots >= MaxBoots)
-            {
-                return VmControlResult.Failure($"the demo VM has already booted {MaxBoots} times");
-            }
 
             // A platform reset: the transport returns to power-on state (resetting the device), and
             // the device learns the VM reset (it keeps the boot reason the policy service set).
@@ -209,7 +211,6 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
             StartBootUnsynchronized();
         }
 
-        HostLog.VmReset(_log, context.PolicyAction);
         return VmControlResult.Success;
     }
 
