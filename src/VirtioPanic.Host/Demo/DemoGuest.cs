@@ -15,6 +15,13 @@ namespace VirtioPanic.Host.Demo;
 // and notice buffers), the watchdog core's start/ping/set_pretimeout/stop, and the panic notifier
 // (a committed record on eventq, with panic_events as the fallback). It runs on its own "vCPU"
 // thread, one boot at a time; the VM (DemoVm) stops, pauses and resets it.
+//
+// It is built on the lowest guest layer that exists today (GuestDriver's ring drivers and
+// allocator, register accesses through GuestTransport). When the guest-driver harness (machine
+// model, Linux-like virtio core, the watchdog drivers) is on main, this class and GuestTransport
+// give way to it: DemoVm's boot scripts call only Probe, StartWatchdog, Pet, StopWatchdog,
+// PollNotices, Panic, CrashLoaded, ReportShutdown, PanicEvents and ResetDevice, which map onto the
+// harness driver's watchdog-core and panic-notifier operations one to one.
 internal sealed class DemoGuest
 {
     // Device configuration offsets (spec §4).
