@@ -46,6 +46,7 @@ public sealed class WatchdogSnapshotTests
             Assert.That(rig.EventsOf<GuestPanickedEvent>().Single().Message, Is.EqualTo("after restore"));
             Assert.That(rig.EventsOf<WatchdogExpiredEvent>(), Has.Count.EqualTo(1), "no bite in the restored VM before its deadline");
             Assert.That(rig.Device.GetStatus().Armed, Is.True);
+            Assert.That(rig.EventsOf<DriverResetEvent>(), Is.Empty, "a restore quiesces the device; it is not a guest reset");
         }
     }
 }
