@@ -291,6 +291,25 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         }
     }
 
+    /// <summary>
+    /// The transport is being restored from a snapshot: stops processing and forgets the driver
+    /// session, but keeps the watchdog, sequence numbers and held records as they are and publishes
+    /// nothing; <see cref="RestoreState"/> (called after the transport's restore) then sets them
+    /// from the device snapshot.
+    /// </summary>
+    public void Quiesce()
+    {
+        lock (_lock)
+        {
+            _watchdogWorker.Stop();
+            _eventWorker.Stop();
+            _noticeWorker.Stop();
+            _context = null;
+            _negotiated = WatchdogFeatures.None;
+            Volatile.Write(ref _needsReset, 0);
+        }
+    }
+
     /// <summary>The VM stopped running (paused, stopped, being saved): the watchdog's run-time clock stops.</summary>
     public void Pause() => _core.Pause();
 

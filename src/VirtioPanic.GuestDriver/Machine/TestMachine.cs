@@ -210,7 +210,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
 
     /// <summary>
     /// Restores RAM contents and every transport from <paramref name="snapshot"/> (the machine's
-    /// devices must be the ones it was taken with). Restoring a transport resets its device and
+    /// devices must be the ones it was taken with). Restoring a transport quiesces its device (IVirtioDevice.Quiesce, no guest-reset side effects) and
     /// re-activates it with the restored queues, so restore each device's own state after this.
     /// </summary>
     /// <param name="snapshot">A snapshot of this machine.</param>

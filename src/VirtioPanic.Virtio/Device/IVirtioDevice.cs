@@ -80,4 +80,12 @@ public interface IVirtioDevice
     /// to its power-on state, except for state the device contract says survives a reset.
     /// </summary>
     void Reset();
+
+    /// <summary>
+    /// The transport is being restored from a snapshot: stop touching guest memory and forget the
+    /// driver session exactly as <see cref="Reset"/> does, but without the side effects of a reset
+    /// the guest asked for (events, disarming timers): the device's own state is restored
+    /// separately, from its own snapshot, after the transport. The default is <see cref="Reset"/>.
+    /// </summary>
+    void Quiesce() => Reset();
 }

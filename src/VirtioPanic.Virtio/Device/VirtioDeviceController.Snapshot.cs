@@ -166,8 +166,9 @@ public sealed partial class VirtioDeviceController
             }
         }
 
-        // Validated: apply on top of a clean reset.
-        ResetUnsynchronized();
+        // Validated: apply on top of a clean reset (a quiesce for the device: restoring is not a
+        // reset the guest asked for).
+        ResetUnsynchronized(forRestore: true);
         _deviceFeatureSelect = deviceFeatureSelect;
         _driverFeatureSelect = driverFeatureSelect;
         _driverFeatures = driverFeatures;

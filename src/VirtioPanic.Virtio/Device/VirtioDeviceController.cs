@@ -524,7 +524,7 @@ public sealed partial class VirtioDeviceController
 
     // Full device reset (§2.4.1): afterwards the device neither notifies nor touches the queues
     // until the driver initializes it again, and the status reads 0.
-    private void ResetUnsynchronized()
+    private void ResetUnsynchronized(bool forRestore = false)
     {
         Debug.Assert(_lock.IsHeldByCurrentThread);
 
@@ -539,8 +539,16 @@ public sealed partial class VirtioDeviceController
 
         WaitForNotifiersUnsynchronized();
 
-        // The device returns only once it no longer touches guest memory (IVirtioDevice.Reset).
-        _device.Reset();
+        // The device returns only once it no longer touches guest memory (IVirtioDevice.Reset). A
+        // restore is not a guest reset: the device quiesces without a reset's side effects.
+        if (forRestore)
+        {
+            _device.Quiesce();
+        }
+        else
+        {
+            _device.Reset();
+        }
 
         foreach (QueueRegisters queue in _queues)
         {

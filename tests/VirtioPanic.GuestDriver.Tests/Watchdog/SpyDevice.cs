@@ -153,6 +153,17 @@ internal sealed class SpyDevice : IVirtioDevice
     public void Reset()
     {
         _inner.Reset();
+        Forget();
+    }
+
+    public void Quiesce()
+    {
+        _inner.Quiesce();
+        Forget();
+    }
+
+    private void Forget()
+    {
         lock (_lock)
         {
             _context = null;

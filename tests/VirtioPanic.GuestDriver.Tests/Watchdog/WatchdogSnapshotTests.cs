@@ -28,10 +28,12 @@ public sealed class WatchdogSnapshotTests
         rig.Device.Resume();
         rig.Advance(TimeSpan.FromSeconds(20));
         int expiriesAtSource = rig.EventsOf<WatchdogExpiredEvent>().Count;
+        int resetsAtSource = rig.EventsOf<DriverResetEvent>().Count;
 
         // Restore: transport and RAM first (this re-activates the device), then the device.
         SnapshotStatus status = rig.Machine.RestoreSnapshot(machine);
         rig.Device.RestoreState(device);
+        int resetsAfterRestore = rig.EventsOf<DriverResetEvent>().Count;
         rig.Device.Resume();
         TimeSpan? left = rig.Run(driver.GetTimeLeft);
         PanicReportPath path = rig.Run(() => driver.Panic(new PanicReport { Message = "after restore" }));
@@ -46,6 +48,7 @@ public sealed class WatchdogSnapshotTests
             Assert.That(rig.EventsOf<GuestPanickedEvent>().Single().Message, Is.EqualTo("after restore"));
             Assert.That(rig.EventsOf<WatchdogExpiredEvent>(), Has.Count.EqualTo(1), "no bite in the restored VM before its deadline");
             Assert.That(rig.Device.GetStatus().Armed, Is.True);
+            Assert.That(resetsAfterRestore, Is.EqualTo(resetsAtSource), "a restore quiesces the device; it is not a guest reset");
         }
     }
 }

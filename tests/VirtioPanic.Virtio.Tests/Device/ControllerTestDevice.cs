@@ -76,4 +76,13 @@ internal sealed class ControllerTestDevice : IVirtioDevice
         Context = null;
         Resets++;
     }
+
+    internal int Quiesces { get; private set; }
+
+    public void Quiesce()
+    {
+        _live = false;
+        Context = null;
+        Quiesces++;
+    }
 }

@@ -484,6 +484,25 @@ public sealed class VirtioDeviceControllerTests
         });
     }
 
+    [Test]
+    public void RestoreState_OnALiveDevice_QuiescesItInsteadOfAGuestReset()
+    {
+        // A restore is not a reset the guest asked for: the device must not see Reset (which would
+        // publish reset events and disarm timers) but Quiesce, and is then re-activated.
+        BringUp();
+        byte[] snapshot = _controller.SaveState();
+        int resetsBefore = _device.Resets;
+
+        Assert.That(_controller.RestoreState(snapshot), Is.EqualTo(SnapshotStatus.Ok));
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(_device.Resets, Is.EqualTo(resetsBefore));
+            Assert.That(_device.Quiesces, Is.EqualTo(1));
+            Assert.That(_device.Context, Is.Not.Null, "re-activated after the restore");
+        }
+    }
+
     [TestCase(StatusOffset, (byte)(DeviceStatus.DriverOk | DeviceStatus.Acknowledge), SnapshotStatus.InvalidState)]
     [TestCase(StatusOffset, (byte)0x20, SnapshotStatus.InvalidState)]
     [TestCase(StatusOffset, (byte)0x03, SnapshotStatus.InvalidState)]
