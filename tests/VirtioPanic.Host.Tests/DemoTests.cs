@@ -39,7 +39,7 @@ public sealed class DemoTests
             Assert.That(code, Is.Zero, error);
             Assert.That(output, Does.Contain("Summary — scenario watchdog-stall, virtio-mmio, packed rings"));
             Assert.That(Row(output, "VIRTIO_WDT_PRETIMEOUT"), Does.Contain("| log "));
-            Assert.That(output, Does.Contain("pretimeout notice from the device"));
+            Assert.That(output, Does.Contain("pretimeout governor"));
             Assert.That(Row(output, "WATCHDOG"), Does.Contain("| reset ").And.Contain("| ok "));
             Assert.That(output, Does.Contain("boot reason WATCHDOG"));
         });
@@ -100,8 +100,10 @@ public sealed class DemoTests
         Assert.Multiple(() =>
         {
             Assert.That(code, Is.Zero, error);
-            Assert.That(Row(output, "GUEST_PANICKED"), Does.Contain("dump-guest-memory (").And.Contain("power-off ("));
-            Assert.That(Directory.GetFiles(directory.File("dumps"), "*.dump").Select(f => new FileInfo(f).Length), Is.EqualTo(new[] { 4L << 20 }));
+            Assert.That(Row(output, "GUEST_PANICKED"), Does.Contain("dump-guest-memory (").And.Contain("power-off (").And.Contain("| ok "));
+            string dump = Directory.GetFiles(directory.File("dumps"), "*.dump").Single();
+            Assert.That(output, Does.Contain($"Guest memory dumped to {dump} ({new FileInfo(dump).Length} bytes)"), "the whole of guest RAM");
+            Assert.That(new FileInfo(dump).Length, Is.GreaterThanOrEqualTo(1L << 20));
         });
     }
 

@@ -1,8 +1,10 @@
 using VirtioPanic.Device;
+using VirtioPanic.GuestDriver.Watchdog;
 
 namespace VirtioPanic.Host.Demo;
 
-// What the demo guest does in each boot, per scenario.
+// What the demo guest does in each boot, per scenario: the guest's userspace (the watchdog daemon,
+// systemd, kdump) and kernel events, each a call into the harness's WatchdogDriver on the vCPU.
 internal sealed partial class DemoVm
 {
     private const string SysrqTail = "[   12.345678] sysrq: Trigger a crash\n[   12.345702] Kernel panic - not syncing: sysrq triggered crash\n[   12.345710] CPU: 0 PID: 1 Comm: sh Not tainted 6.1.0-demo #1";
@@ -11,10 +13,10 @@ internal sealed partial class DemoVm
     {
         try
         {
-            WatchdogBootReason reason = Guest.Probe();
+            WatchdogBootReason reason = BootKernel(token);
             if (boot > 1 || reason != WatchdogBootReason.None)
             {
-                AfterReboot(reason);
+                AfterReboot();
                 return;
             }
 
@@ -22,18 +24,18 @@ internal sealed partial class DemoVm
             {
                 case DemoScenario.Panic:
                     ArmAndPet(_settings.Pets);
-                    Guest.Kernel("sysrq: Trigger a crash");
-                    Guest.Panic("Kernel panic - not syncing: sysrq triggered crash", SysrqTail);
+                    Kernel("sysrq: Trigger a crash");
+                    Panic("Kernel panic - not syncing: sysrq triggered crash", SysrqTail);
                     Panicked();
                     break;
                 case DemoScenario.WatchdogStall:
-                    Guest.StartWatchdog(_settings.WatchdogTimeout, _settings.Pretimeout);
+                    StartWatchdog(_settings.Pretimeout);
                     PetFor(2);
-                    Guest.Kernel("watchdog: BUG: soft lockup - CPU#0 stuck in a driver; nobody pets /dev/watchdog any more");
+                    Kernel("watchdog: BUG: soft lockup - CPU#0 stuck in a driver; nobody pets /dev/watchdog any more");
                     Hang();
                     break;
                 case DemoScenario.CrashKernel:
-                    CrashKernel();
+                    CrashKernel(token);
                     break;
                 case DemoScenario.Shutdown:
                     ArmAndPet(_settings.Pets);
@@ -44,10 +46,6 @@ internal sealed partial class DemoVm
                     break;
             }
         }
-        catch (OperationCanceledException) when (token.IsCancellationRequested)
-        {
-            // The host stopped or reset the vCPU.
-        }
         catch (GuestNmiException)
         {
             NmiPanic();
@@ -56,17 +54,19 @@ internal sealed partial class DemoVm
         {
             CleanShutdown();
         }
-        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException)
+        catch (Exception ex) when (token.IsCancellationRequested)
         {
-            if (!token.IsCancellationRequested)
-            {
-                HostLog.GuestCrashed(_log, ex);
-            }
+            // The host stopped, reset or powered off the VM under the guest.
+            _ = ex;
+        }
+        catch (Exception ex) when (ex is InvalidOperationException or TimeoutException or ObjectDisposedException)
+        {
+            HostLog.GuestCrashed(_log, ex);
         }
     }
 
     // Every boot after the first: the guest comes up, pets once, and shuts down (the demo's end).
-    private void AfterReboot(WatchdogBootReason reason)
+    private void AfterReboot()
     {
         if (_settings.ScenarioKind == DemoScenario.PanicStorm)
         {
@@ -87,13 +87,23 @@ internal sealed partial class DemoVm
         {
             CleanShutdown();
         }
+    }
 
-        _ = reason;
+    private void StartWatchdog(TimeSpan pretimeout)
+    {
+        OnCpu(d => d.SetTimeout(_settings.WatchdogTimeout));
+        Check(OnCpu(d => d.Start()), "start");
+        if (pretimeout > TimeSpan.Zero)
+        {
+            Check(OnCpu(d => d.SetPretimeout(pretimeout)), "set_pretimeout");
+        }
+
+        Kernel($"watchdog: watchdog0: started, timeout {_settings.WatchdogTimeout.TotalSeconds:0.0} s{(pretimeout > TimeSpan.Zero ? $", pretimeout {pretimeout.TotalSeconds:0.0} s" : string.Empty)}");
     }
 
     private void ArmAndPet(int pets)
     {
-        Guest.StartWatchdog(_settings.WatchdogTimeout, TimeSpan.Zero);
+        StartWatchdog(TimeSpan.Zero);
         PetFor(pets);
     }
 
@@ -101,9 +111,10 @@ internal sealed partial class DemoVm
     {
         for (int i = 0; i < pets; i++)
         {
-            Run(_settings.PetInterval, poll: Guest.PollNotices);
-            Guest.Pet();
-            Guest.Kernel($"watchdog: watchdog0: ping {i + 1}/{pets}");
+            Run(_settings.PetInterval);
+            Check(OnCpu(d => d.Ping()), "ping");
+            TimeSpan? left = OnCpu(d => d.GetTimeLeft());
+            Kernel($"watchdog: watchdog0: ping {i + 1}/{pets}{(left is TimeSpan l ? $", {l.TotalSeconds:0.0} s left" : string.Empty)}");
         }
     }
 
@@ -112,7 +123,7 @@ internal sealed partial class DemoVm
     {
         while (true)
         {
-            Run(TimeSpan.FromMilliseconds(100), poll: Guest.PollNotices);
+            Run(TimeSpan.FromMilliseconds(100));
         }
     }
 
@@ -128,16 +139,22 @@ internal sealed partial class DemoVm
         }
 
         Run(_settings.GuestPanicReboot, allowInterrupts: false);
-        Guest.Kernel($"Rebooting in {_settings.GuestPanicReboot.TotalSeconds:0.#} seconds.. (panic=N)");
+        Kernel($"Rebooting in {_settings.GuestPanicReboot.TotalSeconds:0.#} seconds.. (panic=N)");
         GuestReboot();
+    }
+
+    private void Panic(string message, string logTail)
+    {
+        PanicReportPath path = OnCpu(d => d.Panic(new PanicReport { Message = message, LogTail = logTail, VcpuId = 0, GuestTime = _uptime.Elapsed }));
+        Kernel($"virtio_wdt: panic reported through {path}");
     }
 
     private void NmiPanic()
     {
         try
         {
-            Guest.Kernel("NMI watchdog: Watchdog detected hard LOCKUP on cpu 0");
-            Guest.Panic("Kernel panic - not syncing: Hard LOCKUP", "[   20.000001] NMI backtrace for cpu 0\n[   20.000002] Kernel panic - not syncing: Hard LOCKUP");
+            Kernel("NMI watchdog: Watchdog detected hard LOCKUP on cpu 0");
+            Panic("Kernel panic - not syncing: Hard LOCKUP", "[   20.000001] NMI backtrace for cpu 0\n[   20.000002] Kernel panic - not syncing: Hard LOCKUP");
             Panicked();
         }
         catch (OperationCanceledException)
@@ -150,9 +167,10 @@ internal sealed partial class DemoVm
     {
         try
         {
-            Guest.Kernel("systemd-shutdown: Powering off.");
-            Guest.StopWatchdog();
-            Guest.ReportShutdown();
+            Kernel("systemd-shutdown: Powering off.");
+            Check(OnCpu(d => d.Stop()), "stop");
+            Kernel("watchdog: watchdog0: stopped");
+            OnCpu(d => d.Shutdown());
             Run(TimeSpan.FromMilliseconds(100), allowInterrupts: false);
             GuestPowerOff();
         }
@@ -162,29 +180,43 @@ internal sealed partial class DemoVm
         }
     }
 
-    // kdump: the panic notifier reports CRASH_LOADED, the crash kernel boots (probing the device
-    // resets it), saves the vmcore, reports SHUTDOWN through panic_events, and reboots.
-    private void CrashKernel()
+    // kdump: the panic notifier reports CRASH_LOADED, the crash kernel boots (kexec, no platform
+    // reset; its driver's probe resets the device), saves the vmcore, reports SHUTDOWN through
+    // panic_events, and reboots.
+    private void CrashKernel(CancellationToken token)
     {
         ArmAndPet(2);
-        Guest.Kernel("Oops: general protection fault in ext4_readdir");
-        Guest.CrashLoaded("Kernel panic - not syncing: Fatal exception; crash kernel loaded", "[    9.876543] general protection fault: 0000 [#1] SMP\n[    9.876600] Kernel panic - not syncing: Fatal exception");
-        Guest.Kernel("Starting crash kernel...");
-        Guest.ResetDevice();
+        OnCpu(d => d.CrashKernelLoaded = true);
+        Kernel("Oops: general protection fault in ext4_readdir");
+        Panic("Kernel panic - not syncing: Fatal exception; crash kernel loaded", "[    9.876543] general protection fault: 0000 [#1] SMP\n[    9.876600] Kernel panic - not syncing: Fatal exception");
+        Kernel("kexec: starting the crash kernel");
+        lock (_lock)
+        {
+            DisposeKernelUnsynchronized();
+        }
+
         Run(TimeSpan.FromMilliseconds(300), allowInterrupts: false);
-        Guest.Probe();
-        Guest.Kernel("kdump: saving vmcore to /var/crash ... done (12 MiB)");
+        BootKernel(token);
+        Kernel("kdump: saving vmcore to /var/crash ... done (12 MiB)");
         Run(TimeSpan.FromMilliseconds(500), allowInterrupts: false);
-        Guest.PanicEvents(4);
-        Guest.Kernel("kdump: rebooting");
+        OnCpu(d => WatchdogDriver.ReportMinimal(d.Device, WatchdogPanicEvent.Shutdown));
+        Kernel("kdump: rebooting");
         GuestReboot();
     }
 
     private void StormBoot()
     {
-        Guest.StartWatchdog(_settings.WatchdogTimeout, TimeSpan.Zero);
+        StartWatchdog(TimeSpan.Zero);
         Run(TimeSpan.FromMilliseconds(200), allowInterrupts: false);
-        Guest.Panic("Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)", "[    1.234567] VFS: Cannot open root device \"vda1\" or unknown-block(0,0): error -6");
+        Panic("Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)", "[    1.234567] VFS: Cannot open root device \"vda1\" or unknown-block(0,0): error -6");
         Panicked();
+    }
+
+    private void Check(WatchdogResult result, string operation)
+    {
+        if (result != WatchdogResult.Ok)
+        {
+            Kernel($"watchdog: watchdog0: {operation} failed: {result}");
+        }
     }
 }

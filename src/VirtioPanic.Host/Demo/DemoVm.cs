@@ -1,33 +1,44 @@
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using VirtioPanic.Device;
-using VirtioPanic.GuestDriver.Memory;
+using VirtioPanic.GuestDriver.Kernel;
+using VirtioPanic.GuestDriver.Machine;
+using VirtioPanic.GuestDriver.Watchdog;
 using VirtioPanic.Hosting;
-using VirtioPanic.Virtio.Memory;
+using VirtioPanic.Transport.Mmio;
+using VirtioPanic.Transport.Pci;
+using VirtioPanic.Virtio.Device;
 
 namespace VirtioPanic.Host.Demo;
 
-// The demonstration VM: guest RAM, the watchdog device behind a transport, one vCPU thread running
-// the demo guest, and the hypervisor side of IVmControl that the policy service calls.
+// The demonstration VM, built on the guest-driver harness: a TestMachine (RAM, PCI host bridge,
+// virtio-mmio slots, interrupt controller) with the watchdog device behind virtio-pci or
+// virtio-mmio, a GuestKernel (vCPU thread, firmware, bus scan, Linux-like virtio core) and the
+// harness's WatchdogDriver (Linux watchdog core and panic notifier semantics). The boot scripts
+// (DemoVm.Boot.cs) play the guest's userspace and kernel on a script thread and run every driver
+// call on the vCPU. This class is also the hypervisor side of IVmControl.
 internal sealed partial class DemoVm : IVmControl, IDisposable
 {
-    private const ulong RamBase = 0x4000_0000;
-    private const ulong RamSize = 4 << 20;
+    private const ulong RamSize = 16 << 20;
     private const int MaxBoots = 6;
 
     private readonly Lock _lock = new();
     private readonly DemoSettings _settings;
     private readonly ILogger _log;
     private readonly ILogger _guestLog;
-    private readonly GuestMemory _memory;
-    private readonly GuestAllocator _allocator;
-    private readonly DemoInterrupts _interrupts = new();
-    private readonly GuestTransport _transport;
+    private readonly TestMachine _machine;
+    private readonly VirtioPciFunction? _pci;
+    private readonly VirtioMmioDevice? _mmio;
     private readonly ManualResetEventSlim _running = new(true);
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationTokenSource _boot = new();
-    private Task _vcpu = Task.CompletedTask;
+    private Task _script = Task.CompletedTask;
+    private GuestKernel? _kernel;
+    private WatchdogDriver? _driver;
+    private Stopwatch _uptime = Stopwatch.StartNew();
     private DemoVmState _state = DemoVmState.Off;
     private int _boots;
+    private long _interrupts;
     private volatile bool _nmi;
     private volatile bool _powerButton;
 
@@ -37,33 +48,37 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
         Device = device;
         _log = loggers.CreateLogger("VirtioPanic.Host.Demo.Vm");
         _guestLog = loggers.CreateLogger("guest");
-        _memory = GuestMemory.CreateAnonymous(RamSize, RamBase);
-        _allocator = new GuestAllocator(_memory, RamBase, RamSize);
+        _machine = new TestMachine(new TestMachineOptions { RamSize = RamSize, Clock = TimeProvider.System });
         if (string.Equals(settings.Transport, "mmio", StringComparison.OrdinalIgnoreCase))
         {
-            var mmio = new VirtioPanic.Transport.Mmio.VirtioMmioDevice(device, _memory, _interrupts, logger: loggers.CreateLogger("VirtioPanic.Transport.Mmio"));
-            _transport = new MmioGuestTransport(mmio);
+            _mmio = _machine.AddMmioDevice(device, logger: loggers.CreateLogger("VirtioPanic.Transport.Mmio"));
         }
         else
         {
-            var pci = new VirtioPanic.Transport.Pci.VirtioPciFunction(device, _memory, _interrupts, logger: loggers.CreateLogger("VirtioPanic.Transport.Pci"));
-            _transport = new PciGuestTransport(pci);
+            _pci = _machine.AddPciDevice(device, logger: loggers.CreateLogger("VirtioPanic.Transport.Pci"));
         }
-
-        Guest = new DemoGuest(this, _transport, _memory, _allocator, _interrupts, _guestLog, packed: string.Equals(settings.Ring, "packed", StringComparison.OrdinalIgnoreCase));
     }
 
     internal WatchdogDevice Device { get; }
-
-    internal DemoGuest Guest { get; }
 
     internal Task Finished => _finished.Task;
 
     internal int Boots => Volatile.Read(ref _boots);
 
-    internal long Interrupts => _interrupts.Count;
+    internal long Interrupts
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _interrupts + (_kernel?.Cpu.InterruptsHandled ?? 0);
+            }
+        }
+    }
 
-    internal string TransportName => _transport.Name;
+    internal string TransportName => _pci is not null ? "virtio-pci" : "virtio-mmio";
+
+    internal bool Packed => string.Equals(_settings.Ring, "packed", StringComparison.OrdinalIgnoreCase);
 
     internal DemoVmState State
     {
@@ -87,14 +102,19 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
         }
     }
 
-    // Stops the vCPU and powers the VM off (the end of the demo).
-    internal void Stop() => Kill(DemoVmState.Off);
+    // Stops the guest and powers the VM off (the end of the demo).
+    internal void Stop()
+    {
+        StopGuest();
+        PowerOffPlatform();
+    }
 
-    // Called by the guest between steps: honours pause, kill, NMI and the power button.
+    // Called by the guest between steps: honours pause, stop, NMI and the power button.
     internal void Checkpoint(bool allowInterrupts = true)
     {
-        _running.Wait(_boot.Token);
-        _boot.Token.ThrowIfCancellationRequested();
+        CancellationToken token = _boot.Token;
+        _running.Wait(token);
+        token.ThrowIfCancellationRequested();
         if (!allowInterrupts)
         {
             return;
@@ -113,16 +133,15 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
         }
     }
 
-    // Waits for run time to pass (paused time does not count), checking in between.
-    internal void Run(TimeSpan duration, bool allowInterrupts = true, Action? poll = null)
+    // Lets run time pass (paused time does not count), checking in between.
+    internal void Run(TimeSpan duration, bool allowInterrupts = true)
     {
         TimeSpan left = duration;
         while (left > TimeSpan.Zero)
         {
             Checkpoint(allowInterrupts);
             TimeSpan step = left < TimeSpan.FromMilliseconds(20) ? left : TimeSpan.FromMilliseconds(20);
-            _interrupts.Wait(step);
-            poll?.Invoke();
+            Thread.Sleep(step);
             left -= step;
         }
     }
@@ -131,23 +150,18 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
     internal void GuestPowerOff()
     {
         HostLog.VmPoweredOff(_log, "guest shut down");
-        lock (_lock)
-        {
-            _state = DemoVmState.Off;
-            _transport.HostReset();
-        }
-
-        _finished.TrySetResult();
+        PowerOffPlatform();
     }
 
-    // The guest reboots itself (a triple fault, reboot(2), panic=N): the platform resets.
+    // The guest reboots itself (reboot(2), panic=N, kdump's reboot): the platform resets and boots again.
     internal void GuestReboot()
     {
         HostLog.GuestRebooted(_log);
         lock (_lock)
         {
-            _transport.HostReset();
+            DisposeKernelUnsynchronized();
             Device.OnVmReset(WatchdogBootReason.None);
+            ResetTransportUnsynchronized();
             StartBootUnsynchronized();
         }
 
@@ -190,36 +204,35 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
         return ValueTask.FromResult(VmControlResult.Success);
     }
 
-    public async ValueTask<VmControlResult> ResetAsync(VmActionContext context, CancellationToken cancellationToken)
+    public ValueTask<VmControlResult> ResetAsync(VmActionContext context, CancellationToken cancellationToken)
     {
-        await StopVcpuAsync().ConfigureAwait(false);
         if (Boots >= MaxBoots)
         {
-            return VmControlResult.Failure($"the demo VM has already booted {MaxBoots} times");
+            return ValueTask.FromResult(VmControlResult.Failure($"the demo VM has already booted {MaxBoots} times"));
         }
 
         HostLog.VmReset(_log, context.PolicyAction);
+        StopGuest();
         lock (_lock)
         {
-
-            // A platform reset: the transport returns to power-on state (resetting the device), and
-            // the device learns the VM reset (it keeps the boot reason the policy service set).
-            _transport.HostReset();
+            // A platform reset: the device learns it (keeping the boot reason the policy service
+            // set), the transport returns to power-on state, and firmware boots a new guest.
             Device.OnVmReset(context.BootReason);
+            ResetTransportUnsynchronized();
             _state = DemoVmState.Running;
             _running.Set();
             StartBootUnsynchronized();
         }
 
-        return VmControlResult.Success;
+        return ValueTask.FromResult(VmControlResult.Success);
     }
 
-    public async ValueTask<VmControlResult> PowerOffAsync(VmActionContext context, CancellationToken cancellationToken)
+    public ValueTask<VmControlResult> PowerOffAsync(VmActionContext context, CancellationToken cancellationToken)
     {
-        await StopVcpuAsync().ConfigureAwait(false);
-        Kill(DemoVmState.Off);
+        StopGuest();
+        PowerOffPlatform();
         HostLog.VmPoweredOff(_log, context.PolicyAction);
-        return VmControlResult.Success;
+        return ValueTask.FromResult(VmControlResult.Success);
     }
 
     public ValueTask<VmControlResult> RequestShutdownAsync(VmActionContext context, CancellationToken cancellationToken)
@@ -236,20 +249,23 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
 
     public async ValueTask<VmControlResult> DumpGuestMemoryAsync(VmActionContext context, string path, CancellationToken cancellationToken)
     {
-        // A flat image of guest RAM (the vCPU keeps running, as libvirt's watchdog 'dump' does after it).
+        // A flat image of guest RAM.
         byte[] chunk = new byte[64 * 1024];
+        ulong ramBase = _machine.Layout.GuestRamBase;
+        ulong ramSize = _machine.Layout.GuestRamSize;
         await using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 0, useAsync: true);
-        for (ulong offset = 0; offset < RamSize; offset += (ulong)chunk.Length)
+        for (ulong offset = 0; offset < ramSize; offset += (ulong)chunk.Length)
         {
-            if (!_memory.TryRead(RamBase + offset, chunk))
+            int length = (int)Math.Min((ulong)chunk.Length, ramSize - offset);
+            if (!_machine.Memory.TryRead(ramBase + offset, chunk.AsSpan(0, length)))
             {
-                return VmControlResult.Failure($"guest memory at 0x{RamBase + offset:x} is not readable");
+                return VmControlResult.Failure($"guest memory at 0x{ramBase + offset:x} is not readable");
             }
 
-            await file.WriteAsync(chunk, cancellationToken).ConfigureAwait(false);
+            await file.WriteAsync(chunk.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
         }
 
-        HostLog.VmDumped(_log, path, RamSize);
+        HostLog.VmDumped(_log, path, ramSize);
         return VmControlResult.Success;
     }
 
@@ -268,40 +284,68 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
     public void Dispose()
     {
         Stop();
-        _memory.Dispose();
+        _machine.Dispose();
         _running.Dispose();
-        _interrupts.Dispose();
         _boot.Dispose();
     }
 
-    private void Kill(DemoVmState state)
+    // Runs a driver call on the vCPU.
+    private T OnCpu<T>(Func<WatchdogDriver, T> call)
+    {
+        Checkpoint(allowInterrupts: false);
+        GuestKernel kernel = _kernel ?? throw new OperationCanceledException(_boot.Token);
+        WatchdogDriver driver = _driver ?? throw new OperationCanceledException(_boot.Token);
+        return kernel.Run(() => call(driver));
+    }
+
+    // Stops the script thread and the vCPU (bounded wait).
+    private void StopGuest()
+    {
+        Task script;
+        lock (_lock)
+        {
+            _boot.Cancel();
+            _running.Set();
+            DisposeKernelUnsynchronized();
+            script = _script;
+        }
+
+        script.Wait(TimeSpan.FromSeconds(3));
+    }
+
+    private void PowerOffPlatform()
     {
         lock (_lock)
         {
             _boot.Cancel();
             _running.Set();
+            DisposeKernelUnsynchronized();
             if (_state != DemoVmState.Off)
             {
-                _transport.HostReset();
+                ResetTransportUnsynchronized();
             }
 
-            _state = state;
+            _state = DemoVmState.Off;
         }
 
         _finished.TrySetResult();
     }
 
-    private async Task StopVcpuAsync()
+    private void ResetTransportUnsynchronized()
     {
-        Task vcpu;
-        lock (_lock)
-        {
-            _boot.Cancel();
-            _running.Set();
-            vcpu = _vcpu;
-        }
+        _pci?.Reset();
+        _mmio?.Reset();
+    }
 
-        await Task.WhenAny(vcpu, Task.Delay(TimeSpan.FromSeconds(2))).ConfigureAwait(false);
+    private void DisposeKernelUnsynchronized()
+    {
+        if (_kernel is GuestKernel kernel)
+        {
+            _interrupts += kernel.Cpu.InterruptsHandled;
+            _kernel = null;
+            _driver = null;
+            kernel.Dispose();
+        }
     }
 
     private void StartBootUnsynchronized()
@@ -311,8 +355,52 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
         _boot = new CancellationTokenSource();
         _nmi = false;
         _powerButton = false;
+        _uptime = Stopwatch.StartNew();
         int boot = ++_boots;
         CancellationToken token = _boot.Token;
-        _vcpu = Task.Factory.StartNew(() => RunBoot(boot, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        _script = Task.Factory.StartNew(() => RunBoot(boot, token), token, TaskCreationOptions.LongRunning, TaskScheduler.Default);
     }
+
+    // Firmware, enumeration and the watchdog driver's probe, on a fresh vCPU. Returns the boot reason the driver read.
+    private WatchdogBootReason BootKernel(CancellationToken token)
+    {
+        GuestKernel kernel = GuestKernel.Boot(_machine, new GuestKernelOptions { HangTimeout = TimeSpan.FromSeconds(10) });
+        lock (_lock)
+        {
+            if (token.IsCancellationRequested)
+            {
+                kernel.Dispose();
+                token.ThrowIfCancellationRequested();
+            }
+
+            _kernel = kernel;
+        }
+
+        var options = new WatchdogDriverOptions { RingFeatures = VirtioFeatures.EventIndex | (Packed ? VirtioFeatures.RingPacked : 0) };
+        WatchdogDriver driver = kernel.Run(() => WatchdogDriver.Probe(kernel.FindVirtioDevice(WatchdogDevice.VirtioDeviceId), options));
+        driver.PretimeoutGovernor = notice => Kernel($"watchdog: watchdog0: pretimeout governor: {notice.TimeLeft.TotalMilliseconds:0} ms left — dumping state before the bite");
+        lock (_lock)
+        {
+            _driver = token.IsCancellationRequested ? null : driver;
+        }
+
+        token.ThrowIfCancellationRequested();
+        Kernel($"virtio_wdt: {kernel.FindVirtioDevice(WatchdogDevice.VirtioDeviceId).Location} over {TransportName}, {(Packed ? "packed" : "split")} rings, features {driver.Features}, timeout {driver.Timeout.TotalSeconds:0.0} s, boot reason {Name(driver.BootReason)}");
+        if (driver.BootReason != WatchdogBootReason.None)
+        {
+            Kernel($"virtio_wdt: previous boot was ended by the host: {Name(driver.BootReason)}{(driver.BootStatusCardReset ? " (WDIOF_CARDRESET)" : string.Empty)}");
+        }
+
+        return driver.BootReason;
+    }
+
+    private void Kernel(string line) => HostLog.GuestKernel(_guestLog, _uptime.Elapsed.TotalSeconds, line);
+
+    private static string Name(WatchdogBootReason reason) => reason switch
+    {
+        WatchdogBootReason.Watchdog => "WATCHDOG",
+        WatchdogBootReason.Panic => "PANIC",
+        WatchdogBootReason.Host => "HOST",
+        _ => "NONE",
+    };
 }
