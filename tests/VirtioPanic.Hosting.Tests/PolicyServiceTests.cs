@@ -304,13 +304,13 @@ public sealed class PolicyServiceTests
         {
             Assert.That(status.Running, Is.True);
             Assert.That(report.DriverBound, Is.True);
-            Assert.That(report.NegotiatedFeatures, Is.EqualTo(WatchdogFeatures.Events | WatchdogFeatures.PanicConfig | WatchdogFeatures.BootReason));
+            Assert.That(report.NegotiatedFeatures, Is.EqualTo(WatchdogFeatures.All));
             Assert.That(report.Armed, Is.True);
             Assert.That(report.TimeLeft, Is.EqualTo(TimeSpan.FromSeconds(3)));
             Assert.That(report.LastEvent, Is.InstanceOf<WatchdogArmedEvent>());
             Assert.That(device.GetProperty("device").GetString(), Is.EqualTo("wdt0"));
             Assert.That(device.GetProperty("driver-bound").GetBoolean(), Is.True);
-            Assert.That(device.GetProperty("negotiated-features").EnumerateArray().Select(e => e.GetString()), Is.EquivalentTo(new[] { "events", "panic-config", "boot-reason" }));
+            Assert.That(device.GetProperty("negotiated-features").EnumerateArray().Select(e => e.GetString()), Is.EquivalentTo(new[] { "events", "panic-config", "control", "pretimeout", "boot-reason", "log-tail" }));
             Assert.That(device.GetProperty("watchdog").GetProperty("time-left-ms").GetInt64(), Is.EqualTo(3000));
             Assert.That(device.GetProperty("policy").GetProperty("on-panic").GetString(), Is.EqualTo("preserve"));
             Assert.That(device.GetProperty("policy").GetProperty("on-watchdog").GetString(), Is.EqualTo("inject-nmi"));
