@@ -1,6 +1,10 @@
 using System.Diagnostics;
+using System.Globalization;
 using System.Text;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
 using VirtioPanic.Device;
+using VirtioPanic.Hosting;
 
 namespace VirtioPanic.VhostUser.Tests.RealKernel;
 
@@ -27,51 +31,80 @@ internal enum PolicyAction
 internal readonly record struct RecordedAction(WatchdogEvent Event, PolicyAction Action);
 
 /// <summary>
-/// A test-local stand-in for the host's policy service (built elsewhere): reads the device's typed
-/// event channel and records, for each event whose kind the policy configures, that action. It
-/// performs nothing; "the configured action is recorded" is what the real-kernel tests assert.
+/// The host's real policy service (<see cref="VirtioPanicManager"/> from VirtioPanic.Hosting, on a
+/// generic host, journaling to a temporary directory) attached to the device under test, with a VM
+/// control that records every call instead of acting on a VM (QEMU owns the VM in these tests).
+/// "The configured action is recorded" means: the service handled the event, journaled it, and
+/// made the VM-control calls its policy names; <see cref="Actions"/> folds those calls back into
+/// the test's <see cref="PolicyAction"/> vocabulary.
 /// </summary>
 internal sealed class PolicyRecorder : IAsyncDisposable
 {
-    private readonly IReadOnlyDictionary<WatchdogEventKind, PolicyAction> _policy;
-    private readonly List<WatchdogEvent> _events = [];
-    private readonly List<RecordedAction> _actions = [];
-    private readonly CancellationTokenSource _stop = new();
+    private readonly List<HandledEvent> _handled = [];
     private readonly Stopwatch _clock = Stopwatch.StartNew();
     private readonly StringBuilder _log = new();
-    private readonly Task _pump;
+    private readonly IHost _host;
+    private readonly RecordingVmControl _vm = new();
+    private readonly string _directory;
 
     internal PolicyRecorder(WatchdogDevice device, IReadOnlyDictionary<WatchdogEventKind, PolicyAction> policy)
     {
-        _policy = policy;
-        _pump = Task.Run(() => PumpAsync(device, _stop.Token));
+        _directory = Directory.CreateTempSubdirectory("vp-policy-").FullName;
+        HostApplicationBuilder builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Services.AddVirtioPanic(o =>
+        {
+            o.JournalPath = Path.Combine(_directory, "journal.jsonl");
+            o.DumpDirectory = Path.Combine(_directory, "dumps");
+            o.Policy = ToDevicePolicy(policy);
+        });
+        _host = builder.Build();
+        Manager.EventHandled += (_, e) =>
+        {
+            lock (_handled)
+            {
+                _handled.Add(e);
+                _log.Append(CultureInfo.InvariantCulture, $"[{_clock.Elapsed.TotalSeconds,7:F2} s] {(e.Event is null ? e.Name : Describe(e.Event))}\n");
+                _log.Append(CultureInfo.InvariantCulture, $"            policy service: {e.Name} -> {e.PolicyAction ?? "-"}, {e.Outcome}, journaled {e.Journaled}\n");
+            }
+        };
+        Manager.Attach(device, _vm);
+        _host.Start();
     }
 
-    /// <summary>Every event read so far, in order.</summary>
+    internal VirtioPanicManager Manager => _host.Services.GetRequiredService<VirtioPanicManager>();
+
+    /// <summary>Every device event the policy service handled so far, in order.</summary>
     internal IReadOnlyList<WatchdogEvent> Events
     {
         get
         {
-            lock (_events)
+            lock (_handled)
             {
-                return [.. _events];
+                return [.. _handled.Where(h => h.Event is not null).Select(h => h.Event!)];
             }
         }
     }
 
-    /// <summary>Every action recorded so far, in order.</summary>
+    /// <summary>For every handled event whose policy called the VM: the action those calls amount to.</summary>
     internal IReadOnlyList<RecordedAction> Actions
     {
         get
         {
-            lock (_events)
+            lock (_handled)
             {
-                return [.. _actions];
+                return [.. _handled.Where(h => h.Event is not null && h.Journaled).Select(h => new RecordedAction(h.Event!, Fold(h)))];
             }
         }
     }
 
-    /// <summary>Events of type <typeparamref name="T"/> read so far.</summary>
+    /// <summary>The journal's lines (one per handled item).</summary>
+    internal string[] JournalLines()
+    {
+        string path = Path.Combine(_directory, "journal.jsonl");
+        return File.Exists(path) ? File.ReadAllLines(path) : [];
+    }
+
+    /// <summary>Events of type <typeparamref name="T"/> handled so far.</summary>
     internal IReadOnlyList<T> Of<T>()
         where T : WatchdogEvent => [.. Events.OfType<T>()];
 
@@ -103,8 +136,8 @@ internal sealed class PolicyRecorder : IAsyncDisposable
     /// <summary>A one-line description of an event, for test output (message and log tail shortened).</summary>
     internal static string Describe(WatchdogEvent e) => e switch
     {
-        GuestReportEvent r => $"#{r.Sequence} {r.Kind} via {r.Source}, record {r.RecordSequence?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}, vCPU {r.VcpuId?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "-"}, "
-            + $"guest time {r.GuestTime?.TotalSeconds.ToString("F3", System.Globalization.CultureInfo.InvariantCulture) ?? "-"} s, codes [{string.Join(", ", r.Codes)}], "
+        GuestReportEvent r => $"#{r.Sequence} {r.Kind} via {r.Source}, record {r.RecordSequence?.ToString(CultureInfo.InvariantCulture) ?? "-"}, vCPU {r.VcpuId?.ToString(CultureInfo.InvariantCulture) ?? "-"}, "
+            + $"guest time {r.GuestTime?.TotalSeconds.ToString("F3", CultureInfo.InvariantCulture) ?? "-"} s, codes [{string.Join(", ", r.Codes)}], "
             + $"message \"{r.Message}\", log tail {r.LogTail?.Length ?? 0} chars",
         WatchdogExpiredEvent x => $"#{x.Sequence} {x.Kind} after {x.Timeout.TotalSeconds} s, run time {x.VmRunTime.TotalSeconds:F2} s",
         WatchdogArmedEvent a => $"#{a.Sequence} {a.Kind} ({(a.ByHeartbeat ? "heartbeat" : "START")}, {a.Timeout.TotalSeconds} s), run time {a.VmRunTime.TotalSeconds:F2} s",
@@ -113,10 +146,10 @@ internal sealed class PolicyRecorder : IAsyncDisposable
         _ => $"#{e.Sequence} {e.Kind}, run time {e.VmRunTime.TotalSeconds:F2} s",
     };
 
-    /// <summary>Everything the recorder saw, with host times relative to its creation.</summary>
+    /// <summary>Everything the policy service handled, with host times relative to its creation.</summary>
     public override string ToString()
     {
-        lock (_events)
+        lock (_handled)
         {
             return _log.ToString();
         }
@@ -124,40 +157,81 @@ internal sealed class PolicyRecorder : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
-        await _stop.CancelAsync().ConfigureAwait(false);
-        try
+        using (var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10)))
         {
-            await _pump.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
-        }
-        catch (OperationCanceledException)
-        {
+            await _host.StopAsync(stop.Token).ConfigureAwait(false);
         }
 
-        _stop.Dispose();
-        await TestContext.Out.WriteLineAsync("--- device events and recorded policy actions ---\n" + this).ConfigureAwait(false);
+        _host.Dispose();
+        await TestContext.Out.WriteLineAsync("--- events handled by the policy service ---\n" + this).ConfigureAwait(false);
+        try
+        {
+            Directory.Delete(_directory, recursive: true);
+        }
+        catch (IOException)
+        {
+        }
     }
 
-    private async Task PumpAsync(WatchdogDevice device, CancellationToken cancellationToken)
+    private static DevicePolicy ToDevicePolicy(IReadOnlyDictionary<WatchdogEventKind, PolicyAction> policy)
     {
-        try
+        PolicyAction onExpiry = policy.TryGetValue(WatchdogEventKind.Expired, out PolicyAction e) ? e : PolicyAction.None;
+        PolicyAction onPanic = policy.TryGetValue(WatchdogEventKind.GuestPanicked, out PolicyAction p) ? p : PolicyAction.None;
+        return new DevicePolicy
         {
-            await foreach (WatchdogEvent e in device.Events.ReadAllAsync(cancellationToken).ConfigureAwait(false))
+            OnWatchdog = onExpiry switch
             {
-                lock (_events)
-                {
-                    _events.Add(e);
-                    _log.Append(System.Globalization.CultureInfo.InvariantCulture, $"[{_clock.Elapsed.TotalSeconds,7:F2} s] {Describe(e)}\n");
-                    if (_policy.TryGetValue(e.Kind, out PolicyAction action))
-                    {
-                        _actions.Add(new RecordedAction(e, action));
-                        _log.Append(System.Globalization.CultureInfo.InvariantCulture, $"            policy: {e.Kind} -> {action}\n");
-                    }
-                }
-            }
-        }
-        catch (OperationCanceledException)
+                PolicyAction.Reset => WatchdogAction.Reset,
+                PolicyAction.PowerOff => WatchdogAction.Poweroff,
+                PolicyAction.Pause => WatchdogAction.Pause,
+                PolicyAction.Dump => WatchdogAction.Dump,
+                _ => WatchdogAction.None,
+            },
+            OnPanic = onPanic switch
+            {
+                PolicyAction.Reset => PanicAction.Restart,
+                PolicyAction.PowerOff => PanicAction.Destroy,
+                PolicyAction.Pause => PanicAction.Preserve,
+                PolicyAction.Dump => PanicAction.CoredumpRestart,
+                _ => PanicAction.LogOnly,
+            },
+            // Crash-loaded and shutdown are logged; no crash-kernel deadline (the guest handles it).
+            CrashKernelDeadline = TimeSpan.Zero,
+        };
+    }
+
+    // The VM-control calls of one handled event, in the test's vocabulary.
+    private static PolicyAction Fold(HandledEvent handled)
+    {
+        VmOperation[] calls = [.. handled.Steps.Select(s => s.Operation)];
+        return calls switch
         {
-            // Disposed.
-        }
+            [] => PolicyAction.None,
+            [VmOperation.DumpGuestMemory, ..] => PolicyAction.Dump,
+            [VmOperation.Reset, ..] => PolicyAction.Reset,
+            [VmOperation.PowerOff, ..] => PolicyAction.PowerOff,
+            [VmOperation.Pause, ..] => PolicyAction.Pause,
+            _ => (PolicyAction)(-1),
+        };
+    }
+
+    // QEMU owns the VM here: every call is recorded and reported as done.
+    private sealed class RecordingVmControl : IVmControl
+    {
+        public ValueTask<VmControlResult> PauseAsync(VmActionContext context, CancellationToken cancellationToken) => Done();
+
+        public ValueTask<VmControlResult> ResumeAsync(VmActionContext context, CancellationToken cancellationToken) => Done();
+
+        public ValueTask<VmControlResult> ResetAsync(VmActionContext context, CancellationToken cancellationToken) => Done();
+
+        public ValueTask<VmControlResult> PowerOffAsync(VmActionContext context, CancellationToken cancellationToken) => Done();
+
+        public ValueTask<VmControlResult> RequestShutdownAsync(VmActionContext context, CancellationToken cancellationToken) => Done();
+
+        public ValueTask<VmControlResult> DumpGuestMemoryAsync(VmActionContext context, string path, CancellationToken cancellationToken) => Done();
+
+        public ValueTask<VmControlResult> InjectNmiAsync(VmActionContext context, CancellationToken cancellationToken) => Done();
+
+        private static ValueTask<VmControlResult> Done() => ValueTask.FromResult(VmControlResult.Success);
     }
 }
