@@ -446,7 +446,7 @@ internal sealed class VhostUserBackendTests
         ulong overlapping = front.ReadU64Reply(VhostUserRequest.SetMemTable);
         front.Send(VhostUserRequest.GetFeatures, [], [front.MemFdNumber]);
         bool answeredWithFd = !front.NothingPending();
-        int after = FdCounter.OpenFds();
+        int after = FdCounter.OpenFdsSettled(before);
 
         using (Assert.EnterMultipleScope())
         {
@@ -552,7 +552,7 @@ internal sealed class VhostUserBackendTests
             fixture.WaitConnectionsClosed(2 + round);
         }
 
-        int fdsAfter = FdCounter.OpenFds();
+        int fdsAfter = FdCounter.OpenFdsSettled(fdsBefore);
         int mappingsAfter = FdCounter.MemfdMappings("vp-fake-guest");
 
         using (Assert.EnterMultipleScope())
