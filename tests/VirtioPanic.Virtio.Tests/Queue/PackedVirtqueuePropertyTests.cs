@@ -84,37 +84,12 @@ public sealed class PackedVirtqueuePropertyTests
     [Test]
     public void Property_RandomRingMemory_NeverThrowsAndOnlyHandsOutGuestMemory()
     {
-        Gen.Select(Gen.Byte.Array[16 * 24 + (16 * 64)], Gen.Int[0, int.MaxValue], Gen.Int[0, 3]).Sample((noise, seed, featureBits) =>
+        Gen.Select(Gen.Byte.Array[RandomRingMemory.PackedNoiseBytes], Gen.Int[0, int.MaxValue], Gen.Int[0, 7]).Sample((noise, seed, bits) =>
         {
-            using var memory = new GuestMemory(
-                GuestMemoryRegion.AllocateAnonymous(0, Mib),
-                GuestMemoryRegion.AllocateAnonymous(2 * Mib, Mib),
-                GuestMemoryRegion.AllocateAnonymous(8 * Mib, 64 * 1024));
-            const ushort size = 24;
-            var allocator = new GuestDriver.Memory.GuestAllocator(memory, 0x1000, Mib - 0x1000);
-            PackedRingDriver driver = PackedRingDriver.Allocate(allocator, size, eventIndex: (featureBits & 1) != 0);
-            VirtqueueConfig config = driver.Config;
-            ulong table = allocator.Allocate(16 * 64, 16);
-            memory.TryWrite(config.DescriptorArea, noise.AsSpan(0, 16 * size));
-            memory.TryWrite(table, noise.AsSpan(16 * size, 16 * 64));
-            var rng = new Random(seed);
-            ulong[] anchors = [0, Mib - 8, 2 * Mib, 3 * Mib - 16, 8 * Mib, table, table + 16, ulong.MaxValue - 8];
-            for (uint i = 0; i < size; i++)
-            {
-                ulong at = config.DescriptorArea + (i * 16);
-                if (rng.Next(3) != 0)
-                {
-                    memory.TryWriteUInt64(at, anchors[rng.Next(anchors.Length)] + (ulong)rng.Next(64));
-                    memory.TryWriteUInt32(at + 8, (uint)rng.Next(0, 200));
-                    memory.TryWriteUInt16(at + 12, (ushort)rng.Next(0, size + 2));
-                    ushort flags = (ushort)(rng.Next(8) | (rng.Next(4) == 0 ? 0 : 0x80));
-                    memory.TryWriteUInt16(at + 14, flags);
-                }
-            }
-
-            VirtqueueFeatures features = VirtqueueFeatures.Packed | ((featureBits & 1) != 0 ? VirtqueueFeatures.EventIndex : 0) | ((featureBits & 2) != 0 ? VirtqueueFeatures.IndirectDescriptors : 0);
-            var queue = new Virtqueue(32, maxChainLength: seed % 2 == 0 ? 4 : 0);
-            Assert.That(queue.Activate(memory, config, features), Is.EqualTo(VirtqueueStatus.Ok));
+            using RandomRingMemory ring = RandomRingMemory.Packed(noise, seed, bits);
+            GuestMemory memory = ring.Memory;
+            Virtqueue queue = ring.Queue;
+            const int size = RandomRingMemory.PackedSize;
             Span<byte> sink = stackalloc byte[64];
             VirtqueueStatus last = VirtqueueStatus.Ok;
             for (int i = 0; i < 3 * size; i++)

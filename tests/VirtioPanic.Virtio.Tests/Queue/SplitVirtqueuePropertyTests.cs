@@ -1,5 +1,4 @@
 using CsCheck;
-using VirtioPanic.GuestDriver.Memory;
 using VirtioPanic.GuestDriver.Rings;
 using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;
@@ -83,44 +82,12 @@ public sealed class SplitVirtqueuePropertyTests
     [Test]
     public void Property_RandomRingMemory_NeverThrowsAndOnlyHandsOutGuestMemory()
     {
-        var gen = Gen.Select(Gen.Byte.Array[16 * 32 + 6 + 2 * 32 + 16 * 64], Gen.UShort, Gen.Int[0, 3], Gen.Int[0, 3]);
-        gen.Sample((noise, availIndex, featureBits, chainLimitChoice) =>
+        Gen.Select(Gen.Byte.Array[RandomRingMemory.SplitNoiseBytes], Gen.Int[0, int.MaxValue], Gen.Int[0, 7]).Sample((noise, seed, bits) =>
         {
-            using var memory = new GuestMemory(
-                GuestMemoryRegion.AllocateAnonymous(0, Mib),
-                GuestMemoryRegion.AllocateAnonymous(2 * Mib, Mib),
-                GuestMemoryRegion.AllocateAnonymous(8 * Mib, 64 * 1024));
-            const ushort size = 32;
-            var allocator = new GuestAllocator(memory, 0x1000, Mib - 0x1000);
-            SplitRingDriver driver = SplitRingDriver.Allocate(allocator, size, eventIndex: (featureBits & 1) != 0);
-            VirtqueueConfig config = driver.Config;
-            ulong indirectArea = allocator.Allocate(16 * 64, 16);
-
-            // Garbage everywhere the parser looks, then steer descriptor addresses and lengths so
-            // a good share of buffers and indirect tables are in range or straddle an edge.
-            int o = 0;
-            memory.TryWrite(config.DescriptorArea, noise.AsSpan(o, 16 * size));
-            o += 16 * size;
-            memory.TryWrite(config.DriverArea, noise.AsSpan(o, 6 + (2 * size)));
-            o += 6 + (2 * size);
-            memory.TryWrite(indirectArea, noise.AsSpan(o, 16 * 64));
-            var rng = new Random(availIndex);
-            ulong[] anchors = [0, Mib - 8, 2 * Mib, 3 * Mib - 16, 8 * Mib, indirectArea, indirectArea + 16, ulong.MaxValue - 8];
-            for (uint i = 0; i < size; i++)
-            {
-                if (rng.Next(3) != 0)
-                {
-                    memory.TryWriteUInt64(config.DescriptorArea + (i * 16), anchors[rng.Next(anchors.Length)] + (ulong)rng.Next(64));
-                    memory.TryWriteUInt32(config.DescriptorArea + (i * 16) + 8, (uint)rng.Next(1, 200));
-                }
-            }
-
-            memory.TryWriteUInt16(config.DriverArea + SplitRingLayout.AvailIndex, (ushort)(availIndex % 48));
-            VirtqueueFeatures features = (featureBits & 1) != 0 ? VirtqueueFeatures.EventIndex : 0;
-            features |= (featureBits & 2) != 0 ? VirtqueueFeatures.IndirectDescriptors : 0;
-            var queue = new Virtqueue(size, maxChainLength: chainLimitChoice == 0 ? 4 : 0);
-            Assert.That(queue.Activate(memory, config, features), Is.EqualTo(VirtqueueStatus.Ok));
-
+            using RandomRingMemory ring = RandomRingMemory.Split(noise, seed, bits);
+            GuestMemory memory = ring.Memory;
+            Virtqueue queue = ring.Queue;
+            const int size = RandomRingMemory.SplitSize;
             VirtqueueStatus last = VirtqueueStatus.Ok;
             Span<byte> sink = stackalloc byte[64];
             for (int i = 0; i < 2 * size; i++)
