@@ -25,6 +25,11 @@ public readonly ref struct DescriptorChain
         WritableLength = writableLength;
     }
 
+    // The one-direct-descriptor chain every fast path builds (split and packed, pop and batch).
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static DescriptorChain OneBuffer(ChainToken token, GuestMemorySlice[] scratch, bool writable, uint length) =>
+        new(token, new ReadOnlySpan<GuestMemorySlice>(scratch, 0, 1), writable ? 0 : 1, writable ? 0 : length, writable ? length : 0);
+
     /// <summary>What to pass to <see cref="Virtqueue.AddUsed"/> when the chain is complete.</summary>
     public ChainToken Token { get; }
 

@@ -198,12 +198,7 @@ internal sealed class PackedVirtqueue
             _outstandingSlots++;
             Advance(ref _nextAvail, ref _availWrap, 1);
             bool writable = (flags & DescriptorFlags.Write) != 0;
-            chain = new DescriptorChain(
-                new ChainToken(id, 1),
-                new ReadOnlySpan<GuestMemorySlice>(_scratch, 0, 1),
-                writable ? 0 : 1,
-                writable ? 0 : length,
-                writable ? length : 0);
+            chain = DescriptorChain.OneBuffer(new ChainToken(id, 1), _scratch, writable, length);
             return VirtqueueStatus.Ok;
         }
 
@@ -282,12 +277,7 @@ internal sealed class PackedVirtqueue
                 }
 
                 bool writable = (flags & DescriptorFlags.Write) != 0;
-                chain = new DescriptorChain(
-                    new ChainToken((ushort)id, 1),
-                    new ReadOnlySpan<GuestMemorySlice>(scratch, 0, 1),
-                    writable ? 0 : 1,
-                    writable ? 0 : length,
-                    writable ? length : 0);
+                chain = DescriptorChain.OneBuffer(new ChainToken((ushort)id, 1), scratch, writable, length);
             }
             else
             {

@@ -191,12 +191,7 @@ internal sealed partial class SplitVirtqueue
 
             _nextAvail++;
             bool writable = (descriptor.Flags & DescriptorFlags.Write) != 0;
-            chain = new DescriptorChain(
-                new ChainToken((ushort)head, 1),
-                new ReadOnlySpan<GuestMemorySlice>(_scratch, 0, 1),
-                writable ? 0 : 1,
-                writable ? 0 : length,
-                writable ? length : 0);
+            chain = DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), _scratch, writable, length);
             return VirtqueueStatus.Ok;
         }
 
@@ -268,12 +263,7 @@ internal sealed partial class SplitVirtqueue
                 }
 
                 bool writable = (descriptor.Flags & DescriptorFlags.Write) != 0;
-                chain = new DescriptorChain(
-                    new ChainToken((ushort)head, 1),
-                    new ReadOnlySpan<GuestMemorySlice>(scratch, 0, 1),
-                    writable ? 0 : 1,
-                    writable ? 0 : length,
-                    writable ? length : 0);
+                chain = DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), scratch, writable, length);
                 next++;
             }
             else
