@@ -1,0 +1,363 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+
+namespace VirtioPanic.Device;
+
+// Design: one expiry scheduler for all watchdog devices on a TimeProvider, instead of one runtime
+// timer per device (rescheduled on every keepalive, its callbacks queued to a busy thread pool).
+//
+// Every entry (a WatchdogCore) is queued at most once, keyed by a timestamp of the TimeProvider,
+// in an indexed binary min-heap: insert, move and remove are O(log n) and memory is one slot per
+// device. The queue does not know why an entry is due: when it comes due the entry re-checks its
+// own state and schedules itself again if it fired early. That lets the keepalive path be lazy: a
+// keepalive only moves the deadline later, so the core leaves its earlier entry where it is and
+// does not touch the queue at all (WatchdogCore.RescheduleUnsynchronized).
+//
+// Driving. With TimeProvider.System, one dedicated background thread sleeps on an event until the
+// earliest due, then fires what is due, in due order, on itself: no thread-pool hop and nothing to
+// reschedule in the runtime's timer queue. With any other TimeProvider (FakeTimeProvider in tests),
+// one ITimer of that provider is pointed at the earliest due and its callback runs the same code,
+// so tests drive the queue deterministically.
+//
+// Threading. _lock guards the heap, every entry's QueueIndex/QueueDue, _wakeAt and _batch's use.
+// Lock order: a core's lock, then this one (cores schedule under their own lock). The queue never
+// calls an entry while holding _lock: due entries are taken out under it and called after it is
+// released, at most MaxBatch per lock hold, so a core scheduling meanwhile waits for O(MaxBatch)
+// heap operations at worst. Only one thread fires at a time (_wakeAt == Firing marks it).
+//
+// Lifetime: a queue lives as long as its TimeProvider (the system one for the process), so its
+// thread, event and timer are never disposed.
+#pragma warning disable CA1001 // owns an event/timer for the process's (or provider's) lifetime; see Lifetime above
+internal sealed class WatchdogTimerQueue
+#pragma warning restore CA1001
+{
+    private const int MaxBatch = 128;
+
+    // _wakeAt while a thread is firing: whoever fires looks at the heap again before it sleeps, so
+    // nobody needs waking.
+    private const long Firing = long.MinValue;
+
+    // An ITimer is never pointed closer than this: a TimeProvider may run a zero-due callback
+    // synchronously inside Change, that is, inside _lock and the calling core's lock.
+    private static readonly TimeSpan s_minTimerDue = TimeSpan.FromTicks(1);
+    private static readonly TimeSpan s_maxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    private static readonly Lazy<WatchdogTimerQueue> s_system = new(() => new WatchdogTimerQueue(TimeProvider.System), LazyThreadSafetyMode.ExecutionAndPublication);
+
+    // Non-system providers: one queue each, collected with its provider.
+    private static readonly ConditionalWeakTable<TimeProvider, WatchdogTimerQueue> s_others = [];
+
+    private readonly Lock _lock = new();
+    private readonly TimeProvider _time;
+
+    // Exactly one of the two drives the queue: the system thread's wake-up event, or the provider's timer.
+    private readonly AutoResetEvent? _wake;
+    private readonly ITimer? _timer;
+
+    // Entries taken out for firing; used only by the firing thread (see Firing), outside _lock.
+    private readonly WatchdogTimerEntry?[] _batch = new WatchdogTimerEntry?[MaxBatch];
+    private WatchdogTimerEntry[] _heap = new WatchdogTimerEntry[16];
+    private int _count;
+
+    // The timestamp by which the driver will look at the heap again: what the system thread sleeps
+    // until or the ITimer is pointed at (long.MaxValue: never), or Firing. Written under _lock by
+    // Schedule (only ever lowered) and by the firing thread when it re-arms. Schedule wakes the
+    // driver only for an entry due before it, so keepalives and later entries cost no wake-up.
+    private long _wakeAt = long.MaxValue;
+
+    private WatchdogTimerQueue(TimeProvider time)
+    {
+        _time = time;
+        if (ReferenceEquals(time, TimeProvider.System))
+        {
+            _wake = new AutoResetEvent(initialState: false);
+            var thread = new Thread(static state => ((WatchdogTimerQueue)state!).RunThread())
+            {
+                IsBackground = true,
+                Name = "VirtioPanic watchdog timers",
+
+                // Lateness is the metric: run ahead of the pool threads that process events.
+                Priority = ThreadPriority.Highest,
+            };
+            thread.UnsafeStart(this);
+        }
+        else
+        {
+            _timer = time.CreateTimer(static state => ((WatchdogTimerQueue)state!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        }
+    }
+
+    internal TimeProvider Time => _time;
+
+    // How many entries are queued (tests, and the leak check of created-and-disposed devices).
+    internal int Count
+    {
+        get
+        {
+            lock (_lock)
+            {
+                return _count;
+            }
+        }
+    }
+
+    // The shared queue of a TimeProvider.
+    internal static WatchdogTimerQueue For(TimeProvider time) =>
+        ReferenceEquals(time, TimeProvider.System) ? s_system.Value : s_others.GetValue(time, static t => new WatchdogTimerQueue(t));
+
+    // A timestamp of this queue's provider `delay` from now, rounded up so an entry never fires
+    // before its delay has elapsed.
+    internal long TimestampAfter(TimeSpan delay) => _time.GetTimestamp() + ToTimestampTicks(delay);
+
+    // Makes `entry` due at `due` (a timestamp of this queue's provider), moving it if it is queued.
+    internal void Schedule(WatchdogTimerEntry entry, long due)
+    {
+        bool wake = false;
+        lock (_lock)
+        {
+            AssertInvariants();
+            int index = entry.QueueIndex;
+            if (index < 0)
+            {
+                if (_count == _heap.Length)
+                {
+                    Array.Resize(ref _heap, _heap.Length * 2);
+                }
+
+                index = _count++;
+                _heap[index] = entry;
+                entry.QueueIndex = index;
+                entry.QueueDue = due;
+                SiftUpUnsynchronized(index);
+            }
+            else
+            {
+                long previous = entry.QueueDue;
+                entry.QueueDue = due;
+                if (due < previous)
+                {
+                    SiftUpUnsynchronized(index);
+                }
+                else
+                {
+                    SiftDownUnsynchronized(index);
+                }
+            }
+
+            if (due < _wakeAt)
+            {
+                _wakeAt = due;
+                wake = true;
+                _timer?.Change(TimerDue(due), Timeout.InfiniteTimeSpan);
+            }
+        }
+
+        if (wake)
+        {
+            _wake?.Set();
+        }
+    }
+
+    // Takes `entry` out of the queue if it is queued. A driver armed for it wakes, finds nothing due and re-arms.
+    internal void Remove(WatchdogTimerEntry entry)
+    {
+        lock (_lock)
+        {
+            AssertInvariants();
+            int index = entry.QueueIndex;
+            if (index >= 0)
+            {
+                RemoveAtUnsynchronized(index);
+            }
+        }
+    }
+
+    private static void Swap(WatchdogTimerEntry[] heap, int a, int b)
+    {
+        (heap[a], heap[b]) = (heap[b], heap[a]);
+        heap[a].QueueIndex = a;
+        heap[b].QueueIndex = b;
+    }
+
+    private long ToTimestampTicks(TimeSpan delay)
+    {
+        if (delay <= TimeSpan.Zero)
+        {
+            return 0;
+        }
+
+        // Exact when the frequency is a whole multiple of TimeSpan ticks (Stopwatch on Linux: 1 GHz;
+        // FakeTimeProvider: 10 MHz); delays are capped well below where the product could overflow.
+        long frequency = _time.TimestampFrequency;
+        return frequency % TimeSpan.TicksPerSecond == 0
+            ? delay.Ticks * (frequency / TimeSpan.TicksPerSecond)
+            : (long)Math.Ceiling(delay.Ticks * ((double)frequency / TimeSpan.TicksPerSecond));
+    }
+
+    private TimeSpan TimerDue(long due)
+    {
+        TimeSpan delay = _time.GetElapsedTime(_time.GetTimestamp(), due);
+        return delay < s_minTimerDue ? s_minTimerDue : delay > s_maxTimerDue ? s_maxTimerDue : delay;
+    }
+
+    private void RunThread()
+    {
+        Debug.Assert(_wake is not null, "the thread drives the system queue only");
+        while (true)
+        {
+            long next = FireDue();
+            if (next == long.MaxValue)
+            {
+                _wake.WaitOne();
+                continue;
+            }
+
+            // Wait in whole milliseconds, rounded up; an early wake-up only loops. A Schedule for an
+            // earlier entry after FireDue released the lock has set the event, so WaitOne returns at once.
+            double ms = Math.Ceiling(_time.GetElapsedTime(_time.GetTimestamp(), next).TotalMilliseconds);
+            if (ms > 0)
+            {
+                _wake.WaitOne(ms >= int.MaxValue ? int.MaxValue - 1 : (int)ms);
+            }
+        }
+    }
+
+    // The ITimer's callback: FireDue re-arms the timer for the next entry under the lock.
+    private void OnTimer() => _ = FireDue();
+
+    // Fires every entry whose due has passed, in due order, then re-arms the driver for the earliest
+    // remaining entry and returns its due (long.MaxValue when the queue is empty). Returns Firing
+    // without doing anything when another thread is firing (it will see what is due).
+    private long FireDue()
+    {
+        lock (_lock)
+        {
+            if (_wakeAt == Firing)
+            {
+                return Firing;
+            }
+
+            _wakeAt = Firing;
+        }
+
+        while (true)
+        {
+            int taken = 0;
+            lock (_lock)
+            {
+                AssertInvariants();
+                long now = _time.GetTimestamp();
+                while (taken < MaxBatch && _count > 0 && _heap[0].QueueDue <= now)
+                {
+                    _batch[taken++] = _heap[0];
+                    RemoveAtUnsynchronized(0);
+                }
+
+                if (taken == 0)
+                {
+                    long next = _count > 0 ? _heap[0].QueueDue : long.MaxValue;
+                    _wakeAt = next;
+                    if (next != long.MaxValue)
+                    {
+                        _timer?.Change(TimerDue(next), Timeout.InfiniteTimeSpan);
+                    }
+
+                    return next;
+                }
+            }
+
+            for (int i = 0; i < taken; i++)
+            {
+                WatchdogTimerEntry entry = _batch[i]!;
+                _batch[i] = null;
+                entry.OnDue();
+            }
+        }
+    }
+
+    private void RemoveAtUnsynchronized(int index)
+    {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the heap is guarded by _lock");
+        WatchdogTimerEntry removed = _heap[index];
+        int last = --_count;
+        if (index != last)
+        {
+            WatchdogTimerEntry moved = _heap[last];
+            _heap[index] = moved;
+            moved.QueueIndex = index;
+            _heap[last] = null!;
+            if (index > 0 && moved.QueueDue < _heap[(index - 1) / 2].QueueDue)
+            {
+                SiftUpUnsynchronized(index);
+            }
+            else
+            {
+                SiftDownUnsynchronized(index);
+            }
+        }
+        else
+        {
+            _heap[last] = null!;
+        }
+
+        removed.QueueIndex = -1;
+
+        // Give back the memory of a burst (many devices created and disposed), keeping some slack.
+        if (_heap.Length > 64 && _count < _heap.Length / 4)
+        {
+            Array.Resize(ref _heap, _heap.Length / 2);
+        }
+    }
+
+    private void SiftUpUnsynchronized(int index)
+    {
+        WatchdogTimerEntry[] heap = _heap;
+        while (index > 0)
+        {
+            int parent = (index - 1) / 2;
+            if (heap[parent].QueueDue <= heap[index].QueueDue)
+            {
+                return;
+            }
+
+            Swap(heap, index, parent);
+            index = parent;
+        }
+    }
+
+    private void SiftDownUnsynchronized(int index)
+    {
+        WatchdogTimerEntry[] heap = _heap;
+        while (true)
+        {
+            int smallest = index;
+            int left = (2 * index) + 1;
+            int right = left + 1;
+            if (left < _count && heap[left].QueueDue < heap[smallest].QueueDue)
+            {
+                smallest = left;
+            }
+
+            if (right < _count && heap[right].QueueDue < heap[smallest].QueueDue)
+            {
+                smallest = right;
+            }
+
+            if (smallest == index)
+            {
+                return;
+            }
+
+            Swap(heap, index, smallest);
+            index = smallest;
+        }
+    }
+
+    [Conditional("DEBUG")]
+    private void AssertInvariants()
+    {
+        Debug.Assert(_lock.IsHeldByCurrentThread, "the heap is guarded by _lock");
+        Debug.Assert(_count >= 0 && _count <= _heap.Length, "count within the heap");
+        Debug.Assert(_count == 0 || _heap[0].QueueIndex == 0, "the root knows its slot");
+    }
+}
