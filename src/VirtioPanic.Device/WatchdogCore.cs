@@ -65,10 +65,10 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
     private long _noticeCountdown;
     private TimeSpan _noticeTimeLeft;
 
-    // Timer: the due (a timestamp of _time) this core last asked _timers for, long.MaxValue when it
-    // holds no entry or the entry has fired (OnDue clears it first). Written and read under _lock
-    // only; the queue's own copy (QueueDue) is under the queue's lock.
-    private long _queuedDue = long.MaxValue;
+    // Timer: DueHint (inherited) is the due (a timestamp of _time) of the next action this core
+    // published to _timers, long.MaxValue when it holds no entry or the entry has fired (OnDue
+    // clears it first). Written under _lock only (Volatile.Write: the queue's firing thread reads it
+    // under the queue's lock to move a pinged entry later without calling us).
     private bool _disposed;
 
     internal WatchdogCore(TimeProvider time, WatchdogDeviceOptions options, IWatchdogCoreListener listener)
@@ -102,7 +102,7 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         lock (_lock)
         {
             _disposed = true;
-            _queuedDue = long.MaxValue;
+            Volatile.Write(ref DueHint, long.MaxValue);
             _timers.Remove(this);
         }
     }
@@ -519,13 +519,16 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
 
         long at = _timers.TimestampAfter(due);
-        if (at >= _queuedDue)
+        long published = DueHint;
+        Volatile.Write(ref DueHint, at);
+        if (at >= published)
         {
-            // The hot path (keepalive): the queued entry fires no later than needed and re-checks.
+            // The hot path (keepalive): the queued entry is keyed no later than `at`; the queue
+            // moves it to the new hint when it reaches it (or fires it and we re-check).
             return;
         }
 
-        _queuedDue = at;
+        // Earlier than what the queue may hold (or nothing queued): move or insert it now.
         _timers.Schedule(this, at);
     }
 
@@ -537,7 +540,7 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         lock (_lock)
         {
             // The queue took the entry out before calling: whatever is queued from here on is new.
-            _queuedDue = long.MaxValue;
+            Volatile.Write(ref DueHint, long.MaxValue);
             if (!_armed || _paused || _disposed)
             {
                 return;

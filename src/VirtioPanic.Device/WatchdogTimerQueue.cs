@@ -11,7 +11,13 @@ namespace VirtioPanic.Device;
 // device. The queue does not know why an entry is due: when it comes due the entry re-checks its
 // own state and schedules itself again if it fired early. That lets the keepalive path be lazy: a
 // keepalive only moves the deadline later, so the core leaves its earlier entry where it is and
-// does not touch the queue at all (WatchdogCore.RescheduleUnsynchronized).
+// does not touch the queue at all (WatchdogCore.RescheduleUnsynchronized); it only publishes the
+// new due in the entry's DueHint. Before it fires or sleeps, the firing thread moves a top entry
+// whose hint is later than its key to the hint, without calling the core (a "fix-up"). So a
+// device that is being pinged costs one O(log n) fix-up per timeout period on this thread, no
+// callback and no wake-up of its own: the thread sleeps until the earliest entry that was really
+// due when it looked. Fix-ups only ever move entries later, and an entry whose hint was lowered
+// has been moved by Schedule, so nothing fires late.
 //
 // Driving. With TimeProvider.System, one dedicated background thread sleeps on an event until the
 // earliest due, then fires what is due, in due order, on itself: no thread-pool hop and nothing to
@@ -23,7 +29,9 @@ namespace VirtioPanic.Device;
 // Lock order: a core's lock, then this one (cores schedule under their own lock). The queue never
 // calls an entry while holding _lock: due entries are taken out under it and called after it is
 // released, at most MaxBatch per lock hold, so a core scheduling meanwhile waits for O(MaxBatch)
-// heap operations at worst. Only one thread fires at a time (_wakeAt == Firing marks it).
+// heap operations at worst. Only one thread fires at a time (_wakeAt == Firing marks it). Fix-ups
+// per pass are capped (MaxFixupsPerPass), so a guest pinging faster than the thread works cannot
+// keep it busy: past the cap the thread sleeps until the top's key, which is never late.
 //
 // Lifetime: a queue lives as long as its TimeProvider (the system one for the process), so its
 // thread, event and timer are never disposed.
@@ -32,6 +40,7 @@ internal sealed class WatchdogTimerQueue
 #pragma warning restore CA1001
 {
     private const int MaxBatch = 128;
+    private const int MinFixupsPerPass = 1024;
 
     // _wakeAt while a thread is firing: whoever fires looks at the heap again before it sleeps, so
     // nobody needs waking.
@@ -240,6 +249,7 @@ internal sealed class WatchdogTimerQueue
             _wakeAt = Firing;
         }
 
+        int fixups = 0;
         while (true)
         {
             int taken = 0;
@@ -247,13 +257,32 @@ internal sealed class WatchdogTimerQueue
             {
                 AssertInvariants();
                 long now = _time.GetTimestamp();
-                while (taken < MaxBatch && _count > 0 && _heap[0].QueueDue <= now)
+                int maxFixups = Math.Max(MinFixupsPerPass, 2 * _count);
+                int work = 0;
+                while (taken < MaxBatch && work < MaxBatch && _count > 0)
                 {
-                    _batch[taken++] = _heap[0];
+                    WatchdogTimerEntry top = _heap[0];
+                    long hint = Volatile.Read(ref top.DueHint);
+                    if (hint != long.MaxValue && hint > top.QueueDue && fixups < maxFixups)
+                    {
+                        // Pinged since it was keyed: move it later, without calling it.
+                        top.QueueDue = hint;
+                        SiftDownUnsynchronized(0);
+                        fixups++;
+                        work++;
+                        continue;
+                    }
+
+                    if (top.QueueDue > now)
+                    {
+                        break;
+                    }
+
+                    _batch[taken++] = top;
                     RemoveAtUnsynchronized(0);
                 }
 
-                if (taken == 0)
+                if (taken == 0 && work < MaxBatch)
                 {
                     long next = _count > 0 ? _heap[0].QueueDue : long.MaxValue;
                     _wakeAt = next;

@@ -108,6 +108,32 @@ public sealed class WatchdogTimerQueueTests
     }
 
     [Test]
+    public void FireDue_EntryWithALaterHint_IsMovedToTheHintWithoutBeingCalled()
+    {
+        var time = NewTime();
+        WatchdogTimerQueue queue = WatchdogTimerQueue.For(time);
+        int fires = 0;
+        var entry = new CallbackEntry { Due = () => fires++ };
+        long first = queue.TimestampAfter(TimeSpan.FromSeconds(1));
+        entry.DueHint = first;
+        queue.Schedule(entry, first);
+        entry.DueHint = queue.TimestampAfter(TimeSpan.FromSeconds(5));
+
+        time.Advance(TimeSpan.FromSeconds(1));
+        Assert.Multiple(() =>
+        {
+            Assert.That(fires, Is.Zero, "a stale key is a fix-up, not a callback");
+            Assert.That(entry.QueueDue, Is.EqualTo(entry.DueHint));
+            Assert.That(queue.Count, Is.EqualTo(1));
+        });
+
+        time.Advance(TimeSpan.FromSeconds(4) - s_tick);
+        Assert.That(fires, Is.Zero);
+        time.Advance(s_tick);
+        Assert.That(fires, Is.EqualTo(1));
+    }
+
+    [Test]
     public void Keepalive_LeavesTheQueuedEntryInPlace_EarlyFireRequeuesAtTheTrueDeadline()
     {
         var time = NewTime();
