@@ -7,8 +7,10 @@ namespace VirtioPanic.Device;
 // timer per device (rescheduled on every keepalive, its callbacks queued to a busy thread pool).
 //
 // Every entry (a WatchdogCore) is queued at most once, keyed by a timestamp of the TimeProvider,
-// in an indexed binary min-heap: insert, move and remove are O(log n) and memory is one slot per
-// device. The queue does not know why an entry is due: when it comes due the entry re-checks its
+// in an indexed 4-ary min-heap: insert, move and remove are O(log n) and memory is one slot per
+// device. The keys live in the heap array next to the entry references, so sifting compares
+// within one contiguous array (10 000 devices: 160 KiB) instead of chasing every entry object; each
+// moved entry's QueueIndex is written once. The queue does not know why an entry is due: when it comes due the entry re-checks its
 // own state and schedules itself again if it fired early. That lets the keepalive path be lazy: a
 // keepalive only moves the deadline later, so the core leaves its earlier entry where it is and
 // does not touch the queue at all (WatchdogCore.RescheduleUnsynchronized); it only publishes the
@@ -65,7 +67,9 @@ internal sealed class WatchdogTimerQueue
 
     // Entries taken out for firing; used only by the firing thread (see Firing), outside _lock.
     private readonly WatchdogTimerEntry?[] _batch = new WatchdogTimerEntry?[MaxBatch];
-    private WatchdogTimerEntry[] _heap = new WatchdogTimerEntry[16];
+    private const int Arity = 4;
+
+    private Node[] _heap = new Node[16];
     private int _count;
 
     // The timestamp by which the driver will look at the heap again: what the system thread sleeps
@@ -126,6 +130,7 @@ internal sealed class WatchdogTimerQueue
         {
             AssertInvariants();
             int index = entry.QueueIndex;
+            entry.QueueDue = due;
             if (index < 0)
             {
                 if (_count == _heap.Length)
@@ -133,24 +138,15 @@ internal sealed class WatchdogTimerQueue
                     Array.Resize(ref _heap, _heap.Length * 2);
                 }
 
-                index = _count++;
-                _heap[index] = entry;
-                entry.QueueIndex = index;
-                entry.QueueDue = due;
-                SiftUpUnsynchronized(index);
+                SiftUpUnsynchronized(_count++, new Node(due, entry));
+            }
+            else if (due < _heap[index].Due)
+            {
+                SiftUpUnsynchronized(index, new Node(due, entry));
             }
             else
             {
-                long previous = entry.QueueDue;
-                entry.QueueDue = due;
-                if (due < previous)
-                {
-                    SiftUpUnsynchronized(index);
-                }
-                else
-                {
-                    SiftDownUnsynchronized(index);
-                }
+                SiftDownUnsynchronized(index, new Node(due, entry));
             }
 
             if (due < _wakeAt)
@@ -179,13 +175,6 @@ internal sealed class WatchdogTimerQueue
                 RemoveAtUnsynchronized(index);
             }
         }
-    }
-
-    private static void Swap(WatchdogTimerEntry[] heap, int a, int b)
-    {
-        (heap[a], heap[b]) = (heap[b], heap[a]);
-        heap[a].QueueIndex = a;
-        heap[b].QueueIndex = b;
     }
 
     private long ToTimestampTicks(TimeSpan delay)
@@ -261,19 +250,19 @@ internal sealed class WatchdogTimerQueue
                 int work = 0;
                 while (taken < MaxBatch && work < MaxBatch && _count > 0)
                 {
-                    WatchdogTimerEntry top = _heap[0];
+                    WatchdogTimerEntry top = _heap[0].Entry;
                     long hint = Volatile.Read(ref top.DueHint);
-                    if (hint != long.MaxValue && hint > top.QueueDue && fixups < maxFixups)
+                    if (hint != long.MaxValue && hint > _heap[0].Due && fixups < maxFixups)
                     {
                         // Pinged since it was keyed: move it later, without calling it.
                         top.QueueDue = hint;
-                        SiftDownUnsynchronized(0);
+                        SiftDownUnsynchronized(0, new Node(hint, top));
                         fixups++;
                         work++;
                         continue;
                     }
 
-                    if (top.QueueDue > now)
+                    if (_heap[0].Due > now)
                     {
                         break;
                     }
@@ -284,7 +273,7 @@ internal sealed class WatchdogTimerQueue
 
                 if (taken == 0 && work < MaxBatch)
                 {
-                    long next = _count > 0 ? _heap[0].QueueDue : long.MaxValue;
+                    long next = _count > 0 ? _heap[0].Due : long.MaxValue;
                     _wakeAt = next;
                     if (next != long.MaxValue)
                     {
@@ -307,26 +296,20 @@ internal sealed class WatchdogTimerQueue
     private void RemoveAtUnsynchronized(int index)
     {
         Debug.Assert(_lock.IsHeldByCurrentThread, "the heap is guarded by _lock");
-        WatchdogTimerEntry removed = _heap[index];
+        WatchdogTimerEntry removed = _heap[index].Entry;
         int last = --_count;
+        Node moved = _heap[last];
+        _heap[last] = default;
         if (index != last)
         {
-            WatchdogTimerEntry moved = _heap[last];
-            _heap[index] = moved;
-            moved.QueueIndex = index;
-            _heap[last] = null!;
-            if (index > 0 && moved.QueueDue < _heap[(index - 1) / 2].QueueDue)
+            if (index > 0 && moved.Due < _heap[(index - 1) / Arity].Due)
             {
-                SiftUpUnsynchronized(index);
+                SiftUpUnsynchronized(index, moved);
             }
             else
             {
-                SiftDownUnsynchronized(index);
+                SiftDownUnsynchronized(index, moved);
             }
-        }
-        else
-        {
-            _heap[last] = null!;
         }
 
         removed.QueueIndex = -1;
@@ -338,48 +321,63 @@ internal sealed class WatchdogTimerQueue
         }
     }
 
-    private void SiftUpUnsynchronized(int index)
+    // Places `node` at `index` or above: moves the hole up past every parent due later.
+    private void SiftUpUnsynchronized(int index, Node node)
     {
-        WatchdogTimerEntry[] heap = _heap;
+        Node[] heap = _heap;
         while (index > 0)
         {
-            int parent = (index - 1) / 2;
-            if (heap[parent].QueueDue <= heap[index].QueueDue)
+            int parent = (index - 1) / Arity;
+            Node above = heap[parent];
+            if (above.Due <= node.Due)
             {
-                return;
+                break;
             }
 
-            Swap(heap, index, parent);
+            heap[index] = above;
+            above.Entry.QueueIndex = index;
             index = parent;
         }
+
+        heap[index] = node;
+        node.Entry.QueueIndex = index;
     }
 
-    private void SiftDownUnsynchronized(int index)
+    // Places `node` at `index` or below: moves the hole down to the earliest child while it is earlier.
+    private void SiftDownUnsynchronized(int index, Node node)
     {
-        WatchdogTimerEntry[] heap = _heap;
+        Node[] heap = _heap;
+        int count = _count;
         while (true)
         {
-            int smallest = index;
-            int left = (2 * index) + 1;
-            int right = left + 1;
-            if (left < _count && heap[left].QueueDue < heap[smallest].QueueDue)
+            int first = (Arity * index) + 1;
+            if (first >= count)
             {
-                smallest = left;
+                break;
             }
 
-            if (right < _count && heap[right].QueueDue < heap[smallest].QueueDue)
+            int best = first;
+            int end = Math.Min(first + Arity, count);
+            for (int child = first + 1; child < end; child++)
             {
-                smallest = right;
+                if (heap[child].Due < heap[best].Due)
+                {
+                    best = child;
+                }
             }
 
-            if (smallest == index)
+            if (heap[best].Due >= node.Due)
             {
-                return;
+                break;
             }
 
-            Swap(heap, index, smallest);
-            index = smallest;
+            heap[index] = heap[best];
+            heap[index].Entry.QueueIndex = index;
+            index = best;
         }
+
+        heap[index] = node;
+        node.Entry.QueueIndex = index;
     }
 
     [Conditional("DEBUG")]
@@ -387,6 +385,9 @@ internal sealed class WatchdogTimerQueue
     {
         Debug.Assert(_lock.IsHeldByCurrentThread, "the heap is guarded by _lock");
         Debug.Assert(_count >= 0 && _count <= _heap.Length, "count within the heap");
-        Debug.Assert(_count == 0 || _heap[0].QueueIndex == 0, "the root knows its slot");
+        Debug.Assert(_count == 0 || _heap[0].Entry.QueueIndex == 0, "the root knows its slot");
     }
+
+    // One heap slot: the key inline, so sifting does not touch the entry objects.
+    private readonly record struct Node(long Due, WatchdogTimerEntry Entry);
 }
