@@ -89,7 +89,8 @@ internal sealed class WatchdogTimerQueue
                 IsBackground = true,
                 Name = "VirtioPanic watchdog timers",
 
-                // Lateness is the metric: run ahead of the pool threads that process events.
+                // Lateness is the metric: ahead of the pool threads where the OS honours priorities
+                // (Linux does not for an unprivileged process; it is a hint there).
                 Priority = ThreadPriority.Highest,
             };
             thread.UnsafeStart(this);
