@@ -9,9 +9,11 @@ namespace VirtioPanic.Device;
 // Every entry (a WatchdogCore) is queued at most once, keyed by a timestamp of the TimeProvider,
 // in an indexed 4-ary min-heap: insert, move and remove are O(log n) and memory is one slot per
 // device. The keys live in the heap array next to the entry references, so sifting compares
-// within one contiguous array (10 000 devices: 160 KiB) instead of chasing every entry object; each
-// moved entry's QueueIndex is written once. The queue does not know why an entry is due: when it comes due the entry re-checks its
-// own state and schedules itself again if it fired early. That lets the keepalive path be lazy: a
+// within one contiguous array (10 000 devices: 160 KiB) instead of chasing every entry object;
+// each moved entry's QueueIndex is written once.
+//
+// The queue does not know why an entry is due: when it comes due the entry re-checks its own
+// state and schedules itself again if it fired early. That lets the keepalive path be lazy: a
 // keepalive only moves the deadline later, so the core leaves its earlier entry where it is and
 // does not touch the queue at all (WatchdogCore.RescheduleUnsynchronized); it only publishes the
 // new due in the entry's DueHint. Before it fires or sleeps, the firing thread moves a top entry
@@ -32,7 +34,7 @@ namespace VirtioPanic.Device;
 // calls an entry while holding _lock: due entries are taken out under it and called after it is
 // released, at most MaxBatch per lock hold, so a core scheduling meanwhile waits for O(MaxBatch)
 // heap operations at worst. Only one thread fires at a time (_wakeAt == Firing marks it). Fix-ups
-// per pass are capped (MaxFixupsPerPass), so a guest pinging faster than the thread works cannot
+// per pass are capped (twice the count, at least MinFixupsPerPass), so a guest pinging faster than the thread works cannot
 // keep it busy: past the cap the thread sleeps until the top's key, which is never late.
 //
 // Lifetime: a queue lives as long as its TimeProvider (the system one for the process), so its
@@ -43,6 +45,7 @@ internal sealed class WatchdogTimerQueue
 {
     private const int MaxBatch = 128;
     private const int MinFixupsPerPass = 1024;
+    private const int Arity = 4;
 
     // _wakeAt while a thread is firing: whoever fires looks at the heap again before it sleeps, so
     // nobody needs waking.
@@ -67,8 +70,6 @@ internal sealed class WatchdogTimerQueue
 
     // Entries taken out for firing; used only by the firing thread (see Firing), outside _lock.
     private readonly WatchdogTimerEntry?[] _batch = new WatchdogTimerEntry?[MaxBatch];
-    private const int Arity = 4;
-
     private Node[] _heap = new Node[16];
     private int _count;
 
