@@ -13,26 +13,30 @@ namespace VirtioPanic.Device;
 // restore to "now + grace", which gives the guest at least the grace period after a slow resume.
 // The pretimeout point is deadline - pretimeout, fired once per countdown.
 //
-// One TimeProvider timer is kept pointing at the next action (pretimeout point or deadline) while
-// armed and running, and disabled otherwise. Every change that moves the next action (arm,
-// keepalive, timeout change, pause, resume, reset) reschedules it. The callback recomputes from
-// the clock, so a timer that fires early only reschedules and one that fires late acts at once.
+// Timer: the core is an entry of the TimeProvider's shared WatchdogTimerQueue, queued at most once,
+// at or before its next action (pretimeout point or deadline) while armed and running. The queue
+// entry is lazy: a change that moves the next action later (every keepalive, a stop, a pause)
+// leaves an earlier entry where it is, so the keepalive path never touches the queue; only a move
+// earlier (arm after a long idle, a shorter timeout, a pretimeout, a resume) reschedules it. OnDue
+// recomputes from the clock, so an entry that fires early only re-queues at the true next action
+// and one that fires late acts at once; a disarmed or paused core ignores it. Dispose removes it.
 //
-// Threading: one Lock guards everything here. It is held only for O(1) bookkeeping: never while
-// touching guest memory, raising interrupts or publishing events. Transitions are collected under
-// the lock and handed to the listener after it is released, on the calling thread (a vCPU, a host
-// thread, or the timer thread).
-internal sealed class WatchdogCore : IDisposable
+// Threading: one Lock guards everything here. It is held only for O(1) bookkeeping (plus an
+// O(log n) queue update when the next action moves earlier): never while touching guest memory,
+// raising interrupts or publishing events. Transitions are collected under the lock and handed to
+// the listener after it is released, on the calling thread (a vCPU, a host thread, or the queue's
+// timer thread).
+internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
 {
     private static readonly TimeSpan s_maxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 
-    // An action already due is scheduled this far ahead rather than at zero: a TimeProvider may run
-    // a zero-due callback synchronously inside Change, that is, inside our lock.
+    // An action already due is scheduled this far ahead rather than at zero (kept from the timer per
+    // core, whose provider could run a zero-due callback inside Change; tests rely on the 1 ms).
     private static readonly TimeSpan s_minTimerDue = TimeSpan.FromMilliseconds(1);
 
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
-    private readonly ITimer _timer;
+    private readonly WatchdogTimerQueue _timers;
     private readonly IWatchdogCoreListener _listener;
     private readonly TimeSpan _defaultTimeout;
     private readonly TimeSpan _minTimeout;
@@ -61,6 +65,12 @@ internal sealed class WatchdogCore : IDisposable
     private long _noticeCountdown;
     private TimeSpan _noticeTimeLeft;
 
+    // Timer: DueHint (inherited) is the due (a timestamp of _time) of the next action this core
+    // published to _timers, long.MaxValue when it holds no entry or the entry has fired (OnDue
+    // clears it first). Written under _lock only (Volatile.Write: the queue's firing thread reads it
+    // under the queue's lock to move a pinged entry later without calling us).
+    private bool _disposed;
+
     internal WatchdogCore(TimeProvider time, WatchdogDeviceOptions options, IWatchdogCoreListener listener)
     {
         _time = time;
@@ -72,7 +82,7 @@ internal sealed class WatchdogCore : IDisposable
         _timeout = _defaultTimeout;
         _paused = options.StartPaused;
         _resumedAt = time.GetTimestamp();
-        _timer = time.CreateTimer(static state => ((WatchdogCore)state!).OnTimer(), this, Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+        _timers = WatchdogTimerQueue.For(time);
     }
 
     internal TimeSpan RunTime
@@ -86,7 +96,18 @@ internal sealed class WatchdogCore : IDisposable
         }
     }
 
-    public void Dispose() => _timer.Dispose();
+    // Takes the core out of the shared queue, so disposed devices leave nothing behind.
+    public void Dispose()
+    {
+        lock (_lock)
+        {
+            _disposed = true;
+            Volatile.Write(ref DueHint, long.MaxValue);
+            _timers.Remove(this);
+        }
+    }
+
+    internal override void OnDue() => OnTimer();
 
     // A baseline heartbeat: arms a disarmed watchdog, else restarts the countdown (WDT-DEV-5).
     internal void Heartbeat()
@@ -205,7 +226,8 @@ internal sealed class WatchdogCore : IDisposable
 
             _runBase = RunNowUnsynchronized();
             _paused = true;
-            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+
+            // A queued entry stays (lazy); when it comes due OnTimer sees the pause and drops it.
         }
     }
 
@@ -268,7 +290,8 @@ internal sealed class WatchdogCore : IDisposable
             _noticeCountdown = state.Countdown;
             _noticeTimeLeft = state.NoticeTimeLeft;
             ApplyGraceUnsynchronized(_runBase);
-            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+
+            // Paused until Resume, which reschedules; a queued entry is dropped when it comes due.
         }
     }
 
@@ -472,9 +495,9 @@ internal sealed class WatchdogCore : IDisposable
 
     private void RescheduleUnsynchronized(TimeSpan now)
     {
-        if (!_armed || _paused)
+        if (!_armed || _paused || _disposed)
         {
-            _timer.Change(Timeout.InfiniteTimeSpan, Timeout.InfiniteTimeSpan);
+            // Lazy: a queued entry fires, finds nothing to do and is dropped (OnTimer).
             return;
         }
 
@@ -495,7 +518,18 @@ internal sealed class WatchdogCore : IDisposable
             due = s_maxTimerDue;
         }
 
-        _timer.Change(due, Timeout.InfiniteTimeSpan);
+        long at = _timers.TimestampAfter(due);
+        long published = DueHint;
+        Volatile.Write(ref DueHint, at);
+        if (at >= published)
+        {
+            // The hot path (keepalive): the queued entry is keyed no later than `at`; the queue
+            // moves it to the new hint when it reaches it (or fires it and we re-check).
+            return;
+        }
+
+        // Earlier than what the queue may hold (or nothing queued): move or insert it now.
+        _timers.Schedule(this, at);
     }
 
     private void OnTimer()
@@ -505,7 +539,9 @@ internal sealed class WatchdogCore : IDisposable
         bool notice = false;
         lock (_lock)
         {
-            if (!_armed || _paused)
+            // The queue took the entry out before calling: whatever is queued from here on is new.
+            Volatile.Write(ref DueHint, long.MaxValue);
+            if (!_armed || _paused || _disposed)
             {
                 return;
             }

@@ -53,6 +53,10 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private long _protocolErrors;
     private bool _disposed;
 
+    // Set by the host on any thread (SetInlineEventObserver), read by the vCPU thread that writes
+    // panic_events; Volatile on both sides, so a reader sees a fully constructed delegate or null.
+    private Action<WatchdogDevice>? _inlineObserver;
+
     /// <summary>Creates a device.</summary>
     /// <param name="options">Host settings; validated here.</param>
     /// <param name="timeProvider">Clock and timers; <see cref="TimeProvider.System"/> when null.</param>
@@ -147,6 +151,9 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             value.Clear();
             data.CopyTo(value);
             ReportPanicEvents(BinaryPrimitives.ReadUInt32LittleEndian(value));
+
+            // After the events are queued and every lock of this device released (see SetInlineEventObserver).
+            Volatile.Read(ref _inlineObserver)?.Invoke(this);
             return;
         }
 
@@ -310,6 +317,26 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         }
     }
 
+    /// <summary>
+    /// Sets a callback the device invokes on the guest's thread right after a write to
+    /// <c>panic_events</c> (the minimal panic path, spec §6.6) has queued its event on
+    /// <see cref="Events"/>, so the host can read and act on it without a thread hop; null removes it.
+    /// </summary>
+    /// <param name="observer">Called with this device; it may read <see cref="Events"/>. It must not throw.</param>
+    /// <remarks>
+    /// <para>The callback runs on the vCPU thread inside its configuration-space write, after the
+    /// device released all of its own locks. The transport's register lock for this device is still
+    /// held by that thread (it is re-entrant), so the callback may reset the device or the transport
+    /// on the same thread, but must not wait for another thread that needs either, nor for this vCPU
+    /// to stop. The guest's write completes when the callback returns.</para>
+    /// <para>Only this path is observed. Events raised on the device's queue workers (eventq records,
+    /// heartbeat arming, ring errors) or by its timer (pretimeout, expiry) reach <see cref="Events"/>
+    /// only: a queue worker owns its queue until it returns, so a device reset from there would wait
+    /// for itself, and the timer thread is shared by every device. Whatever the callback leaves in
+    /// <see cref="Events"/> stays there for the regular reader.</para>
+    /// </remarks>
+    public void SetInlineEventObserver(Action<WatchdogDevice>? observer) => Volatile.Write(ref _inlineObserver, observer);
+
     /// <summary>The VM stopped running (paused, stopped, being saved): the watchdog's run-time clock stops.</summary>
     public void Pause() => _core.Pause();
 
@@ -384,7 +411,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         };
     }
 
-    /// <summary>Stops the timer and completes <see cref="Events"/>. Reset the device first if a driver is bound.</summary>
+    /// <summary>Takes the watchdog out of the shared timer and completes <see cref="Events"/>. Reset the device first if a driver is bound.</summary>
     public void Dispose()
     {
         lock (_lock)
@@ -395,6 +422,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             }
 
             _disposed = true;
+            Volatile.Write(ref _inlineObserver, null);
             _watchdogWorker.Stop();
             _eventWorker.Stop();
             _noticeWorker.Stop();

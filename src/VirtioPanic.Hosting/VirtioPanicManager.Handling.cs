@@ -10,6 +10,10 @@ namespace VirtioPanic.Hosting;
 // Handling: pump events, decide, journal, act with fallbacks, journal the outcome, report.
 public sealed partial class VirtioPanicManager
 {
+    // Events are read under entry.Gate, one at a time, so the pump and the inline path (which
+    // reads on the reporting thread) never reorder a device's events: whoever holds the gate takes
+    // the next event. The pump looks again after every release, so an event the inline path could
+    // not take (gate busy) is never left behind.
     private async Task PumpAsync(DeviceEntry entry, CancellationToken stop)
     {
         ChannelReader<WatchdogEvent> reader = entry.Device.Events;
@@ -17,9 +21,8 @@ public sealed partial class VirtioPanicManager
         {
             while (await reader.WaitToReadAsync(stop).ConfigureAwait(false))
             {
-                while (reader.TryRead(out WatchdogEvent? evt))
+                while (await TryHandleNextAsync(entry, reader).ConfigureAwait(false))
                 {
-                    await HandleEventAsync(entry, evt).ConfigureAwait(false);
                 }
             }
         }
@@ -29,15 +32,64 @@ public sealed partial class VirtioPanicManager
         }
 
         // Nothing already queued is dropped: handle what the device reported before the stop.
-        while (reader.TryRead(out WatchdogEvent? evt))
+        while (await TryHandleNextAsync(entry, reader).ConfigureAwait(false))
         {
-            await HandleEventAsync(entry, evt).ConfigureAwait(false);
         }
     }
 
-    private async Task HandleEventAsync(DeviceEntry entry, WatchdogEvent evt)
+    private async Task<bool> TryHandleNextAsync(DeviceEntry entry, ChannelReader<WatchdogEvent> reader)
     {
         await entry.Gate.WaitAsync().ConfigureAwait(false);
+        try
+        {
+            if (!reader.TryRead(out WatchdogEvent? evt))
+            {
+                return false;
+            }
+
+            await HandleEventUnderGateAsync(entry, evt).ConfigureAwait(false);
+            return true;
+        }
+        finally
+        {
+            entry.Gate.Release();
+        }
+    }
+
+    // The device's inline observer (InlinePanicHandling), on the vCPU thread that wrote
+    // panic_events, with no lock of the device held. Takes the gate only if it is free at once: a
+    // vCPU never waits for another event's VM-control call; the pump then handles it.
+    private void OnInlineEvents(DeviceEntry entry)
+    {
+        if (entry.PumpStop.IsCancellationRequested || !entry.Gate.Wait(0))
+        {
+            return;
+        }
+
+        // Runs synchronously up to the first VM-control call that does not complete at once.
+        _ = DrainInlineAsync(entry);
+    }
+
+    // Runs with entry.Gate held (taken by OnInlineEvents) and releases it.
+    private async Task DrainInlineAsync(DeviceEntry entry)
+    {
+        try
+        {
+            ChannelReader<WatchdogEvent> reader = entry.Device.Events;
+            while (!entry.Detached && !entry.PumpStop.IsCancellationRequested && reader.TryRead(out WatchdogEvent? evt))
+            {
+                await HandleEventUnderGateAsync(entry, evt).ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            entry.Gate.Release();
+        }
+    }
+
+    // Runs under entry.Gate.
+    private async Task HandleEventUnderGateAsync(DeviceEntry entry, WatchdogEvent evt)
+    {
         try
         {
             DateTimeOffset now = _time.GetUtcNow();
@@ -49,10 +101,6 @@ public sealed partial class VirtioPanicManager
         catch (Exception ex)
         {
             VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
-        }
-        finally
-        {
-            entry.Gate.Release();
         }
     }
 

@@ -45,7 +45,7 @@ public sealed partial class VirtioPanicManager : IDisposable
         _metrics = new VirtioPanicMetrics(meterFactory);
     }
 
-    /// <summary>Raised after each event, deadline or management request has been handled and journaled. Handlers run on the service's thread: keep them short.</summary>
+    /// <summary>Raised after each event, deadline or management request has been handled and journaled. Handlers run on the service's thread (or, with <see cref="VirtioPanicOptions.InlinePanicHandling"/>, on the vCPU thread that reported a panic): keep them short.</summary>
     public event EventHandler<HandledEvent>? EventHandled;
 
     /// <summary>What the journal held at start (events never acted on, a torn last line); null until the service has started.</summary>
@@ -237,6 +237,7 @@ public sealed partial class VirtioPanicManager : IDisposable
 
         foreach (DeviceEntry entry in _devices.Values)
         {
+            entry.Device.SetInlineEventObserver(null);
             entry.DeadlineTimer?.Dispose();
             entry.PumpStop.Cancel();
         }
@@ -305,10 +306,18 @@ public sealed partial class VirtioPanicManager : IDisposable
     private void StartPumpUnsynchronized(DeviceEntry entry)
     {
         entry.Pump ??= Task.Run(() => PumpAsync(entry, entry.PumpStop.Token));
+        if (_options.InlinePanicHandling)
+        {
+            // Registered only once the journal is open: before that, events wait for the pump.
+            entry.Device.SetInlineEventObserver(_ => OnInlineEvents(entry));
+        }
     }
 
     private async Task StopPumpAsync(DeviceEntry entry)
     {
+        // No new inline handling; one in progress holds the gate, which the pump's drain and the
+        // detach below wait for.
+        entry.Device.SetInlineEventObserver(null);
         await entry.PumpStop.CancelAsync().ConfigureAwait(false);
         if (entry.Pump is Task pump)
         {

@@ -35,6 +35,24 @@ public sealed class VirtioPanicOptions
     /// <remarks>Defaults to 30 seconds. Positive, at most 10 minutes. Checked periodically (every quarter of the timeout, at most every second), so a call is cancelled up to that much later.</remarks>
     public TimeSpan ActionTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>
+    /// Whether a guest's write to <c>panic_events</c> (the minimal panic path) is handled on the
+    /// vCPU thread that wrote it: the decision, its journal record and the VM-control call start
+    /// before the write returns, with no thread-pool hop in between.
+    /// </summary>
+    /// <remarks>
+    /// <para>Defaults to false: every event is handled on the service's own pump.</para>
+    /// <para>When true, <see cref="IVmControl"/> calls (and <see cref="VirtioPanicManager.EventHandled"/>
+    /// handlers) for such a panic may run on the vCPU thread, inside its configuration-space access,
+    /// while the transport's register lock of that device is held by it. An implementation may act on
+    /// the VM from there (including resetting the device or its transport on that thread), but must
+    /// not block waiting for that vCPU to stop or for another thread that needs the transport: it
+    /// should request the operation and complete the returned task when it is done. If the device is
+    /// already busy with another event, or for any other event, the pump handles it as usual; order
+    /// per device and "nothing queued is dropped" are unchanged.</para>
+    /// </remarks>
+    public bool InlinePanicHandling { get; set; }
+
     /// <summary>The policy of every device without an entry in <see cref="Devices"/>.</summary>
     /// <remarks>Defaults to <see cref="DevicePolicy"/>'s defaults. Configuration section <c>Policy</c>.</remarks>
     public DevicePolicy Policy { get; set; } = new();

@@ -10,7 +10,7 @@ namespace VirtioPanic.Hosting;
 // (the binder's own message names the path).
 internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOptions>
 {
-    private static readonly string[] s_rootKeys = ["JournalPath", "JournalDurability", "DumpDirectory", "ActionTimeout", "Policy", "Devices"];
+    private static readonly string[] s_rootKeys = ["JournalPath", "JournalDurability", "DumpDirectory", "ActionTimeout", "InlinePanicHandling", "Policy", "Devices"];
     private static readonly string[] s_policyKeys = ["OnPanic", "OnWatchdog", "PanicGracePeriod", "CrashKernelDeadline", "OnCrashKernelTimeout", "StormThreshold", "StormWindow"];
 
     private readonly IServiceProvider _services;
@@ -76,6 +76,9 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
                 break;
             case "ACTIONTIMEOUT":
                 options.ActionTimeout = Convert<TimeSpan>(child);
+                break;
+            case "INLINEPANICHANDLING":
+                options.InlinePanicHandling = Convert<bool>(child);
                 break;
         }
     }

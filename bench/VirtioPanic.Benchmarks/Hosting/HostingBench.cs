@@ -16,12 +16,13 @@ internal static class HostingBench
         return directory;
     }
 
-    internal static VirtioPanicManager Manager(string directory, DevicePolicy policy, JournalDurability durability = JournalDurability.FlushBeforeAction) =>
+    internal static VirtioPanicManager Manager(string directory, DevicePolicy policy, JournalDurability durability = JournalDurability.FlushBeforeAction, bool inline = false) =>
         new(Options.Create(new VirtioPanicOptions
         {
             JournalPath = Path.Combine(directory, "journal.jsonl"),
             DumpDirectory = Path.Combine(directory, "dumps"),
             JournalDurability = durability,
+            InlinePanicHandling = inline,
             Policy = policy,
         }), TimeProvider.System, logger: null, meterFactory: null);
 

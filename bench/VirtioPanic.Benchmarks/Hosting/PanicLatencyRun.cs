@@ -9,7 +9,8 @@ namespace VirtioPanic.Benchmarks.Hosting;
 
 // `--panic-latency [count]`: guest panic write → VM-control call, p50/p99, one panic at a time
 // (each fully handled before the next), for both journal durability modes, with the journal on
-// tmpfs (/dev/shm) and, for comparison, on the temp directory's file system.
+// tmpfs (/dev/shm) and, for comparison, on the temp directory's file system; each handled by the
+// service's pump (one thread-pool hop) and inline on the writing thread (InlinePanicHandling).
 internal static class PanicLatencyRun
 {
     // 0: back to back (the consumer's thread is still warm); 1: 1 ms of idleness before each panic
@@ -36,19 +37,25 @@ internal static class PanicLatencyRun
             Console.WriteLine($"-- {mode}");
             Console.WriteLine($"{"floor",-18} {"one thread-pool hop",-32} {Percentiles.Describe(HopFloor(rows), "us")}");
             Console.WriteLine($"{"device only",-18} {"panic write -> event read",-32} {Percentiles.Describe(DeviceHop(rows), "us")}");
-            foreach (JournalDurability durability in Enum.GetValues<JournalDurability>())
+            foreach (bool inline in new[] { false, true })
             {
-                double[] micros = Measure(rows, durability, tmpfs: true, out string where);
-                Console.WriteLine($"{durability,-18} {"journal on " + where,-32} {Percentiles.Describe(micros, "us")}");
+                foreach (JournalDurability durability in Enum.GetValues<JournalDurability>())
+                {
+                    double[] micros = Measure(rows, durability, tmpfs: true, inline, out string where);
+                    Console.WriteLine($"{durability,-18} {(inline ? "inline, " : "pump, ") + where,-32} {Percentiles.Describe(micros, "us")}");
+                }
             }
         }
 
         s_gapMs = 0;
         Console.WriteLine("-- back to back, journal on disk");
-        foreach (JournalDurability durability in Enum.GetValues<JournalDurability>())
+        foreach (bool inline in new[] { false, true })
         {
-            double[] micros = Measure(Math.Max(1, count / 3), durability, tmpfs: false, out string where);
-            Console.WriteLine($"{durability,-18} {"journal on " + where,-32} {Percentiles.Describe(micros, "us")}");
+            foreach (JournalDurability durability in Enum.GetValues<JournalDurability>())
+            {
+                double[] micros = Measure(Math.Max(1, count / 3), durability, tmpfs: false, inline, out string where);
+                Console.WriteLine($"{durability,-18} {(inline ? "inline, " : "pump, ") + where,-32} {Percentiles.Describe(micros, "us")}");
+            }
         }
 
         return 0;
@@ -140,16 +147,16 @@ internal static class PanicLatencyRun
         return micros;
     }
 
-    private static double[] Measure(int count, JournalDurability durability, bool tmpfs, out string where)
+    private static double[] Measure(int count, JournalDurability durability, bool tmpfs, bool inline, out string where)
     {
         string directory = tmpfs ? HostingBench.JournalDirectory() : Path.Combine(Path.GetTempPath(), "virtiopanic-bench-" + Guid.NewGuid().ToString("N")[..8]);
         Directory.CreateDirectory(directory);
-        where = tmpfs && directory.StartsWith("/dev/shm", StringComparison.Ordinal) ? "tmpfs (/dev/shm)" : Path.GetTempPath().TrimEnd('/') + " (disk)";
+        where = tmpfs && directory.StartsWith("/dev/shm", StringComparison.Ordinal) ? "tmpfs" : "disk (" + Path.GetTempPath().TrimEnd('/') + ")";
         using GuestMemory memory = GuestMemory.CreateAnonymous(1 << 20);
         using var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "latency", EventCapacity = 1024 });
         var mmio = new VirtioMmioDevice(device, memory, new Transport.NullInterruptSink());
         var vm = new RecordingVmControl();
-        using VirtioPanicManager manager = HostingBench.Manager(directory, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 }, durability);
+        using VirtioPanicManager manager = HostingBench.Manager(directory, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 }, durability, inline);
         long handled = 0;
         manager.EventHandled += (_, _) => Interlocked.Increment(ref handled);
         manager.Attach(device, vm);

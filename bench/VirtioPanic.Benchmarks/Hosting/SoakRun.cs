@@ -79,7 +79,11 @@ internal static class SoakRun
         var clock = Stopwatch.StartNew();
         TimeSpan processCpuAtStart = default;
         double pingerCpuAtStart = 0;
+        Dictionary<string, double> threadsAtStart = [];
+        Dictionary<string, double> threadsAtStop = [];
         TimeSpan wallAtStart = default;
+        TimeSpan pauseAtStop = default;
+        int[] collectionsAtStop = new int[3];
         const int Batches = 100;
         for (int second = 0; second < seconds; second++)
         {
@@ -87,12 +91,16 @@ internal static class SoakRun
             {
                 processCpuAtStart = Process.GetCurrentProcess().TotalProcessorTime;
                 pingerCpuAtStart = ThreadCpuSeconds();
+                threadsAtStart = ThreadsCpuSeconds();
                 wallAtStart = clock.Elapsed;
             }
             else if (second == stopAt)
             {
                 steadyCpu = (Process.GetCurrentProcess().TotalProcessorTime - processCpuAtStart).TotalSeconds;
                 steadyPinger = ThreadCpuSeconds() - pingerCpuAtStart;
+                threadsAtStop = ThreadsCpuSeconds();
+                pauseAtStop = GC.GetTotalPauseDuration();
+                collectionsAtStop = [GC.CollectionCount(0), GC.CollectionCount(1), GC.CollectionCount(2)];
                 steadyWall = (clock.Elapsed - wallAtStart).TotalSeconds;
             }
 
@@ -133,6 +141,7 @@ internal static class SoakRun
 
         var endToEnd = new List<double>();
         var deviceTimer = new List<double>();
+        var byCallTime = new List<(long Call, double Late)>();
         int missing = 0;
         for (int i = 0; i < devices; i += 10)
         {
@@ -143,13 +152,28 @@ internal static class SoakRun
             }
 
             endToEnd.Add((Stopwatch.GetElapsedTime(lastPing[i], hit.Call) - s_timeout).TotalMilliseconds);
+            byCallTime.Add((hit.Call, endToEnd[^1]));
             deviceTimer.Add((hit.DeviceTime - lastPingUtc[i] - s_timeout).TotalMilliseconds);
         }
 
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"steady state ({steadyWall:0.0} s, {pings} pings in all): process CPU {100 * steadyCpu / steadyWall:0.00} % of one core; of which the pinging guest thread (ring writes and the device's inline heartbeat processing) {100 * steadyPinger / steadyWall:0.00} %, the rest (timers, policy service, GC) {100 * (steadyCpu - steadyPinger) / steadyWall:0.00} %"));
+        // Where "the rest" goes, by thread name (threads of one name summed; the pinging thread is "main").
+        var byName = new Dictionary<string, double>();
+        foreach ((string key, double seconds2) in threadsAtStop)
+        {
+            string name = key[(key.IndexOf(':', StringComparison.Ordinal) + 1)..];
+            byName[name] = byName.GetValueOrDefault(name) + seconds2 - threadsAtStart.GetValueOrDefault(key);
+        }
+
+        Console.WriteLine("  by thread: " + string.Join(", ", byName.Where(p => p.Value > 0).OrderByDescending(p => p.Value).Take(6)
+            .Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {100 * p.Value / steadyWall:0.00} %"))));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  GC while the expiries fire (last 10 s): gen0/1/2 collections {GC.CollectionCount(0) - collectionsAtStop[0]}/{GC.CollectionCount(1) - collectionsAtStop[1]}/{GC.CollectionCount(2) - collectionsAtStop[2]}, paused {(GC.GetTotalPauseDuration() - pauseAtStop).TotalMilliseconds:0.0} ms in all"));
         Console.WriteLine($"expiries: {endToEnd.Count} of {(devices + 9) / 10} reached the VM control ({missing} missing); unexpected VM-control calls: {vm.Calls - endToEnd.Count}");
         Console.WriteLine("  lateness, last ping + timeout -> IVmControl call (end to end): " + Percentiles.Describe([.. endToEnd], "ms"));
         Console.WriteLine("  lateness, last ping + timeout -> device timer fired (event HostTime): " + Percentiles.Describe([.. deviceTimer], "ms"));
+        byCallTime.Sort();
+        Console.WriteLine("  end to end, the first 10 expiries handled (ms): " + string.Join(" ", byCallTime.Take(10).Select(e => e.Late.ToString("0.0", CultureInfo.InvariantCulture))));
+        Console.WriteLine("  end to end without the first 20 (the policy path's first run in this process): " + Percentiles.Describe([.. byCallTime.Skip(20).Select(e => e.Late)], "ms"));
         manager.StopAsync().GetAwaiter().GetResult();
         foreach (WatchdogDevice device in watchdogs)
         {
@@ -166,6 +190,37 @@ internal static class SoakRun
         GC.WaitForPendingFinalizers();
         GC.Collect();
         return GC.GetTotalMemory(forceFullCollection: true);
+    }
+
+    // Every thread's user + system CPU time by "tid:name", from /proc/self/task (Linux; empty elsewhere).
+    private static Dictionary<string, double> ThreadsCpuSeconds()
+    {
+        var result = new Dictionary<string, double>();
+        try
+        {
+            foreach (string task in Directory.GetDirectories("/proc/self/task"))
+            {
+                try
+                {
+                    string stat = File.ReadAllText(Path.Combine(task, "stat"));
+                    int open = stat.IndexOf('(', StringComparison.Ordinal);
+                    int close = stat.LastIndexOf(')');
+                    string name = stat[(open + 1)..close];
+                    string[] fields = stat[(close + 2)..].Split(' ');
+                    long ticks = long.Parse(fields[11], CultureInfo.InvariantCulture) + long.Parse(fields[12], CultureInfo.InvariantCulture);
+                    result[Path.GetFileName(task) + ":" + name] = ticks / 100.0;
+                }
+                catch (IOException)
+                {
+                    // The thread ended meanwhile.
+                }
+            }
+        }
+        catch (IOException)
+        {
+        }
+
+        return result;
     }
 
     // This thread's user + system CPU time, from /proc/thread-self/stat (Linux; 0 elsewhere).

@@ -19,6 +19,12 @@ internal sealed class FakeVmControl : IVmControl
 
     public ConcurrentQueue<string> DumpPaths { get; } = new();
 
+    // The managed thread of every call, in order.
+    public ConcurrentQueue<int> CallThreads { get; } = new();
+
+    // Runs inside ResetAsync before it returns, as a hypervisor resetting the VM synchronously would.
+    public Action? OnReset { get; set; }
+
     public VmOperation[] Operations => [.. _calls.Select(c => c.Operation)];
 
     public VmActionContext[] Contexts => [.. _calls.Select(c => c.Context)];
@@ -34,6 +40,7 @@ internal sealed class FakeVmControl : IVmControl
             BootReasonsAtReset.Enqueue(Device.GetStatus().BootReason);
         }
 
+        OnReset?.Invoke();
         return Call(context);
     }
 
@@ -51,6 +58,7 @@ internal sealed class FakeVmControl : IVmControl
 
     private ValueTask<VmControlResult> Call(VmActionContext context)
     {
+        CallThreads.Enqueue(Environment.CurrentManagedThreadId);
         _calls.Enqueue((context.Operation, context));
         return ValueTask.FromResult(Failures.TryGetValue(context.Operation, out string? error) ? VmControlResult.Failure(error) : VmControlResult.Success);
     }

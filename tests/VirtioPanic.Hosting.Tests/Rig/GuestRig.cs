@@ -58,6 +58,17 @@ internal sealed class GuestRig : IDisposable
         Assert.That(result, Is.EqualTo(WatchdogResult.Ok));
     }
 
+    // The managed thread the guest's vCPU runs on (its register accesses reach the device there).
+    public int VcpuThreadId() => _kernel.Run(() => Environment.CurrentManagedThreadId);
+
+    // What a hypervisor does on a VM reset, synchronously on the calling thread: the device learns
+    // why, the transport (and with it the device) returns to its power-on state.
+    public void ResetPlatform(WatchdogBootReason reason)
+    {
+        Device.OnVmReset(reason);
+        Pci.Reset();
+    }
+
     // The minimal path (panic_events), which works without a driver, as a crash kernel or firmware uses it.
     public void Panic() => Minimal(WatchdogPanicEvent.Panicked);
 
