@@ -268,18 +268,14 @@ internal sealed partial class SplitVirtqueue
             }
             else
             {
-                // A chain of several descriptors, or an indirect one: walked here, inline, so the
-                // walk's running totals stay in registers (a call would spill them per buffer).
-                var walk = default(ChainWalk);
-                status = WalkChain(memory, scratch, descriptors, size, descriptor, ref walk);
+                _nextAvail = next;
+                status = TryPopChainSlow((ushort)head, descriptor, out chain);
                 if (status != VirtqueueStatus.Ok)
                 {
-                    status = Fail(status);
                     break;
                 }
 
-                chain = walk.ToChain(new ChainToken((ushort)head, 1), scratch);
-                next++;
+                next = _nextAvail;
             }
 
             // Keep the queue's fields current while the handler runs: it may keep the chain and
@@ -411,90 +407,69 @@ internal sealed partial class SplitVirtqueue
 
     private VirtqueueStatus TryPopChainSlow(ushort head, VirtqDescriptor descriptor, out DescriptorChain chain)
     {
-        var walk = default(ChainWalk);
-        VirtqueueStatus status = WalkChain(_memory!, _scratch, _descriptors, _size, descriptor, ref walk);
-        if (status != VirtqueueStatus.Ok)
+        chain = default;
+        var walk = new ChainWalk();
+        uint index = head;
+        int ttl = _size;   // a direct walk longer than the table must revisit a descriptor: a loop
+
+        while (true)
         {
-            chain = default;
-            return Fail(status);
+            DescriptorFlags flags = descriptor.Flags;
+            if ((flags & ~KnownFlags) != 0)
+            {
+                return Fail(VirtqueueStatus.InvalidDescriptorFlags);
+            }
+
+            if ((flags & DescriptorFlags.Indirect) != 0)
+            {
+                // §2.7.5.3.2: zero or more direct descriptors followed by one final INDIRECT one.
+                if (!_indirect)
+                {
+                    return Fail(VirtqueueStatus.IndirectNotNegotiated);
+                }
+
+                if ((flags & DescriptorFlags.Next) != 0)
+                {
+                    return Fail(VirtqueueStatus.IndirectWithNext);
+                }
+
+                VirtqueueStatus indirect = WalkIndirect(descriptor, ref walk);
+                if (indirect != VirtqueueStatus.Ok)
+                {
+                    return Fail(indirect);
+                }
+
+                break;
+            }
+
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
+            if (added != VirtqueueStatus.Ok)
+            {
+                return Fail(added);
+            }
+
+            if ((flags & DescriptorFlags.Next) == 0)
+            {
+                break;
+            }
+
+            if (--ttl == 0)
+            {
+                return Fail(VirtqueueStatus.ChainTooLong);
+            }
+
+            index = descriptor.Next;
+            if (index >= _size)
+            {
+                return Fail(VirtqueueStatus.DescriptorIndexOutOfRange);
+            }
+
+            descriptor = _descriptors.Read(index);
         }
 
         _nextAvail++;
         chain = walk.ToChain(new ChainToken(head, 1), _scratch);
         return VirtqueueStatus.Ok;
-    }
-
-    // Walks the direct part of a chain from its (already copied) head descriptor. Direct
-    // descriptors are the common case and stay on this loop; a descriptor with INDIRECT or an
-    // unknown flag leaves it for WalkTail. Every step is bounded: a direct walk longer than the
-    // table must revisit a descriptor, which is a loop.
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private VirtqueueStatus WalkChain(GuestMemory memory, GuestMemorySlice[] scratch, DescriptorTable descriptors, uint size, VirtqDescriptor descriptor, ref ChainWalk walk)
-    {
-        uint ttl = size;
-        while (true)
-        {
-            DescriptorFlags flags = descriptor.Flags;
-            if ((flags & ~(DescriptorFlags.Next | DescriptorFlags.Write)) != 0)
-            {
-                // A copy keeps `walk` itself out of memory in the caller (a ref passed to a call
-                // would pin it there for the whole batch loop).
-                ChainWalk tail = walk;
-                VirtqueueStatus status = WalkTail(descriptor, ref tail);
-                walk = tail;
-                return status;
-            }
-
-            VirtqueueStatus added = walk.Add(memory, scratch, descriptor.Address, descriptor.Length, (flags & DescriptorFlags.Write) != 0);
-            if (added != VirtqueueStatus.Ok)
-            {
-                return added;
-            }
-
-            if ((flags & DescriptorFlags.Next) == 0)
-            {
-                return VirtqueueStatus.Ok;
-            }
-
-            if (--ttl == 0)
-            {
-                return VirtqueueStatus.ChainTooLong;
-            }
-
-            uint index = descriptor.Next;
-            if (index >= size)
-            {
-                return VirtqueueStatus.DescriptorIndexOutOfRange;
-            }
-
-            descriptor = descriptors.Read(index);
-        }
-    }
-
-    // The last descriptor of a chain that is not plain direct: an indirect table (§2.7.5.3.2: zero
-    // or more direct descriptors followed by one final INDIRECT one) or a flag we do not know.
-    private VirtqueueStatus WalkTail(VirtqDescriptor descriptor, ref ChainWalk walk)
-    {
-        DescriptorFlags flags = descriptor.Flags;
-        if ((flags & ~KnownFlags) != 0)
-        {
-            return VirtqueueStatus.InvalidDescriptorFlags;
-        }
-
-        if (!_indirect)
-        {
-            return VirtqueueStatus.IndirectNotNegotiated;
-        }
-
-        if ((flags & DescriptorFlags.Next) != 0)
-        {
-            return VirtqueueStatus.IndirectWithNext;
-        }
-
-        ChainWalk local = walk;
-        VirtqueueStatus status = WalkIndirect(descriptor, ref local);
-        walk = local;
-        return status;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
