@@ -9,37 +9,21 @@ namespace VirtioPanic.Virtio.Tests.Queue;
 // stop with the same status, and leave the same bytes in guest memory.
 public sealed class ProcessChainsEquivalencePropertyTests
 {
-    [Test]
-    public void Property_Split_ProcessChainsMatchesTryPopChain_OnRandomRingMemory()
+    [TestCase(VirtqueueFormat.Split)]
+    [TestCase(VirtqueueFormat.Packed)]
+    public void Property_ProcessChainsMatchesTryPopChain_OnRandomRingMemory(VirtqueueFormat format)
     {
+        bool split = format == VirtqueueFormat.Split;
+        Func<byte[], int, int, RandomRingMemory> build = split ? RandomRingMemory.Split : RandomRingMemory.Packed;
         int chains = 0;
         int multi = 0;
-        Gen.Select(Gen.Byte.Array[RandomRingMemory.SplitNoiseBytes], Gen.Int[0, int.MaxValue], Gen.Int[0, 7]).Sample((noise, seed, bits) =>
+        Gen.Select(Gen.Byte.Array[split ? RandomRingMemory.SplitNoiseBytes : RandomRingMemory.PackedNoiseBytes], Gen.Int[0, int.MaxValue], Gen.Int[0, 7]).Sample((noise, seed, bits) =>
         {
-            (string Log, VirtqueueStatus Status, byte[] Ring) one = Run(RandomRingMemory.Split(noise, seed, bits), batch: false);
-            (string Log, VirtqueueStatus Status, byte[] Ring) batch = Run(RandomRingMemory.Split(noise, seed, bits), batch: true);
+            (string Log, VirtqueueStatus Status, byte[] Ring) one = Run(build(noise, seed, bits), batch: false);
+            (string Log, VirtqueueStatus Status, byte[] Ring) batch = Run(build(noise, seed, bits), batch: true);
             Assert.That(batch.Log, Is.EqualTo(one.Log));
             Assert.That(batch.Status, Is.EqualTo(one.Status));
-            Assert.That(batch.Ring, Is.EqualTo(one.Ring), "same used ring and indices in guest memory");
-            Interlocked.Add(ref chains, one.Log.Count(c => c == '\n'));
-            Interlocked.Add(ref multi, one.Log.Split('\n').Count(line => line.Count(c => c == '+') > 1));
-        }, iter: 300);
-        Assert.That(chains, Is.GreaterThan(50), "the generator reaches real chains");
-        Assert.That(multi, Is.GreaterThan(5), "some with several buffers");
-    }
-
-    [Test]
-    public void Property_Packed_ProcessChainsMatchesTryPopChain_OnRandomRingMemory()
-    {
-        int chains = 0;
-        int multi = 0;
-        Gen.Select(Gen.Byte.Array[RandomRingMemory.PackedNoiseBytes], Gen.Int[0, int.MaxValue], Gen.Int[0, 7]).Sample((noise, seed, bits) =>
-        {
-            (string Log, VirtqueueStatus Status, byte[] Ring) one = Run(RandomRingMemory.Packed(noise, seed, bits), batch: false);
-            (string Log, VirtqueueStatus Status, byte[] Ring) batch = Run(RandomRingMemory.Packed(noise, seed, bits), batch: true);
-            Assert.That(batch.Log, Is.EqualTo(one.Log));
-            Assert.That(batch.Status, Is.EqualTo(one.Status));
-            Assert.That(batch.Ring, Is.EqualTo(one.Ring), "same used descriptors in guest memory");
+            Assert.That(batch.Ring, Is.EqualTo(one.Ring), "same completions in guest memory (used ring and index, or used descriptors)");
             Interlocked.Add(ref chains, one.Log.Count(c => c == '\n'));
             Interlocked.Add(ref multi, one.Log.Split('\n').Count(line => line.Count(c => c == '+') > 1));
         }, iter: 300);
