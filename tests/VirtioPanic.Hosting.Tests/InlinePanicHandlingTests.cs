@@ -16,20 +16,28 @@ public sealed class InlinePanicHandlingTests
         int vcpu = rig.Guest.VcpuThreadId();
 
         var handled = new List<HandledEvent>();
+        int inline = 0;
         for (int i = 0; i < 5; i++)
         {
             // The pump wakes for every event too (and finds it taken): let it go back to waiting,
             // else it may win the device's gate and handle the next panic itself, as it is allowed to.
             handled.AddRange(await rig.DrainAsync(s_quiet));
+            int before = rig.Vm.Operations.Length;
             rig.Guest.Panic();
-            Assert.That(rig.Vm.Operations, Has.Length.EqualTo(i + 1), "acted on before the guest's write returned");
+            if (rig.Vm.Operations.Length == before + 1)
+            {
+                inline++;
+                Assert.That(rig.Vm.CallThreads.Last(), Is.EqualTo(vcpu), "an action taken before the write returned ran on the writing vCPU");
+            }
         }
 
         handled.AddRange(await rig.DrainAsync(s_quiet));
         Assert.Multiple(() =>
         {
-            Assert.That(rig.Vm.Operations, Is.All.EqualTo(VmOperation.PowerOff));
-            Assert.That(rig.Vm.CallThreads, Is.All.EqualTo(vcpu));
+            // Even with the pump idle, a preempted vCPU can lose the gate to the pump waking for
+            // the same event (then the pump acts, a moment later); on a quiet machine all five are inline.
+            Assert.That(inline, Is.GreaterThanOrEqualTo(3), "acted on before the guest's write returned");
+            Assert.That(rig.Vm.Operations, Is.EqualTo(Enumerable.Repeat(VmOperation.PowerOff, 5)));
             Assert.That(handled.Select(h => h.Name), Is.EqualTo(Enumerable.Repeat("GUEST_PANICKED", 5)));
             Assert.That(handled.Select(h => h.Sequence), Is.Ordered.Ascending);
         });
@@ -113,7 +121,10 @@ public sealed class InlinePanicHandlingTests
         rig.Manager.Attach(rig.Guest.Device, blocked, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 });
         await rig.DrainAsync(s_quiet);
         rig.Guest.Panic();
-        Assert.That(blocked.Calls, Is.EqualTo(1), "the first panic acted inline");
+
+        // Usually inline; the pump may win the gate for this first one (see above), then it acts a moment later.
+        bool firstInline = blocked.Calls == 1;
+        Assert.That(SpinWait.SpinUntil(() => blocked.Calls == 1, TimeSpan.FromSeconds(10)), Is.True, "the first panic is being acted on");
         rig.Guest.Panic();
         rig.Guest.Panic();
         Assert.That(blocked.Calls, Is.EqualTo(1), "the vCPU did not wait for the call in flight");
@@ -125,7 +136,7 @@ public sealed class InlinePanicHandlingTests
             Assert.That(blocked.Calls, Is.EqualTo(3));
             Assert.That(handled.Select(h => h.Name), Is.All.EqualTo("GUEST_PANICKED"));
             Assert.That(handled.Select(h => h.Sequence), Is.Ordered.Ascending);
-            Assert.That(blocked.Threads.First(), Is.EqualTo(vcpu));
+            Assert.That(blocked.Threads.First() == vcpu, Is.EqualTo(firstInline), "the first call ran on the vCPU exactly when it was inline");
         });
     }
 
