@@ -208,110 +208,25 @@ internal sealed class PackedVirtqueue
     internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
-        // The batch form of TryPopChain + AddUsed (see SplitVirtqueue.ProcessChains): ring views and
-        // both positions stay in locals for the batch instead of being reloaded from this object
-        // after every store into guest memory, which the JIT must assume may alias them.
+        // Packed completions write the used descriptor in place (id, len, flags), so there is
+        // nothing to keep in registers across the batch beyond what TryPopChain already does.
         processed = 0;
-        if (_status != VirtqueueStatus.Ok)
-        {
-            return _status;
-        }
-
-        GuestMemory memory = _memory!;
-        GuestMemorySlice ring = _ring;
-        GuestMemorySlice[] scratch = _scratch;
-        bool[] inFlight = _inFlight;
-        int size = _size;
-        int nextAvail = _nextAvail;
-        bool availWrap = _availWrap;
-        int outstanding = _outstandingSlots;
         VirtqueueStatus status = VirtqueueStatus.Ok;
-        int done = 0;
-
-        while (done < maxChains)
+        while (processed < maxChains)
         {
-            uint slotOffset = (uint)nextAvail * PackedDescriptor.Size;
-            DescriptorFlags flags = (DescriptorFlags)ring.LoadUInt16Acquire(slotOffset + PackedDescriptor.FlagsOffset);
-            if (!IsAvailable(flags, availWrap))
+            status = TryPopChain(out DescriptorChain chain);
+            if (status != VirtqueueStatus.Ok)
             {
-                status = VirtqueueStatus.Empty;
                 break;
             }
 
-            PackedDescriptor descriptor = ring.Read<PackedDescriptor>(slotOffset);
-            DescriptorChain chain;
-            if ((flags & ~(BothBits | DescriptorFlags.Write)) == 0)
-            {
-                uint length = descriptor.Length;
-                uint id = descriptor.Id;
-                if (length == 0)
-                {
-                    status = Fail(VirtqueueStatus.ZeroLengthBuffer);
-                    break;
-                }
-
-                if (id >= (uint)size || inFlight[id])
-                {
-                    status = Fail(VirtqueueStatus.InvalidBufferId);
-                    break;
-                }
-
-                if (outstanding == size)
-                {
-                    status = Fail(VirtqueueStatus.AvailIndexRunaway);
-                    break;
-                }
-
-                if (memory.TryGetSlice(descriptor.Address, length, out scratch[0]) != GuestMemoryStatus.Ok)
-                {
-                    status = Fail(VirtqueueStatus.BufferOutOfRange);
-                    break;
-                }
-
-                inFlight[id] = true;
-                outstanding++;
-                if (++nextAvail == size)
-                {
-                    nextAvail = 0;
-                    availWrap = !availWrap;
-                }
-
-                bool writable = (flags & DescriptorFlags.Write) != 0;
-                chain = DescriptorChain.OneBuffer(new ChainToken((ushort)id, 1), scratch, writable, length);
-            }
-            else
-            {
-                _nextAvail = (ushort)nextAvail;
-                _availWrap = availWrap;
-                _outstandingSlots = outstanding;
-                status = TryPopChainSlow(flags, descriptor, out chain);
-                if (status != VirtqueueStatus.Ok)
-                {
-                    break;
-                }
-
-                nextAvail = _nextAvail;
-                availWrap = _availWrap;
-                outstanding = _outstandingSlots;
-            }
-
-            // Keep the queue's fields current while the handler runs: it may keep the chain and
-            // complete an earlier one through AddUsed.
-            _nextAvail = (ushort)nextAvail;
-            _availWrap = availWrap;
-            _outstandingSlots = outstanding;
-            done++;
+            processed++;
             if (handler.Handle(in chain, out uint written))
             {
                 AddUsed(chain.Token, written);
-                outstanding = _outstandingSlots;
             }
         }
 
-        _nextAvail = (ushort)nextAvail;
-        _availWrap = availWrap;
-        _outstandingSlots = outstanding;
-        processed = done;
         return status;
     }
 
