@@ -9,6 +9,12 @@ public sealed partial class SpecTraceabilityTests
 {
     private static readonly string s_root = FindRoot();
 
+    // Every C# source under tests/ (not build output), read once for both source checks.
+    private static readonly Lazy<string[]> s_testSources = new(() =>
+        [.. Directory.EnumerateFiles(Path.Combine(s_root, "tests"), "*.cs", SearchOption.AllDirectories)
+            .Where(p => !p.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
+            .Select(File.ReadAllText)]);
+
     [Test]
     public void EveryNormativeStatement_HasARowInTheConformanceMap()
     {
@@ -25,9 +31,7 @@ public sealed partial class SpecTraceabilityTests
     [Test]
     public void EveryTestTheMapNames_ExistsInTheTestSources()
     {
-        string sources = string.Join('\n', Directory.EnumerateFiles(Path.Combine(s_root, "tests"), "*.cs", SearchOption.AllDirectories)
-            .Where(p => !p.Contains($"{Path.DirectorySeparatorChar}obj{Path.DirectorySeparatorChar}", StringComparison.Ordinal))
-            .Select(File.ReadAllText));
+        string sources = string.Join('\n', s_testSources.Value);
         var named = new List<string>();
         var missing = new List<string>();
         foreach ((string statement, string tests) in MapRows())
@@ -64,8 +68,8 @@ public sealed partial class SpecTraceabilityTests
     public void EveryStatementNamedTest_RefersToAStatementOfTheChapter()
     {
         HashSet<string> statements = [.. Statements()];
-        string[] orphans = [.. Directory.EnumerateFiles(Path.Combine(s_root, "tests"), "*.cs", SearchOption.AllDirectories)
-            .SelectMany(p => TestName().Matches(File.ReadAllText(p)).Select(m => $"WDT-{m.Groups[1].Value}-{m.Groups[2].Value}"))
+        string[] orphans = [.. s_testSources.Value
+            .SelectMany(text => TestName().Matches(text).Select(m => $"WDT-{m.Groups[1].Value}-{m.Groups[2].Value}"))
             .Distinct()
             .Where(s => !statements.Contains(s))];
 
