@@ -13,11 +13,23 @@ namespace VirtioPanic.VhostUser;
 /// </summary>
 /// <remarks>
 /// <para>
-/// One front end is served at a time. When it goes away the device is reset, guest memory is
-/// unmapped and every descriptor it sent is closed; the back end then waits for the next
-/// connection, so a restarted VMM can reconnect. Everything the front end sends is validated:
-/// a malformed or unsupported message is refused (and answered with a failure when the front end
-/// negotiated REPLY_ACK), never a crash.
+/// One front end is served at a time (vhost-user has one front end per socket). When it goes away
+/// the device is reset, guest memory is unmapped and every descriptor it sent is closed; the back
+/// end then serves the next connection, so a restarted VMM can reconnect. A connection attempt
+/// made while another front end is served is closed at once with a logged reason (after a short
+/// grace for a VMM that reconnects before its old connection has been seen to close); a
+/// connection that does not set itself up within <see cref="VhostUserBackendOptions.SetupTimeout"/>
+/// is closed.
+/// </para>
+/// <para>
+/// Everything the front end sends is validated: a malformed or unsupported message is refused,
+/// never a crash. A refused request that has a reply of its own is never left unanswered: the
+/// front end gets the protocol's failure reply where one exists (GET_CONFIG) and the connection
+/// is closed with a logged reason otherwise; any other refused request is answered with a
+/// failure when the front end asked for REPLY_ACK. Guest memory regions must lie inside their
+/// files (see <see cref="VhostUserBackendOptions.RequireSealedMemory"/> for files the front end
+/// could truncate later). Every log line a front end can cause is rate-limited, per connection
+/// and per back end, with a summary of what was not logged.
 /// </para>
 /// <para>
 /// Offered: VIRTIO_F_VERSION_1, the device's own <see cref="IVirtioDevice.DeviceFeatures"/>, and
@@ -44,6 +56,19 @@ public sealed class VhostUserBackend : IDisposable
 {
     // VHOST_USER_F_PROTOCOL_FEATURES: a vhost-user bit in the virtio feature word (bit 30).
     internal const ulong ProtocolFeaturesBit = 1UL << 30;
+
+    // Room in the listen queue: connection attempts are accepted and, while a front end is served,
+    // closed with a log line; a backlog of 1 would leave them hanging in the kernel's queue instead.
+    private const int ListenBacklog = 16;
+
+    // A restarted VMM may reconnect before its old connection's end has been read; the new
+    // connection waits this long for the old session to finish before it is refused.
+    private static readonly TimeSpan s_reconnectGrace = TimeSpan.FromSeconds(2);
+
+    // Log limits (VhostUserLogLimiter): lines per kind of line and per window
+    // (VhostUserBackendOptions.LogWindow, 10 s), per connection and per back end.
+    internal const int LogBurstPerConnection = 10;
+    internal const int LogBurstPerBackend = 20;
 
     private readonly Lock _lock = new();
     private VhostUserSession? _session;
@@ -74,7 +99,12 @@ public sealed class VhostUserBackend : IDisposable
 
         Device = device;
         SocketPath = socketPath;
-        Logger = logger ?? NullLogger.Instance;
+        RawLogger = logger ?? NullLogger.Instance;
+        LogWindow = options.LogWindow;
+        LogLimiter = new VhostUserLogLimiter(TimeProvider.System, LogBurstPerBackend, LogWindow);
+        Logger = new VhostUserLimitedLogger(RawLogger, LogLimiter, shared: null);
+        RequireSealedMemory = options.RequireSealedMemory;
+        SetupTimeout = options.SetupTimeout;
         Rings = new VhostUserRing[device.QueueCount];
         for (int i = 0; i < Rings.Length; i++)
         {
@@ -106,7 +136,20 @@ public sealed class VhostUserBackend : IDisposable
 
     internal IVirtioDevice Device { get; }
 
-    internal ILogger Logger { get; }
+    // Front-end-triggered lines of the back end itself (connections): limited per back end.
+    internal VhostUserLimitedLogger Logger { get; }
+
+    // Host-caused lines (Listening, Stopped), and the inner logger of every session's limiter.
+    internal ILogger RawLogger { get; }
+
+    // Shared by every session: a front end that connects in a loop gets a fresh session each time.
+    internal VhostUserLogLimiter LogLimiter { get; }
+
+    internal TimeSpan LogWindow { get; }
+
+    internal bool RequireSealedMemory { get; }
+
+    internal TimeSpan SetupTimeout { get; }
 
     internal VhostUserRing[] Rings { get; }
 
@@ -147,10 +190,13 @@ public sealed class VhostUserBackend : IDisposable
 
             using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
             listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
-            listener.Listen(1);
-            VhostUserLog.Listening(Logger, Device.DeviceId, SocketPath);
+            listener.Listen(ListenBacklog);
+            VhostUserLog.Listening(RawLogger, Device.DeviceId, SocketPath);
+            Task serving = Task.CompletedTask;
             try
             {
+                // Accepting goes on while a front end is served, so that a second connection
+                // attempt is told (closed, logged) instead of waiting unseen in the listen queue.
                 while (!cancellationToken.IsCancellationRequested)
                 {
                     Socket client;
@@ -163,16 +209,37 @@ public sealed class VhostUserBackend : IDisposable
                         break;
                     }
 
-                    using (client)
+                    if (!serving.IsCompleted)
                     {
-                        await ServeAsync(client, cancellationToken).ConfigureAwait(false);
+                        try
+                        {
+                            await serving.WaitAsync(s_reconnectGrace, cancellationToken).ConfigureAwait(false);
+                        }
+                        catch (TimeoutException)
+                        {
+                        }
+                        catch (OperationCanceledException)
+                        {
+                        }
                     }
+
+                    if (!serving.IsCompleted)
+                    {
+                        Statistics.OnConnectionRefused();
+                        VhostUserLog.ConnectionRefused(Logger, Statistics.ConnectionsAccepted);
+                        client.Dispose();
+                        continue;
+                    }
+
+                    serving = ServeAsync(client, cancellationToken);
                 }
             }
             finally
             {
+                await serving.ConfigureAwait(false);
+                Logger.Flush();
                 TryDeleteSocketFile();
-                VhostUserLog.Stopped(Logger, SocketPath);
+                VhostUserLog.Stopped(RawLogger, SocketPath);
             }
         }
         finally
@@ -194,8 +261,10 @@ public sealed class VhostUserBackend : IDisposable
         }
     }
 
+    // Owns client: disposes of it when the session ends.
     private async Task ServeAsync(Socket client, CancellationToken cancellationToken)
     {
+        using Socket owned = client;
         long connection = Statistics.ConnectionsAccepted + 1;
         Statistics.OnConnectionAccepted();
         VhostUserLog.Connected(Logger, connection);

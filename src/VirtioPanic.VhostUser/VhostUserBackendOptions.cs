@@ -27,4 +27,49 @@ public sealed class VhostUserBackendOptions
     /// throws <see cref="ArgumentException"/> otherwise.</para>
     /// </remarks>
     public ulong ImpliedDeviceFeatures { get; init; }
+
+    /// <summary>
+    /// Refuse guest memory whose file is not sealed against shrinking (<c>F_SEAL_SHRINK</c>).
+    /// Defaults to <see langword="false"/>: such memory is accepted, with a warning once per connection.
+    /// </summary>
+    /// <remarks>
+    /// <para>
+    /// The back end maps guest memory from the file descriptors of <c>SET_MEM_TABLE</c> and checks
+    /// that every region lies inside its file. A front end that later truncates an unsealed file
+    /// makes the back end's next access to the lost pages raise SIGBUS, which ends the process:
+    /// nothing in a managed process can recover from that. A memfd sealed with
+    /// <c>F_SEAL_SHRINK</c> cannot shrink; QEMU's <c>memory-backend-memfd</c> seals so by default
+    /// (<c>seal=on</c>). <c>memory-backend-file</c> and User-Mode Linux's memory file are not
+    /// sealed: set this to refuse them (the table is refused with a REPLY_ACK failure and a logged
+    /// reason) when the front end is not trusted with the back end's life.
+    /// </para>
+    /// </remarks>
+    public bool RequireSealedMemory { get; init; }
+
+    /// <summary>
+    /// How long a new connection may take to set itself up (send <c>SET_OWNER</c>, which every
+    /// front end sends while it initialises) before it is closed. Defaults to 15 seconds.
+    /// </summary>
+    /// <remarks>
+    /// vhost-user has one front end per socket, so a connection that never sets up would keep
+    /// every other front end out. Once set up, a connection may stay idle indefinitely (QEMU waits
+    /// for the guest driver before it starts the rings). While one connection is served, another
+    /// connection attempt is closed at once with a logged reason rather than queued.
+    /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">Set to zero, a negative value, or more than a day.</exception>
+    public TimeSpan SetupTimeout
+    {
+        get => _setupTimeout;
+        init
+        {
+            ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(value, TimeSpan.Zero);
+            ArgumentOutOfRangeException.ThrowIfGreaterThan(value, TimeSpan.FromDays(1));
+            _setupTimeout = value;
+        }
+    }
+
+    // The window of the log limits (VhostUserLogLimiter); shorter only in tests.
+    internal TimeSpan LogWindow { get; init; } = TimeSpan.FromSeconds(10);
+
+    private TimeSpan _setupTimeout = TimeSpan.FromSeconds(15);
 }

@@ -3,11 +3,15 @@ using VirtioPanic.VhostUser.Protocol;
 
 namespace VirtioPanic.VhostUser;
 
-// Log messages of the vhost-user back end. Event ids are stable and never reused. Messages a front
-// end can trigger at will (rejections) are rate-limited by the session (see
-// VhostUserSession.Reject), so a hostile front end cannot flood the log.
+// Log messages of the vhost-user back end. Event ids are stable and never reused (18, a
+// per-connection rejection summary, was retired for Suppressed). Every line a front end can
+// trigger goes through VhostUserLimitedLogger (per connection and per back end, with a
+// "N similar messages were not logged" summary), so a hostile front end cannot flood the log;
+// only Listening and Stopped, which the host alone causes, bypass it.
 internal static partial class VhostUserLog
 {
+    internal const int SuppressedId = 23;
+
     [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "vhost-user back end for virtio device {DeviceId} listening on {SocketPath}")]
     internal static partial void Listening(ILogger logger, uint deviceId, string socketPath);
 
@@ -59,8 +63,6 @@ internal static partial class VhostUserLog
     [LoggerMessage(EventId = 17, Level = LogLevel.Error, Message = "virtio device {DeviceId} threw from {Operation}; treating it as needing a reset")]
     internal static partial void DeviceFault(ILogger logger, Exception exception, uint deviceId, string operation);
 
-    [LoggerMessage(EventId = 18, Level = LogLevel.Warning, Message = "vhost-user: {Count} further rejected messages on connection {Connection} were not logged")]
-    internal static partial void RejectionsSuppressed(ILogger logger, long count, long connection);
 
     [LoggerMessage(EventId = 19, Level = LogLevel.Warning, Message = "vhost-user configuration change could not be sent (errno {Errno})")]
     internal static partial void ConfigChangeFailed(ILogger logger, int errno);
@@ -73,4 +75,43 @@ internal static partial class VhostUserLog
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "vhost-user back end on {SocketPath} stopped")]
     internal static partial void Stopped(ILogger logger, string socketPath);
+
+    [LoggerMessage(EventId = SuppressedId, Level = LogLevel.Warning, Message = "vhost-user: {Count} similar messages ({Kind}) were not logged")]
+    internal static partial void Suppressed(ILogger logger, long count, string kind);
+
+    [LoggerMessage(EventId = 24, Level = LogLevel.Warning, Message = "vhost-user connection refused: connection {Connection} is being served and vhost-user has one front end per socket")]
+    internal static partial void ConnectionRefused(ILogger logger, long connection);
+
+    [LoggerMessage(EventId = 25, Level = LogLevel.Warning, Message = "vhost-user connection {Connection}: guest memory comes from a file not sealed against shrinking (F_SEAL_SHRINK); the front end can truncate it under the back end, whose next access to it then kills the process (SIGBUS). RequireSealedMemory refuses such memory")]
+    internal static partial void UnsealedMemory(ILogger logger, long connection);
+
+    // The name of a line's kind, for suppression summaries.
+    internal static string KindOf(int eventId) => eventId switch
+    {
+        1 => nameof(Listening),
+        2 => nameof(Connected),
+        3 => nameof(Disconnected),
+        4 => nameof(MessageRejected),
+        5 => nameof(ConnectionDropped),
+        6 => nameof(FeaturesNegotiated),
+        7 => nameof(UnofferedFeatures),
+        8 => nameof(MemoryTableMapped),
+        9 => nameof(RingStarted),
+        10 => nameof(RingStopped),
+        11 => nameof(RingStartFailed),
+        12 => nameof(DeviceActivated),
+        13 => nameof(DeviceReset),
+        14 => nameof(DeviceNeedsReset),
+        15 => nameof(ConfigChangeSent),
+        16 => nameof(ConfigChangeNotForwarded),
+        17 => nameof(DeviceFault),
+        19 => nameof(ConfigChangeFailed),
+        20 => nameof(Stopped),
+        21 => nameof(MessageReceived),
+        22 => nameof(ImpliedFeatures),
+        24 => nameof(ConnectionRefused),
+        25 => nameof(UnsealedMemory),
+        SuppressedId => nameof(Suppressed),
+        _ => $"event {eventId}",
+    };
 }

@@ -1,4 +1,5 @@
 using Microsoft.Win32.SafeHandles;
+using VirtioPanic.VhostUser.Interop;
 using VirtioPanic.Virtio.Memory;
 
 namespace VirtioPanic.VhostUser;
@@ -25,9 +26,18 @@ internal sealed class VhostUserMemoryTable : IDisposable
     // Validates the (untrusted) table and maps every region. Returns null with a reason instead of
     // throwing; on failure nothing stays mapped. The descriptors are not consumed: the caller
     // closes them (mappings stay valid after close).
-    internal static VhostUserMemoryTable? TryCreate(ReadOnlySpan<RegionDescription> regions, ReadOnlySpan<SafeFileHandle> files, out string? error)
+    //
+    // Each region must lie wholly inside the file that came with it (statx): touching a mapping
+    // past the end of its file raises SIGBUS, which kills the process, so a 4 KiB memfd declared
+    // as 1 GiB is refused here rather than found by the first ring access. That check holds only
+    // while the file cannot shrink: a memfd sealed with F_SEAL_SHRINK (QEMU's memory-backend-memfd
+    // seals by default) cannot; any other file (memory-backend-file, User-Mode Linux's memory
+    // file) can be truncated by the front end at any time. `unsealed` reports such a file;
+    // `requireSealed` (VhostUserBackendOptions.RequireSealedMemory) refuses it.
+    internal static VhostUserMemoryTable? TryCreate(ReadOnlySpan<RegionDescription> regions, ReadOnlySpan<SafeFileHandle> files, bool requireSealed, out bool unsealed, out string? error)
     {
         error = null;
+        unsealed = false;
         if (regions.Length == 0 || regions.Length > Protocol.VhostUserWire.MaxMemoryRegions)
         {
             error = $"region count {regions.Length} is not between 1 and {Protocol.VhostUserWire.MaxMemoryRegions}";
@@ -53,6 +63,12 @@ internal sealed class VhostUserMemoryTable : IDisposable
             if (r.MmapOffset > long.MaxValue || (long)r.MmapOffset % pageSize != 0 || r.MmapOffset + r.Size < r.MmapOffset)
             {
                 error = $"region {i} mmap offset 0x{r.MmapOffset:x} is not a page multiple";
+                return null;
+            }
+
+            if (CheckFile(i, r, files[i], requireSealed, ref unsealed) is { } fileError)
+            {
+                error = fileError;
                 return null;
             }
 
@@ -92,6 +108,40 @@ internal sealed class VhostUserMemoryTable : IDisposable
             error = e.Message;
             return null;
         }
+    }
+
+    private static string? CheckFile(int index, RegionDescription r, SafeFileHandle file, bool requireSealed, ref bool unsealed)
+    {
+        int fd = (int)file.DangerousGetHandle();
+        int status = LinuxIo.FileSizeAndType(fd, out ulong fileSize, out bool regular);
+        if (status < 0)
+        {
+            return $"region {index}: the file descriptor cannot be examined (errno {-status})";
+        }
+
+        if (!regular)
+        {
+            return $"region {index}: the file descriptor is not a regular file (a memfd or a file on tmpfs/hugetlbfs)";
+        }
+
+        // MmapOffset + Size does not wrap (checked by the caller).
+        if (r.MmapOffset > fileSize || r.Size > fileSize - r.MmapOffset)
+        {
+            return $"region {index} [mmap offset 0x{r.MmapOffset:x}, +0x{r.Size:x}) lies beyond the end of its {fileSize}-byte file";
+        }
+
+        int seals = LinuxIo.GetSeals(fd);
+        if (seals < 0 || (seals & LinuxIo.SealShrink) == 0)
+        {
+            if (requireSealed)
+            {
+                return $"region {index}: the file is not sealed against shrinking (F_SEAL_SHRINK) and RequireSealedMemory is set";
+            }
+
+            unsealed = true;
+        }
+
+        return null;
     }
 
     // Front-end virtual address → guest-physical address, for ring areas. The whole

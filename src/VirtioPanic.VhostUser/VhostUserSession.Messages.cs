@@ -8,11 +8,32 @@ namespace VirtioPanic.VhostUser;
 
 // Message handlers (vhost-user.rst, "Front-end message types"). Each handler validates its
 // payload size, its descriptor count and every field, and returns null on success or the reason
-// for refusing. Requests with a reply of their own (GET_*) send it themselves; for every other
-// request the dispatcher sends the REPLY_ACK status when the front end asked for one.
+// for refusing.
+//
+// The reply rule: the front end must never wait for a reply that does not come.
+// - A request with a reply of its own (RequestHasReply: GET_FEATURES, GET_PROTOCOL_FEATURES,
+//   GET_VRING_BASE, GET_QUEUE_NUM, GET_CONFIG, GET_MAX_MEM_SLOTS, and those of protocol features
+//   this back end never offers: CREATE_CRYPTO_SESSION, POSTCOPY_ADVISE, GET_INFLIGHT_FD,
+//   GET_STATUS, GET_SHARED_OBJECT, SET_DEVICE_STATE_FD, CHECK_DEVICE_STATE; SET_LOG_BASE has a
+//   reply only with LOG_SHMFD, which is never offered, so it follows the REPLY_ACK rule below)
+//   sends that reply itself on success. Refused, it gets the protocol's failure form where one
+//   exists (GET_CONFIG: a reply with an empty payload, which QEMU's vhost_user_get_config treats
+//   as a failure) and otherwise the connection is closed with a logged reason: those replies
+//   have no failure form, and a made-up value (a feature word, a ring base) would be believed.
+//   The same holds for such a request that came with too many descriptors.
+// - Any other request is answered with the REPLY_ACK status (u64 0 = success, 1 = failure) when
+//   the front end negotiated REPLY_ACK and set NEED_REPLY; without that it expects no reply.
 internal sealed partial class VhostUserSession
 {
     private bool _replied;   // the handler sent the request's own reply; no REPLY_ACK then
+
+    // Requests whose reply the front end waits for whatever REPLY_ACK says (vhost-user.rst).
+    internal static bool RequestHasReply(VhostUserRequest request) => request is
+        VhostUserRequest.GetFeatures or VhostUserRequest.GetProtocolFeatures or VhostUserRequest.GetVringBase
+        or VhostUserRequest.GetQueueNum or VhostUserRequest.GetConfig or VhostUserRequest.GetMaxMemSlots
+        or VhostUserRequest.CreateCryptoSession or VhostUserRequest.PostcopyAdvise
+        or VhostUserRequest.GetInflightFd or VhostUserRequest.GetStatus
+        or VhostUserRequest.GetSharedObject or VhostUserRequest.SetDeviceStateFd or VhostUserRequest.CheckDeviceState;
 
     private void Dispatch(VhostUserRequest request, uint flags, ReadOnlySpan<byte> payload)
     {
@@ -51,6 +72,11 @@ internal sealed partial class VhostUserSession
         else
         {
             Reject(request, failure);
+            if (!_replied && RequestHasReply(request))
+            {
+                _closeReason = $"refused {request} ({(uint)request}), which the front end waits for a reply to: {failure}";
+                return;
+            }
         }
 
         bool needReply = (flags & VhostUserWire.NeedReplyFlag) != 0 && (_protocolFeatures & VhostUserProtocolFeatures.ReplyAck) != 0;
@@ -64,10 +90,7 @@ internal sealed partial class VhostUserSession
     private void Reject(VhostUserRequest request, string reason)
     {
         _statistics.OnMessageRejected();
-        if (++_rejections <= LoggedRejectionsPerConnection)
-        {
-            VhostUserLog.MessageRejected(_logger, request, (uint)request, reason);
-        }
+        VhostUserLog.MessageRejected(_logger, request, (uint)request, reason);
     }
 
     private void Reply(VhostUserRequest request, ReadOnlySpan<byte> payload)
@@ -206,7 +229,12 @@ internal sealed partial class VhostUserSession
         return null;
     }
 
-    private string? SetOwner() => null;
+    private string? SetOwner()
+    {
+        // Set-up is complete: from now on the connection may stay idle (see SetupTimeout).
+        _owned = true;
+        return null;
+    }
 
     private string? ResetOwner()
     {
@@ -253,10 +281,16 @@ internal sealed partial class VhostUserSession
                 MmapOffset: VhostUserWire.ReadUInt64(payload, offset + 24));
         }
 
-        VhostUserMemoryTable? table = VhostUserMemoryTable.TryCreate(regions, _files.AsSpan(0, (int)count)!, out string? mapError);
+        VhostUserMemoryTable? table = VhostUserMemoryTable.TryCreate(regions, _files.AsSpan(0, (int)count)!, _backend.RequireSealedMemory, out bool unsealed, out string? mapError);
         if (table is null)
         {
             return mapError;
+        }
+
+        if (unsealed && !_unsealedLogged)
+        {
+            _unsealedLogged = true;
+            VhostUserLog.UnsealedMemory(_logger, _connection);
         }
 
         // A new table while the device runs (QEMU re-sends it when guest memory changes): stop

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.Logging;
 using Microsoft.Win32.SafeHandles;
 using VirtioPanic.VhostUser.Interop;
 using VirtioPanic.VhostUser.Protocol;
@@ -18,9 +17,15 @@ namespace VirtioPanic.VhostUser;
 // per ring (VhostUserRing), and CONFIG_CHANGE_MSG, guarded by _channelLock.
 //
 // Everything the front end sends is untrusted: sizes, indices, addresses and descriptor counts
-// are checked before use, a malformed message is answered with a failure (REPLY_ACK) and logged,
-// and only a framing error (bad version, oversized payload, truncated stream) ends the connection.
-// The session never throws for front-end input.
+// are checked before use, and the session never throws for front-end input. A front end never
+// waits for ever (the reply rule, in VhostUserSession.Messages.cs): a refused request is answered
+// with a failure when REPLY_ACK asks for one; a refused request with a reply of its own gets the
+// protocol's failure reply where one exists and otherwise ends the connection. Framing errors
+// (bad version, oversized payload, truncated stream) end it too, and so does a connection that
+// has not set itself up (SET_OWNER) within VhostUserBackendOptions.SetupTimeout.
+//
+// Every log line goes through a VhostUserLimitedLogger (the session's limiter and the back
+// end's), so a front end that repeats a message cannot flood the log.
 //
 // Teardown (end of stream, a framing error, cancellation) resets the device, resets every ring,
 // unmaps the memory table and closes every descriptor the front end sent, so the back end can
@@ -28,12 +33,11 @@ namespace VirtioPanic.VhostUser;
 internal sealed partial class VhostUserSession : IDisposable
 {
     private const int IoTimeoutMilliseconds = 5000;
-    private const int LoggedRejectionsPerConnection = 32;
 
     private readonly VhostUserBackend _backend;
     private readonly IVirtioDevice _device;
     private readonly VhostUserRing[] _rings;
-    private readonly ILogger _logger;
+    private readonly VhostUserLimitedLogger _logger;
     private readonly VhostUserStatistics _statistics;
     private readonly SafeHandle _socket;
     private readonly int _socketFd;
@@ -58,7 +62,10 @@ internal sealed partial class VhostUserSession : IDisposable
     private VhostUserDeviceContext? _context;
     private volatile bool _needsReset;
     private long _messages;
-    private long _rejections;
+    private bool _owned;                  // SET_OWNER seen: set-up complete, no set-up deadline
+    private bool _unsealedLogged;
+    private string? _closeReason;         // set by a handler that must end the connection
+    private readonly long _setupDeadline; // Environment.TickCount64 by which SET_OWNER must arrive
 
     private readonly Lock _channelLock = new();
     private SafeFileHandle? _channel;      // back-end request channel (SET_BACKEND_REQ_FD)
@@ -68,11 +75,15 @@ internal sealed partial class VhostUserSession : IDisposable
         _backend = backend;
         _device = backend.Device;
         _rings = backend.Rings;
-        _logger = backend.Logger;
+        _logger = new VhostUserLimitedLogger(
+            backend.RawLogger,
+            new VhostUserLogLimiter(TimeProvider.System, VhostUserBackend.LogBurstPerConnection, backend.LogWindow),
+            backend.LogLimiter);
         _statistics = backend.Statistics;
         _socket = socket;
         _socketFd = (int)socket.DangerousGetHandle();
         _connection = connection;
+        _setupDeadline = Environment.TickCount64 + (long)backend.SetupTimeout.TotalMilliseconds;
         int wake = LinuxIo.EventFd(0, LinuxIo.EfdCloexec | LinuxIo.EfdNonblock);
         if (wake < 0)
         {
@@ -107,8 +118,22 @@ internal sealed partial class VhostUserSession : IDisposable
             while (true)
             {
                 int count = BuildPollSet();
-                int ready = LinuxIo.Poll(_pollFds.AsSpan(0, count), -1);
-                if (ready == -LinuxIo.Eintr)
+                int timeout = -1;
+                if (!_owned)
+                {
+                    long left = _setupDeadline - Environment.TickCount64;
+                    if (left <= 0)
+                    {
+                        reason = $"no set-up (SET_OWNER) within {_backend.SetupTimeout.TotalSeconds:0.###} s of connecting";
+                        VhostUserLog.ConnectionDropped(_logger, _connection, reason);
+                        break;
+                    }
+
+                    timeout = (int)Math.Min(left, int.MaxValue);
+                }
+
+                int ready = LinuxIo.Poll(_pollFds.AsSpan(0, count), timeout);
+                if (ready == -LinuxIo.Eintr || ready == 0)
                 {
                     continue;
                 }
@@ -177,9 +202,9 @@ internal sealed partial class VhostUserSession : IDisposable
                     CloseUnclaimedFiles();
                 }
 
-                if (_replyFailed)
+                if (_replyFailed || _closeReason is not null)
                 {
-                    reason = "could not send a reply";
+                    reason = _closeReason ?? "could not send a reply";
                     VhostUserLog.ConnectionDropped(_logger, _connection, reason);
                     break;
                 }
@@ -320,10 +345,7 @@ internal sealed partial class VhostUserSession : IDisposable
 
         CloseUnclaimedFiles();
         VhostUserLog.Disconnected(_logger, _connection, _messages, reason);
-        if (_rejections > LoggedRejectionsPerConnection)
-        {
-            VhostUserLog.RejectionsSuppressed(_logger, _rejections - LoggedRejectionsPerConnection, _connection);
-        }
+        _logger.Flush();
 
         Debug.Assert(_context is null);
     }

@@ -9,6 +9,7 @@ public sealed class VhostUserStatistics
 {
     private long _connectionsAccepted;
     private long _connectionsClosed;
+    private long _connectionsRefused;
     private long _messagesHandled;
     private long _messagesRejected;
     private long _kicks;
@@ -26,6 +27,9 @@ public sealed class VhostUserStatistics
 
     /// <summary>Front-end connections that ended and were fully cleaned up (rings stopped, memory unmapped, descriptors closed).</summary>
     public long ConnectionsClosed => Interlocked.Read(ref _connectionsClosed);
+
+    /// <summary>Connection attempts closed at once because another front end was being served (one front end per socket).</summary>
+    public long ConnectionsRefused => Interlocked.Read(ref _connectionsRefused);
 
     /// <summary>Messages read and answered successfully.</summary>
     public long MessagesHandled => Interlocked.Read(ref _messagesHandled);
@@ -55,6 +59,8 @@ public sealed class VhostUserStatistics
     internal void OnConnectionAccepted() => Interlocked.Increment(ref _connectionsAccepted);
 
     internal void OnConnectionClosed() => Interlocked.Increment(ref _connectionsClosed);
+
+    internal void OnConnectionRefused() => Interlocked.Increment(ref _connectionsRefused);
 
     internal void OnMessageHandled() => Interlocked.Increment(ref _messagesHandled);
 

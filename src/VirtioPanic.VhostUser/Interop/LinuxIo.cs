@@ -4,7 +4,8 @@ namespace VirtioPanic.VhostUser.Interop;
 
 // The libc calls the vhost-user back end needs and .NET does not expose: recvmsg/sendmsg with
 // SCM_RIGHTS (file descriptors travel with vhost-user messages), poll over raw descriptors,
-// eventfd (kick and call notifications), plain read/write on them, and fcntl for O_NONBLOCK.
+// eventfd (kick and call notifications), plain read/write on them, fcntl for O_NONBLOCK and memfd
+// seals, and statx (the size of a file a front end maps guest memory from).
 //
 // This folder is the only place in the project where unsafe code is allowed (a guard test checks
 // it). Every caller outside passes spans and plain descriptor numbers; pointers never escape.
@@ -36,6 +37,17 @@ internal static partial class LinuxIo
     internal const int FGetFl = 3;
     internal const int FSetFl = 4;
     internal const int ONonblock = 0x800;
+
+    // fcntl(F_GET_SEALS) and the memfd seal bits (include/uapi/linux/fcntl.h: F_LINUX_SPECIFIC_BASE
+    // 1024 + 10; F_SEAL_SEAL 1, F_SEAL_SHRINK 2, F_SEAL_GROW 4, F_SEAL_WRITE 8).
+    internal const int FAddSeals = 1033;
+    internal const int FGetSeals = 1034;
+    internal const uint MfdCloexec = 0x1;
+    internal const uint MfdAllowSealing = 0x2;
+    internal const int SealSeal = 0x1;
+    internal const int SealShrink = 0x2;
+    internal const int SealGrow = 0x4;
+    internal const int SealWrite = 0x8;
 
     internal const int AfUnix = 1;
     internal const int SockStream = 1;
@@ -104,6 +116,18 @@ internal static partial class LinuxIo
 
     [LibraryImport("libc", EntryPoint = "fcntl", SetLastError = true)]
     private static partial int FcntlNative(int fd, int command, int argument);
+
+    [LibraryImport("libc", EntryPoint = "statx", SetLastError = true)]
+    // SAFETY: raw libc entry point; only FileSizeAndType calls it, with a NUL path and a StatxSize-byte buffer.
+    private static unsafe partial int StatxNative(int dirFd, byte* path, int flags, uint mask, byte* buffer);
+
+    // memfd_create and ftruncate: for test front ends that make guest memory of a chosen size and
+    // sealing (the back end itself only receives memory files).
+    [LibraryImport("libc", EntryPoint = "memfd_create", SetLastError = true, StringMarshalling = StringMarshalling.Utf8)]
+    internal static partial int MemFdCreate(string name, uint flags);
+
+    [LibraryImport("libc", EntryPoint = "ftruncate", SetLastError = true)]
+    internal static partial int FTruncate(int fd, long length);
 
     [LibraryImport("libc", EntryPoint = "socketpair", SetLastError = true)]
     // SAFETY: raw libc entry point; only the wrappers below call it, with pinned buffers and their exact lengths.
@@ -235,6 +259,52 @@ internal static partial class LinuxIo
 
         return FcntlNative(fd, FSetFl, flags | ONonblock) < 0 ? -Marshal.GetLastPInvokeError() : 0;
     }
+
+    // struct statx (include/uapi/linux/stat.h) is the same on every architecture, unlike struct
+    // stat: stx_mode is a u16 at offset 28, stx_size a u64 at offset 40; the struct is 256 bytes.
+    private const int StatxSize = 256;
+    private const int AtEmptyPath = 0x1000;
+    private const uint StatxType = 0x1;
+    private const uint StatxSizeMask = 0x200;
+    private const int SIfMt = 0xf000;
+    private const int SIfReg = 0x8000;
+
+    /// <summary>
+    /// The size of the file behind <paramref name="fd"/> and whether it is a regular file
+    /// (memfds and tmpfs/hugetlbfs files are); 0 or -errno. Used to check that a memory region
+    /// a front end describes lies inside its file before it is mapped: a mapping past the end of
+    /// a file raises SIGBUS on first access, which kills the process.
+    /// </summary>
+    internal static unsafe int FileSizeAndType(int fd, out ulong size, out bool regular)
+    {
+        size = 0;
+        regular = false;
+        byte* buffer = stackalloc byte[StatxSize];
+        byte* emptyPath = stackalloc byte[1];
+        emptyPath[0] = 0;
+        // SAFETY: buffer is a StatxSize-byte stack block (the kernel writes at most sizeof(struct
+        // statx) = 256 bytes); emptyPath is a NUL-terminated empty string for AT_EMPTY_PATH.
+        if (StatxNative(fd, emptyPath, AtEmptyPath, StatxType | StatxSizeMask, buffer) != 0)
+        {
+            return -Marshal.GetLastPInvokeError();
+        }
+
+        // SAFETY: both reads are inside the StatxSize-byte block filled above.
+        ushort mode = *(ushort*)(buffer + 28);
+        size = *(ulong*)(buffer + 40);
+        regular = (mode & SIfMt) == SIfReg;
+        return 0;
+    }
+
+    /// <summary>fcntl(F_GET_SEALS): the seal bits of a memfd (or tmpfs file), or -errno (EINVAL: the file cannot be sealed).</summary>
+    internal static int GetSeals(int fd)
+    {
+        int seals = FcntlNative(fd, FGetSeals, 0);
+        return seals < 0 ? -Marshal.GetLastPInvokeError() : seals;
+    }
+
+    /// <summary>fcntl(F_ADD_SEALS); 0 or -errno.</summary>
+    internal static int AddSeals(int fd, int seals) => FcntlNative(fd, FAddSeals, seals) < 0 ? -Marshal.GetLastPInvokeError() : 0;
 
     /// <summary>A connected pair of close-on-exec AF_UNIX stream sockets (the back-end request channel in tests).</summary>
     internal static unsafe (int First, int Second) SocketPair()

@@ -46,4 +46,7 @@ internal enum VhostUserRequest : uint
     RemMemReg = 38,
     SetStatus = 39,
     GetStatus = 40,
+    GetSharedObject = 41,
+    SetDeviceStateFd = 42,
+    CheckDeviceState = 43,
 }

@@ -241,6 +241,36 @@ internal sealed class FakeFrontEnd : IDisposable
         SendVringAddr(index, UserAddress(ring.Config.DescriptorArea), UserAddress(ring.Config.DeviceArea), UserAddress(ring.Config.DriverArea));
     }
 
+    /// <summary>Negotiates like QEMU, starts ring 0 of size 8 with EVENT_IDX, returns the driver ring.</summary>
+    internal SplitRingDriver StartRing0(out int kick, out int call)
+    {
+        SendU64(VhostUserRequest.SetFeatures, Virtio.Device.VirtioFeatures.Version1 | VhostUserBackend.ProtocolFeaturesBit | Virtio.Device.VirtioFeatures.EventIndex);
+        SendQemuStyleMemTable();
+        SplitRingDriver ring = NewRing(8, eventIndex: true);
+        ConfigureRing(0, ring);
+        kick = NewEventFd();
+        call = NewEventFd();
+        SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
+        SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        SendState(VhostUserRequest.SetVringEnable, 0, 1);
+        // A synchronous round trip: everything above has been handled when the reply comes.
+        _ = GetFeatures();
+        return ring;
+    }
+
+    /// <summary>Posts one device-writable buffer of <paramref name="length"/> bytes and kicks.</summary>
+    internal void PostAndKick(SplitRingDriver ring, int kick, uint length)
+    {
+        ulong buffer = Allocator.Allocate(length);
+        if (!ring.TryAdd([new DriverBuffer(buffer, length, DeviceWritable: true)], out _))
+        {
+            throw new InvalidOperationException("the ring is full");
+        }
+
+        ring.Publish();
+        Signal(kick);
+    }
+
     public void Dispose()
     {
         _socket.Dispose();

@@ -1,0 +1,156 @@
+namespace VirtioPanic.VhostUser;
+
+// Rate limit for log lines a front end can trigger at will (every line of VhostUserLog except
+// Listening/Stopped and the Trace-level per-message line). Each kind of line (its event id) gets
+// at most Burst lines per Window; the rest are counted, and the first line of that kind allowed
+// after them reports how many were suppressed (VhostUserLog.Suppressed), as does Drain at the
+// end of a connection.
+//
+// Two limiters guard every line: the session's own (a hostile connection floods with messages)
+// and the back end's (a front end that connects and closes in a loop gets a fresh session each
+// time). A line is written only when both allow it.
+//
+// Threading: the session thread and device threads (needs-reset, config change) log through the
+// same limiter; the back end's limiter is also used by the accept loop. A Lock guards the slots:
+// this is the logging path, never the ring hot path.
+internal sealed class VhostUserLogLimiter
+{
+    // Event ids of VhostUserLog are small and stable (see there); one slot per id.
+    private const int Slots = 64;
+
+    private readonly TimeProvider _time;
+    private readonly int _burst;
+    private readonly TimeSpan _window;
+    private readonly Lock _lock = new();
+    private readonly Slot[] _slots = new Slot[Slots];
+
+    internal VhostUserLogLimiter(TimeProvider time, int burst, TimeSpan window)
+    {
+        _time = time;
+        _burst = burst;
+        _window = window;
+    }
+
+    // True when a line of this kind may be written now; suppressed is how many lines of the kind
+    // were swallowed since the last one written (report them with it). carried: lines another
+    // limiter already suppressed and reported as part of this one, counted here when this one
+    // refuses, so that no suppressed line goes unreported.
+    internal bool TryAcquire(int eventId, out long suppressed, long carried = 0)
+    {
+        suppressed = 0;
+        int index = (uint)eventId < Slots ? eventId : 0;
+        long now = _time.GetTimestamp();
+        lock (_lock)
+        {
+            ref Slot slot = ref _slots[index];
+            if (slot.Count == 0 || _time.GetElapsedTime(slot.WindowStart, now) >= _window)
+            {
+                slot.WindowStart = now;
+                slot.Count = 0;
+            }
+
+            if (slot.Count < _burst)
+            {
+                slot.Count++;
+                suppressed = slot.Suppressed;
+                slot.Suppressed = 0;
+                return true;
+            }
+
+            slot.Suppressed += 1 + carried;
+            return false;
+        }
+    }
+
+    // Takes the suppressed counts still unreported (event id, count), for a closing summary.
+    internal List<(int EventId, long Count)> Drain()
+    {
+        var pending = new List<(int, long)>();
+        lock (_lock)
+        {
+            for (int i = 0; i < Slots; i++)
+            {
+                if (_slots[i].Suppressed > 0)
+                {
+                    pending.Add((i, _slots[i].Suppressed));
+                    _slots[i].Suppressed = 0;
+                }
+            }
+        }
+
+        return pending;
+    }
+
+    private struct Slot
+    {
+        public long WindowStart;
+        public int Count;
+        public long Suppressed;
+    }
+}
+
+// The logger the back end and its sessions write front-end-triggered lines through: every line at
+// Debug level or above passes the limiters first (both must allow it); a line allowed after
+// suppressed ones is preceded by a VhostUserLog.Suppressed summary. Trace (one line per message
+// received, for protocol debugging) is not limited: it is enabled deliberately and never by
+// default. Lines that only the host causes (Listening, Stopped) bypass it through the inner logger.
+internal sealed class VhostUserLimitedLogger : Microsoft.Extensions.Logging.ILogger
+{
+    private readonly Microsoft.Extensions.Logging.ILogger _inner;
+    private readonly VhostUserLogLimiter _own;
+    private readonly VhostUserLogLimiter? _shared;
+
+    internal VhostUserLimitedLogger(Microsoft.Extensions.Logging.ILogger inner, VhostUserLogLimiter own, VhostUserLogLimiter? shared)
+    {
+        _inner = inner;
+        _own = own;
+        _shared = shared;
+    }
+
+    public IDisposable? BeginScope<TState>(TState state)
+        where TState : notnull => _inner.BeginScope(state);
+
+    public bool IsEnabled(Microsoft.Extensions.Logging.LogLevel logLevel) => _inner.IsEnabled(logLevel);
+
+    public void Log<TState>(Microsoft.Extensions.Logging.LogLevel logLevel, Microsoft.Extensions.Logging.EventId eventId, TState state, Exception? exception, Func<TState, Exception?, string> formatter)
+    {
+        if (logLevel == Microsoft.Extensions.Logging.LogLevel.Trace)
+        {
+            _inner.Log(logLevel, eventId, state, exception, formatter);
+            return;
+        }
+
+        if (!_own.TryAcquire(eventId.Id, out long suppressed))
+        {
+            return;
+        }
+
+        long sharedSuppressed = 0;
+        if (_shared is not null && !_shared.TryAcquire(eventId.Id, out sharedSuppressed, carried: suppressed))
+        {
+            // Counted by the shared limiter, with the session's own count, so that the next
+            // summary still covers both.
+            return;
+        }
+
+        if (suppressed + sharedSuppressed > 0)
+        {
+            VhostUserLog.Suppressed(_inner, suppressed + sharedSuppressed, VhostUserLog.KindOf(eventId.Id));
+        }
+
+        _inner.Log(logLevel, eventId, state, exception, formatter);
+    }
+
+    // End of a connection: report what the session's limiter swallowed and never reported. The
+    // summaries pass the shared limiter, so a connect-flood-close loop cannot flood with them.
+    internal void Flush()
+    {
+        foreach ((int id, long count) in _own.Drain())
+        {
+            if (_shared is null || _shared.TryAcquire(VhostUserLog.SuppressedId, out _))
+            {
+                VhostUserLog.Suppressed(_inner, count, VhostUserLog.KindOf(id));
+            }
+        }
+    }
+}
