@@ -240,7 +240,8 @@ static void virtio_wdt_watchdog_done(struct virtqueue *vq)
 /*
  * Sends one chain on watchdogq and waits for the device to return it (WDT-DRV-17). Returns the
  * used length or a negative errno. A request that times out leaves its buffers with the device,
- * so no further request is sent until it comes back.
+ * so no further request is sent until it comes back; callers check virtio_wdt_request_idle()
+ * before they write into the buffers, and this check stays as the last line of defence.
  */
 static int virtio_wdt_transact(struct virtio_wdt *vw, struct scatterlist **sgs,
 			       unsigned int out, unsigned int in)
@@ -275,12 +276,37 @@ static int virtio_wdt_transact(struct virtio_wdt *vw, struct scatterlist **sgs,
 	return vw->request_used_len;
 }
 
+/*
+ * True when no request is with the device, so the heartbeat, request and response buffers are
+ * the driver's to write. A buffer made available belongs to the device until it comes back used
+ * (virtio 1.2 §2.7.13, "Supplying Buffers to The Device", and WDT-DRV-9/17); a request that
+ * timed out is still the device's, and writing into it then could change what the device reads
+ * or be overwritten by its late answer. Only the queue callback clears request_in_flight, and
+ * request_lock (held here) keeps every other sender out, so an idle answer stays true until this
+ * thread sends.
+ */
+static bool virtio_wdt_request_idle(struct virtio_wdt *vw)
+{
+	unsigned long flags;
+	bool idle;
+
+	lockdep_assert_held(&vw->request_lock);
+	spin_lock_irqsave(&vw->watchdog_vq_lock, flags);
+	idle = !vw->request_in_flight;
+	spin_unlock_irqrestore(&vw->watchdog_vq_lock, flags);
+	return idle;
+}
+
 /* Baseline heartbeat (§6.2): one device-writable buffer whose first byte the device sets to 1. */
 static int virtio_wdt_heartbeat(struct virtio_wdt *vw)
 {
 	struct scatterlist sg, *sgs[] = { &sg };
 	int len;
 
+	if (!vw->ready)
+		return -ENODEV;
+	if (!virtio_wdt_request_idle(vw))
+		return -EBUSY;		/* the last heartbeat buffer is still the device's */
 	vw->heartbeat[0] = 0;		/* WDT-DRV-2 */
 	sg_init_one(&sg, vw->heartbeat, VIRTIO_WDT_HEARTBEAT_LEN);
 	len = virtio_wdt_transact(vw, sgs, 0, 1);
@@ -325,6 +351,10 @@ static int virtio_wdt_control(struct virtio_wdt *vw, u16 command, u32 value_ms,
 	struct scatterlist req_sg, resp_sg, *sgs[] = { &req_sg, &resp_sg };
 	int len;
 
+	if (!vw->ready)
+		return -ENODEV;
+	if (!virtio_wdt_request_idle(vw))
+		return -EBUSY;		/* the last request's buffers are still the device's */
 	memset(vw->req, 0, sizeof(*vw->req));
 	vw->req->command = cpu_to_le16(command);
 	vw->req->value_ms = cpu_to_le32(value_ms);
@@ -670,6 +700,13 @@ static void virtio_wdt_commit_record(struct virtio_wdt *vw, struct virtio_wdt_sl
 		tail_len = virtio_wdt_read_log_tail(rec->data + message_len, VIRTIO_WDT_LOG_TAIL_MAX);
 	rec->log_tail_len = cpu_to_le32(tail_len);
 
+	/*
+	 * Every field above is visible before state says COMMITTED (WDT-DRV-9). Pairs with the
+	 * device's acquire load of state before it reads the body (WDT-DEV ordering statement in
+	 * spec/virtio-watchdog.md; EventQueueWorker in the C# device): a device that sees
+	 * COMMITTED sees this record's fields, never a stale body. wmb() rather than virt_wmb():
+	 * the device may be a vhost-user process or real hardware, not only another CPU.
+	 */
 	wmb();
 	WRITE_ONCE(rec->state, cpu_to_le32(VIRTIO_WDT_RECORD_COMMITTED));
 	virtqueue_notify(vw->event_vq);
