@@ -51,6 +51,18 @@ internal static class HostBuilder
         return options;
     }
 
+    // serve's vhost-user settings: section VhostUser (RequireSealedMemory, SetupTimeout).
+    internal static VhostUser.VhostUserBackendOptions BackendOptions(IConfiguration configuration)
+    {
+        IConfigurationSection section = configuration.GetSection("VhostUser");
+        TimeSpan setupTimeout = section.GetValue<TimeSpan?>("SetupTimeout") ?? new VhostUser.VhostUserBackendOptions().SetupTimeout;
+        return new VhostUser.VhostUserBackendOptions
+        {
+            RequireSealedMemory = section.GetValue<bool>("RequireSealedMemory"),
+            SetupTimeout = setupTimeout,
+        };
+    }
+
     internal static string DefaultStateDirectory() => Path.Combine(Path.GetTempPath(), "virtiopanic");
 
     internal static ILoggerFactory Loggers(IHost host) => host.Services.GetRequiredService<ILoggerFactory>();

@@ -58,8 +58,10 @@ internal static class Program
 
         var socket = new Option<string>("--vhost-user") { Description = "Path of the Unix socket to listen on for a vhost-user front end (QEMU: -chardev socket,path=PATH plus a vhost-user device).", Required = true };
         var deviceId = new Option<string?>("--device-id") { Description = "The device's id in events, logs and the journal. Default: Device:DeviceId (wdt0)." };
+        var sealedMemory = new Option<bool>("--require-sealed-memory") { Description = "Refuse guest memory the front end could truncate under the back end (a file not sealed with F_SEAL_SHRINK: memory-backend-file, User-Mode Linux). Default: VhostUser:RequireSealedMemory (false: accepted with a warning)." };
+        var setupTimeout = new Option<double?>("--setup-timeout") { Description = "Seconds a new vhost-user connection may take to set up (SET_OWNER) before it is closed. Default: VhostUser:SetupTimeout (15)." };
         var serve = new Command("serve", "Serve the watchdog device behind a vhost-user socket, with the policy service, until Ctrl-C (or SIGTERM). The front end owns the VM: decided actions are journaled and logged, and reported as not carried out.");
-        foreach (Option option in new Option[] { socket, deviceId, onPanic, onWatchdog, grace, journal, dumps, logJson })
+        foreach (Option option in new Option[] { socket, deviceId, sealedMemory, setupTimeout, onPanic, onWatchdog, grace, journal, dumps, logJson })
         {
             serve.Options.Add(option);
         }
@@ -68,6 +70,16 @@ internal static class Program
         {
             var overrides = Overrides(parse, onPanic, onWatchdog, grace, journal, dumps);
             Set(overrides, "Device:DeviceId", parse.GetValue(deviceId));
+            if (parse.GetValue(sealedMemory))
+            {
+                overrides["VhostUser:RequireSealedMemory"] = "true";
+            }
+
+            if (parse.GetValue(setupTimeout) is double seconds)
+            {
+                overrides["VhostUser:SetupTimeout"] = TimeSpan.FromSeconds(seconds).ToString("c", System.Globalization.CultureInfo.InvariantCulture);
+            }
+
             return ServeRunner.RunAsync(parse.GetValue(socket)!, overrides, parse.GetValue(logJson), cancellationToken);
         });
         root.Subcommands.Add(serve);

@@ -28,7 +28,7 @@ internal static class ServeRunner
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
         try
         {
-            using var backend = new VhostUserBackend(device, socketPath, loggers.CreateLogger("VirtioPanic.VhostUser"));
+            using var backend = new VhostUserBackend(device, socketPath, loggers.CreateLogger("VirtioPanic.VhostUser"), HostBuilder.BackendOptions(builder.Configuration));
             await backend.RunAsync(stop.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
