@@ -33,6 +33,8 @@ public sealed class ArchitectureTests
     {
         Type[] exported = typeof(VirtioPanicManager).Assembly.GetExportedTypes();
 
-        Assert.That(exported.Select(t => t.Namespace).Distinct(), Is.EqualTo(new[] { "VirtioPanic.Hosting" }), "Policy/ and Journal/ are internal");
+        // Qmp/ exports the QMP-backed IVmControl and its options; its client and framing stay internal.
+        Assert.That(exported.Select(t => t.Namespace).Distinct().Order(StringComparer.Ordinal), Is.EqualTo(new[] { "VirtioPanic.Hosting", "VirtioPanic.Hosting.Qmp" }), "Policy/ and Journal/ are internal");
+        Assert.That(exported.Where(t => t.Namespace == "VirtioPanic.Hosting.Qmp").Select(t => t.Name).Order(StringComparer.Ordinal), Is.EqualTo(new[] { "QmpVmControl", "QmpVmControlOptions" }));
     }
 }
