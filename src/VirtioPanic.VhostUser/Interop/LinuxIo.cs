@@ -277,6 +277,7 @@ internal static partial class LinuxIo
     /// </summary>
     internal static unsafe int FileSizeAndType(int fd, out ulong size, out bool regular)
     {
+        // SAFETY: only stack blocks of fixed size are used, each within its bounds (see below).
         size = 0;
         regular = false;
         byte* buffer = stackalloc byte[StatxSize];
