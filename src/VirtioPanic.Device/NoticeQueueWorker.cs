@@ -84,6 +84,8 @@ internal sealed class NoticeQueueWorker : QueueWorker
         }
     }
 
+    protected override void OnFault(IVirtioDeviceContext context, Exception exception) => _device.ReportWorkerFault(QueueIndex, exception);
+
     private void Flush(Virtqueue queue, IVirtioDeviceContext context)
     {
         if (queue.FlushUsed())

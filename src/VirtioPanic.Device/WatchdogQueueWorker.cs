@@ -134,6 +134,8 @@ internal sealed class WatchdogQueueWorker : QueueWorker
         queue.AddUsed(chain.Token, WatchdogProtocol.ControlResponseSize);
     }
 
+    protected override void OnFault(IVirtioDeviceContext context, Exception exception) => _device.ReportWorkerFault(QueueIndex, exception);
+
     private void Flush(Virtqueue queue, IVirtioDeviceContext context)
     {
         if (queue.FlushUsed())
