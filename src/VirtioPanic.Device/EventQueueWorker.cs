@@ -80,6 +80,15 @@ internal sealed class EventQueueWorker : QueueWorker
                 }
 
                 popped++;
+                if (WatchdogDevice.IsOversized(chain, out ulong length))
+                {
+                    // WDT-DEV-37: a ring error, checked before anything is read from the chain.
+                    _halted = true;
+                    Flush(queue, context);
+                    _device.ReportOversizedChain(QueueIndex, length);
+                    return false;
+                }
+
                 if (chain.Buffers.Length > WatchdogProtocol.MaxRecordBuffers || chain.ReadableLength < WatchdogProtocol.RecordHeaderSize)
                 {
                     // WDT-DEV-28: this chain can never carry a record.

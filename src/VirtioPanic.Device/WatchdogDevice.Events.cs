@@ -78,6 +78,19 @@ public sealed partial class WatchdogDevice
 
     internal void ReportTimerFault(Exception exception) => LogFault(-1, exception);
 
+    // WDT-DEV-37: a chain longer than VIRTIO_WDT_CHAIN_MAX is a ring error (the worker has stopped the queue).
+    internal void ReportOversizedChain(int queueIndex, ulong length)
+    {
+        SignalNeedsReset();
+        ReportProtocolError(queueIndex, WatchdogProtocolError.RingError, $"chain of {length} bytes is longer than the {WatchdogProtocol.MaxChainBytes} bytes the device accepts");
+    }
+
+    internal static bool IsOversized(in DescriptorChain chain, out ulong length)
+    {
+        length = (ulong)chain.ReadableLength + chain.WritableLength;
+        return length > WatchdogProtocol.MaxChainBytes;
+    }
+
     internal void ReportHeartbeatRejected()
     {
         SignalNeedsReset();
