@@ -51,7 +51,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private int _needsReset;
     private int _bootReason;
     private long _protocolErrors;
-    private long _faults;       // unexpected exceptions caught in workers and the timer (Interlocked)
+    private long _faults;       // unexpected exceptions caught in workers and the timer; Interlocked only (the first increment logs), orders nothing else
     private bool _disposed;
 
     // Set by the host on any thread (SetInlineEventObserver), read by the vCPU thread that writes

@@ -12,7 +12,7 @@ internal sealed class AccessReporter
     private readonly string _transport;
     private readonly LogRateLimiter _limiter;
     private readonly long[] _counts = new long[(int)InvalidAccessKind.Rejected + 1];
-    private long _deviceFaults;
+    private long _deviceFaults;   // Interlocked.Increment only: the first increment (and only it) logs
 
     internal AccessReporter(ILogger logger, string transport, VirtioTransportOptions options)
     {

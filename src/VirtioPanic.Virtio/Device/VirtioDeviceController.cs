@@ -92,7 +92,7 @@ public sealed partial class VirtioDeviceController
     // --- counters ---
     private long _droppedNotifications;
     private long _droppedSignals;
-    private long _deviceFaults;
+    private long _deviceFaults;          // Interlocked only; a statistic, orders nothing
 
     /// <summary>Creates a controller for <paramref name="device"/> in its power-on state.</summary>
     /// <param name="device">The device function.</param>
