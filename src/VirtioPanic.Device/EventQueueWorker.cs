@@ -11,9 +11,10 @@ namespace VirtioPanic.Device;
 // The driver posts buffers ahead of time and commits one by writing state = COMMITTED and
 // notifying. The device pops posted buffers in ring order and holds up to 16 (copies of their
 // validated slices; the chain view itself is only valid until the next pop). On each pass it
-// reads the 4-byte state of every held buffer; uncommitted ones stay held, so a spurious
-// notification costs at most 16 small reads. A committed one is copied once into a pooled
-// buffer, validated there, reported, and completed with a status in its writable part.
+// reads the 4-byte state of every held buffer (acquire, WDT-DEV-36: see IsCommitted); uncommitted
+// ones stay held, so a spurious notification costs at most 16 small reads. A committed one is
+// copied once into a pooled buffer, validated there, reported, and completed with a status in its
+// writable part.
 internal sealed class EventQueueWorker : QueueWorker
 {
     private readonly WatchdogDevice _device;
@@ -79,6 +80,15 @@ internal sealed class EventQueueWorker : QueueWorker
                 }
 
                 popped++;
+                if (WatchdogDevice.IsOversized(chain, out ulong length))
+                {
+                    // WDT-DEV-37: a ring error, checked before anything is read from the chain.
+                    _halted = true;
+                    Flush(queue, context);
+                    _device.ReportOversizedChain(QueueIndex, length);
+                    return false;
+                }
+
                 if (chain.Buffers.Length > WatchdogProtocol.MaxRecordBuffers || chain.ReadableLength < WatchdogProtocol.RecordHeaderSize)
                 {
                     // WDT-DEV-28: this chain can never carry a record.
@@ -210,11 +220,35 @@ internal sealed class EventQueueWorker : QueueWorker
         return lost;
     }
 
+    // WDT-DEV-36: the state word is read with acquire semantics, and only then the body (Consume).
+    // Pairs with the driver's write barrier (Linux: virtio_wmb) or release store (the C# harness:
+    // WatchdogDriver.Commit, StoreUInt32Release) between writing the record and storing COMMITTED:
+    // a scan that sees COMMITTED sees the whole record the driver wrote before it. Without the
+    // acquire a weakly ordered host (ARM64) may satisfy the body loads before the state load and
+    // copy a stale body. Usually the state lies in the first readable buffer (one acquire load, or
+    // a load and a full fence when the guest put it at an odd address); a state split over several
+    // descriptors is gathered with plain loads and then fenced, which orders it just the same.
     private static bool IsCommitted(in HeldRecord record)
     {
-        Span<byte> state = stackalloc byte[sizeof(uint)];
-        return ScatterGather.Gather(record.ReadableBuffers, state, 0) == state.Length
-            && BinaryPrimitives.ReadUInt32LittleEndian(state) == WatchdogProtocol.RecordCommitted;
+        ReadOnlySpan<GuestMemorySlice> readable = record.ReadableBuffers;
+        uint state;
+        if (readable[0].Length >= sizeof(uint))
+        {
+            state = readable[0].LoadUInt32Acquire(WatchdogProtocol.RecordState);
+        }
+        else
+        {
+            Span<byte> bytes = stackalloc byte[sizeof(uint)];
+            if (ScatterGather.Gather(readable, bytes, 0) != bytes.Length)
+            {
+                return false;
+            }
+
+            Interlocked.MemoryBarrier();
+            state = BinaryPrimitives.ReadUInt32LittleEndian(bytes);
+        }
+
+        return state == WatchdogProtocol.RecordCommitted;
     }
 
     private static uint WriteStatus(ReadOnlySpan<GuestMemorySlice> writable, byte status, long hostSequence)
@@ -318,6 +352,8 @@ internal sealed class EventQueueWorker : QueueWorker
             ArrayPool<byte>.Shared.Return(rented);
         }
     }
+
+    protected override void OnFault(IVirtioDeviceContext context, Exception exception) => _device.ReportWorkerFault(QueueIndex, exception);
 
     private void Flush(Virtqueue queue, IVirtioDeviceContext context)
     {

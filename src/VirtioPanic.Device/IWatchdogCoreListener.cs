@@ -7,4 +7,7 @@ internal interface IWatchdogCoreListener
 
     // A pretimeout notice became pending for the guest (deliver it on noticeq).
     void OnNoticePending();
+
+    // The core's timer callback threw (caught by the timer queue); must not throw itself.
+    void OnTimerFault(Exception exception);
 }

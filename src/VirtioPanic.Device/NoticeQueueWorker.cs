@@ -63,6 +63,15 @@ internal sealed class NoticeQueueWorker : QueueWorker
             }
 
             handled++;
+            if (WatchdogDevice.IsOversized(chain, out ulong length))
+            {
+                // WDT-DEV-37: a ring error; the notice stays pending.
+                _halted = true;
+                Flush(queue, context);
+                _device.ReportOversizedChain(QueueIndex, length);
+                return false;
+            }
+
             if (!chain.Readable.IsEmpty || chain.WritableLength < WatchdogProtocol.NoticeSize)
             {
                 // WDT-DEV-19: return it unused; the notice stays pending.
@@ -83,6 +92,8 @@ internal sealed class NoticeQueueWorker : QueueWorker
             Flush(queue, context);
         }
     }
+
+    protected override void OnFault(IVirtioDeviceContext context, Exception exception) => _device.ReportWorkerFault(QueueIndex, exception);
 
     private void Flush(Virtqueue queue, IVirtioDeviceContext context)
     {

@@ -19,6 +19,13 @@ namespace VirtioPanic.Device;
 // Stop (device reset, per-queue reset) clears _enabled with a full fence and waits until the
 // queue is Idle: a runner checks _enabled after taking the Running state (also a full fence), so
 // once Stop returns nobody touches the queue or guest memory until Start (Dekker ordering).
+//
+// Faults: Process must not throw (guest data comes back as statuses), but a bug, or a transport
+// callback that throws (SignalUsedBuffers), must not leave _state Running: Stop would spin forever
+// and wedge the device reset, and the exception would reach the vCPU thread that kicked (or end a
+// pool thread). Run catches it, marks the worker faulted (the queue is not processed again until
+// the next Start) and hands it to OnFault, which sets DEVICE_NEEDS_RESET and logs once; then the
+// state machine goes Idle as usual.
 internal abstract class QueueWorker
 {
     private const int Idle = 0;
@@ -30,6 +37,11 @@ internal abstract class QueueWorker
     private readonly Action<object?> _continuation;
     private int _state;
     private int _enabled;
+
+    // Set by the runner (which owns the queue while Running) when Process threw; cleared by Start
+    // with the queue quiescent. Only ever touched by the thread holding the Running state or by
+    // Start/Stop, which are ordered with it by the _enabled/_state fences above: no extra barrier.
+    private bool _faulted;
     private Virtqueue? _queue;
     private IVirtioDeviceContext? _context;
 
@@ -48,6 +60,7 @@ internal abstract class QueueWorker
     {
         _context = context;
         _queue = queue;
+        _faulted = false;
         OnStart();
         Interlocked.Exchange(ref _enabled, 1);
     }
@@ -90,6 +103,10 @@ internal abstract class QueueWorker
     // with work left (notifications stay disabled and the worker continues without a kick).
     protected abstract bool Process(Virtqueue queue, IVirtioDeviceContext context, int budget);
 
+    // Process threw (see Faults above). Must not throw; called on the runner's thread, once per
+    // Start at most.
+    protected abstract void OnFault(IVirtioDeviceContext context, Exception exception);
+
     protected virtual void OnStart()
     {
     }
@@ -100,6 +117,30 @@ internal abstract class QueueWorker
 
     private void RunFromPool() => Run(1);
 
+    private bool RunPass(Virtqueue queue, IVirtioDeviceContext context)
+    {
+#pragma warning disable CA1031 // any exception: the worker must reach Idle (see Faults above)
+        try
+        {
+            return Process(queue, context, Budget);
+        }
+        catch (Exception ex)
+        {
+            _faulted = true;
+            try
+            {
+                OnFault(context, ex);
+            }
+            catch (Exception)
+            {
+                // The report failed too; the queue stays stopped and the worker still goes Idle.
+            }
+
+            return false;
+        }
+#pragma warning restore CA1031
+    }
+
     private void Run(int passes)
     {
         while (true)
@@ -109,9 +150,9 @@ internal abstract class QueueWorker
             {
                 Virtqueue? queue = _queue;
                 IVirtioDeviceContext? context = _context;
-                if (queue is not null && context is not null)
+                if (queue is not null && context is not null && !_faulted)
                 {
-                    more = Process(queue, context, Budget);
+                    more = RunPass(queue, context);
                 }
             }
 

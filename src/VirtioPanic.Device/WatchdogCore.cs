@@ -11,7 +11,13 @@ namespace VirtioPanic.Device;
 //
 // Deadline = max(last keepalive + timeout, grace floor). The grace floor is raised on resume and
 // restore to "now + grace", which gives the guest at least the grace period after a slow resume.
-// The pretimeout point is deadline - pretimeout, fired once per countdown.
+// It is raised whether or not the watchdog is armed at that moment, and nothing the guest does
+// lowers it (arming, STOP then START, SET_TIMEOUT, a device reset): inside the window no countdown
+// can end before the window does (WDT-DEV-9, WDT-DEV-35). Outside the window the floor lies in the
+// past and max() ignores it. The pretimeout point is deadline - pretimeout, fired once per countdown.
+//
+// Arithmetic: every time here is bounded (run time by MaxRunTime, checked at restore; timeouts and
+// the grace by 2^32 - 1 ms, checked with the options), so no sum of them can overflow TimeSpan.
 //
 // Timer: the core is an entry of the TimeProvider's shared WatchdogTimerQueue, queued at most once,
 // at or before its next action (pretimeout point or deadline) while armed and running. The queue
@@ -28,7 +34,16 @@ namespace VirtioPanic.Device;
 // timer thread).
 internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
 {
+    // The most VM run time a device state may carry (a restored snapshot is checked against it).
+    // Two hundred years: no VM has run longer, and it keeps run time + timeout + grace (each at most
+    // 2^32 - 1 ms) some 29 000 years away from TimeSpan.MaxValue, so deadlines never overflow.
+    internal static readonly TimeSpan MaxRunTime = TimeSpan.FromDays(200 * 365);
+
     private static readonly TimeSpan s_maxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
+
+    // After an unexpected exception in the timer callback, the entry is retried this much later
+    // (bounded work and logging however often it fails; the watchdog is never left unscheduled).
+    private static readonly TimeSpan s_faultRetry = TimeSpan.FromSeconds(1);
 
     // An action already due is scheduled this far ahead rather than at zero (kept from the timer per
     // core, whose provider could run a zero-due callback inside Change; tests rely on the 1 ms).
@@ -85,6 +100,10 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         _timers = WatchdogTimerQueue.For(time);
     }
 
+    // The resume grace (WatchdogDeviceOptions.ResumeGrace): a grace floor is never further ahead
+    // of the run time than this.
+    internal TimeSpan Grace => _grace;
+
     internal TimeSpan RunTime
     {
         get
@@ -108,6 +127,24 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
     }
 
     internal override void OnDue() => OnTimer();
+
+    // The timer queue caught an exception from OnDue (a bug, or a listener that threw): the queue
+    // and its thread carry on; this core tries again a little later while it is armed, so it is
+    // never left armed without a timer, and tells its listener (which logs, rate-limited).
+    internal override void OnFault(Exception exception)
+    {
+        lock (_lock)
+        {
+            if (_armed && !_paused && !_disposed)
+            {
+                long at = _timers.TimestampAfter(s_faultRetry);
+                Volatile.Write(ref DueHint, at);
+                _timers.Schedule(this, at);
+            }
+        }
+
+        _listener.OnTimerFault(exception);
+    }
 
     // A baseline heartbeat: arms a disarmed watchdog, else restarts the countdown (WDT-DEV-5).
     internal void Heartbeat()
@@ -270,7 +307,9 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    // Restores saved state; the clock stays paused until Resume, and the grace applies (WDT-DEV-9).
+    // Restores saved state, already validated by the caller against this core's limits (run time
+    // at most MaxRunTime, timeouts within the options, grace floor at most run time + grace); the
+    // clock stays paused until Resume, and the grace applies (WDT-DEV-9).
     internal void Restore(in WatchdogCoreState state)
     {
         lock (_lock)
@@ -466,9 +505,10 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
 
     private void ArmUnsynchronized(TimeSpan now)
     {
+        // The grace floor stays (WDT-DEV-35): arming inside a resume grace window cannot end the
+        // new countdown before the window does.
         _armed = true;
         _expired = false;
-        _graceFloor = TimeSpan.Zero;
         KeepaliveUnsynchronized(now);
     }
 
@@ -481,13 +521,8 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         RescheduleUnsynchronized(now);
     }
 
-    private void ApplyGraceUnsynchronized(TimeSpan now)
-    {
-        if (_armed)
-        {
-            _graceFloor = Max(_graceFloor, now + _grace);
-        }
-    }
+    // Armed or not: a watchdog the guest arms inside the window gets the grace too (WDT-DEV-35).
+    private void ApplyGraceUnsynchronized(TimeSpan now) => _graceFloor = Max(_graceFloor, now + _grace);
 
     private TimeSpan DeadlineUnsynchronized() => Max(_lastKeepalive + _timeout, _graceFloor);
 

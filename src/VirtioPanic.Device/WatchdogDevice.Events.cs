@@ -66,6 +66,31 @@ public sealed partial class WatchdogDevice
         ReportProtocolError(queueIndex, WatchdogProtocolError.RingError, status.ToString());
     }
 
+    // A queue worker's pass threw (a device bug or a transport callback that threw; never guest
+    // data, which comes back as statuses). The worker has stopped that queue; the driver is told
+    // with DEVICE_NEEDS_RESET (spec §6.9, as for a ring error) and the host log gets the first
+    // such fault of this device only: a guest that can provoke it repeatedly cannot flood the log.
+    internal void ReportWorkerFault(int queueIndex, Exception exception)
+    {
+        SignalNeedsReset();
+        LogFault(queueIndex, exception);
+    }
+
+    internal void ReportTimerFault(Exception exception) => LogFault(-1, exception);
+
+    // WDT-DEV-37: a chain longer than VIRTIO_WDT_CHAIN_MAX is a ring error (the worker has stopped the queue).
+    internal void ReportOversizedChain(int queueIndex, ulong length)
+    {
+        SignalNeedsReset();
+        ReportProtocolError(queueIndex, WatchdogProtocolError.RingError, $"chain of {length} bytes is longer than the {WatchdogProtocol.MaxChainBytes} bytes the device accepts");
+    }
+
+    internal static bool IsOversized(in DescriptorChain chain, out ulong length)
+    {
+        length = (ulong)chain.ReadableLength + chain.WritableLength;
+        return length > WatchdogProtocol.MaxChainBytes;
+    }
+
     internal void ReportHeartbeatRejected()
     {
         SignalNeedsReset();
@@ -91,6 +116,18 @@ public sealed partial class WatchdogDevice
             Detail = detail,
             DeclaredRecordType = declaredType,
         });
+    }
+
+    private void LogFault(int queueIndex, Exception exception)
+    {
+        long faults = Interlocked.Increment(ref _faults);
+        if (faults == 1)
+        {
+            string where = queueIndex < 0
+                ? "its timer (retried in a second while armed)"
+                : $"the worker of queue {queueIndex} (the queue is stopped, DEVICE_NEEDS_RESET set)";
+            WatchdogDeviceLog.InternalFault(_logger, exception, Id, where);
+        }
     }
 
     private void SignalNeedsReset()
@@ -215,5 +252,7 @@ public sealed partial class WatchdogDevice
         public void OnTransition(in WatchdogTransition transition) => _device.OnTransition(transition);
 
         public void OnNoticePending() => _device.Notify(WatchdogProtocol.NoticeQueue);
+
+        public void OnTimerFault(Exception exception) => _device.ReportTimerFault(exception);
     }
 }

@@ -1,3 +1,5 @@
+using System.Buffers.Binary;
+using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 
 namespace VirtioPanic.Device;
@@ -14,12 +16,27 @@ namespace VirtioPanic.Device;
 //
 // The queues' own state (indices, addresses) is the transport's to save (VirtqueueState); the
 // held eventq chains are the device's, saved here by guest address and re-validated on restore.
+//
+// Restore treats the image as hostile (issue 19). It is parsed and validated completely before
+// anything is changed, and every value is bounded by what this device itself can produce: the
+// timeout within its [min, max] (and the default one without CONTROL), a pretimeout below it
+// (none without PRETIMEOUT), NOWAYOUT only with CONTROL, run time at most WatchdogCore.MaxRunTime,
+// the last keepalive not after the run time, the grace floor no further ahead of it than this
+// device's own resume grace, counters in [0, 2^62], flag combinations the state machine can reach,
+// held records as the eventq worker could hold them (at most 16, distinct ids below the queue size,
+// 1 to 8 buffers, a readable part of at least 80 bytes, at most MaxChainBytes in all). A refused
+// image changes nothing and comes back as a SnapshotStatus, never as an exception.
 public sealed partial class WatchdogDevice
 {
     /// <summary>The state format version <see cref="SaveState"/> writes and <see cref="RestoreState"/> reads.</summary>
     public const int StateVersion = 1;
 
     private const uint StateMagic = 0x44575056;
+
+    // Counters (event sequence, protocol errors, countdown) count up by one from zero: a device
+    // cannot reach 2^62 in any realistic lifetime, and staying below it keeps every increment far
+    // from overflow.
+    private const long MaxCounter = 1L << 62;
 
     /// <summary>
     /// Captures the device state for a snapshot or migration: the watchdog (armed, NOWAYOUT,
@@ -73,17 +90,32 @@ public sealed partial class WatchdogDevice
     }
 
     /// <summary>
-    /// Restores a state captured by <see cref="SaveState"/>, treating it as untrusted input. The
-    /// device is left paused: call <see cref="Resume"/> when the VM runs, and the guest then gets at
-    /// least the resume grace before an expiry. Held record buffers are re-validated against guest
-    /// memory when the device is (or next becomes) active.
+    /// Restores a state captured by <see cref="SaveState"/>, treating it as untrusted input: the
+    /// whole image is validated against what this device could itself have produced (its timeout
+    /// bounds, its resume grace, reachable flag combinations, counters, held record buffers) before
+    /// anything changes, and a refused image leaves the device exactly as it was. After a
+    /// successful restore the device is paused: call <see cref="Resume"/> when the VM runs, and the
+    /// guest then gets at least the resume grace before an expiry. Held record buffers are
+    /// re-validated against guest memory when the device is (or next becomes) active.
     /// </summary>
     /// <param name="state">The saved image.</param>
-    /// <exception cref="NotSupportedException">The image has a version this build cannot read; the message names both versions.</exception>
-    /// <exception cref="InvalidDataException">The image is not a watchdog device state, is truncated, or holds impossible values.</exception>
-    public void RestoreState(ReadOnlySpan<byte> state)
+    /// <returns>
+    /// <see cref="SnapshotStatus.Ok"/>; <see cref="SnapshotStatus.Malformed"/> for an image that is
+    /// not a watchdog device state, is truncated or has trailing bytes;
+    /// <see cref="SnapshotStatus.UnsupportedVersion"/> for a version other than
+    /// <see cref="StateVersion"/>; <see cref="SnapshotStatus.InvalidState"/> for a value this device
+    /// could never have had. Never throws for any input.
+    /// </returns>
+    public SnapshotStatus RestoreState(ReadOnlySpan<byte> state)
     {
-        ParsedState parsed = Parse(state);
+        SnapshotStatus result = TryParse(state, out ParsedState parsed, out string reason);
+        if (result != SnapshotStatus.Ok)
+        {
+            WatchdogDeviceLog.RestoreRefused(_logger, Id, result, reason);
+            return result;
+        }
+
+        // Validated: from here on nothing can fail, so nothing is ever half-restored.
         _core.Restore(parsed.Core);
         _sink.RestoreSequence(parsed.Sequence);
         Interlocked.Exchange(ref _protocolErrors, parsed.ProtocolErrors);
@@ -109,92 +141,252 @@ public sealed partial class WatchdogDevice
 
         CoreStatus status = _core.GetStatus();
         WatchdogDeviceLog.Restored(_logger, Id, status.Armed, status.TimeLeft);
+        return SnapshotStatus.Ok;
     }
 
-    private ParsedState Parse(ReadOnlySpan<byte> state)
+    private SnapshotStatus TryParse(ReadOnlySpan<byte> state, out ParsedState parsed, out string reason)
     {
-        try
+        parsed = default;
+        var reader = new StateReader(state);
+        uint magic = reader.UInt32();
+        int version = (int)reader.UInt32();
+        if (reader.Failed || magic != StateMagic)
         {
-            using var reader = new BinaryReader(new MemoryStream(state.ToArray(), writable: false));
-            if (reader.ReadUInt32() != StateMagic)
-            {
-                throw new InvalidDataException("The data is not a VirtioPanic watchdog device state (bad magic).");
-            }
-
-            int version = reader.ReadInt32();
-            if (version != StateVersion)
-            {
-                throw new NotSupportedException($"Watchdog device state version {version} is not supported; this build reads version {StateVersion} only.");
-            }
-
-            uint bootReason = reader.ReadUInt32();
-            long sequence = reader.ReadInt64();
-            long protocolErrors = reader.ReadInt64();
-            byte flags = reader.ReadByte();
-            TimeSpan runTime = Ticks(reader.ReadInt64());
-            TimeSpan timeout = Ticks(reader.ReadInt64());
-            TimeSpan pretimeout = Ticks(reader.ReadInt64());
-            TimeSpan lastKeepalive = Ticks(reader.ReadInt64());
-            TimeSpan graceFloor = Ticks(reader.ReadInt64());
-            TimeSpan noticeTimeLeft = Ticks(reader.ReadInt64());
-            long countdown = reader.ReadInt64();
-            uint heldCount = reader.ReadUInt32();
-            if (bootReason > (uint)WatchdogBootReason.Host || sequence < 0 || protocolErrors < 0 || heldCount > WatchdogProtocol.MaxPostedRecords
-                || timeout < TimeSpan.FromMilliseconds(_minTimeoutMs) || timeout > TimeSpan.FromMilliseconds(_maxTimeoutMs) || pretimeout >= timeout || lastKeepalive > runTime)
-            {
-                throw new InvalidDataException("The watchdog device state holds impossible values (boot reason, counters, timeout outside this device's bounds, or times).");
-            }
-
-            var held = new HeldRecordState[heldCount];
-            for (int i = 0; i < held.Length; i++)
-            {
-                var token = new ChainToken(reader.ReadUInt16(), reader.ReadUInt16());
-                int readable = reader.ReadByte();
-                int count = reader.ReadByte();
-                if (count is 0 or > WatchdogProtocol.MaxRecordBuffers || readable > count)
-                {
-                    throw new InvalidDataException("The watchdog device state holds an impossible record buffer.");
-                }
-
-                var buffers = new HeldBufferState[count];
-                for (int b = 0; b < count; b++)
-                {
-                    buffers[b] = new HeldBufferState(reader.ReadUInt64(), reader.ReadUInt32());
-                }
-
-                held[i] = new HeldRecordState(token, readable, buffers);
-            }
-
-            if (reader.BaseStream.Position != reader.BaseStream.Length)
-            {
-                throw new InvalidDataException("The watchdog device state has trailing bytes.");
-            }
-
-            var core = new WatchdogCoreState
-            {
-                RunTime = runTime,
-                Armed = (flags & 1) != 0,
-                Nowayout = (flags & 2) != 0,
-                Expired = (flags & 4) != 0,
-                PretimeoutFired = (flags & 8) != 0,
-                NoticePending = (flags & 16) != 0,
-                Timeout = timeout,
-                Pretimeout = pretimeout,
-                LastKeepalive = lastKeepalive,
-                GraceFloor = graceFloor,
-                NoticeTimeLeft = noticeTimeLeft,
-                Countdown = countdown,
-            };
-            return new ParsedState(core, (WatchdogBootReason)bootReason, sequence, protocolErrors, (flags & 32) != 0, held);
+            reason = "not a watchdog device state (bad magic or truncated)";
+            return SnapshotStatus.Malformed;
         }
-        catch (EndOfStreamException ex)
+
+        if (version != StateVersion)
         {
-            throw new InvalidDataException("The watchdog device state is truncated.", ex);
+            reason = $"version {version}; this build reads version {StateVersion} only";
+            return SnapshotStatus.UnsupportedVersion;
         }
+
+        uint bootReason = reader.UInt32();
+        long sequence = (long)reader.UInt64();
+        long protocolErrors = (long)reader.UInt64();
+        byte flags = reader.Byte();
+        long runTime = (long)reader.UInt64();
+        long timeout = (long)reader.UInt64();
+        long pretimeout = (long)reader.UInt64();
+        long lastKeepalive = (long)reader.UInt64();
+        long graceFloor = (long)reader.UInt64();
+        long noticeTimeLeft = (long)reader.UInt64();
+        long countdown = (long)reader.UInt64();
+        uint heldCount = reader.UInt32();
+        if (reader.Failed)
+        {
+            reason = "truncated";
+            return SnapshotStatus.Malformed;
+        }
+
+        var core = new WatchdogCoreState
+        {
+            RunTime = TimeSpan.FromTicks(runTime),
+            Armed = (flags & 1) != 0,
+            Nowayout = (flags & 2) != 0,
+            Expired = (flags & 4) != 0,
+            PretimeoutFired = (flags & 8) != 0,
+            NoticePending = (flags & 16) != 0,
+            Timeout = TimeSpan.FromTicks(timeout),
+            Pretimeout = TimeSpan.FromTicks(pretimeout),
+            LastKeepalive = TimeSpan.FromTicks(lastKeepalive),
+            GraceFloor = TimeSpan.FromTicks(graceFloor),
+            NoticeTimeLeft = TimeSpan.FromTicks(noticeTimeLeft),
+            Countdown = countdown,
+        };
+
+        string? invalid = (flags & ~63) != 0 ? "unknown flag bits"
+            : bootReason > (uint)WatchdogBootReason.Host ? "unknown boot reason"
+            : !IsCounter(sequence) || !IsCounter(protocolErrors) || !IsCounter(countdown) ? "a counter outside [0, 2^62]"
+            : heldCount > WatchdogProtocol.MaxPostedRecords ? "more held record buffers than the device holds"
+            : heldCount != 0 && (_offered & WatchdogFeatures.Events) == 0 ? "held record buffers without EVENTS offered"
+            : CheckCore(core);
+        if (invalid is not null)
+        {
+            reason = invalid;
+            return SnapshotStatus.InvalidState;
+        }
+
+        var held = new HeldRecordState[heldCount];
+        Span<bool> ids = stackalloc bool[WatchdogProtocol.EventQueueMaxSize];
+        ids.Clear();
+        for (int i = 0; i < held.Length; i++)
+        {
+            var token = new ChainToken(reader.UInt16(), reader.UInt16());
+            int readable = reader.Byte();
+            int count = reader.Byte();
+            if (reader.Failed)
+            {
+                reason = "truncated";
+                return SnapshotStatus.Malformed;
+            }
+
+            if (count is 0 or > WatchdogProtocol.MaxRecordBuffers || readable is 0 || readable > count
+                || token.Id >= WatchdogProtocol.EventQueueMaxSize || token.SlotCount is 0 or > WatchdogProtocol.MaxRecordBuffers || ids[token.Id])
+            {
+                reason = "an impossible held record buffer (buffer counts or chain id)";
+                return SnapshotStatus.InvalidState;
+            }
+
+            ids[token.Id] = true;
+            var buffers = new HeldBufferState[count];
+            ulong readableLength = 0;
+            ulong total = 0;
+            for (int b = 0; b < count; b++)
+            {
+                buffers[b] = new HeldBufferState(reader.UInt64(), reader.UInt32());
+                total += buffers[b].Length;
+                readableLength += b < readable ? buffers[b].Length : 0;
+                if (buffers[b].Length == 0 || buffers[b].Address > ulong.MaxValue - buffers[b].Length)
+                {
+                    reason = reader.Failed ? "truncated" : "an impossible held record buffer (length or address)";
+                    return reader.Failed ? SnapshotStatus.Malformed : SnapshotStatus.InvalidState;
+                }
+            }
+
+            if (readableLength < WatchdogProtocol.RecordHeaderSize || total > WatchdogProtocol.MaxChainBytes)
+            {
+                reason = "an impossible held record buffer (its readable part is shorter than a record header or the chain is longer than the device accepts)";
+                return SnapshotStatus.InvalidState;
+            }
+
+            held[i] = new HeldRecordState(token, readable, buffers);
+        }
+
+        if (reader.Failed)
+        {
+            reason = "truncated";
+            return SnapshotStatus.Malformed;
+        }
+
+        if (!reader.AtEnd)
+        {
+            reason = "trailing bytes";
+            return SnapshotStatus.Malformed;
+        }
+
+        parsed = new ParsedState(core, (WatchdogBootReason)bootReason, sequence, protocolErrors, (flags & 32) != 0, held);
+        reason = string.Empty;
+        return SnapshotStatus.Ok;
     }
 
-    private static TimeSpan Ticks(long ticks) =>
-        ticks >= 0 ? TimeSpan.FromTicks(ticks) : throw new InvalidDataException("The watchdog device state holds a negative time.");
+    // The watchdog's part, bounded by what this device's core can reach. Null when valid.
+    private string? CheckCore(in WatchdogCoreState core)
+    {
+        TimeSpan min = TimeSpan.FromMilliseconds(_minTimeoutMs);
+        TimeSpan max = TimeSpan.FromMilliseconds(_maxTimeoutMs);
+        bool control = (_offered & WatchdogFeatures.Control) != 0;
+        bool pretimeoutOffered = (_offered & WatchdogFeatures.Pretimeout) != 0;
+        if (core.RunTime < TimeSpan.Zero || core.RunTime > WatchdogCore.MaxRunTime)
+        {
+            return "run time negative or beyond the most a VM can have run";
+        }
+
+        if (core.Timeout < min || core.Timeout > max || !IsWholeMilliseconds(core.Timeout)
+            || (!control && core.Timeout != TimeSpan.FromMilliseconds(_defaultTimeoutMs)))
+        {
+            return "timeout outside this device's bounds";
+        }
+
+        if (core.Pretimeout < TimeSpan.Zero || core.Pretimeout >= core.Timeout || !IsWholeMilliseconds(core.Pretimeout)
+            || (!pretimeoutOffered && core.Pretimeout != TimeSpan.Zero))
+        {
+            return "pretimeout not below the timeout, or set without PRETIMEOUT offered";
+        }
+
+        if (core.Nowayout && !control)
+        {
+            return "NOWAYOUT without CONTROL offered";
+        }
+
+        if (core.LastKeepalive < TimeSpan.Zero || core.LastKeepalive > core.RunTime)
+        {
+            return "last keepalive after the run time";
+        }
+
+        // A floor is only ever set to (run time at a resume or restore) + grace.
+        if (core.GraceFloor < TimeSpan.Zero || core.GraceFloor > core.RunTime + _core.Grace)
+        {
+            return "grace floor further ahead than this device's resume grace";
+        }
+
+        if (core.NoticeTimeLeft < TimeSpan.Zero || core.NoticeTimeLeft > max)
+        {
+            return "notice time left beyond the longest timeout";
+        }
+
+        if (core.Armed && core.Expired)
+        {
+            return "armed and expired at once";
+        }
+
+        if (core.NoticePending && (!core.Armed || !core.PretimeoutFired || core.Pretimeout == TimeSpan.Zero || core.NoticeTimeLeft > core.Pretimeout))
+        {
+            return "a pending notice without an armed countdown whose pretimeout fired";
+        }
+
+        return null;
+    }
+
+    private static bool IsCounter(long value) => value is >= 0 and <= MaxCounter;
+
+    private static bool IsWholeMilliseconds(TimeSpan value) => value.Ticks % TimeSpan.TicksPerMillisecond == 0;
+
+    // Bounds-checked little-endian reader; a read past the end latches Failed and returns 0.
+    private ref struct StateReader
+    {
+        private readonly ReadOnlySpan<byte> _data;
+        private int _position;
+
+        internal StateReader(ReadOnlySpan<byte> data)
+        {
+            _data = data;
+            _position = 0;
+            Failed = false;
+        }
+
+        internal bool Failed { get; private set; }
+
+        internal readonly bool AtEnd => _position == _data.Length;
+
+        internal byte Byte()
+        {
+            ReadOnlySpan<byte> bytes = Take(1);
+            return bytes.IsEmpty ? (byte)0 : bytes[0];
+        }
+
+        internal ushort UInt16()
+        {
+            ReadOnlySpan<byte> bytes = Take(2);
+            return bytes.IsEmpty ? (ushort)0 : BinaryPrimitives.ReadUInt16LittleEndian(bytes);
+        }
+
+        internal uint UInt32()
+        {
+            ReadOnlySpan<byte> bytes = Take(4);
+            return bytes.IsEmpty ? 0 : BinaryPrimitives.ReadUInt32LittleEndian(bytes);
+        }
+
+        internal ulong UInt64()
+        {
+            ReadOnlySpan<byte> bytes = Take(8);
+            return bytes.IsEmpty ? 0 : BinaryPrimitives.ReadUInt64LittleEndian(bytes);
+        }
+
+        private ReadOnlySpan<byte> Take(int count)
+        {
+            if (Failed || _data.Length - _position < count)
+            {
+                Failed = true;
+                return default;
+            }
+
+            ReadOnlySpan<byte> bytes = _data.Slice(_position, count);
+            _position += count;
+            return bytes;
+        }
+    }
 
     private readonly record struct ParsedState(
         WatchdogCoreState Core,

@@ -51,6 +51,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private int _needsReset;
     private int _bootReason;
     private long _protocolErrors;
+    private long _faults;       // unexpected exceptions caught in workers and the timer; Interlocked only (the first increment logs), orders nothing else
     private bool _disposed;
 
     // Set by the host on any thread (SetInlineEventObserver), read by the vCPU thread that writes
@@ -254,7 +255,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             worker.Stop();
             if (queueIndex == WatchdogProtocol.EventQueue)
             {
-                _eventWorker.DrainAtReset();
+                DrainHeldRecordsUnsynchronized();
             }
         }
     }
@@ -272,7 +273,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             _noticeWorker.Stop();
 
             // WDT-DEV-30: committed records whose notification never came still reach the host.
-            _eventWorker.DrainAtReset();
+            DrainHeldRecordsUnsynchronized();
             keptRunning = _core.Reset(vmReset: false);
             _context = null;
             _negotiated = WatchdogFeatures.None;
@@ -430,6 +431,24 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
 
         _core.Dispose();
         _sink.Complete();
+    }
+
+    // The reset's last look at the held records (WDT-DEV-30), with the event worker stopped. It
+    // runs on the thread resetting the device (a vCPU's status write): an unexpected exception is
+    // logged once and the held buffers are forgotten anyway, so the reset always completes.
+    private void DrainHeldRecordsUnsynchronized()
+    {
+#pragma warning disable CA1031 // any exception: the reset must complete
+        try
+        {
+            _eventWorker.DrainAtReset();
+        }
+        catch (Exception ex)
+        {
+            _eventWorker.ClearHeld();
+            LogFault(WatchdogProtocol.EventQueue, ex);
+        }
+#pragma warning restore CA1031
     }
 
     private QueueWorker? Worker(int queueIndex) => queueIndex switch

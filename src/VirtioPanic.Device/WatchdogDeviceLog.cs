@@ -38,4 +38,11 @@ internal static partial class WatchdogDeviceLog
 
     [LoggerMessage(EventId = 5011, Level = LogLevel.Information, Message = "Device {DeviceId} state restored: armed {Armed}, time left {TimeLeft}")]
     internal static partial void Restored(ILogger logger, string deviceId, bool armed, TimeSpan? timeLeft);
+
+    // Logged for the first fault of a device only (later ones are counted, not logged).
+    [LoggerMessage(EventId = 5012, Level = LogLevel.Error, Message = "Device {DeviceId} caught an unexpected exception in {Where}; later faults of this device are not logged")]
+    internal static partial void InternalFault(ILogger logger, Exception exception, string deviceId, string where);
+
+    [LoggerMessage(EventId = 5013, Level = LogLevel.Warning, Message = "Device {DeviceId} refused a state image: {Status} ({Reason}); the device state is unchanged")]
+    internal static partial void RestoreRefused(ILogger logger, string deviceId, VirtioPanic.Virtio.Device.SnapshotStatus status, string reason);
 }

@@ -24,7 +24,7 @@ public sealed class WatchdogDeviceOptions
     public TimeSpan MaxTimeout { get; set; } = TimeSpan.FromHours(1);
 
     /// <summary>Run time the guest is always given after the host resumes or restores the VM before the watchdog may expire.</summary>
-    /// <remarks>Defaults to 10 seconds; zero disables the grace.</remarks>
+    /// <remarks>Defaults to 10 seconds; zero disables the grace; at most 2^32 - 1 ms. The grace holds whatever the guest does inside the window (re-arming, STOP then START, a new timeout, a device reset).</remarks>
     public TimeSpan ResumeGrace { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>How many events may wait for the host before the device coalesces critical events and drops the others.</summary>
@@ -67,9 +67,9 @@ public sealed class WatchdogDeviceOptions
             throw new ArgumentException("WatchdogDeviceOptions: MinTimeout <= DefaultTimeout <= MaxTimeout must hold.", nameof(DefaultTimeout));
         }
 
-        if (ResumeGrace < TimeSpan.Zero)
+        if (ResumeGrace < TimeSpan.Zero || ResumeGrace.TotalMilliseconds > uint.MaxValue)
         {
-            throw new ArgumentException("WatchdogDeviceOptions.ResumeGrace must not be negative.", nameof(ResumeGrace));
+            throw new ArgumentException($"WatchdogDeviceOptions.ResumeGrace must be between zero and {uint.MaxValue} ms.", nameof(ResumeGrace));
         }
 
         if (EventCapacity < 4)

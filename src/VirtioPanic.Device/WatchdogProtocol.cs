@@ -34,6 +34,12 @@ internal static class WatchdogProtocol
     internal const ushort EventQueueMaxSize = 256;
     internal const ushort NoticeQueueMaxSize = 64;
 
+    // VIRTIO_WDT_CHAIN_MAX (spec §6.9, WDT-DEV-37): the most bytes one chain on any queue may
+    // describe. The largest thing the device reads or writes is a record of 80 + 1024 + 16384 bytes
+    // plus its 8-byte status; a chain beyond this is a ring error. It also keeps every buffer the
+    // device touches far below the 2 GiB a span can address (GuestMemorySlice.Span).
+    internal const uint MaxChainBytes = 65536;
+
     // Control.
     internal const int ControlRequestSize = 16;
     internal const int ControlResponseSize = 16;

@@ -63,6 +63,15 @@ internal sealed class WatchdogQueueWorker : QueueWorker
                 }
 
                 handled++;
+                if (WatchdogDevice.IsOversized(chain, out ulong length))
+                {
+                    // WDT-DEV-37: neither written nor returned; the queue stops with NEEDS_RESET.
+                    _halted = true;
+                    Flush(queue, context);
+                    _device.ReportOversizedChain(QueueIndex, length);
+                    return false;
+                }
+
                 if (chain.Readable.IsEmpty)
                 {
                     Heartbeat(queue, chain);
@@ -133,6 +142,8 @@ internal sealed class WatchdogQueueWorker : QueueWorker
         chain.CopyToWritable(encoded);
         queue.AddUsed(chain.Token, WatchdogProtocol.ControlResponseSize);
     }
+
+    protected override void OnFault(IVirtioDeviceContext context, Exception exception) => _device.ReportWorkerFault(QueueIndex, exception);
 
     private void Flush(Virtqueue queue, IVirtioDeviceContext context)
     {

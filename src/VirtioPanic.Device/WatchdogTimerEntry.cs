@@ -20,4 +20,10 @@ internal abstract class WatchdogTimerEntry
     // Called once per time the entry comes due (it is no longer queued by then), with no queue lock
     // held, on the queue's thread (TimeProvider.System) or its ITimer's callback (any other provider).
     internal abstract void OnDue();
+
+    // Called, on the same thread, when OnDue threw: the queue has caught the exception and goes on
+    // firing the other entries. The entry is not queued any more; it may schedule itself again.
+    internal virtual void OnFault(Exception exception)
+    {
+    }
 }

@@ -290,9 +290,34 @@ internal sealed class WatchdogTimerQueue
             {
                 WatchdogTimerEntry entry = _batch[i]!;
                 _batch[i] = null;
-                entry.OnDue();
+                Fire(entry);
             }
         }
+    }
+
+    // One entry's callback. The queue is shared by every device on the provider and its firing
+    // state (_wakeAt == Firing) must be released by this thread, so nothing an entry throws may
+    // escape: an exception would end the system thread (and the process) or leave the queue marked
+    // Firing for good, and no device would ever expire again. The entry hears about it instead.
+    private static void Fire(WatchdogTimerEntry entry)
+    {
+#pragma warning disable CA1031 // any exception: see above; the entry reports it
+        try
+        {
+            entry.OnDue();
+        }
+        catch (Exception ex)
+        {
+            try
+            {
+                entry.OnFault(ex);
+            }
+            catch (Exception)
+            {
+                // The entry's own fault handler failed too: nothing more to do on this thread.
+            }
+        }
+#pragma warning restore CA1031
     }
 
     private void RemoveAtUnsynchronized(int index)

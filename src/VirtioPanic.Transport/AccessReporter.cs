@@ -12,6 +12,7 @@ internal sealed class AccessReporter
     private readonly string _transport;
     private readonly LogRateLimiter _limiter;
     private readonly long[] _counts = new long[(int)InvalidAccessKind.Rejected + 1];
+    private long _deviceFaults;   // Interlocked.Increment only: the first increment (and only it) logs
 
     internal AccessReporter(ILogger logger, string transport, VirtioTransportOptions options)
     {
@@ -47,6 +48,17 @@ internal sealed class AccessReporter
         if (ShouldLog())
         {
             TransportLog.InvalidAccess(_logger, _transport, write ? "write" : "read", width, region, offset, kind);
+        }
+    }
+
+    // A device exception the controller contained. Not guest-rate-limited like the rest: only the
+    // first per transport is logged (at error level: it is a bug in the device, not the guest), so
+    // a guest that can provoke it in a loop cannot flood the log.
+    internal void DeviceFault(string operation, Exception exception)
+    {
+        if (Interlocked.Increment(ref _deviceFaults) == 1)
+        {
+            TransportLog.DeviceFault(_logger, exception, _transport, operation);
         }
     }
 

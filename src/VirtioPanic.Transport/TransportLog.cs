@@ -31,4 +31,8 @@ internal static partial class TransportLog
     [LoggerMessage(EventId = 6, Level = LogLevel.Warning,
         Message = "{Transport}: snapshot refused ({Status}); the transport is in its power-on state")]
     internal static partial void SnapshotRefused(ILogger logger, string transport, SnapshotStatus status);
+
+    [LoggerMessage(EventId = 7, Level = LogLevel.Error,
+        Message = "{Transport}: the device threw from {Operation}; contained as DEVICE_NEEDS_RESET (later device faults of this transport are counted, not logged)")]
+    internal static partial void DeviceFault(ILogger logger, Exception exception, string transport, string operation);
 }

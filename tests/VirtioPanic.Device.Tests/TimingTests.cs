@@ -167,4 +167,54 @@ public sealed class TimingTests
         target.Time.Advance(s_tick);
         Assert.That(target.Drain<WatchdogExpiredEvent>(), Has.Count.EqualTo(1));
     }
+    [Test]
+    [Category("Conformance")]
+    public void WDT_DEV_35_StopAndRearmWithAShortTimeoutInsideTheGrace_ExpiresOnlyWhenTheGraceEnds()
+    {
+        using WatchdogRig rig = WatchdogRig.Started(WatchdogFeatures.Control, new WatchdogDeviceOptions { ResumeGrace = TimeSpan.FromSeconds(30) });
+        rig.Control(2, 20_000);
+        rig.Device.Pause();
+        rig.Time.Advance(TimeSpan.FromMinutes(5));
+        rig.Device.Resume();
+        rig.Time.Advance(TimeSpan.FromSeconds(2));
+
+        Assert.That(rig.Control(3).Status, Is.EqualTo(0), "STOP");
+        ControlResult restarted = rig.Control(2, 1_000);
+        Assert.That(restarted.TimeLeftMs, Is.EqualTo(28_000u), "START inside the window: the countdown ends with the window");
+        rig.Time.Advance(TimeSpan.FromSeconds(28) - s_tick);
+        Assert.That(rig.Drain<WatchdogExpiredEvent>(), Is.Empty, "inside the grace, whatever the guest did");
+        rig.Time.Advance(s_tick);
+        Assert.That(rig.Drain<WatchdogExpiredEvent>(), Has.Count.EqualTo(1), "at the end of the grace");
+
+        // Outside the window the floor is in the past: a re-arm gets exactly its timeout.
+        rig.Control(2, 1_000);
+        rig.Time.Advance(TimeSpan.FromSeconds(1) - s_tick);
+        Assert.That(rig.Drain<WatchdogExpiredEvent>(), Is.Empty);
+        rig.Time.Advance(s_tick);
+        Assert.That(rig.Drain<WatchdogExpiredEvent>(), Has.Count.EqualTo(1));
+    }
+
+    [Test]
+    [Category("Conformance")]
+    public void WDT_DEV_35_DisarmedAtResume_ArmedInsideTheGrace_AlsoAfterADeviceReset_GetsTheWholeGrace()
+    {
+        var options = new WatchdogDeviceOptions { DefaultTimeout = TimeSpan.FromSeconds(5), MinTimeout = TimeSpan.FromSeconds(5), ResumeGrace = TimeSpan.FromSeconds(30) };
+        using WatchdogRig rig = WatchdogRig.Started(WatchdogFeatures.None, options);
+        rig.Device.Pause();
+        rig.Device.Resume();
+        rig.Time.Advance(TimeSpan.FromSeconds(1));
+        rig.Heartbeat();
+        Assert.That(rig.Device.GetStatus().TimeLeft, Is.EqualTo(TimeSpan.FromSeconds(29)), "a first heartbeat inside the window");
+
+        // The driver resets the device (the watchdog stops) and arms it again, still inside the window.
+        rig.Time.Advance(TimeSpan.FromSeconds(1));
+        rig.ResetDevice();
+        rig.Activate(WatchdogFeatures.None);
+        rig.Heartbeat();
+
+        rig.Time.Advance(TimeSpan.FromSeconds(28) - s_tick);
+        Assert.That(rig.Drain<WatchdogExpiredEvent>(), Is.Empty, "the 5 s timeout cannot end the countdown inside the grace");
+        rig.Time.Advance(s_tick);
+        Assert.That(rig.Drain<WatchdogExpiredEvent>(), Has.Count.EqualTo(1), "exactly when the grace ends");
+    }
 }

@@ -202,6 +202,56 @@ public sealed class WatchdogTimerQueueTests
     }
 
     [Test]
+    public void OnDue_EntryThatThrows_IsToldAndTheQueueKeepsFiringEveryOtherEntry()
+    {
+        var time = NewTime();
+        WatchdogTimerQueue queue = WatchdogTimerQueue.For(time);
+        var fired = new List<(int Id, long At)>();
+        var faulty = new CallbackEntry { Due = () => throw new InvalidOperationException("entry bug") };
+        var sameTime = new RecordingEntry(1, time, fired);
+        var later = new RecordingEntry(2, time, fired);
+        queue.Schedule(faulty, queue.TimestampAfter(TimeSpan.FromSeconds(1)));
+        queue.Schedule(sameTime, queue.TimestampAfter(TimeSpan.FromSeconds(1)));
+        queue.Schedule(later, queue.TimestampAfter(TimeSpan.FromSeconds(2)));
+
+        Assert.That(() => time.Advance(TimeSpan.FromSeconds(1)), Throws.Nothing, "the exception stays on the queue's side");
+        time.Advance(TimeSpan.FromSeconds(1));
+        var afterFault = new RecordingEntry(3, time, fired);
+        queue.Schedule(afterFault, queue.TimestampAfter(TimeSpan.FromSeconds(1)));
+        time.Advance(TimeSpan.FromSeconds(1));
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(faulty.Faults.Select(f => f.Message), Is.EqualTo(new[] { "entry bug" }));
+            Assert.That(fired.Select(f => f.Id), Is.EqualTo(new[] { 1, 2, 3 }), "the queue is not left marked as firing");
+            Assert.That(queue.Count, Is.Zero);
+        });
+    }
+
+    [Test]
+    public void Core_ListenerThrowsAtThePretimeout_TheCoreStaysScheduledAndExpiresAtItsDeadline()
+    {
+        var time = NewTime();
+        var listener = new RecordingListener(time) { ThrowOn = kind => kind == WatchdogTransitionKind.Pretimeout };
+        using var core = new WatchdogCore(time, new WatchdogDeviceOptions(), listener);
+        core.Control(WatchdogProtocol.CommandStart, 10_000, pretimeoutNegotiated: true);
+        core.Control(WatchdogProtocol.CommandSetPretimeout, 3_000, pretimeoutNegotiated: true);
+        DateTimeOffset start = time.GetUtcNow();
+
+        Assert.That(() => time.Advance(TimeSpan.FromSeconds(7)), Throws.Nothing);
+        time.Advance(TimeSpan.FromSeconds(3) - s_tick);
+        Assert.That(listener.Kinds, Is.EqualTo(new[] { WatchdogTransitionKind.Armed }), "no expiry before the deadline");
+        time.Advance(s_tick);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(listener.TimerFaults, Has.Count.EqualTo(1));
+            Assert.That(listener.Kinds, Is.EqualTo(new[] { WatchdogTransitionKind.Armed, WatchdogTransitionKind.Expired }));
+            Assert.That(listener.ExpiredAt, Is.EqualTo(new[] { start + TimeSpan.FromSeconds(10) }), "armed, so never left without its timer");
+        });
+    }
+
+    [Test]
     public void Pause_QueuedEntryFiresWithoutTransition_ResumeQueuesTheRest()
     {
         var time = NewTime();
@@ -365,7 +415,11 @@ public sealed class WatchdogTimerQueueTests
     {
         public Action Due { get; set; } = () => { };
 
+        public List<Exception> Faults { get; } = [];
+
         internal override void OnDue() => Due();
+
+        internal override void OnFault(Exception exception) => Faults.Add(exception);
     }
 
     private sealed class RecordingListener : IWatchdogCoreListener
@@ -380,6 +434,7 @@ public sealed class WatchdogTimerQueueTests
 
         public void OnTransition(in WatchdogTransition transition)
         {
+            Raise(transition.Kind);
             Kinds.Add(transition.Kind);
             if (transition.Kind == WatchdogTransitionKind.Expired && _time is not null)
             {
@@ -389,6 +444,20 @@ public sealed class WatchdogTimerQueueTests
 
         public void OnNoticePending()
         {
+        }
+
+        public Func<WatchdogTransitionKind, bool> ThrowOn { get; set; } = _ => false;
+
+        public List<Exception> TimerFaults { get; } = [];
+
+        public void OnTimerFault(Exception exception) => TimerFaults.Add(exception);
+
+        public void Raise(WatchdogTransitionKind kind)
+        {
+            if (ThrowOn(kind))
+            {
+                throw new InvalidOperationException($"listener fault on {kind}");
+            }
         }
     }
 }

@@ -1,3 +1,5 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
 using VirtioPanic.GuestDriver.Memory;
 using VirtioPanic.GuestDriver.Rings;
 using VirtioPanic.Transport.Tests.Fakes;
@@ -409,6 +411,137 @@ public abstract class TransportContractTests
         });
     }
 
+    // Issue 19: a device that throws never throws into the hypervisor's exit handler. The transport
+    // contains it as DEVICE_NEEDS_RESET, with the configuration-change interrupt once the driver is
+    // live (virtio 1.2 §2.1.2), and counts it.
+    [Test]
+    public void DeviceThrowsFromNotify_ContainedAsNeedsResetWithAConfigInterrupt_AndTheDriverCanResetAndReinitialize()
+    {
+        SplitRingDriver ring = BringUp();
+        Driver.TakeInterrupt();
+        Device.ThrowFrom = nameof(FakeDevice.Notify);
+        Assert.That(ring.TryAdd([new DriverBuffer(Allocator.Allocate(16), 16, DeviceWritable: true)], out _), Is.True);
+        ring.Publish();
+
+        Assert.That(() => Driver.Kick(0), Throws.Nothing);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Driver.ReadStatus(), Is.EqualTo(Live | DeviceStatus.DeviceNeedsReset));
+            Assert.That(Driver.TakeInterrupt() & 2, Is.EqualTo(2u), "configuration-change interrupt");
+            Assert.That(Driver.DeviceFaults, Is.EqualTo(1));
+        });
+
+        Device.ThrowFrom = null;
+        SplitRingDriver fresh = BringUp();
+        AssertRoundTrip(fresh, 0);
+    }
+
+    [TestCase(nameof(FakeDevice.ReadConfig), TestName = "DeviceThrowsFromReadConfig_ReadsZeros_NeedsReset_NothingThrown")]
+    [TestCase(nameof(FakeDevice.WriteConfig), TestName = "DeviceThrowsFromWriteConfig_Dropped_NeedsReset_NothingThrown")]
+    public void DeviceThrowsFromAConfigAccess_ContainedAsNeedsReset(string member)
+    {
+        BringUp();
+        Driver.WriteConfig32(0, 0x1234);
+        Driver.TakeInterrupt();
+        Device.ThrowFrom = member;
+
+        uint value = 0xFFFF_FFFF;
+        Assert.That(() => value = member == nameof(FakeDevice.ReadConfig) ? Driver.ReadConfig32(0) : WriteThenZero(), Throws.Nothing);
+        Assert.Multiple(() =>
+        {
+            Assert.That(value, Is.Zero, "a failed read reads zeros");
+            Assert.That(Driver.ReadStatus() & DeviceStatus.DeviceNeedsReset, Is.EqualTo(DeviceStatus.DeviceNeedsReset));
+            Assert.That(Driver.TakeInterrupt() & 2, Is.EqualTo(2u));
+            Assert.That(Driver.DeviceFaults, Is.EqualTo(1));
+        });
+
+        uint WriteThenZero()
+        {
+            Driver.WriteConfig32(0, 0x5678);
+            return 0;
+        }
+    }
+
+    [Test]
+    public void DeviceThrowsFromAcceptFeatures_FeaturesOkRefused_NeedsResetWithoutInterrupt()
+    {
+        Device.ThrowFrom = nameof(FakeDevice.AcceptFeatures);
+
+        Assert.That(() => Initialize(expectAccepted: false), Throws.Nothing);
+        Assert.Multiple(() =>
+        {
+            Assert.That(Driver.ReadStatus(), Is.EqualTo(AckDriver | DeviceStatus.DeviceNeedsReset));
+            Assert.That(Driver.TakeInterrupt(), Is.Zero, "no configuration interrupt before DRIVER_OK (§2.1.2)");
+            Assert.That(Driver.DeviceFaults, Is.EqualTo(1));
+        });
+    }
+
+    [Test]
+    public void DeviceThrowsFromActivate_NotLive_NeedsResetWithAConfigInterrupt_KicksDropped()
+    {
+        Initialize();
+        SplitRingDriver ring = SetupQueue(0, 16);
+        Device.ThrowFrom = nameof(FakeDevice.Activate);
+
+        Assert.That(() => Driver.WriteStatus(Live), Throws.Nothing);
+        Device.ThrowFrom = null;
+        Assert.That(ring.TryAdd([new DriverBuffer(Allocator.Allocate(16), 16, DeviceWritable: true)], out _), Is.True);
+        ring.Publish();
+        Driver.Kick(0);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(Driver.ReadStatus(), Is.EqualTo(Live | DeviceStatus.DeviceNeedsReset));
+            Assert.That(Driver.TakeInterrupt() & 2, Is.EqualTo(2u));
+            Assert.That(Device.NotifyCount(0), Is.Zero, "a device whose activation failed gets no kicks");
+            Assert.That(Driver.DeviceFaults, Is.EqualTo(1));
+        });
+    }
+
+    [TestCase(nameof(FakeDevice.Reset), TestName = "DeviceThrowsFromReset_TheResetStillCompletes")]
+    [TestCase(nameof(FakeDevice.ResetQueue), TestName = "DeviceThrowsFromResetQueue_TheQueueResetStillCompletes")]
+    public void DeviceThrowsFromAReset_TheResetCompletes(string member)
+    {
+        BringUp();
+        Device.ThrowFrom = member;
+
+        if (member == nameof(FakeDevice.Reset))
+        {
+            Assert.That(() => Driver.WriteStatus(0), Throws.Nothing);
+            Assert.That(Driver.ReadStatus(), Is.EqualTo((DeviceStatus)0));
+        }
+        else
+        {
+            Driver.SelectQueue(0);
+            Assert.That(() => Driver.WriteQueueReset(), Throws.Nothing);
+            Assert.That(Driver.ReadQueueReady(), Is.False);
+        }
+
+        Device.ThrowFrom = null;
+        Assert.That(Driver.DeviceFaults, Is.EqualTo(1));
+        SplitRingDriver ring = BringUp();
+        AssertRoundTrip(ring, 0);
+    }
+
+    [Test]
+    public void DeviceFaults_AreLoggedOnceAsErrors()
+    {
+        var logger = new FakeLogger();
+        ITransportDriver driver = CreateDriver(Device, Memory, Sink, logger);
+        Device.ThrowFrom = nameof(FakeDevice.ReadConfig);
+
+        for (int i = 0; i < 20; i++)
+        {
+            driver.ReadConfig32(0);
+        }
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(driver.DeviceFaults, Is.EqualTo(20));
+            Assert.That(logger.Collector.GetSnapshot().Count(r => r.Level == LogLevel.Error), Is.EqualTo(1));
+        });
+    }
+
     [Test]
     public void Reset_AfterIo_RestoresThePowerOnState()
     {
@@ -573,7 +706,7 @@ public abstract class TransportContractTests
         }
     }
 
-    private protected abstract ITransportDriver CreateDriver(FakeDevice device, GuestMemory memory, RecordingInterruptSink sink);
+    private protected abstract ITransportDriver CreateDriver(FakeDevice device, GuestMemory memory, RecordingInterruptSink sink, ILogger? logger = null);
 
     private protected abstract ITransportDriver Restore(byte[] snapshot, FakeDevice device, GuestMemory memory, RecordingInterruptSink sink, out SnapshotStatus status);
 

@@ -3,6 +3,7 @@ using System.Text;
 using VirtioPanic.Device;
 using VirtioPanic.GuestDriver.Rings;
 using VirtioPanic.GuestDriver.Virtio;
+using VirtioPanic.Virtio.Memory;
 
 namespace VirtioPanic.GuestDriver.Watchdog;
 
@@ -100,7 +101,7 @@ public sealed partial class WatchdogDriver
     }
 
     // WDT-DRV-9 and WDT-DRV-11: the whole record first, within the limits; then state =
-    // COMMITTED behind a full barrier; then one unconditional notification.
+    // COMMITTED with a release store; then one unconditional notification.
     private void Commit(RecordBuffer record, ushort type, PanicReport report)
     {
         bool logTail = (Features & WatchdogFeatures.LogTail) != 0;
@@ -128,13 +129,25 @@ public sealed partial class WatchdogDriver
         Memory.TryWrite(record.Record + WatchdogWire.RecordHeaderSize, message);
         Memory.TryWrite(record.Record + WatchdogWire.RecordHeaderSize + (ulong)message.Length, tail);
 
-        // Write barrier: every byte of the record is visible before the device can see COMMITTED.
-        Interlocked.MemoryBarrier();
-        Memory.TryWriteUInt32(record.Record + WatchdogWire.RecordState, WatchdogWire.RecordCommitted);
+        // Release store, after the body: every byte of the record is visible before the device can
+        // see COMMITTED. Pairs with the device's acquire load of state before it copies the body
+        // (WDT-DRV-9 / WDT-DEV-36; the device side is EventQueueWorker.IsCommitted).
+        StoreCommitted(record.Record + WatchdogWire.RecordState);
         record.Committed = true;
 
         // virtqueue_notify, not virtqueue_kick: committing adds no buffer, suppression does not apply.
         _device.Queue(WatchdogWire.EventQueue).Notify();
+    }
+
+    private void StoreCommitted(ulong stateAddress)
+    {
+        if (Memory.TryStoreUInt32Release(stateAddress, WatchdogWire.RecordCommitted) == GuestMemoryStatus.Misaligned)
+        {
+            // Record buffers are allocated 16-byte aligned; should one not be, a full fence and then
+            // a plain store is a release too.
+            Interlocked.MemoryBarrier();
+            Memory.TryWriteUInt32(stateAddress, WatchdogWire.RecordCommitted);
+        }
     }
 
     private byte PollStatus(RecordBuffer record)

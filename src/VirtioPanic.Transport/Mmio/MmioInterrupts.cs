@@ -9,11 +9,13 @@ namespace VirtioPanic.Transport.Mmio;
 internal sealed class MmioInterrupts : IVirtioTransportSignals, IInterruptLevelSource
 {
     private readonly InterruptLine _line;
+    private readonly AccessReporter _reporter;
     private int _status;
 
-    internal MmioInterrupts(IInterruptSink sink)
+    internal MmioInterrupts(IInterruptSink sink, AccessReporter reporter)
     {
         _line = new InterruptLine(sink, this);
+        _reporter = reporter;
     }
 
     internal uint Status => (uint)Volatile.Read(ref _status);
@@ -31,6 +33,10 @@ internal sealed class MmioInterrupts : IVirtioTransportSignals, IInterruptLevelS
         Interlocked.Or(ref _status, (int)VirtioMmioRegisters.InterruptConfigChange);
         _line.Update();
     }
+
+    // The controller contained a device exception (it set DEVICE_NEEDS_RESET and raised the
+    // configuration interrupt itself): log it, once per transport.
+    public void DeviceFaulted(string operation, Exception exception) => _reporter.DeviceFault(operation, exception);
 
     public bool ComputeInterruptLevel() => Volatile.Read(ref _status) != 0;
 

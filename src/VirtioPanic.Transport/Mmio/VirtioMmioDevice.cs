@@ -28,7 +28,8 @@ namespace VirtioPanic.Transport.Mmio;
 /// <para>Thread-safe. A QueueNotify write (or <see cref="NotifyQueue"/>) takes no lock and
 /// allocates nothing.</para>
 /// <para>Guest accesses never throw: invalid ones read zeros or are dropped, and are counted
-/// (<see cref="GetInvalidAccessCount"/>).</para>
+/// (<see cref="GetInvalidAccessCount"/>); an exception from the device is contained as
+/// DEVICE_NEEDS_RESET (<see cref="DeviceFaultCount"/>).</para>
 /// </remarks>
 public sealed class VirtioMmioDevice
 {
@@ -56,7 +57,7 @@ public sealed class VirtioMmioDevice
         options ??= new VirtioMmioOptions();
 
         _reporter = new AccessReporter(logger ?? NullLogger.Instance, TransportName, options);
-        _interrupts = new MmioInterrupts(interrupts);
+        _interrupts = new MmioInterrupts(interrupts, _reporter);
         _controller = new VirtioDeviceController(device, memory, _interrupts, options.OfferRingReset);
         _vendorId = options.VendorId;
         _configSize = (uint)_controller.ConfigSize;
@@ -86,6 +87,14 @@ public sealed class VirtioMmioDevice
 
     /// <summary>Kicks dropped: unknown or disabled queue, or a device that was not live.</summary>
     public long DroppedNotificationCount => _controller.DroppedNotifications;
+
+    /// <summary>
+    /// Exceptions the device threw from a guest-driven call (a notification, a configuration access,
+    /// activation, reset) that the transport contained: each set DEVICE_NEEDS_RESET (with a
+    /// configuration-change interrupt once the driver is live) instead of reaching the caller of
+    /// <see cref="Read"/>, <see cref="Write"/> or <see cref="NotifyQueue"/>. The first is logged as an error.
+    /// </summary>
+    public long DeviceFaultCount => _controller.DeviceFaults;
 
     /// <summary>Invalid guest accesses counted so far of one kind.</summary>
     /// <param name="kind">The kind.</param>

@@ -25,14 +25,16 @@ internal sealed class PciInterruptRouter : IVirtioTransportSignals, IInterruptLe
     private const int IsrConfig = 0x2;
 
     private readonly MsixTable _msix;
+    private readonly AccessReporter _reporter;
     private readonly InterruptLine _intx;
     private readonly int[] _queueVectors;
     private int _configVector = VirtioPciCommonConfigRegisters.NoVector;
     private int _isr;
     private volatile bool _intxDisabled;
 
-    internal PciInterruptRouter(IInterruptSink sink, MsixTable msix, int queueCount)
+    internal PciInterruptRouter(IInterruptSink sink, MsixTable msix, int queueCount, AccessReporter reporter)
     {
+        _reporter = reporter;
         _msix = msix;
         _intx = new InterruptLine(sink, this);
         _queueVectors = new int[queueCount];
@@ -60,6 +62,10 @@ internal sealed class PciInterruptRouter : IVirtioTransportSignals, IInterruptLe
         Interlocked.Or(ref _isr, IsrQueue);
         _intx.Update();
     }
+
+    // The controller contained a device exception (it set DEVICE_NEEDS_RESET and raised the
+    // configuration interrupt itself): log it, once per transport.
+    public void DeviceFaulted(string operation, Exception exception) => _reporter.DeviceFault(operation, exception);
 
     public void SignalConfigChange()
     {

@@ -101,7 +101,7 @@ public sealed partial class VirtioPciFunction
 
         _reporter = new AccessReporter(logger ?? NullLogger.Instance, TransportName, options);
         _msix = new MsixTable(interrupts, vectors);
-        _router = new PciInterruptRouter(interrupts, _msix, queueCount);
+        _router = new PciInterruptRouter(interrupts, _msix, queueCount, _reporter);
         _controller = new VirtioDeviceController(device, memory, _router, options.OfferRingReset);
         _layout = new VirtioPciLayout(queueCount, configSize, vectors);
         _virtioBar = new PciBar(VirtioPciLayout.VirtioBarIndex, _layout.VirtioBarSize);
@@ -139,6 +139,14 @@ public sealed partial class VirtioPciFunction
 
     /// <summary>Kicks dropped: unknown or disabled queue, or a device that was not live.</summary>
     public long DroppedNotificationCount => _controller.DroppedNotifications;
+
+    /// <summary>
+    /// Exceptions the device threw from a guest-driven call (a notification, a configuration access,
+    /// activation, reset) that the function contained: each set DEVICE_NEEDS_RESET (with a
+    /// configuration-change interrupt once the driver is live) instead of reaching the caller of a
+    /// configuration or BAR access. The first is logged as an error.
+    /// </summary>
+    public long DeviceFaultCount => _controller.DeviceFaults;
 
     /// <summary>Invalid guest accesses counted so far of one kind.</summary>
     /// <param name="kind">The kind.</param>

@@ -33,7 +33,16 @@ public sealed partial class VirtioDeviceController
         {
             if (_live && queue.Enabled)
             {
-                _device.Notify(queueIndex);
+                try
+                {
+                    _device.Notify(queueIndex);
+                }
+                catch (Exception ex)
+                {
+                    ContainFault(nameof(IVirtioDevice.Notify), ex);
+                    // Contained: the kick reached the device, which failed; DEVICE_NEEDS_RESET is set.
+                }
+
                 return true;
             }
         }

@@ -271,7 +271,15 @@ public sealed partial class VirtioDeviceController
         WaitForNotifiersUnsynchronized();
         if (_session is not null)
         {
-            _device.ResetQueue(index);
+            try
+            {
+                _device.ResetQueue(index);
+            }
+            catch (Exception ex)
+            {
+                ContainFault(nameof(IVirtioDevice.ResetQueue), ex);
+                // The queue is reset below regardless; DEVICE_NEEDS_RESET is set.
+            }
         }
 
         queue.Reset();

@@ -247,7 +247,7 @@ public sealed partial class VirtioDeviceController
         }
 
         // §2.2.2: a device SHOULD NOT refuse a set it accepted before; if it does, this is not our device.
-        return _device.AcceptFeatures(negotiated) ? SnapshotStatus.Ok : SnapshotStatus.DeviceMismatch;
+        return AcceptFeaturesContained(negotiated) ? SnapshotStatus.Ok : SnapshotStatus.DeviceMismatch;
     }
 
     private struct SavedQueue

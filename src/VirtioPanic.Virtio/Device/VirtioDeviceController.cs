@@ -26,6 +26,16 @@ namespace VirtioPanic.Virtio.Device;
 // IVirtioTransportSignals only when the current thread does not hold _lock; a signal the device
 // raises synchronously from inside Activate is deferred and raised right after the lock is
 // released (RaiseDeferredSignals).
+//
+// Device faults (issue 19). Every call into the device (Notify, ReadConfig, WriteConfig,
+// AcceptFeatures, Activate, ResetQueue, Reset, Quiesce) is contained: an exception never leaves the
+// controller, so it never reaches the transport's caller, the hypervisor's exit handler. The
+// controller counts it (DeviceFaults), sets DEVICE_NEEDS_RESET with a configuration-change
+// notification when DRIVER_OK is set (§2.1.2), and tells the transport once per fault through
+// IVirtioTransportSignals.DeviceFaulted (which logs the first one). What the failed call leaves
+// behind: a failed ReadConfig reads zeros, a failed WriteConfig is dropped, a failed AcceptFeatures
+// refuses FEATURES_OK, a failed Activate leaves the device not live (kicks are dropped until the
+// driver resets it), and a failed Reset or Quiesce still completes the controller's reset.
 
 /// <summary>
 /// The device status machine, feature negotiation, queue registers and activation of one virtio
@@ -82,6 +92,7 @@ public sealed partial class VirtioDeviceController
     // --- counters ---
     private long _droppedNotifications;
     private long _droppedSignals;
+    private long _deviceFaults;          // Interlocked only; a statistic, orders nothing
 
     /// <summary>Creates a controller for <paramref name="device"/> in its power-on state.</summary>
     /// <param name="device">The device function.</param>
@@ -176,6 +187,12 @@ public sealed partial class VirtioDeviceController
 
     /// <summary>Device signals dropped because they came from a finished session or for a disabled queue.</summary>
     public long DroppedSignals => Interlocked.Read(ref _droppedSignals);
+
+    /// <summary>
+    /// Exceptions thrown by the device's members and contained here (each one set
+    /// DEVICE_NEEDS_RESET, or completed the reset it interrupted).
+    /// </summary>
+    public long DeviceFaults => Interlocked.Read(ref _deviceFaults);
 
     // ---------------------------------------------------------------------------------------
     // Features (virtio 1.2 §2.2; PCI §4.1.4.3 device_feature_select..driver_feature; MMIO §4.2.2
@@ -355,7 +372,15 @@ public sealed partial class VirtioDeviceController
 
         lock (_lock)
         {
-            _device.ReadConfig(offset, data);
+            try
+            {
+                _device.ReadConfig(offset, data);
+            }
+            catch (Exception ex)
+            {
+                ContainFault(nameof(IVirtioDevice.ReadConfig), ex);
+                data.Clear();
+            }
         }
 
         AfterControl();
@@ -375,7 +400,15 @@ public sealed partial class VirtioDeviceController
 
         lock (_lock)
         {
-            _device.WriteConfig(offset, data);
+            try
+            {
+                _device.WriteConfig(offset, data);
+            }
+            catch (Exception ex)
+            {
+                ContainFault(nameof(IVirtioDevice.WriteConfig), ex);
+                // Dropped; DEVICE_NEEDS_RESET is set.
+            }
         }
 
         AfterControl();
@@ -488,7 +521,7 @@ public sealed partial class VirtioDeviceController
             return DeviceStatusWriteResult.FeaturesRefusedWithoutVersion1;
         }
 
-        return _device.AcceptFeatures(_driverFeatures) ? DeviceStatusWriteResult.Accepted : DeviceStatusWriteResult.FeaturesRefusedByDevice;
+        return AcceptFeaturesContained(_driverFeatures) ? DeviceStatusWriteResult.Accepted : DeviceStatusWriteResult.FeaturesRefusedByDevice;
     }
 
     // Replaces the driver-owned bits, keeping DEVICE_NEEDS_RESET, which a device worker may set
@@ -517,7 +550,17 @@ public sealed partial class VirtioDeviceController
 
         // Under the lock: serialized with Reset/ResetQueue as IVirtioDevice requires. Signals the
         // device raises from inside Activate on this thread are deferred until the lock is released.
-        _device.Activate(session);
+        try
+        {
+            _device.Activate(session);
+        }
+        catch (Exception ex)
+        {
+            ContainFault(nameof(IVirtioDevice.Activate), ex);
+            // Not live: kicks are dropped; the driver sees DEVICE_NEEDS_RESET and resets.
+            return;
+        }
+
         _live = true;
         _replayKicks = true;
     }
@@ -541,13 +584,21 @@ public sealed partial class VirtioDeviceController
 
         // The device returns only once it no longer touches guest memory (IVirtioDevice.Reset). A
         // restore is not a guest reset: the device quiesces without a reset's side effects.
-        if (forRestore)
+        try
         {
-            _device.Quiesce();
+            if (forRestore)
+            {
+                _device.Quiesce();
+            }
+            else
+            {
+                _device.Reset();
+            }
         }
-        else
+        catch (Exception ex)
         {
-            _device.Reset();
+            ContainFault(forRestore ? nameof(IVirtioDevice.Quiesce) : nameof(IVirtioDevice.Reset), ex);
+            // The controller's reset completes regardless (status 0 below clears the bit again).
         }
 
         foreach (QueueRegisters queue in _queues)
@@ -599,6 +650,57 @@ public sealed partial class VirtioDeviceController
         Debug.Assert(_lock.IsHeldByCurrentThread);
         _deferredConfigSignal = true;
         _anyDeferred = true;
+    }
+
+    // The device threw from one of its members (see Device faults in the design notes). Counts it,
+    // sets DEVICE_NEEDS_RESET (with the §2.1.2 configuration-change notification when DRIVER_OK is
+    // set: deferred when this thread holds the lock, else raised now) and tells the transport.
+    private void ContainFault(string operation, Exception exception)
+    {
+        Interlocked.Increment(ref _deviceFaults);
+        int previous = Interlocked.Or(ref _status, NeedsResetBit);
+        if ((previous & NeedsResetBit) == 0 && (previous & (int)DeviceStatus.DriverOk) != 0)
+        {
+            BumpGeneration();
+            if (_lock.IsHeldByCurrentThread)
+            {
+                DeferConfigSignalUnsynchronized();
+            }
+            else
+            {
+                RaiseContained(() => _signals.SignalConfigChange());
+            }
+        }
+
+        RaiseContained(() => _signals.DeviceFaulted(operation, exception));
+    }
+
+    // A transport callback made while containing a device fault must not throw out of it either.
+    private static void RaiseContained(Action signal)
+    {
+#pragma warning disable CA1031 // containment: nothing may escape to the hypervisor's caller
+        try
+        {
+            signal();
+        }
+        catch (Exception)
+        {
+            // The transport's own signal failed; the fault is counted in DeviceFaults regardless.
+        }
+#pragma warning restore CA1031
+    }
+
+    private bool AcceptFeaturesContained(ulong features)
+    {
+        try
+        {
+            return _device.AcceptFeatures(features);
+        }
+        catch (Exception ex)
+        {
+            ContainFault(nameof(IVirtioDevice.AcceptFeatures), ex);
+            return false;
+        }
     }
 
     // Marks a configuration change: the generation moves if the driver saw the current one.

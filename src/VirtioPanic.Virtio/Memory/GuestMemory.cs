@@ -229,6 +229,45 @@ public sealed class GuestMemory : IDisposable
         return status;
     }
 
+    /// <summary>Loads a 32-bit value with acquire semantics (<see cref="GuestMemorySlice.LoadUInt32Acquire"/>); the address must be 4-byte aligned.</summary>
+    /// <param name="address">Untrusted guest-physical address.</param>
+    /// <param name="value">The value, or 0 on failure.</param>
+    public GuestMemoryStatus TryLoadUInt32Acquire(ulong address, out uint value)
+    {
+        value = 0;
+        if ((address & 3) != 0)
+        {
+            return GuestMemoryStatus.Misaligned;
+        }
+
+        GuestMemoryStatus status = TryGetSlice(address, sizeof(uint), out GuestMemorySlice slice);
+        if (status == GuestMemoryStatus.Ok)
+        {
+            value = slice.LoadUInt32Acquire(0);
+        }
+
+        return status;
+    }
+
+    /// <summary>Stores a 32-bit value with release semantics (<see cref="GuestMemorySlice.StoreUInt32Release"/>); the address must be 4-byte aligned.</summary>
+    /// <param name="address">Untrusted guest-physical address.</param>
+    /// <param name="value">The value.</param>
+    public GuestMemoryStatus TryStoreUInt32Release(ulong address, uint value)
+    {
+        if ((address & 3) != 0)
+        {
+            return GuestMemoryStatus.Misaligned;
+        }
+
+        GuestMemoryStatus status = TryGetSlice(address, sizeof(uint), out GuestMemorySlice slice);
+        if (status == GuestMemoryStatus.Ok)
+        {
+            slice.StoreUInt32Release(0, value);
+        }
+
+        return status;
+    }
+
     /// <summary>Disposes the regions when this address space owns them.</summary>
     public void Dispose()
     {

@@ -40,7 +40,7 @@ public readonly struct GuestMemorySlice
     /// The bytes as a span. Guest memory is shared with a running guest: treat what you read as
     /// untrusted and possibly changing, copy before validating.
     /// </summary>
-    /// <exception cref="InvalidOperationException">The slice is longer than a span can be (2 GiB); use <see cref="Slice"/>.</exception>
+    /// <exception cref="InvalidOperationException">The slice is longer than a span can be (2 GiB); use <see cref="Slice"/> or <see cref="TryGetSpan"/>.</exception>
     public Span<byte> Span
     {
         get
@@ -52,6 +52,25 @@ public readonly struct GuestMemorySlice
 
             return CreateSpan(_host, (int)_length);
         }
+    }
+
+    /// <summary>
+    /// The bytes as a span when the slice fits in one (at most 2 GiB - 1 bytes); the non-throwing
+    /// form of <see cref="Span"/> for slices whose length came from the guest. A descriptor may
+    /// legally describe up to 2^32 - 1 bytes: narrow it with <see cref="Slice"/> first, or refuse it.
+    /// </summary>
+    /// <param name="span">The bytes, or an empty span when the slice is too long.</param>
+    /// <returns>False (and an empty span) when the slice is longer than a span can be.</returns>
+    public bool TryGetSpan(out Span<byte> span)
+    {
+        if (_length > int.MaxValue)
+        {
+            span = default;
+            return false;
+        }
+
+        span = CreateSpan(_host, (int)_length);
+        return true;
     }
 
     /// <summary>A narrower slice; <paramref name="offset"/> and <paramref name="length"/> must lie inside this one.</summary>
@@ -87,6 +106,58 @@ public readonly struct GuestMemorySlice
         CheckRange(offset, sizeof(ushort));
         Debug.Assert(((GuestAddress + offset) & 1) == 0, "ring index must be aligned");
         Volatile.Write(ref RefAt<ushort>(_host, offset), BitConverter.IsLittleEndian ? value : BinaryPrimitives.ReverseEndianness(value));
+    }
+
+    /// <summary>
+    /// Reads a 32-bit little-endian value with acquire semantics: no load or store after it is
+    /// performed before it. Pairs with a driver's release store (or write barrier, then store) of a
+    /// flag written after the data it guards, such as an event record's <c>state</c>. One atomic
+    /// load when the guest address is 4-byte aligned; otherwise (guest-chosen addresses may be odd)
+    /// a plain load followed by a full fence, which keeps the ordering but is not a single access.
+    /// </summary>
+    /// <param name="offset">Byte offset.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public uint LoadUInt32Acquire(uint offset)
+    {
+        CheckRange(offset, sizeof(uint));
+        uint raw;
+        if (((GuestAddress + offset) & 3) == 0)
+        {
+            raw = Volatile.Read(ref RefAt<uint>(_host, offset));
+        }
+        else
+        {
+            raw = ReadUnaligned<uint>(_host, offset);
+
+            // Acquire by fence: later loads (the data the value guards) stay after this one.
+            Interlocked.MemoryBarrier();
+        }
+
+        return BitConverter.IsLittleEndian ? raw : BinaryPrimitives.ReverseEndianness(raw);
+    }
+
+    /// <summary>
+    /// Writes a 32-bit little-endian value with release semantics: every load and store before it
+    /// is visible before it. One atomic store when the guest address is 4-byte aligned; otherwise a
+    /// full fence, then a plain store.
+    /// </summary>
+    /// <param name="offset">Byte offset.</param>
+    /// <param name="value">The value to publish.</param>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void StoreUInt32Release(uint offset, uint value)
+    {
+        CheckRange(offset, sizeof(uint));
+        uint raw = BitConverter.IsLittleEndian ? value : BinaryPrimitives.ReverseEndianness(value);
+        if (((GuestAddress + offset) & 3) == 0)
+        {
+            Volatile.Write(ref RefAt<uint>(_host, offset), raw);
+        }
+        else
+        {
+            // Release by fence: the data written before stays before this store.
+            Interlocked.MemoryBarrier();
+            WriteUnaligned(_host, offset, raw);
+        }
     }
 
     /// <summary>Reads a little-endian 16-bit value (plain load).</summary>

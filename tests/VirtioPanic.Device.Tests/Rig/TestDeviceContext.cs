@@ -34,7 +34,17 @@ internal sealed class TestDeviceContext : IVirtioDeviceContext
 
     public int Signals(int queueIndex) => Volatile.Read(ref _signals[queueIndex]);
 
-    public void SignalUsedBuffers(int queueIndex) => Interlocked.Increment(ref _signals[queueIndex]);
+    // A transport whose interrupt path throws (a bug on the hypervisor's side): the device must contain it.
+    public bool ThrowOnSignal { get; set; }
+
+    public void SignalUsedBuffers(int queueIndex)
+    {
+        Interlocked.Increment(ref _signals[queueIndex]);
+        if (ThrowOnSignal)
+        {
+            throw new InvalidOperationException($"interrupt sink fault on queue {queueIndex}");
+        }
+    }
 
     public void SignalConfigChange() => Interlocked.Increment(ref _configChanges);
 

@@ -32,7 +32,7 @@ public sealed class WatchdogSnapshotTests
 
         // Restore: transport and RAM first (this re-activates the device), then the device.
         SnapshotStatus status = rig.Machine.RestoreSnapshot(machine);
-        rig.Device.RestoreState(device);
+        SnapshotStatus deviceStatus = rig.Device.RestoreState(device);
         int resetsAfterRestore = rig.EventsOf<DriverResetEvent>().Count;
         rig.Device.Resume();
         TimeSpan? left = rig.Run(driver.GetTimeLeft);
@@ -43,6 +43,7 @@ public sealed class WatchdogSnapshotTests
         {
             Assert.That(expiriesAtSource, Is.EqualTo(1));
             Assert.That(status, Is.EqualTo(SnapshotStatus.Ok));
+            Assert.That(deviceStatus, Is.EqualTo(SnapshotStatus.Ok));
             Assert.That(left, Is.EqualTo(TimeSpan.FromSeconds(20)), "the countdown as it was at the snapshot");
             Assert.That(path, Is.EqualTo(PanicReportPath.EventRecord), "a record buffer held at the snapshot still carries a report");
             Assert.That(rig.EventsOf<GuestPanickedEvent>().Single().Message, Is.EqualTo("after restore"));

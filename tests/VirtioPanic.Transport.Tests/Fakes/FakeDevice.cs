@@ -38,6 +38,9 @@ internal sealed class FakeDevice : IVirtioDevice
 
     internal bool ProcessOnNotify { get; set; } = true;
 
+    // A buggy device: the named IVirtioDevice member throws (the transports must contain it).
+    internal string? ThrowFrom { get; set; }
+
     internal IVirtioDeviceContext? Context { get; private set; }
 
     internal int ActivateCount { get; private set; }
@@ -60,6 +63,7 @@ internal sealed class FakeDevice : IVirtioDevice
 
     public void ReadConfig(uint offset, Span<byte> data)
     {
+        ThrowIf(nameof(ReadConfig));
         lock (_lock)
         {
             _config.AsSpan((int)offset, data.Length).CopyTo(data);
@@ -68,6 +72,7 @@ internal sealed class FakeDevice : IVirtioDevice
 
     public void WriteConfig(uint offset, ReadOnlySpan<byte> data)
     {
+        ThrowIf(nameof(WriteConfig));
         lock (_lock)
         {
             // Only the timeout field (bytes 0..3) is writable.
@@ -81,10 +86,15 @@ internal sealed class FakeDevice : IVirtioDevice
         }
     }
 
-    public bool AcceptFeatures(ulong features) => AcceptAll;
+    public bool AcceptFeatures(ulong features)
+    {
+        ThrowIf(nameof(AcceptFeatures));
+        return AcceptAll;
+    }
 
     public void Activate(IVirtioDeviceContext context)
     {
+        ThrowIf(nameof(Activate));
         Context = context;
         ActivateCount++;
         if (ProcessOnNotify)
@@ -99,6 +109,7 @@ internal sealed class FakeDevice : IVirtioDevice
 
     public void Notify(int queueIndex)
     {
+        ThrowIf(nameof(Notify));
         lock (_lock)
         {
             _notifies[queueIndex]++;
@@ -110,12 +121,25 @@ internal sealed class FakeDevice : IVirtioDevice
         }
     }
 
-    public void ResetQueue(int queueIndex) => QueueResets.Add(queueIndex);
+    public void ResetQueue(int queueIndex)
+    {
+        ThrowIf(nameof(ResetQueue));
+        QueueResets.Add(queueIndex);
+    }
 
     public void Reset()
     {
+        ThrowIf(nameof(Reset));
         Context = null;
         ResetCount++;
+    }
+
+    private void ThrowIf(string member)
+    {
+        if (ThrowFrom == member)
+        {
+            throw new InvalidOperationException($"fake device fault in {member}");
+        }
     }
 
     // The device bumps its event counter and tells the driver its configuration changed.

@@ -51,5 +51,7 @@ internal interface ITransportDriver
 
     long DroppedNotifications { get; }
 
+    long DeviceFaults { get; }
+
     void HostReset();
 }

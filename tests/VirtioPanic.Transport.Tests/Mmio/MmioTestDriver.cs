@@ -23,6 +23,8 @@ internal sealed class MmioTestDriver : ITransportDriver
 
     public long DroppedNotifications => Device.DroppedNotificationCount;
 
+    public long DeviceFaults => Device.DeviceFaultCount;
+
     internal uint Read32(ulong offset)
     {
         Span<byte> b = stackalloc byte[4];

@@ -49,6 +49,8 @@ internal sealed class PciTestDriver : ITransportDriver
 
     public long DroppedNotifications => Function.DroppedNotificationCount;
 
+    public long DeviceFaults => Function.DeviceFaultCount;
+
     // --- configuration space ---
 
     internal byte Cfg8(uint offset)

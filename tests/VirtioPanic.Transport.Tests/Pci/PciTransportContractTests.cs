@@ -1,3 +1,4 @@
+using Microsoft.Extensions.Logging;
 using VirtioPanic.Transport.Pci;
 using VirtioPanic.Transport.Tests.Fakes;
 using VirtioPanic.Virtio.Device;
@@ -8,8 +9,8 @@ namespace VirtioPanic.Transport.Tests.Pci;
 [TestFixture]
 public sealed class PciTransportContractTests : TransportContractTests
 {
-    private protected override ITransportDriver CreateDriver(FakeDevice device, GuestMemory memory, RecordingInterruptSink sink) =>
-        new PciTestDriver(new VirtioPciFunction(device, memory, sink), sink);
+    private protected override ITransportDriver CreateDriver(FakeDevice device, GuestMemory memory, RecordingInterruptSink sink, ILogger? logger = null) =>
+        new PciTestDriver(new VirtioPciFunction(device, memory, sink, logger: logger), sink);
 
     private protected override ITransportDriver Restore(byte[] snapshot, FakeDevice device, GuestMemory memory, RecordingInterruptSink sink, out SnapshotStatus status)
     {

@@ -121,6 +121,60 @@ public sealed class GuestMemoryTests
     }
 
     [Test]
+    public void TryLoadUInt32Acquire_AndTryStoreUInt32Release_RoundTripLittleEndian_AndRefuseMisalignedAddresses()
+    {
+        using GuestMemory memory = GuestMemory.CreateAnonymous(Mib);
+        byte[] bytes = new byte[4];
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(memory.TryStoreUInt32Release(0x104, 0x4D4D4F43), Is.EqualTo(GuestMemoryStatus.Ok));
+            Assert.That(memory.TryRead(0x104, bytes), Is.True);
+            Assert.That(bytes, Is.EqualTo("COMM"u8.ToArray()), "little-endian in guest memory");
+            Assert.That(memory.TryLoadUInt32Acquire(0x104, out uint value), Is.EqualTo(GuestMemoryStatus.Ok));
+            Assert.That(value, Is.EqualTo(0x4D4D4F43u));
+            Assert.That(memory.TryLoadUInt32Acquire(0x102, out _), Is.EqualTo(GuestMemoryStatus.Misaligned));
+            Assert.That(memory.TryStoreUInt32Release(0x101, 1), Is.EqualTo(GuestMemoryStatus.Misaligned));
+            Assert.That(memory.TryLoadUInt32Acquire(Mib - 2, out _), Is.Not.EqualTo(GuestMemoryStatus.Ok));
+        }
+    }
+
+    [Test]
+    public void SliceLoadUInt32Acquire_AtAnOddAddress_ReadsTheValue_AndChecksTheRange()
+    {
+        using GuestMemory memory = GuestMemory.CreateAnonymous(Mib);
+        Assert.That(memory.TryGetSlice(0x201, 8, out GuestMemorySlice slice), Is.EqualTo(GuestMemoryStatus.Ok));
+
+        slice.StoreUInt32Release(1, 0xA1B2C3D4);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(memory.TryReadUInt32(0x202, out uint plain), Is.True);
+            Assert.That(plain, Is.EqualTo(0xA1B2C3D4u));
+            Assert.That(slice.LoadUInt32Acquire(1), Is.EqualTo(0xA1B2C3D4u));
+            Assert.That(() => slice.LoadUInt32Acquire(5), Throws.TypeOf<ArgumentOutOfRangeException>());
+        }
+    }
+
+    [Test]
+    public void TryGetSpan_SliceOf4GiBMinusOne_ReturnsFalseInsteadOfThrowing_AndASmallSliceWorks()
+    {
+        // A descriptor may legally describe 2^32 - 1 bytes; the region is reserved, never touched.
+        using GuestMemory memory = GuestMemory.CreateAnonymous(0x1_0000_1000);
+        Assert.That(memory.TryGetSlice(0x800, uint.MaxValue, out GuestMemorySlice huge), Is.EqualTo(GuestMemoryStatus.Ok));
+        Assert.That(memory.TryGetSlice(0x800, 16, out GuestMemorySlice small), Is.EqualTo(GuestMemoryStatus.Ok));
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(huge.TryGetSpan(out Span<byte> none), Is.False);
+            Assert.That(none.IsEmpty, Is.True);
+            Assert.That(small.TryGetSpan(out Span<byte> span), Is.True);
+            Assert.That(span.Length, Is.EqualTo(16));
+            Assert.That(() => huge.Span.Length, Throws.InvalidOperationException, "the throwing accessor is unchanged");
+        }
+    }
+
+    [Test]
     public void AllocateAnonymous_OnLinux_IsGuardedAndZeroed()
     {
         using GuestMemoryRegion region = GuestMemoryRegion.AllocateAnonymous(0, 3 * 4096 + 5);
