@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using VirtioPanic.RateLimiting;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 
@@ -35,9 +36,13 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private readonly uint _maxTimeoutMs;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
-    private readonly GuestWarningLimiter _warnings;
-    private readonly GuestWarningLimiter _reportLogs;
-    private readonly GuestWarningLimiter _stateLogs;
+    // Guest-triggerable lines (warnings, reports, state changes): at most 10 a minute each.
+    private const int GuestLineBurst = 10;
+    private static readonly TimeSpan s_guestLineWindow = TimeSpan.FromMinutes(1);
+
+    private readonly LogRateLimiter _warnings;
+    private readonly LogRateLimiter _reportLogs;
+    private readonly LogRateLimiter _stateLogs;
     private readonly WatchdogCore _core;
     private readonly WatchdogEventSink _sink;
     private readonly WatchdogQueueWorker _watchdogWorker;
@@ -74,9 +79,9 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         _maxTimeoutMs = WatchdogCore.ToMilliseconds(options.MaxTimeout);
         _time = timeProvider ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
-        _warnings = new GuestWarningLimiter(_time);
-        _reportLogs = new GuestWarningLimiter(_time);
-        _stateLogs = new GuestWarningLimiter(_time);
+        _warnings = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
+        _reportLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
+        _stateLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _sink = new WatchdogEventSink(options.EventCapacity);
         _core = new WatchdogCore(_time, options, new CoreListener(this));
         _watchdogWorker = new WatchdogQueueWorker(this);

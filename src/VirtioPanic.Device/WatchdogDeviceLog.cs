@@ -3,7 +3,7 @@ using Microsoft.Extensions.Logging;
 namespace VirtioPanic.Device;
 
 // Structured log messages of the watchdog device. Event ids are stable and never reused.
-// Guest-triggerable warnings (protocol errors, ring errors) go through GuestWarningLimiter first.
+// Guest-triggerable warnings (protocol errors, ring errors) go through LogRateLimiter (src/Common) first.
 internal static partial class WatchdogDeviceLog
 {
     [LoggerMessage(EventId = 5001, Level = LogLevel.Information, Message = "Watchdog {DeviceId} armed with timeout {Timeout}")]

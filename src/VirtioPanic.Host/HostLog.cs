@@ -52,4 +52,7 @@ internal static partial class HostLog
 
     [LoggerMessage(EventId = 7021, Level = LogLevel.Warning, Message = "vhost-user mode: the front end owns the VM, so {Operation} ({Action}) for {DeviceId} was not carried out")]
     internal static partial void FrontEndOwnsVm(ILogger logger, string operation, string action, string deviceId);
+
+    [LoggerMessage(EventId = 7022, Level = LogLevel.Warning, Message = "{Count} similar messages ({Kind}) were not logged")]
+    internal static partial void LinesSuppressed(ILogger logger, long count, string kind);
 }

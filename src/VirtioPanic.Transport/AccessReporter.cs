@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Logging;
+using VirtioPanic.RateLimiting;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 
@@ -18,7 +19,7 @@ internal sealed class AccessReporter
     {
         _logger = logger;
         _transport = transport;
-        _limiter = new LogRateLimiter(options.TimeProvider, options.InvalidAccessLogLimitPerSecond);
+        _limiter = new LogRateLimiter(options.TimeProvider, options.InvalidAccessLogLimitPerSecond, TimeSpan.FromSeconds(1));
     }
 
     internal ILogger Logger => _logger;

@@ -1,92 +1,56 @@
+using VirtioPanic.RateLimiting;
+
 namespace VirtioPanic.VhostUser;
 
 // Rate limit for log lines a front end can trigger at will (every line of VhostUserLog except
-// Listening/Stopped and the Trace-level per-message line). Each kind of line (its event id) gets
-// at most Burst lines per Window; the rest are counted, and the first line of that kind allowed
-// after them reports how many were suppressed (VhostUserLog.Suppressed), as does Drain at the
-// end of a connection.
+// Listening/Stopped and the Trace-level per-message line): one LogRateLimiter (src/Common) per
+// kind of line (its event id), so a flood of one kind does not silence the others.
 //
-// Two limiters guard every line: the session's own (a hostile connection floods with messages)
+// Two of these guard every line: the session's own (a hostile connection floods with messages)
 // and the back end's (a front end that connects and closes in a loop gets a fresh session each
 // time). A line is written only when both allow it.
 //
 // Threading: the session thread and device threads (needs-reset, config change) log through the
-// same limiter; the back end's limiter is also used by the accept loop. A Lock guards the slots:
-// this is the logging path, never the ring hot path.
+// same limiter; the back end's limiter is also used by the accept loop. The slots are created
+// once, up front; each LogRateLimiter guards itself.
 internal sealed class VhostUserLogLimiter
 {
     // Event ids of VhostUserLog are small and stable (see there); one slot per id.
-    private const int Slots = 64;
+    private const int Slots = 32;
 
-    private readonly TimeProvider _time;
-    private readonly int _burst;
-    private readonly TimeSpan _window;
-    private readonly Lock _lock = new();
-    private readonly Slot[] _slots = new Slot[Slots];
+    private readonly LogRateLimiter[] _slots = new LogRateLimiter[Slots];
 
     internal VhostUserLogLimiter(TimeProvider time, int burst, TimeSpan window)
     {
-        _time = time;
-        _burst = burst;
-        _window = window;
+        for (int i = 0; i < Slots; i++)
+        {
+            _slots[i] = new LogRateLimiter(time, burst, window);
+        }
     }
 
     // True when a line of this kind may be written now; suppressed is how many lines of the kind
-    // were swallowed since the last one written (report them with it). carried: lines another
-    // limiter already suppressed and reported as part of this one, counted here when this one
-    // refuses, so that no suppressed line goes unreported.
-    internal bool TryAcquire(int eventId, out long suppressed, long carried = 0)
-    {
-        suppressed = 0;
-        int index = (uint)eventId < Slots ? eventId : 0;
-        long now = _time.GetTimestamp();
-        lock (_lock)
-        {
-            ref Slot slot = ref _slots[index];
-            if (slot.Count == 0 || _time.GetElapsedTime(slot.WindowStart, now) >= _window)
-            {
-                slot.WindowStart = now;
-                slot.Count = 0;
-            }
-
-            if (slot.Count < _burst)
-            {
-                slot.Count++;
-                suppressed = slot.Suppressed;
-                slot.Suppressed = 0;
-                return true;
-            }
-
-            slot.Suppressed += 1 + carried;
-            return false;
-        }
-    }
+    // were swallowed in windows that are over (report them with it). carried: lines another
+    // limiter already swallowed on this one's account (see LogRateLimiter.TryAcquire).
+    internal bool TryAcquire(int eventId, out long suppressed, long carried = 0) =>
+        Slot(eventId).TryAcquire(out suppressed, carried);
 
     // Takes the suppressed counts still unreported (event id, count), for a closing summary.
     internal List<(int EventId, long Count)> Drain()
     {
         var pending = new List<(int, long)>();
-        lock (_lock)
+        for (int i = 0; i < Slots; i++)
         {
-            for (int i = 0; i < Slots; i++)
+            long count = _slots[i].TakeSuppressed();
+            if (count > 0)
             {
-                if (_slots[i].Suppressed > 0)
-                {
-                    pending.Add((i, _slots[i].Suppressed));
-                    _slots[i].Suppressed = 0;
-                }
+                pending.Add((i, count));
             }
         }
 
         return pending;
     }
 
-    private struct Slot
-    {
-        public long WindowStart;
-        public int Count;
-        public long Suppressed;
-    }
+    private LogRateLimiter Slot(int eventId) => _slots[(uint)eventId < Slots ? eventId : 0];
 }
 
 // The logger the back end and its sessions write front-end-triggered lines through: every line at

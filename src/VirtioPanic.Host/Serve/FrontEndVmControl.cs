@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using VirtioPanic.Hosting;
+using VirtioPanic.RateLimiting;
 
 namespace VirtioPanic.Host.Serve;
 
@@ -7,11 +8,19 @@ namespace VirtioPanic.Host.Serve;
 // reset or power it off. Every call reports failure truthfully, so the journal shows the decided
 // action and that it was not carried out; a management layer that reads the journal (or the QMP-shaped
 // event) carries it out on the front end.
+//
+// A guest (through a front end that writes panic_events in a loop) decides how often this is
+// called, so its line is rate-limited: 10 a minute, then a count of what was not logged.
 internal sealed class FrontEndVmControl : IVmControl
 {
     private readonly ILogger _log;
+    private readonly LogRateLimiter _lines;
 
-    internal FrontEndVmControl(ILogger log) => _log = log;
+    internal FrontEndVmControl(ILogger log, TimeProvider time)
+    {
+        _log = log;
+        _lines = new LogRateLimiter(time, 10, TimeSpan.FromMinutes(1));
+    }
 
     public ValueTask<VmControlResult> PauseAsync(VmActionContext context, CancellationToken cancellationToken) => NotHere(context);
 
@@ -29,7 +38,16 @@ internal sealed class FrontEndVmControl : IVmControl
 
     private ValueTask<VmControlResult> NotHere(VmActionContext context)
     {
-        HostLog.FrontEndOwnsVm(_log, PolicyNames.Of(context.Operation), context.PolicyAction, context.DeviceId);
+        if (_lines.TryAcquire(out long suppressed))
+        {
+            if (suppressed > 0)
+            {
+                HostLog.LinesSuppressed(_log, suppressed, nameof(HostLog.FrontEndOwnsVm));
+            }
+
+            HostLog.FrontEndOwnsVm(_log, PolicyNames.Of(context.Operation), context.PolicyAction, context.DeviceId);
+        }
+
         return ValueTask.FromResult(VmControlResult.Failure("vhost-user mode: the front end owns the VM"));
     }
 }
