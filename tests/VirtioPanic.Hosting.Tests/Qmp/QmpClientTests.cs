@@ -73,14 +73,11 @@ public sealed class QmpClientTests
     [Test]
     public async Task Execute_RepliesOutOfOrder_EachMatchedByItsId()
     {
-        using var directory = new TempDirectory();
-        using var monitor = new FakeQmpMonitor(directory.File("qmp.sock"));
-        Task<FakeQmpMonitor.Connection> accepted = monitor.AcceptAsync();
-        (QmpClient? client, _) = await QmpClient.ConnectAsync(monitor.SocketPath, s_timeout, CancellationToken.None);
-        using FakeQmpMonitor.Connection connection = await accepted;
-        await using (client)
+        await using var session = await ConnectedAsync();
+        FakeQmpMonitor.Connection connection = session.Connection;
+        QmpClient client = session.Client;
         {
-            Task<QmpReply> first = client!.ExecuteAsync("query-status", null, s_timeout, CancellationToken.None);
+            Task<QmpReply> first = client.ExecuteAsync("query-status", null, s_timeout, CancellationToken.None);
             using JsonDocument firstCommand = await connection.ReadCommandAsync();
             Task<QmpReply> second = client.ExecuteAsync("query-name", new JsonObject { ["x"] = 1 }, s_timeout, CancellationToken.None);
             using JsonDocument secondCommand = await connection.ReadCommandAsync();
@@ -110,14 +107,11 @@ public sealed class QmpClientTests
     [Test]
     public async Task Execute_ErrorReply_CarriesClassAndDescription()
     {
-        using var directory = new TempDirectory();
-        using var monitor = new FakeQmpMonitor(directory.File("qmp.sock"));
-        Task<FakeQmpMonitor.Connection> accepted = monitor.AcceptAsync();
-        (QmpClient? client, _) = await QmpClient.ConnectAsync(monitor.SocketPath, s_timeout, CancellationToken.None);
-        using FakeQmpMonitor.Connection connection = await accepted;
-        await using (client)
+        await using var session = await ConnectedAsync();
+        FakeQmpMonitor.Connection connection = session.Connection;
+        QmpClient client = session.Client;
         {
-            Task<QmpReply> reply = client!.ExecuteAsync("inject-nmi", null, s_timeout, CancellationToken.None);
+            Task<QmpReply> reply = client.ExecuteAsync("inject-nmi", null, s_timeout, CancellationToken.None);
             using JsonDocument command = await connection.ReadCommandAsync();
             await connection.SendAsync($$"""{"error": {"class": "GenericError", "desc": "Injecting NMI is not supported"}, "id": {{command.RootElement.GetProperty("id").GetRawText()}}}""");
             QmpReply result = await reply;
@@ -134,14 +128,11 @@ public sealed class QmpClientTests
     [Test]
     public async Task Execute_MonitorSilent_TimesOut()
     {
-        using var directory = new TempDirectory();
-        using var monitor = new FakeQmpMonitor(directory.File("qmp.sock"));
-        Task<FakeQmpMonitor.Connection> accepted = monitor.AcceptAsync();
-        (QmpClient? client, _) = await QmpClient.ConnectAsync(monitor.SocketPath, s_timeout, CancellationToken.None);
-        using FakeQmpMonitor.Connection connection = await accepted;
-        await using (client)
+        await using var session = await ConnectedAsync();
+        FakeQmpMonitor.Connection connection = session.Connection;
+        QmpClient client = session.Client;
         {
-            QmpReply result = await client!.ExecuteAsync("system_reset", null, TimeSpan.FromMilliseconds(200), CancellationToken.None);
+            QmpReply result = await client.ExecuteAsync("system_reset", null, TimeSpan.FromMilliseconds(200), CancellationToken.None);
 
             Assert.That(result.Status, Is.EqualTo(QmpReplyStatus.Timeout));
         }
@@ -181,15 +172,12 @@ public sealed class QmpClientTests
     [TestCase("{\"return\": ", "malformed JSON")]
     public async Task Receive_GarbageFromTheMonitor_EndsTheConnection(string line, string expected)
     {
-        using var directory = new TempDirectory();
-        using var monitor = new FakeQmpMonitor(directory.File("qmp.sock"));
-        Task<FakeQmpMonitor.Connection> accepted = monitor.AcceptAsync();
-        (QmpClient? client, _) = await QmpClient.ConnectAsync(monitor.SocketPath, s_timeout, CancellationToken.None);
-        using FakeQmpMonitor.Connection connection = await accepted;
-        await using (client)
+        await using var session = await ConnectedAsync();
+        FakeQmpMonitor.Connection connection = session.Connection;
+        QmpClient client = session.Client;
         {
             await connection.SendAsync(line);
-            string reason = await client!.Completion.WaitAsync(s_timeout);
+            string reason = await client.Completion.WaitAsync(s_timeout);
 
             Assert.That(reason, Does.Contain(expected));
         }
@@ -198,16 +186,13 @@ public sealed class QmpClientTests
     [Test]
     public async Task Receive_MessageLongerThanTheLimit_EndsTheConnection()
     {
-        using var directory = new TempDirectory();
-        using var monitor = new FakeQmpMonitor(directory.File("qmp.sock"));
-        Task<FakeQmpMonitor.Connection> accepted = monitor.AcceptAsync();
-        (QmpClient? client, _) = await QmpClient.ConnectAsync(monitor.SocketPath, s_timeout, CancellationToken.None);
-        using FakeQmpMonitor.Connection connection = await accepted;
-        await using (client)
+        await using var session = await ConnectedAsync();
+        FakeQmpMonitor.Connection connection = session.Connection;
+        QmpClient client = session.Client;
         {
             // No newline, ever: the client must stop buffering at the limit, not wait for the end.
             string chunk = new('x', 64 * 1024);
-            Task<string> completion = client!.Completion;
+            Task<string> completion = client.Completion;
             for (int sent = 0; sent <= QmpClient.MaxMessageBytes + chunk.Length && !completion.IsCompleted; sent += chunk.Length)
             {
                 try
@@ -223,6 +208,28 @@ public sealed class QmpClientTests
             string reason = await completion.WaitAsync(s_timeout);
 
             Assert.That(reason, Does.Contain("longer than"));
+        }
+    }
+
+    // A client connected to a scripted monitor through the full handshake.
+    private static async Task<Session> ConnectedAsync()
+    {
+        var directory = new TempDirectory();
+        var monitor = new FakeQmpMonitor(directory.File("qmp.sock"));
+        Task<FakeQmpMonitor.Connection> accepted = monitor.AcceptAsync();
+        (QmpClient? client, string? error) = await QmpClient.ConnectAsync(monitor.SocketPath, s_timeout, CancellationToken.None);
+        Assert.That(client, Is.Not.Null, error);
+        return new Session(directory, monitor, await accepted, client!);
+    }
+
+    private sealed record Session(TempDirectory Directory, FakeQmpMonitor Monitor, FakeQmpMonitor.Connection Connection, QmpClient Client) : IAsyncDisposable
+    {
+        public async ValueTask DisposeAsync()
+        {
+            await Client.DisposeAsync();
+            Connection.Dispose();
+            Monitor.Dispose();
+            Directory.Dispose();
         }
     }
 }
