@@ -1,4 +1,4 @@
-using System.Buffers.Binary;
+using VirtioPanic.Snapshots;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 
@@ -53,40 +53,37 @@ public sealed partial class WatchdogDevice
             held = _context is not null ? _eventWorker.SaveHeld() : _restoredHeld ?? [];
         }
 
-        using var stream = new MemoryStream();
-        using (var writer = new BinaryWriter(stream))
+        var writer = new SnapshotWriter();
+        writer.WriteUInt32(StateMagic);
+        writer.WriteUInt32(StateVersion);
+        writer.WriteUInt32((uint)Volatile.Read(ref _bootReason));
+        writer.WriteUInt64((ulong)_sink.CurrentSequence);
+        writer.WriteUInt64((ulong)Interlocked.Read(ref _protocolErrors));
+        byte flags = (byte)((core.Armed ? 1 : 0) | (core.Nowayout ? 2 : 0) | (core.Expired ? 4 : 0) | (core.PretimeoutFired ? 8 : 0)
+            | (core.NoticePending ? 16 : 0) | (Volatile.Read(ref _needsReset) != 0 ? 32 : 0));
+        writer.WriteByte(flags);
+        writer.WriteUInt64((ulong)core.RunTime.Ticks);
+        writer.WriteUInt64((ulong)core.Timeout.Ticks);
+        writer.WriteUInt64((ulong)core.Pretimeout.Ticks);
+        writer.WriteUInt64((ulong)core.LastKeepalive.Ticks);
+        writer.WriteUInt64((ulong)core.GraceFloor.Ticks);
+        writer.WriteUInt64((ulong)core.NoticeTimeLeft.Ticks);
+        writer.WriteUInt64((ulong)core.Countdown);
+        writer.WriteUInt32((uint)held.Length);
+        foreach (HeldRecordState record in held)
         {
-            writer.Write(StateMagic);
-            writer.Write(StateVersion);
-            writer.Write((uint)Volatile.Read(ref _bootReason));
-            writer.Write(_sink.CurrentSequence);
-            writer.Write(Interlocked.Read(ref _protocolErrors));
-            byte flags = (byte)((core.Armed ? 1 : 0) | (core.Nowayout ? 2 : 0) | (core.Expired ? 4 : 0) | (core.PretimeoutFired ? 8 : 0)
-                | (core.NoticePending ? 16 : 0) | (Volatile.Read(ref _needsReset) != 0 ? 32 : 0));
-            writer.Write(flags);
-            writer.Write(core.RunTime.Ticks);
-            writer.Write(core.Timeout.Ticks);
-            writer.Write(core.Pretimeout.Ticks);
-            writer.Write(core.LastKeepalive.Ticks);
-            writer.Write(core.GraceFloor.Ticks);
-            writer.Write(core.NoticeTimeLeft.Ticks);
-            writer.Write(core.Countdown);
-            writer.Write((uint)held.Length);
-            foreach (HeldRecordState record in held)
+            writer.WriteUInt16(record.Token.Id);
+            writer.WriteUInt16(record.Token.SlotCount);
+            writer.WriteByte((byte)record.Readable);
+            writer.WriteByte((byte)record.Buffers.Length);
+            foreach (HeldBufferState buffer in record.Buffers)
             {
-                writer.Write(record.Token.Id);
-                writer.Write(record.Token.SlotCount);
-                writer.Write((byte)record.Readable);
-                writer.Write((byte)record.Buffers.Length);
-                foreach (HeldBufferState buffer in record.Buffers)
-                {
-                    writer.Write(buffer.Address);
-                    writer.Write(buffer.Length);
-                }
+                writer.WriteUInt64(buffer.Address);
+                writer.WriteUInt32(buffer.Length);
             }
         }
 
-        return stream.ToArray();
+        return writer.ToArray();
     }
 
     /// <summary>
@@ -147,9 +144,9 @@ public sealed partial class WatchdogDevice
     private SnapshotStatus TryParse(ReadOnlySpan<byte> state, out ParsedState parsed, out string reason)
     {
         parsed = default;
-        var reader = new StateReader(state);
-        uint magic = reader.UInt32();
-        int version = (int)reader.UInt32();
+        var reader = new SnapshotReader(state);
+        uint magic = reader.ReadUInt32();
+        int version = (int)reader.ReadUInt32();
         if (reader.Failed || magic != StateMagic)
         {
             reason = "not a watchdog device state (bad magic or truncated)";
@@ -162,18 +159,18 @@ public sealed partial class WatchdogDevice
             return SnapshotStatus.UnsupportedVersion;
         }
 
-        uint bootReason = reader.UInt32();
-        long sequence = (long)reader.UInt64();
-        long protocolErrors = (long)reader.UInt64();
-        byte flags = reader.Byte();
-        long runTime = (long)reader.UInt64();
-        long timeout = (long)reader.UInt64();
-        long pretimeout = (long)reader.UInt64();
-        long lastKeepalive = (long)reader.UInt64();
-        long graceFloor = (long)reader.UInt64();
-        long noticeTimeLeft = (long)reader.UInt64();
-        long countdown = (long)reader.UInt64();
-        uint heldCount = reader.UInt32();
+        uint bootReason = reader.ReadUInt32();
+        long sequence = (long)reader.ReadUInt64();
+        long protocolErrors = (long)reader.ReadUInt64();
+        byte flags = reader.ReadByte();
+        long runTime = (long)reader.ReadUInt64();
+        long timeout = (long)reader.ReadUInt64();
+        long pretimeout = (long)reader.ReadUInt64();
+        long lastKeepalive = (long)reader.ReadUInt64();
+        long graceFloor = (long)reader.ReadUInt64();
+        long noticeTimeLeft = (long)reader.ReadUInt64();
+        long countdown = (long)reader.ReadUInt64();
+        uint heldCount = reader.ReadUInt32();
         if (reader.Failed)
         {
             reason = "truncated";
@@ -213,9 +210,9 @@ public sealed partial class WatchdogDevice
         ids.Clear();
         for (int i = 0; i < held.Length; i++)
         {
-            var token = new ChainToken(reader.UInt16(), reader.UInt16());
-            int readable = reader.Byte();
-            int count = reader.Byte();
+            var token = new ChainToken(reader.ReadUInt16(), reader.ReadUInt16());
+            int readable = reader.ReadByte();
+            int count = reader.ReadByte();
             if (reader.Failed)
             {
                 reason = "truncated";
@@ -235,7 +232,7 @@ public sealed partial class WatchdogDevice
             ulong total = 0;
             for (int b = 0; b < count; b++)
             {
-                buffers[b] = new HeldBufferState(reader.UInt64(), reader.UInt32());
+                buffers[b] = new HeldBufferState(reader.ReadUInt64(), reader.ReadUInt32());
                 total += buffers[b].Length;
                 readableLength += b < readable ? buffers[b].Length : 0;
                 if (buffers[b].Length == 0 || buffers[b].Address > ulong.MaxValue - buffers[b].Length)
@@ -332,61 +329,6 @@ public sealed partial class WatchdogDevice
     private static bool IsCounter(long value) => value is >= 0 and <= MaxCounter;
 
     private static bool IsWholeMilliseconds(TimeSpan value) => value.Ticks % TimeSpan.TicksPerMillisecond == 0;
-
-    // Bounds-checked little-endian reader; a read past the end latches Failed and returns 0.
-    private ref struct StateReader
-    {
-        private readonly ReadOnlySpan<byte> _data;
-        private int _position;
-
-        internal StateReader(ReadOnlySpan<byte> data)
-        {
-            _data = data;
-            _position = 0;
-            Failed = false;
-        }
-
-        internal bool Failed { get; private set; }
-
-        internal readonly bool AtEnd => _position == _data.Length;
-
-        internal byte Byte()
-        {
-            ReadOnlySpan<byte> bytes = Take(1);
-            return bytes.IsEmpty ? (byte)0 : bytes[0];
-        }
-
-        internal ushort UInt16()
-        {
-            ReadOnlySpan<byte> bytes = Take(2);
-            return bytes.IsEmpty ? (ushort)0 : BinaryPrimitives.ReadUInt16LittleEndian(bytes);
-        }
-
-        internal uint UInt32()
-        {
-            ReadOnlySpan<byte> bytes = Take(4);
-            return bytes.IsEmpty ? 0 : BinaryPrimitives.ReadUInt32LittleEndian(bytes);
-        }
-
-        internal ulong UInt64()
-        {
-            ReadOnlySpan<byte> bytes = Take(8);
-            return bytes.IsEmpty ? 0 : BinaryPrimitives.ReadUInt64LittleEndian(bytes);
-        }
-
-        private ReadOnlySpan<byte> Take(int count)
-        {
-            if (Failed || _data.Length - _position < count)
-            {
-                Failed = true;
-                return default;
-            }
-
-            ReadOnlySpan<byte> bytes = _data.Slice(_position, count);
-            _position += count;
-            return bytes;
-        }
-    }
 
     private readonly record struct ParsedState(
         WatchdogCoreState Core,

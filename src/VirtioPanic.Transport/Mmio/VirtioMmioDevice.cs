@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using VirtioPanic.Snapshots;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;

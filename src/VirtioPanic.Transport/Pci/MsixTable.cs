@@ -1,5 +1,6 @@
 using System.Buffers.Binary;
 using System.Diagnostics;
+using VirtioPanic.Snapshots;
 using VirtioPanic.Virtio.Device;
 
 namespace VirtioPanic.Transport.Pci;

@@ -1,4 +1,5 @@
 using System.Buffers.Binary;
+using VirtioPanic.Snapshots;
 using VirtioPanic.Virtio.Device;
 
 namespace VirtioPanic.Transport.Pci;

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using VirtioPanic.Snapshots;
 using VirtioPanic.Virtio.Queue;
 
 namespace VirtioPanic.Virtio.Device;

@@ -1,9 +1,9 @@
 using System.Buffers.Binary;
 
-namespace VirtioPanic.Virtio.Device;
+namespace VirtioPanic.Snapshots;
 
-// Little-endian, append-only writer for the controller's snapshot format. Control path only
-// (snapshots are taken with the VM paused), so a growing byte list is fine.
+// The one writer of snapshot images, the mirror of SnapshotReader: little-endian fixed-width
+// fields, bools as one byte, blobs as a u32 length and the bytes. Linked source (src/Common).
 internal sealed class SnapshotWriter
 {
     private byte[] _buffer = new byte[256];
@@ -18,6 +18,14 @@ internal sealed class SnapshotWriter
     internal void WriteUInt32(uint value) => BinaryPrimitives.WriteUInt32LittleEndian(Reserve(4), value);
 
     internal void WriteUInt64(ulong value) => BinaryPrimitives.WriteUInt64LittleEndian(Reserve(8), value);
+
+    internal void WriteBytes(ReadOnlySpan<byte> bytes) => bytes.CopyTo(Reserve(bytes.Length));
+
+    internal void WriteBlob(ReadOnlySpan<byte> blob)
+    {
+        WriteUInt32((uint)blob.Length);
+        WriteBytes(blob);
+    }
 
     internal byte[] ToArray() => _buffer.AsSpan(0, _length).ToArray();
 
