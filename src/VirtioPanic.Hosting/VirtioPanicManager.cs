@@ -32,7 +32,10 @@ public sealed partial class VirtioPanicManager : IDisposable
     private readonly ILogger _logger;
     private readonly VirtioPanicMetrics _metrics;
     private readonly ConcurrentDictionary<DeviceEntry, byte> _inFlight = new();
+    private readonly LogLimiter _processLogs;
     private EventJournal? _journal;
+    private string? _journalError;
+    private int _suppressedSome;
     private ITimer? _sweeper;
     private JournalRecoveryReport? _recovery;
     private bool _running;
@@ -42,7 +45,8 @@ public sealed partial class VirtioPanicManager : IDisposable
         _options = options.Value;
         _time = time;
         _logger = logger ?? (ILogger)NullLogger.Instance;
-        _metrics = new VirtioPanicMetrics(meterFactory);
+        _metrics = new VirtioPanicMetrics(meterFactory, () => Volatile.Read(ref _journalError) is not null);
+        _processLogs = new LogLimiter(time, ProcessLogBurst, s_logWindow);
     }
 
     /// <summary>Raised after each event, deadline or management request has been handled and journaled. Handlers run on the service's thread (or, with <see cref="VirtioPanicOptions.InlinePanicHandling"/>, on the vCPU thread that reported a panic): keep them short.</summary>
@@ -84,7 +88,7 @@ public sealed partial class VirtioPanicManager : IDisposable
             ThrowIfInvalid(policy, nameof(policy));
         }
 
-        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id));
+        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id), new LogLimiter(_time, DeviceLogBurst, s_logWindow));
         lock (_lifecycle)
         {
             if (!_devices.TryAdd(device.Id, entry))
@@ -185,7 +189,19 @@ public sealed partial class VirtioPanicManager : IDisposable
             }
 
             string run = Guid.NewGuid().ToString("N")[..12];
-            _journal = EventJournal.Open(_options.JournalPath, run, _time.GetUtcNow(), out JournalRecoveryReport report);
+            var settings = JournalSettings.From(_options);
+            JournalRecoveryReport report;
+            try
+            {
+                _journal = EventJournal.Open(settings, run, _time, OnJournalWrite, ex => VirtioPanicLog.JournalRotationFailed(_logger, ex, settings.Path), out report);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
+            {
+                // Start never fails because of the journal: without one the service runs degraded.
+                report = new JournalRecoveryReport { Path = settings.Path };
+                OnJournalWrite(ex);
+            }
+
             Volatile.Write(ref _recovery, report);
             ReportRecovery(report, run);
             _running = true;
@@ -229,6 +245,11 @@ public sealed partial class VirtioPanicManager : IDisposable
         lock (_lifecycle)
         {
             _running = false;
+            foreach (DeviceEntry entry in _devices.Values)
+            {
+                entry.Device.SetReportAcceptedObserver(null);
+            }
+
             _sweeper?.Dispose();
             _sweeper = null;
             _journal?.Dispose();
@@ -238,6 +259,7 @@ public sealed partial class VirtioPanicManager : IDisposable
         foreach (DeviceEntry entry in _devices.Values)
         {
             entry.Device.SetInlineEventObserver(null);
+            entry.Device.SetReportAcceptedObserver(null);
             entry.DeadlineTimer?.Dispose();
             entry.PumpStop.Cancel();
         }
@@ -253,6 +275,7 @@ public sealed partial class VirtioPanicManager : IDisposable
 
     private void SweepActions()
     {
+        LogSuppressedSummaries();
         long now = _time.GetTimestamp();
         foreach (DeviceEntry entry in _inFlight.Keys)
         {
@@ -287,6 +310,11 @@ public sealed partial class VirtioPanicManager : IDisposable
     private void ReportRecovery(JournalRecoveryReport report, string run)
     {
         VirtioPanicLog.JournalOpened(_logger, report.Path, report.Records, run);
+        if (report.SkippedBytes > 0)
+        {
+            VirtioPanicLog.JournalSkipped(_logger, report.Path, report.SkippedBytes);
+        }
+
         if (report.TornTrailingBytes > 0)
         {
             VirtioPanicLog.TornLine(_logger, report.Path, report.TornTrailingBytes);
@@ -305,6 +333,8 @@ public sealed partial class VirtioPanicManager : IDisposable
 
     private void StartPumpUnsynchronized(DeviceEntry entry)
     {
+        // Journal on acceptance: a guest report is journaled before the guest sees it accepted.
+        entry.Device.SetReportAcceptedObserver(OnReportAccepted);
         entry.Pump ??= Task.Run(() => PumpAsync(entry, entry.PumpStop.Token));
         if (_options.InlinePanicHandling)
         {
@@ -316,8 +346,9 @@ public sealed partial class VirtioPanicManager : IDisposable
     private async Task StopPumpAsync(DeviceEntry entry)
     {
         // No new inline handling; one in progress holds the gate, which the pump's drain and the
-        // detach below wait for.
+        // detach below wait for. Reports accepted from now on are journaled when handled.
         entry.Device.SetInlineEventObserver(null);
+        entry.Device.SetReportAcceptedObserver(null);
         await entry.PumpStop.CancelAsync().ConfigureAwait(false);
         if (entry.Pump is Task pump)
         {
