@@ -7,7 +7,8 @@ internal static class JournalFiles
     internal const UnixFileMode FileMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
     internal const UnixFileMode DirectoryMode = UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute;
 
-    // Creates the directory (and missing parents) owner-only; an existing one is left as it is.
+    // Creates the directory and every missing parent owner-only (Directory.CreateDirectory with a
+    // mode applies it to the last one only); existing ones are left as they are.
     internal static void CreateDirectory(string directory)
     {
         if (Directory.Exists(directory))
@@ -18,10 +19,18 @@ internal static class JournalFiles
         if (OperatingSystem.IsWindows())
         {
             Directory.CreateDirectory(directory);
+            return;
         }
-        else
+
+        var missing = new Stack<string>();
+        for (string? current = Path.GetFullPath(directory); !string.IsNullOrEmpty(current) && !Directory.Exists(current); current = Path.GetDirectoryName(current))
         {
-            Directory.CreateDirectory(directory, DirectoryMode);
+            missing.Push(current);
+        }
+
+        while (missing.TryPop(out string? next))
+        {
+            Directory.CreateDirectory(next, DirectoryMode);
         }
     }
 
