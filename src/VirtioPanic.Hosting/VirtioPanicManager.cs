@@ -55,6 +55,9 @@ public sealed partial class VirtioPanicManager : IDisposable
     /// <summary>What the journal held at start (events never acted on, a torn last line); null until the service has started.</summary>
     public JournalRecoveryReport? Recovery => Volatile.Read(ref _recovery);
 
+    // The open journal (null before start, after stop, or when it could not be opened); for the benchmarks' commit counts.
+    internal EventJournal? Journal => Volatile.Read(ref _journal);
+
     /// <summary>The options in force.</summary>
     public VirtioPanicOptions Options => _options;
 
