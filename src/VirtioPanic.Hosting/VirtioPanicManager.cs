@@ -330,7 +330,7 @@ public sealed partial class VirtioPanicManager : IDisposable
 
         foreach (UnactedJournalEntry entry in report.UnactedEvents)
         {
-            VirtioPanicLog.UnactedEvent(_logger, entry.Name, entry.DeviceId, entry.Sequence, entry.Run, entry.Time, entry.PolicyAction);
+            VirtioPanicLog.UnactedEvent(_logger, entry.Name, entry.DeviceId, entry.Sequence, entry.Run, entry.Time, entry.PolicyAction.Length == 0 ? "(accepted, none decided yet)" : entry.PolicyAction);
         }
     }
 

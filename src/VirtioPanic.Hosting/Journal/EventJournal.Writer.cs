@@ -45,8 +45,10 @@ internal sealed partial class EventJournal
         {
             Commit(items, batch.FlushToDisk);
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        catch (Exception ex)
         {
+            // Whatever went wrong, the batch completes (as not written) and the file is released:
+            // a journal failure must never leave a caller, or the service, waiting.
             error = ex;
             Truncate();
         }
@@ -122,9 +124,17 @@ internal sealed partial class EventJournal
         {
             _stream.SetLength(_length);
         }
-        catch (IOException)
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ObjectDisposedException)
         {
-            _length = Math.Max(_length, _stream.Length);
+            try
+            {
+                _length = Math.Max(_length, _stream.Length);
+            }
+            catch (Exception inner) when (inner is IOException or ObjectDisposedException)
+            {
+                // Keep the length known; the next write starts a new line either way.
+            }
+
             _needsNewline = true;
         }
     }
@@ -181,9 +191,9 @@ internal sealed partial class EventJournal
         {
             Rotate();
         }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        catch (Exception ex)
         {
-            // Keep the current file; try again once it grew by another eighth of the limit.
+            // Keep the current file (a failed rotation loses nothing); try again once it grew by another eighth of the limit.
             _rotateRetryAt = _length + Math.Max(_settings.MaxFileSize / 8, 1);
             RotationFailed?.Invoke(ex);
         }
