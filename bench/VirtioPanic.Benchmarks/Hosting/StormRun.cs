@@ -93,6 +93,9 @@ internal static class StormRun
 
         Thread.Sleep(200);
         TimeSpan cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+        long allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
+        int gen0Before = GC.CollectionCount(0);
+        TimeSpan pauseBefore = GC.GetTotalPauseDuration();
         long start = Stopwatch.GetTimestamp();
         go.Set();
         var wait = Stopwatch.StartNew();
@@ -103,6 +106,9 @@ internal static class StormRun
 
         long finished = Stopwatch.GetTimestamp();
         TimeSpan cpu = Process.GetCurrentProcess().TotalProcessorTime - cpuBefore;
+        long allocated = GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore;
+        int gen0 = GC.CollectionCount(0) - gen0Before;
+        TimeSpan pause = GC.GetTotalPauseDuration() - pauseBefore;
         foreach (Thread vcpu in vcpus)
         {
             vcpu.Join();
@@ -128,7 +134,7 @@ internal static class StormRun
         Console.WriteLine($"  acted on: {acted} of {devices} ({devices - acted} dropped); outcomes journaled: {outcomes}; journal commits during the storm: {commits} for {3 * devices} records");
         Console.WriteLine("  panic write -> IVmControl call: " + Percentiles.Describe([.. perPanic], "ms"));
         Console.WriteLine("  storm start -> IVmControl call: " + Percentiles.Describe([.. fromStart], "ms"));
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  all acted on {Stopwatch.GetElapsedTime(start, finished).TotalMilliseconds:0} ms after the storm started; process CPU meanwhile {cpu.TotalMilliseconds:0} ms ({cpu.TotalMicroseconds / devices:0} µs per panic)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  all acted on {Stopwatch.GetElapsedTime(start, finished).TotalMilliseconds:0} ms after the storm started; process CPU meanwhile {cpu.TotalMilliseconds:0} ms ({cpu.TotalMicroseconds / devices:0} µs per panic); allocated {allocated / devices} B per panic, {gen0} gen0 GCs, {pause.TotalMilliseconds:0} ms paused"));
         foreach (WatchdogDevice device in watchdogs)
         {
             device.Dispose();

@@ -166,8 +166,18 @@ internal sealed partial class EventJournal : IDisposable
     // thread drains what others queued, so a blocked caller never depends on the thread pool.
     internal bool Append(JournalItem item)
     {
-        ValueTask<bool> append = AppendAsync(item);
-        return append.IsCompleted ? append.Result : append.AsTask().GetAwaiter().GetResult();
+        JournalBatch? batch = Enqueue(item, out bool writer);
+        if (batch is null)
+        {
+            return false;
+        }
+
+        if (writer)
+        {
+            WriteThenHandOff();
+        }
+
+        return batch.Wait();
     }
 
     private void AppendMany(List<JournalItem> items)
@@ -185,7 +195,7 @@ internal sealed partial class EventJournal : IDisposable
             WriteThenHandOff();
         }
 
-        batch?.Completion.GetAwaiter().GetResult();
+        batch?.Wait();
     }
 
     private JournalBatch? Enqueue(in JournalItem item, out bool writer)
@@ -311,12 +321,30 @@ internal sealed partial class EventJournal : IDisposable
         }
     }
 
+    // One buffer and writer per thread, reused: a panic storm builds three records per panic, and
+    // a fresh writer and buffer for each was most of what the storm allocated (and collected).
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_lineBuffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_lineWriter;
+
     internal static byte[] Line(Action<Utf8JsonWriter> write)
     {
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        ArrayBufferWriter<byte> buffer = t_lineBuffer ??= new ArrayBufferWriter<byte>(512);
+        buffer.ResetWrittenCount();
+        Utf8JsonWriter writer = t_lineWriter ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        writer.Reset(buffer);
+        try
         {
             write(writer);
+            writer.Flush();
+        }
+        catch
+        {
+            // A writer left mid-object would corrupt the next line built on this thread.
+            t_lineWriter = null;
+            throw;
         }
 
         byte[] line = new byte[buffer.WrittenCount + 1];
