@@ -23,6 +23,12 @@ internal sealed partial class EventJournal
     private bool _failing;
     private long _commits;
 
+    // How many more batches count as contended: set by a batch of several records, counted down
+    // by single-record ones (hysteresis, so a storm does not flip back to callers writing at its
+    // first lull); read by callers deciding whether to write themselves.
+    private int _crowd;
+    private const int CrowdBatches = 16;
+
     // Reports a failed rotation (the journal keeps writing the file it has and retries later).
     internal Action<Exception>? RotationFailed { get; set; }
 
@@ -53,6 +59,7 @@ internal sealed partial class EventJournal
             Truncate();
         }
 
+        Volatile.Write(ref _crowd, items.Count > 1 ? CrowdBatches : Math.Max(_crowd - 1, 0));
         items.Clear();
         lock (_lock)
         {

@@ -33,12 +33,13 @@ namespace VirtioPanic.Hosting.Journal;
 // Files are 0600, directories the journal creates 0700.
 //
 // Group commit: Append queues the record under the one lock and, if no writer owns the file,
-// becomes the writer: it takes everything queued (its own record and any that arrive meanwhile
-// are one batch), writes it in one write and at most one fsync, and completes the batch; if more
-// was queued meanwhile it hands the file to the journal's own thread, which drains batch after
-// batch until the queue is empty. Every caller waits for its batch only; nobody writes under the
-// lock, and waiters continue asynchronously, never on the writer. Uncontended, an append is one
-// write (and fsync) on the caller's thread, as before; 10 000 at once are a handful of fsyncs.
+// becomes the writer. Uncontended (the last batches held a single record each) it writes the batch
+// itself: its own record and any that arrived meanwhile, in one write and at most one fsync, so
+// a lone append costs no thread hop, as before; if more was queued meanwhile it hands the file to
+// the journal's own thread. Contended (one of the last 16 batches held more), it hands the file over at once,
+// and the thread drains batch after batch until the queue is empty. Every caller waits for its
+// own batch only; nobody writes under the lock, and waiters continue asynchronously, never on
+// the writer. 30 000 records of a 10 000-panic storm are a few hundred fsyncs.
 internal sealed partial class EventJournal : IDisposable
 {
     private readonly Lock _lock = new();
@@ -156,7 +157,7 @@ internal sealed partial class EventJournal : IDisposable
 
         if (writer)
         {
-            WriteThenHandOff();
+            Write();
         }
 
         return batch.Completion.IsCompleted ? ValueTask.FromResult(batch.Completion.Result) : new ValueTask<bool>(batch.Completion);
@@ -174,7 +175,7 @@ internal sealed partial class EventJournal : IDisposable
 
         if (writer)
         {
-            WriteThenHandOff();
+            Write();
         }
 
         return batch.Wait();
@@ -214,6 +215,24 @@ internal sealed partial class EventJournal : IDisposable
             writer = !_writing;
             _writing = true;
             return _batch;
+        }
+    }
+
+    // The caller owns the file now. It writes its batch itself when appends come one at a time
+    // (the last batches held one record each: no thread hop on a lone panic's path); when they
+    // come in a crowd (one of the last 16 batches held more) it hands the file to the journal's thread straight away,
+    // so callers on the thread pool do not spend it on writes and fsyncs, and the records that
+    // arrive meanwhile make the next batch bigger. Measured on a 10 000-panic storm on tmpfs:
+    // p99 write -> action 1.3 s -> 0.3 s (bench/README.md).
+    private void Write()
+    {
+        if (Volatile.Read(ref _crowd) > 0)
+        {
+            _handOff.Set();
+        }
+        else
+        {
+            WriteThenHandOff();
         }
     }
 
