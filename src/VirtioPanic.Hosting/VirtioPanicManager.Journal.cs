@@ -32,16 +32,11 @@ public sealed partial class VirtioPanicManager
         journal.Append(new JournalItem(line, _options.JournalDurability == JournalDurability.FlushBeforeAction, JournalMarks.Accepts, id, report.DeviceId, report.Sequence));
     }
 
-    private async ValueTask<bool> TryJournalAsync(EventJournal? journal, Func<byte[]> record, bool flushToDisk, JournalMarks marks, long id, string deviceId, long sequence)
-    {
-        if (journal is null)
-        {
-            // Before the service started there is no journal yet; without one (degraded) the failure was reported once.
-            return false;
-        }
-
-        return await journal.AppendAsync(new JournalItem(record(), flushToDisk, marks, id, deviceId, sequence)).ConfigureAwait(false);
-    }
+    // Not an async method: the journal's ValueTask is handed on as it is (no state machine per record).
+    private static ValueTask<bool> TryJournalAsync(EventJournal? journal, Func<byte[]> record, bool flushToDisk, JournalMarks marks, long id, string deviceId, long sequence) =>
+        journal is null
+            ? ValueTask.FromResult(false) // before the service started there is no journal yet; without one (degraded) the failure was reported once
+            : journal.AppendAsync(new JournalItem(record(), flushToDisk, marks, id, deviceId, sequence));
 
     // From the journal's writer, after a batch: null when it was written (only sent after
     // failures), else why not. Logged once per change of state; every failure is counted.
