@@ -48,7 +48,7 @@ public sealed class LogFloodTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(written, Is.GreaterThan(100), "the loop panicked often enough to flood");
+            Assert.That(written, Is.GreaterThan(50), "the loop panicked often enough to flood (each write waits for its acceptance record to be durable on the disk)");
             Assert.That(flood, Is.LessThanOrEqualTo(20), $"{written} panics wrote {flood} lines");
             Assert.That(summaries, Has.Length.EqualTo(1));
             long held = suppressed.GetMeasurementSnapshot().Sum(m => m.Value);

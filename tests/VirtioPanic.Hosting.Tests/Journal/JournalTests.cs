@@ -115,6 +115,42 @@ public sealed class JournalTests
         }
     }
 
+    // Journal on acceptance, eventq path: the device uses the guest's record buffer (the guest sees
+    // it accepted) only after the record is journaled, even while the service is still busy with
+    // an earlier event and has not read this one from the device.
+    [Test]
+    public async Task EventRecord_AcceptedWhileTheServiceIsBusy_IsJournaledBeforeTheGuestSeesItAccepted()
+    {
+        await using PolicyRig rig = await PolicyRig.StartAsync(new DevicePolicy { OnPanic = PanicAction.Restart, StormThreshold = 0 });
+        using var busy = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        rig.Vm.OnReset = () =>
+        {
+            busy.Set();
+            release.Wait(TimeSpan.FromSeconds(15));
+        };
+        rig.Guest.Boot();
+        try
+        {
+            rig.Guest.Panic();
+            Assert.That(busy.Wait(TimeSpan.FromSeconds(15)), Is.True, "the first panic reached the VM control");
+            rig.Guest.PanicRecord("second", 1);
+            string[] lines = rig.JournalLines();
+            Assert.Multiple(() =>
+            {
+                Assert.That(lines.Count(l => l.Contains("\"type\":\"accepted\"", StringComparison.Ordinal) && l.Contains("GUEST_PANICKED", StringComparison.Ordinal)), Is.EqualTo(2));
+                Assert.That(lines.Count(l => l.Contains("\"type\":\"event\"", StringComparison.Ordinal) && l.Contains("GUEST_PANICKED", StringComparison.Ordinal)), Is.EqualTo(1), "the second is not decided yet");
+            });
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        await rig.NextAsync("GUEST_PANICKED");
+        await rig.NextAsync("GUEST_PANICKED");
+    }
+
     [Test]
     public async Task TornTrailingLine_IsToleratedCutAndReported()
     {
