@@ -52,7 +52,14 @@ internal static class JournalFiles
         var stream = new FileStream(path, options);
         if (!OperatingSystem.IsWindows() && (File.GetUnixFileMode(stream.SafeFileHandle) & ~FileMode) != 0)
         {
-            File.SetUnixFileMode(stream.SafeFileHandle, FileMode);
+            try
+            {
+                File.SetUnixFileMode(stream.SafeFileHandle, FileMode);
+            }
+            catch (UnauthorizedAccessException)
+            {
+                // Another user's file we may write: narrowing it is its owner's call, not a reason to run without a journal.
+            }
         }
 
         return stream;
