@@ -23,11 +23,13 @@ internal sealed partial class EventJournal
     private bool _failing;
     private long _commits;
 
-    // How many more batches count as contended: set by a batch of several records, counted down
-    // by single-record ones (hysteresis, so a storm does not flip back to callers writing at its
-    // first lull); read by callers deciding whether to write themselves.
-    private int _crowd;
+    // How many more batches count as contended: set by a batch of CrowdRecords or more, counted
+    // down by smaller ones (hysteresis, so a storm does not flip back to callers writing at its
+    // first lull); read by callers deciding whether to write themselves. Two or three records
+    // together are ordinary (one panic's outcome overlapping the next panic's acceptance), not a crowd.
     private const int CrowdBatches = 16;
+    private const int CrowdRecords = 4;
+    private int _crowd;
 
     // Reports a failed rotation (the journal keeps writing the file it has and retries later).
     internal Action<Exception>? RotationFailed { get; set; }
@@ -59,7 +61,7 @@ internal sealed partial class EventJournal
             Truncate();
         }
 
-        Volatile.Write(ref _crowd, items.Count > 1 ? CrowdBatches : Math.Max(_crowd - 1, 0));
+        Volatile.Write(ref _crowd, items.Count >= CrowdRecords ? CrowdBatches : Math.Max(_crowd - 1, 0));
         items.Clear();
         lock (_lock)
         {
