@@ -19,7 +19,9 @@ namespace VirtioPanic.Hosting;
 /// <para>Every device event is handled in order, one at a time per device: the policy decides (a
 /// pure function of the policy, what happened before and the event), the decision is appended to
 /// the journal, the VM-control calls are made (with fallbacks), and the outcome is journaled before
-/// the event counts as handled and <see cref="EventHandled"/> is raised. Devices attached before the
+/// the event counts as handled and <see cref="EventHandled"/> is raised. While the service runs, a
+/// guest report is also journaled when the device accepts it, before the guest learns it was
+/// accepted, so a restart reports any report that was never acted on. Devices attached before the
 /// service starts keep their events in their own channels until it does; on stop every event still
 /// queued is handled before the service returns.</para>
 /// </remarks>
