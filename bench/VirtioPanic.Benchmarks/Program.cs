@@ -7,6 +7,7 @@ using VirtioPanic.Benchmarks;
 // Hosting console modes (manual, see bench/README.md):
 //   --panic-latency [count]      guest panic write -> VM-control call, p50/p99
 //   --soak [devices] [seconds]   10 000 devices pinged once per second: CPU, memory per device, expiry lateness
+//   --storm [devices] [tmpfs|disk]  10 000 devices panic at once: write -> VM-control call percentiles, nothing dropped
 if (args.Length > 0 && args[0] == "--panic-latency")
 {
     return VirtioPanic.Benchmarks.Hosting.PanicLatencyRun.Run(args[1..]);
@@ -15,6 +16,11 @@ if (args.Length > 0 && args[0] == "--panic-latency")
 if (args.Length > 0 && args[0] == "--soak")
 {
     return VirtioPanic.Benchmarks.Hosting.SoakRun.Run(args[1..]);
+}
+
+if (args.Length > 0 && args[0] == "--storm")
+{
+    return VirtioPanic.Benchmarks.Hosting.StormRun.Run(args[1..]);
 }
 
 return args.Contains("--quick")

@@ -6,6 +6,21 @@ namespace VirtioPanic.Device;
 // Turning what the guest and the timer did into typed host events.
 public sealed partial class WatchdogDevice
 {
+    // Set by the host on any thread (SetReportAcceptedObserver), read where reports are made; Volatile on both sides.
+    private Action<GuestReportEvent>? _acceptedObserver;
+
+    /// <summary>
+    /// Sets a callback the device invokes synchronously for every guest report (panic, crash-loaded,
+    /// shutdown) it accepts, before the report is queued on <see cref="Events"/> and before the guest
+    /// learns it was accepted: before its <c>panic_events</c> write returns, or before the device
+    /// completes the guest's <c>eventq</c> buffer. A host uses it to make the report durable (journal
+    /// on acceptance), so nothing the guest saw accepted is lost with the host process. Null removes it.
+    /// </summary>
+    /// <param name="observer">Called with the report on the thread that made it (a vCPU thread or the
+    /// device's <c>eventq</c> worker), with no lock of the device held; the guest waits for it. It must
+    /// not throw and must not call back into the device.</param>
+    public void SetReportAcceptedObserver(Action<GuestReportEvent>? observer) => Volatile.Write(ref _acceptedObserver, observer);
+
     // The minimal path (spec §6.6): one write, one event, made before the write returns (WDT-DEV-21).
     internal void ReportPanicEvents(uint value)
     {
@@ -173,6 +188,7 @@ public sealed partial class WatchdogDevice
             WatchdogDeviceLog.GuestReport(_logger, Id, kind, source, vcpu, message);
         }
 
+        Volatile.Read(ref _acceptedObserver)?.Invoke(report);
         Publish(report);
         return sequence;
     }

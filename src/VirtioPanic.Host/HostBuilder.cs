@@ -65,5 +65,23 @@ internal static class HostBuilder
 
     internal static string DefaultStateDirectory() => Path.Combine(Path.GetTempPath(), "virtiopanic");
 
+    // Unless configured (command line, environment, appsettings.json), each instance gets its own
+    // journal, named by what identifies it across restarts: the device id, and for serve the
+    // socket (<state>/serve-wdt0-vm1.sock.jsonl), so two instances never write one file and a
+    // restarted one finds its own.
+    internal static void SetDefaultJournalPath(ConfigurationManager configuration, string kind, string? instance)
+    {
+        if (!string.IsNullOrEmpty(configuration["VirtioPanic:JournalPath"]))
+        {
+            return;
+        }
+
+        string deviceId = configuration["Device:DeviceId"] is { Length: > 0 } id ? id : new WatchdogDeviceOptions().DeviceId;
+        string name = kind + "-" + FileNamePart(deviceId) + (instance is null ? string.Empty : "-" + FileNamePart(instance)) + ".jsonl";
+        configuration["VirtioPanic:JournalPath"] = Path.Combine(DefaultStateDirectory(), name);
+    }
+
+    private static string FileNamePart(string value) => string.Concat(value.Select(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.' ? c : '_'));
+
     internal static ILoggerFactory Loggers(IHost host) => host.Services.GetRequiredService<ILoggerFactory>();
 }

@@ -27,7 +27,7 @@ internal static class Program
         var onWatchdog = new Option<string>("--on-watchdog") { Description = $"Watchdog-expiry policy: {PolicyNames.List<WatchdogAction>()}. Default: VirtioPanic:Policy:OnWatchdog (reset)." };
         onWatchdog.AcceptOnlyFromAmong([.. Enum.GetValues<WatchdogAction>().Select(a => PolicyNames.Of(a))]);
         var grace = new Option<double?>("--panic-grace") { Description = "Seconds to wait after a panic before acting (a guest reset cancels the action). Default: 0." };
-        var journal = new Option<string?>("--journal") { Description = "The durable event journal (JSON lines). Default: <temp>/virtiopanic/demo-journal.jsonl (serve: serve-journal.jsonl)." };
+        var journal = new Option<string?>("--journal") { Description = "The durable event journal (JSON lines). Default: <temp>/virtiopanic/demo-<device id>.jsonl (serve: serve-<device id>-<socket name>.jsonl)." };
         var dumps = new Option<string?>("--dump-dir") { Description = "Where guest memory dumps go. Default: <temp>/virtiopanic/dumps." };
         var noCountdown = new Option<bool>("--no-countdown") { Description = "Do not show the live watchdog countdown." };
         var logJson = new Option<bool>("--log-json") { Description = "Write logs as JSON objects (one per line) with all structured properties." };

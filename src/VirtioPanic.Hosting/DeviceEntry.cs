@@ -13,8 +13,9 @@ internal sealed class DeviceEntry
     private HandledEvent? _lastHandled;
     private long _eventsHandled;
 
-    internal DeviceEntry(WatchdogDevice device, IVmControl vm, DevicePolicy policy)
+    internal DeviceEntry(WatchdogDevice device, IVmControl vm, DevicePolicy policy, LogLimiter logs)
     {
+        Logs = logs;
         Device = device;
         Vm = vm;
         _policy = policy;
@@ -25,6 +26,9 @@ internal sealed class DeviceEntry
     internal string Id => Device.Id;
 
     internal IVmControl Vm { get; }
+
+    // The rate limit of this device's per-event log lines.
+    internal LogLimiter Logs { get; }
 
     internal SemaphoreSlim Gate { get; } = new(1, 1);
 

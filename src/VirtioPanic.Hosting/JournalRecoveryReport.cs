@@ -15,6 +15,9 @@ public sealed record JournalRecoveryReport
     /// <summary>Complete lines that were not valid journal records (skipped).</summary>
     public int CorruptLines { get; init; }
 
+    /// <summary>Bytes at the start of an oversized active file that were not read (start-up reads a bounded tail of it; see <see cref="VirtioPanicOptions.JournalMaxFileSize"/>); the file is then rotated. 0 normally.</summary>
+    public long SkippedBytes { get; init; }
+
     /// <summary>Records read.</summary>
     public int Records { get; init; }
 }

@@ -1,6 +1,6 @@
 namespace VirtioPanic.Hosting;
 
-/// <summary>An event the journal shows as received and decided but with no recorded outcome: the process stopped between journaling it and finishing the action.</summary>
+/// <summary>An event the journal shows as accepted from the guest but never decided, or decided but with no recorded outcome: the process stopped before finishing the action.</summary>
 public sealed record UnactedJournalEntry
 {
     /// <summary>The run (service start) that journaled it.</summary>
@@ -18,7 +18,7 @@ public sealed record UnactedJournalEntry
     /// <summary>The event's QMP-style name.</summary>
     public required string Name { get; init; }
 
-    /// <summary>The policy action that was decided but not confirmed.</summary>
+    /// <summary>The policy action that was decided but not confirmed; empty when the device accepted the event but the service stopped before deciding on it.</summary>
     public required string PolicyAction { get; init; }
 
     /// <summary>When it was journaled.</summary>

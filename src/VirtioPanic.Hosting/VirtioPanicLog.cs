@@ -55,8 +55,24 @@ internal static partial class VirtioPanicLog
     [LoggerMessage(EventId = 6033, Level = LogLevel.Warning, Message = "Journal {Path} has {Count} corrupt lines; they were skipped")]
     internal static partial void CorruptLines(ILogger logger, string path, int count);
 
-    [LoggerMessage(EventId = 6034, Level = LogLevel.Critical, Message = "Journal write failed for {DeviceId} sequence {Sequence}; acting anyway")]
-    internal static partial void JournalWriteFailed(ILogger logger, Exception exception, string deviceId, long sequence);
+    // 6034 (a per-event "journal write failed") is retired: a failing journal is now reported once, by 6035.
+    [LoggerMessage(EventId = 6035, Level = LogLevel.Critical, Message = "Journal {Path} is not working ({Error}); running degraded: events are still acted on, but not journaled until a write succeeds again")]
+    internal static partial void JournalDegraded(ILogger logger, Exception exception, string path, string error);
+
+    [LoggerMessage(EventId = 6036, Level = LogLevel.Warning, Message = "Journal {Path} writes succeed again; degraded mode is over")]
+    internal static partial void JournalRestored(ILogger logger, string path);
+
+    [LoggerMessage(EventId = 6037, Level = LogLevel.Warning, Message = "Journal {Path} could not be rotated; it keeps growing and rotation is retried")]
+    internal static partial void JournalRotationFailed(ILogger logger, Exception exception, string path);
+
+    [LoggerMessage(EventId = 6038, Level = LogLevel.Warning, Message = "Journal {Path} is larger than start-up reads: its first {Bytes} bytes were not read (only its tail can hold what was not acted on); it is rotated now")]
+    internal static partial void JournalSkipped(ILogger logger, string path, long bytes);
+
+    [LoggerMessage(EventId = 6050, Level = LogLevel.Warning, Message = "{DeviceId}: {Count} similar messages suppressed in the last {WindowSeconds:0} s (the guest reports faster than the log should follow; every event is still journaled and counted)")]
+    internal static partial void DeviceLinesSuppressed(ILogger logger, string deviceId, long count, double windowSeconds);
+
+    [LoggerMessage(EventId = 6051, Level = LogLevel.Warning, Message = "{Count} similar messages suppressed in the last {WindowSeconds:0} s across all devices (every event is still journaled and counted)")]
+    internal static partial void LinesSuppressed(ILogger logger, long count, double windowSeconds);
 
     [LoggerMessage(EventId = 6040, Level = LogLevel.Information, Message = "Device {DeviceId} attached: panic → {OnPanic}, watchdog → {OnWatchdog}")]
     internal static partial void DeviceAttached(ILogger logger, string deviceId, string onPanic, string onWatchdog);

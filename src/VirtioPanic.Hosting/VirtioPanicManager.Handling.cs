@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
 using VirtioPanic.Device;
 using VirtioPanic.Hosting.Journal;
 using VirtioPanic.Hosting.Policy;
@@ -95,12 +96,19 @@ public sealed partial class VirtioPanicManager
             DateTimeOffset now = _time.GetUtcNow();
             PolicyDecision decision = PolicyEngine.OnEvent(entry.State, entry.Policy, evt, now);
             _metrics.Event(evt.Kind);
-            VirtioPanicLog.Event(_logger, evt, decision.Action);
+            if (ShouldLog(entry, LogLevel.Error))
+            {
+                VirtioPanicLog.Event(_logger, evt, decision.Action);
+            }
+
             await ApplyAsync(entry, decision, "event", QmpEvents.NameOf(evt.Kind), evt.Sequence, evt).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
-            VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
+            if (ShouldLog(entry, LogLevel.Error))
+            {
+                VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
+            }
         }
     }
 
@@ -139,7 +147,10 @@ public sealed partial class VirtioPanicManager
         }
         catch (Exception ex)
         {
-            VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
+            if (ShouldLog(entry, LogLevel.Error))
+            {
+                VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
+            }
         }
         finally
         {
@@ -156,19 +167,28 @@ public sealed partial class VirtioPanicManager
             if (decision.StormTripped)
             {
                 _metrics.StormTrip();
-                VirtioPanicLog.StormGuardTripped(_logger, entry.Id, decision.Note);
+                if (ShouldLog(entry, LogLevel.Error))
+                {
+                    VirtioPanicLog.StormGuardTripped(_logger, entry.Id, decision.Note);
+                }
             }
-            else
+            else if (ShouldLog(entry, LogLevel.Warning))
             {
                 VirtioPanicLog.PolicyNote(_logger, entry.Id, decision.Note);
             }
         }
 
         // 1. Journal the decision before acting on it.
-        EventJournal? journal = _journal;
+        EventJournal? journal = Volatile.Read(ref _journal);
         long id = journal?.NextId() ?? 0;
-        bool journaled = TryJournal(entry, sequence, () => JournalRecords.Decision(type, journal!.Run, id, _time.GetUtcNow(), entry.Id, sequence, name, decision.Action, acting, decision.Note, trigger),
-            flushToDisk: !acting || _options.JournalDurability == JournalDurability.FlushBeforeAction);
+        bool journaled = await TryJournalAsync(
+            journal,
+            () => JournalRecords.Decision(type, journal!.Run, id, _time.GetUtcNow(), entry.Id, sequence, name, decision.Action, acting, decision.Note, trigger),
+            flushToDisk: !acting || _options.JournalDurability == JournalDurability.FlushBeforeAction,
+            JournalMarks.Decides | (acting ? JournalMarks.Opens : JournalMarks.None),
+            id,
+            entry.Id,
+            sequence).ConfigureAwait(false);
 
         // 2. The new state and its deadline.
         PendingDeadline? previous = entry.State.Deadline;
@@ -202,7 +222,9 @@ public sealed partial class VirtioPanicManager
         };
         if (acting)
         {
-            handled = handled with { Journaled = journaled & TryJournal(entry, sequence, () => JournalRecords.Outcome(journal!.Run, id, _time.GetUtcNow(), handled.Outcome, outcomes), flushToDisk: true) };
+            string outcome = handled.Outcome;
+            bool closed = await TryJournalAsync(journal, () => JournalRecords.Outcome(journal!.Run, id, _time.GetUtcNow(), outcome, outcomes), flushToDisk: true, JournalMarks.Closes, id, entry.Id, sequence).ConfigureAwait(false);
+            handled = handled with { Journaled = journaled & closed };
         }
 
         entry.Record(handled);
@@ -212,32 +234,13 @@ public sealed partial class VirtioPanicManager
         }
         catch (Exception ex)
         {
-            VirtioPanicLog.SubscriberFailed(_logger, ex, entry.Id);
+            if (ShouldLog(entry, LogLevel.Warning))
+            {
+                VirtioPanicLog.SubscriberFailed(_logger, ex, entry.Id);
+            }
         }
 
         return handled;
-    }
-
-    private bool TryJournal(DeviceEntry entry, long sequence, Func<byte[]> record, bool flushToDisk)
-    {
-        EventJournal? journal = _journal;
-        if (journal is null)
-        {
-            // Requests before the service started are not journaled (there is no journal yet).
-            return false;
-        }
-
-        try
-        {
-            journal.Append(record(), flushToDisk);
-            return true;
-        }
-        catch (Exception ex) when (ex is IOException or ObjectDisposedException or UnauthorizedAccessException)
-        {
-            _metrics.JournalFailure();
-            VirtioPanicLog.JournalWriteFailed(_logger, ex, entry.Id, sequence);
-            return false;
-        }
     }
 
     private async Task<IReadOnlyList<ActionOutcome>> ExecuteAsync(DeviceEntry entry, PolicyDecision decision, long sequence, WatchdogEvent? trigger)
@@ -261,7 +264,11 @@ public sealed partial class VirtioPanicManager
             Fallback fallback = PolicyEngine.FallbackFor(step, moreSteps: i < decision.Steps.Length - 1);
             if (fallback.Kind == FallbackKind.ContinueWithRemaining)
             {
-                VirtioPanicLog.Fallback(_logger, entry.Id, sequence, PolicyNames.Of(step.Operation), "continue with " + PolicyNames.Of(decision.Steps[i + 1].Operation));
+                if (ShouldLog(entry, LogLevel.Warning))
+                {
+                    VirtioPanicLog.Fallback(_logger, entry.Id, sequence, PolicyNames.Of(step.Operation), "continue with " + PolicyNames.Of(decision.Steps[i + 1].Operation));
+                }
+
                 continue;
             }
 
@@ -269,7 +276,11 @@ public sealed partial class VirtioPanicManager
             ActionOutcome last = outcome;
             while (fallback.Kind == FallbackKind.Run)
             {
-                VirtioPanicLog.Fallback(_logger, entry.Id, sequence, PolicyNames.Of(failed.Operation), PolicyNames.Of(fallback.Step.Operation));
+                if (ShouldLog(entry, LogLevel.Warning))
+                {
+                    VirtioPanicLog.Fallback(_logger, entry.Id, sequence, PolicyNames.Of(failed.Operation), PolicyNames.Of(fallback.Step.Operation));
+                }
+
                 last = await RunStepAsync(entry, fallback.Step, failed.Operation, decision.Action, sequence, trigger).ConfigureAwait(false);
                 outcomes.Add(last);
                 if (last.Succeeded)
@@ -281,7 +292,7 @@ public sealed partial class VirtioPanicManager
                 fallback = PolicyEngine.FallbackFor(failed, moreSteps: false);
             }
 
-            if (!last.Succeeded)
+            if (!last.Succeeded && ShouldLog(entry, LogLevel.Critical))
             {
                 VirtioPanicLog.ActionExhausted(_logger, entry.Id, sequence, decision.Action, last.Error);
             }
@@ -331,7 +342,7 @@ public sealed partial class VirtioPanicManager
                     break;
                 case VmOperation.DumpGuestMemory:
                     path = DumpPath(entry.Id, sequence);
-                    Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+                    JournalFiles.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
                     result = await entry.Vm.DumpGuestMemoryAsync(context, path, timeout.Token).ConfigureAwait(false);
                     break;
                 default:
@@ -371,9 +382,12 @@ public sealed partial class VirtioPanicManager
         string operation = PolicyNames.Of(step.Operation);
         if (result.Succeeded)
         {
-            VirtioPanicLog.ActionSucceeded(_logger, entry.Id, sequence, action, operation, fallbackFor is null ? "succeeded" : "succeeded (fallback)", elapsed.TotalMilliseconds);
+            if (ShouldLog(entry, LogLevel.Information))
+            {
+                VirtioPanicLog.ActionSucceeded(_logger, entry.Id, sequence, action, operation, fallbackFor is null ? "succeeded" : "succeeded (fallback)", elapsed.TotalMilliseconds);
+            }
         }
-        else
+        else if (ShouldLog(entry, LogLevel.Error))
         {
             VirtioPanicLog.ActionFailed(_logger, entry.Id, sequence, action, operation, "failed", elapsed.TotalMilliseconds, result.Error);
         }

@@ -19,6 +19,7 @@ public sealed partial class VirtioPanicManager
             Time = _time.GetUtcNow(),
             Running = IsRunning,
             JournalPath = Path.GetFullPath(_options.JournalPath),
+            JournalError = Volatile.Read(ref _journalError),
             DefaultPolicy = _options.Policy,
             Devices = devices,
         };
@@ -42,6 +43,8 @@ public sealed partial class VirtioPanicManager
             w.WriteString("time", status.Time);
             w.WriteBoolean("running", status.Running);
             w.WriteString("journal", status.JournalPath);
+            w.WriteBoolean("journal-degraded", status.JournalError is not null);
+            w.WriteString("journal-error", status.JournalError);
             w.WritePropertyName("default-policy");
             WritePolicy(w, status.DefaultPolicy);
             w.WriteStartArray("devices");

@@ -19,7 +19,9 @@ namespace VirtioPanic.Hosting;
 /// <para>Every device event is handled in order, one at a time per device: the policy decides (a
 /// pure function of the policy, what happened before and the event), the decision is appended to
 /// the journal, the VM-control calls are made (with fallbacks), and the outcome is journaled before
-/// the event counts as handled and <see cref="EventHandled"/> is raised. Devices attached before the
+/// the event counts as handled and <see cref="EventHandled"/> is raised. While the service runs, a
+/// guest report is also journaled when the device accepts it, before the guest learns it was
+/// accepted, so a restart reports any report that was never acted on. Devices attached before the
 /// service starts keep their events in their own channels until it does; on stop every event still
 /// queued is handled before the service returns.</para>
 /// </remarks>
@@ -32,7 +34,10 @@ public sealed partial class VirtioPanicManager : IDisposable
     private readonly ILogger _logger;
     private readonly VirtioPanicMetrics _metrics;
     private readonly ConcurrentDictionary<DeviceEntry, byte> _inFlight = new();
+    private readonly LogLimiter _processLogs;
     private EventJournal? _journal;
+    private string? _journalError;
+    private int _suppressedSome;
     private ITimer? _sweeper;
     private JournalRecoveryReport? _recovery;
     private bool _running;
@@ -42,7 +47,8 @@ public sealed partial class VirtioPanicManager : IDisposable
         _options = options.Value;
         _time = time;
         _logger = logger ?? (ILogger)NullLogger.Instance;
-        _metrics = new VirtioPanicMetrics(meterFactory);
+        _metrics = new VirtioPanicMetrics(meterFactory, () => Volatile.Read(ref _journalError) is not null);
+        _processLogs = new LogLimiter(time, ProcessLogBurst, s_logWindow);
     }
 
     /// <summary>Raised after each event, deadline or management request has been handled and journaled. Handlers run on the service's thread (or, with <see cref="VirtioPanicOptions.InlinePanicHandling"/>, on the vCPU thread that reported a panic): keep them short.</summary>
@@ -50,6 +56,9 @@ public sealed partial class VirtioPanicManager : IDisposable
 
     /// <summary>What the journal held at start (events never acted on, a torn last line); null until the service has started.</summary>
     public JournalRecoveryReport? Recovery => Volatile.Read(ref _recovery);
+
+    // The open journal (null before start, after stop, or when it could not be opened); for the benchmarks' commit counts.
+    internal EventJournal? Journal => Volatile.Read(ref _journal);
 
     /// <summary>The options in force.</summary>
     public VirtioPanicOptions Options => _options;
@@ -84,7 +93,7 @@ public sealed partial class VirtioPanicManager : IDisposable
             ThrowIfInvalid(policy, nameof(policy));
         }
 
-        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id));
+        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id), new LogLimiter(_time, DeviceLogBurst, s_logWindow));
         lock (_lifecycle)
         {
             if (!_devices.TryAdd(device.Id, entry))
@@ -185,7 +194,19 @@ public sealed partial class VirtioPanicManager : IDisposable
             }
 
             string run = Guid.NewGuid().ToString("N")[..12];
-            _journal = EventJournal.Open(_options.JournalPath, run, _time.GetUtcNow(), out JournalRecoveryReport report);
+            var settings = JournalSettings.From(_options);
+            JournalRecoveryReport report;
+            try
+            {
+                _journal = EventJournal.Open(settings, run, _time, OnJournalWrite, ex => VirtioPanicLog.JournalRotationFailed(_logger, ex, settings.Path), out report);
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
+            {
+                // Start never fails because of the journal: without one the service runs degraded.
+                report = new JournalRecoveryReport { Path = settings.Path };
+                OnJournalWrite(ex);
+            }
+
             Volatile.Write(ref _recovery, report);
             ReportRecovery(report, run);
             _running = true;
@@ -229,6 +250,11 @@ public sealed partial class VirtioPanicManager : IDisposable
         lock (_lifecycle)
         {
             _running = false;
+            foreach (DeviceEntry entry in _devices.Values)
+            {
+                entry.Device.SetReportAcceptedObserver(null);
+            }
+
             _sweeper?.Dispose();
             _sweeper = null;
             _journal?.Dispose();
@@ -238,6 +264,7 @@ public sealed partial class VirtioPanicManager : IDisposable
         foreach (DeviceEntry entry in _devices.Values)
         {
             entry.Device.SetInlineEventObserver(null);
+            entry.Device.SetReportAcceptedObserver(null);
             entry.DeadlineTimer?.Dispose();
             entry.PumpStop.Cancel();
         }
@@ -253,6 +280,7 @@ public sealed partial class VirtioPanicManager : IDisposable
 
     private void SweepActions()
     {
+        LogSuppressedSummaries();
         long now = _time.GetTimestamp();
         foreach (DeviceEntry entry in _inFlight.Keys)
         {
@@ -287,6 +315,11 @@ public sealed partial class VirtioPanicManager : IDisposable
     private void ReportRecovery(JournalRecoveryReport report, string run)
     {
         VirtioPanicLog.JournalOpened(_logger, report.Path, report.Records, run);
+        if (report.SkippedBytes > 0)
+        {
+            VirtioPanicLog.JournalSkipped(_logger, report.Path, report.SkippedBytes);
+        }
+
         if (report.TornTrailingBytes > 0)
         {
             VirtioPanicLog.TornLine(_logger, report.Path, report.TornTrailingBytes);
@@ -299,12 +332,14 @@ public sealed partial class VirtioPanicManager : IDisposable
 
         foreach (UnactedJournalEntry entry in report.UnactedEvents)
         {
-            VirtioPanicLog.UnactedEvent(_logger, entry.Name, entry.DeviceId, entry.Sequence, entry.Run, entry.Time, entry.PolicyAction);
+            VirtioPanicLog.UnactedEvent(_logger, entry.Name, entry.DeviceId, entry.Sequence, entry.Run, entry.Time, entry.PolicyAction.Length == 0 ? "(accepted, none decided yet)" : entry.PolicyAction);
         }
     }
 
     private void StartPumpUnsynchronized(DeviceEntry entry)
     {
+        // Journal on acceptance: a guest report is journaled before the guest sees it accepted.
+        entry.Device.SetReportAcceptedObserver(OnReportAccepted);
         entry.Pump ??= Task.Run(() => PumpAsync(entry, entry.PumpStop.Token));
         if (_options.InlinePanicHandling)
         {
@@ -316,8 +351,9 @@ public sealed partial class VirtioPanicManager : IDisposable
     private async Task StopPumpAsync(DeviceEntry entry)
     {
         // No new inline handling; one in progress holds the gate, which the pump's drain and the
-        // detach below wait for.
+        // detach below wait for. Reports accepted from now on are journaled when handled.
         entry.Device.SetInlineEventObserver(null);
+        entry.Device.SetReportAcceptedObserver(null);
         await entry.PumpStop.CancelAsync().ConfigureAwait(false);
         if (entry.Pump is Task pump)
         {

@@ -10,6 +10,8 @@ namespace VirtioPanic.Hosting;
 //   virtiopanic.action.latency    histogram s        tag kind: from the device's event to the first VM-control call
 //   virtiopanic.storm_guard.trips counter   {trip}
 //   virtiopanic.journal.failures  counter   {write}
+//   virtiopanic.journal.degraded  gauge     {state}  1 while the journal does not work (the service runs degraded), else 0
+//   virtiopanic.log.suppressed    counter   {line}   per-event log lines held back by the rate limit
 internal sealed class VirtioPanicMetrics : IDisposable
 {
     internal const string MeterName = "VirtioPanic.Hosting";
@@ -21,8 +23,9 @@ internal sealed class VirtioPanicMetrics : IDisposable
     private readonly Histogram<double> _latency;
     private readonly Counter<long> _stormTrips;
     private readonly Counter<long> _journalFailures;
+    private readonly Counter<long> _suppressed;
 
-    internal VirtioPanicMetrics(IMeterFactory? factory)
+    internal VirtioPanicMetrics(IMeterFactory? factory, Func<bool> journalDegraded)
     {
         _meter = factory?.Create(MeterName) ?? new Meter(MeterName);
         _events = _meter.CreateCounter<long>("virtiopanic.events", "{event}", "Device events handled, by kind");
@@ -31,6 +34,8 @@ internal sealed class VirtioPanicMetrics : IDisposable
         _latency = _meter.CreateHistogram<double>("virtiopanic.action.latency", "s", "From a device event to the first VM-control call it led to");
         _stormTrips = _meter.CreateCounter<long>("virtiopanic.storm_guard.trips", "{trip}", "Panic-storm guard trips");
         _journalFailures = _meter.CreateCounter<long>("virtiopanic.journal.failures", "{write}", "Journal writes that failed");
+        _meter.CreateObservableGauge("virtiopanic.journal.degraded", () => journalDegraded() ? 1 : 0, "{state}", "1 while the journal does not work and the service runs degraded");
+        _suppressed = _meter.CreateCounter<long>("virtiopanic.log.suppressed", "{line}", "Per-event log lines held back by the rate limit");
     }
 
     internal void Event(WatchdogEventKind kind) => _events.Add(1, new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
@@ -49,6 +54,8 @@ internal sealed class VirtioPanicMetrics : IDisposable
     internal void StormTrip() => _stormTrips.Add(1);
 
     internal void JournalFailure() => _journalFailures.Add(1);
+
+    internal void Suppressed() => _suppressed.Add(1);
 
     public void Dispose() => _meter.Dispose();
 }

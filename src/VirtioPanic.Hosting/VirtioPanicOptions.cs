@@ -19,16 +19,30 @@ public sealed class VirtioPanicOptions
     /// <summary>The configuration section the options are bound from.</summary>
     public const string SectionName = "VirtioPanic";
 
-    /// <summary>The durable event journal (JSON lines); its directory is created if missing.</summary>
-    /// <remarks>Defaults to <c>virtiopanic-journal.jsonl</c> in the working directory. Must not be empty.</remarks>
+    /// <summary>
+    /// The durable event journal (JSON lines): the active file; rotated files are kept beside it as
+    /// <c>{JournalPath}.1</c> (newest) to <c>{JournalPath}.{JournalMaxFiles}</c>. Its directory is
+    /// created if missing. Give each service instance its own file.
+    /// </summary>
+    /// <remarks>Defaults to <c>virtiopanic-journal.jsonl</c> in the working directory. Must not be empty.
+    /// The journal holds guest panic messages and kernel-log tails: its files are created owner-only
+    /// (0600, narrowed to that if found wider) and a directory it creates owner-only (0700).</remarks>
     public string JournalPath { get; set; } = "virtiopanic-journal.jsonl";
+
+    /// <summary>The size at which the active journal file is rotated; the records still pending (not yet acted on) are carried into the new file.</summary>
+    /// <remarks>Defaults to 8 MiB. At least 4 KiB, at most 1 GiB. Start-up reads at most this much (plus 1 MiB) of the active file, from its end, whatever its size.</remarks>
+    public long JournalMaxFileSize { get; set; } = 8L << 20;
+
+    /// <summary>How many rotated journal files are kept besides the active one; the oldest is deleted.</summary>
+    /// <remarks>Defaults to 4. At least 1, at most 100.</remarks>
+    public int JournalMaxFiles { get; set; } = 4;
 
     /// <summary>When the journal forces records to disk.</summary>
     /// <remarks>Defaults to <see cref="JournalDurability.FlushBeforeAction"/>.</remarks>
     public JournalDurability JournalDurability { get; set; } = JournalDurability.FlushBeforeAction;
 
-    /// <summary>Where guest memory dumps go (<c>{DeviceId}-{time}-{sequence}.dump</c>); created when first needed.</summary>
-    /// <remarks>Defaults to <c>dumps</c> in the working directory. Dumps hold all of guest memory: keep the directory private.</remarks>
+    /// <summary>Where guest memory dumps go (<c>{DeviceId}-{time}-{sequence}.dump</c>); created when first needed, owner-only (0700).</summary>
+    /// <remarks>Defaults to <c>dumps</c> in the working directory. Dumps hold all of guest memory: an existing directory is used as it is, so keep it private.</remarks>
     public string DumpDirectory { get; set; } = "dumps";
 
     /// <summary>How long one VM-control call may take before it counts as failed and its fallback runs.</summary>

@@ -10,7 +10,7 @@ namespace VirtioPanic.Hosting;
 // (the binder's own message names the path).
 internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOptions>
 {
-    private static readonly string[] s_rootKeys = ["JournalPath", "JournalDurability", "DumpDirectory", "ActionTimeout", "InlinePanicHandling", "Policy", "Devices"];
+    private static readonly string[] s_rootKeys = ["JournalPath", "JournalDurability", "JournalMaxFileSize", "JournalMaxFiles", "DumpDirectory", "ActionTimeout", "InlinePanicHandling", "Policy", "Devices"];
     private static readonly string[] s_policyKeys = ["OnPanic", "OnWatchdog", "PanicGracePeriod", "CrashKernelDeadline", "OnCrashKernelTimeout", "StormThreshold", "StormWindow"];
 
     private readonly IServiceProvider _services;
@@ -73,6 +73,12 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
                 break;
             case "JOURNALDURABILITY":
                 options.JournalDurability = Convert<JournalDurability>(child);
+                break;
+            case "JOURNALMAXFILESIZE":
+                options.JournalMaxFileSize = Convert<long>(child);
+                break;
+            case "JOURNALMAXFILES":
+                options.JournalMaxFiles = Convert<int>(child);
                 break;
             case "ACTIONTIMEOUT":
                 options.ActionTimeout = Convert<TimeSpan>(child);

@@ -5,6 +5,8 @@ namespace VirtioPanic.Hosting;
 // Validates the options at start (ValidateOnStart); every message names the configuration key.
 internal sealed class VirtioPanicOptionsValidator : IValidateOptions<VirtioPanicOptions>
 {
+    private const long MinJournalFileSize = 4096;
+    private const long MaxJournalFileSize = 1L << 30;
     private static readonly TimeSpan s_maxActionTimeout = TimeSpan.FromMinutes(10);
     private static readonly TimeSpan s_maxPolicyTime = TimeSpan.FromDays(1);
 
@@ -20,6 +22,16 @@ internal sealed class VirtioPanicOptionsValidator : IValidateOptions<VirtioPanic
         if (string.IsNullOrWhiteSpace(options.DumpDirectory))
         {
             failures.Add($"{Root}:DumpDirectory must not be empty.");
+        }
+
+        if (options.JournalMaxFileSize is < MinJournalFileSize or > MaxJournalFileSize)
+        {
+            failures.Add($"{Root}:JournalMaxFileSize must be between {MinJournalFileSize} and {MaxJournalFileSize} bytes (got {options.JournalMaxFileSize}).");
+        }
+
+        if (options.JournalMaxFiles is < 1 or > 100)
+        {
+            failures.Add($"{Root}:JournalMaxFiles must be between 1 and 100 (got {options.JournalMaxFiles}).");
         }
 
         if (!Enum.IsDefined(options.JournalDurability))

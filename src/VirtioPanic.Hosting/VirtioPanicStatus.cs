@@ -12,6 +12,13 @@ public sealed record VirtioPanicStatus
     /// <summary>The journal file.</summary>
     public required string JournalPath { get; init; }
 
+    /// <summary>
+    /// Null while the journal works; otherwise why it does not (it could not be opened, or its last
+    /// write failed, for example on a full disk). The service then runs degraded: it keeps handling
+    /// and acting on events, which are not journaled until writes succeed again.
+    /// </summary>
+    public string? JournalError { get; init; }
+
     /// <summary>The default policy (for devices without their own).</summary>
     public required DevicePolicy DefaultPolicy { get; init; }
 

@@ -165,6 +165,35 @@ public sealed class DemoTests
         });
     }
 
+    // Without --journal each instance gets its own journal, named by device id and socket, in an
+    // owner-only state directory (<temp>/virtiopanic; TMPDIR points it into the test's directory).
+    [Test]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
+    public void Serve_WithoutJournalOption_JournalsToAFileOfItsOwnByDeviceAndSocket()
+    {
+        using var directory = new TempDirectory();
+        string socket = directory.File("vm-a.sock");
+        using HostProcess serve = HostProcess.Start(new Dictionary<string, string> { ["TMPDIR"] = directory.Path }, "serve", "--vhost-user", socket, "--device-id", "wdt-a");
+        DateTime until = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!File.Exists(socket) && DateTime.UtcNow < until && !serve.Process.HasExited)
+        {
+            Thread.Sleep(50);
+        }
+
+        Assert.That(File.Exists(socket), Is.True, "no socket: " + serve.Output + serve.Error);
+        serve.Terminate();
+        Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero, serve.Error);
+        string state = Path.Combine(directory.Path, "virtiopanic");
+        string journal = Path.Combine(state, "serve-wdt-a-vm-a.sock.jsonl");
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(File.Exists(journal), Is.True, string.Join(", ", Directory.Exists(state) ? Directory.GetFiles(state) : []));
+            Assert.That(File.GetUnixFileMode(journal), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite));
+            Assert.That(File.GetUnixFileMode(state), Is.EqualTo(UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute));
+        });
+    }
+
     private static (int Code, string Output, string Error) Run(TempDirectory directory, params string[] args) =>
         HostProcess.Run(s_limit, null, [.. args, "--journal", directory.File("journal.jsonl"), "--dump-dir", directory.File("dumps")]);
 

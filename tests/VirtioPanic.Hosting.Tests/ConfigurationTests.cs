@@ -24,6 +24,9 @@ public sealed class ConfigurationTests
     [TestCase("VirtioPanic:JournalDurability", "Sometimes")]
     [TestCase("VirtioPanic:Policy:OnPanik", "destroy")]
     [TestCase("VirtioPanic:JournalFile", "x.jsonl")]
+    [TestCase("VirtioPanic:JournalMaxFileSize", "1000")]
+    [TestCase("VirtioPanic:JournalMaxFileSize", "big")]
+    [TestCase("VirtioPanic:JournalMaxFiles", "0")]
     public void BadConfiguration_FailsAtStart_NamingTheKey(string key, string value)
     {
         using var directory = new TempDirectory();
@@ -57,7 +60,9 @@ public sealed class ConfigurationTests
             ("VirtioPanic:Devices:vm1:OnPanic", "log-only"),
             ("VirtioPanic:Devices:vm2:OnWatchdog", "Poweroff"),
             ("VirtioPanic:ActionTimeout", "00:00:05"),
-            ("VirtioPanic:JournalDurability", "FlushAfterAction"));
+            ("VirtioPanic:JournalDurability", "FlushAfterAction"),
+            ("VirtioPanic:JournalMaxFileSize", "65536"),
+            ("VirtioPanic:JournalMaxFiles", "9"));
 
         host.StartAsync().GetAwaiter().GetResult();
         VirtioPanicOptions options = host.Services.GetRequiredService<IOptions<VirtioPanicOptions>>().Value;
@@ -71,6 +76,7 @@ public sealed class ConfigurationTests
             Assert.That(options.PolicyFor("other"), Is.SameAs(options.Policy));
             Assert.That(options.ActionTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
             Assert.That(options.JournalDurability, Is.EqualTo(JournalDurability.FlushAfterAction));
+            Assert.That((options.JournalMaxFileSize, options.JournalMaxFiles), Is.EqualTo((65536L, 9)));
         });
     }
 

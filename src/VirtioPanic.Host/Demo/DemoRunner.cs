@@ -13,9 +13,9 @@ internal static class DemoRunner
     internal static async Task<int> RunAsync(IDictionary<string, string?> overrides, bool jsonLogs, CancellationToken cancellationToken)
     {
         bool interactive = !Console.IsOutputRedirected && !jsonLogs;
-        overrides.TryAdd("VirtioPanic:JournalPath", Path.Combine(HostBuilder.DefaultStateDirectory(), "demo-journal.jsonl"));
         overrides.TryAdd("VirtioPanic:DumpDirectory", Path.Combine(HostBuilder.DefaultStateDirectory(), "dumps"));
         HostApplicationBuilder builder = HostBuilder.Create(overrides, jsonLogs, interactive);
+        HostBuilder.SetDefaultJournalPath(builder.Configuration, "demo", instance: null);
         var settings = new DemoSettings();
         builder.Configuration.GetSection("Demo").Bind(settings);
         DemoScenario scenario = settings.ScenarioKind;

@@ -12,9 +12,9 @@ internal static class ServeRunner
 {
     internal static async Task<int> RunAsync(string socketPath, IDictionary<string, string?> overrides, bool jsonLogs, CancellationToken cancellationToken)
     {
-        overrides.TryAdd("VirtioPanic:JournalPath", Path.Combine(HostBuilder.DefaultStateDirectory(), "serve-journal.jsonl"));
         overrides.TryAdd("VirtioPanic:DumpDirectory", Path.Combine(HostBuilder.DefaultStateDirectory(), "dumps"));
         HostApplicationBuilder builder = HostBuilder.Create(overrides, jsonLogs, interactive: false);
+        HostBuilder.SetDefaultJournalPath(builder.Configuration, "serve", Path.GetFileName(socketPath));
         using IHost host = builder.Build();
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         ILoggerFactory loggers = HostBuilder.Loggers(host);

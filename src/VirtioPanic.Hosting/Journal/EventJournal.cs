@@ -9,76 +9,132 @@ namespace VirtioPanic.Hosting.Journal;
 //
 // Records (every one has "type", "run" = the service start that wrote it, "time"):
 //   start      {"type":"start","run","time","pid"}
+//   accepted   {"type":"accepted","run","id","time","device","seq","name"}: the device accepted a guest
+//              report (journal on acceptance: written before the guest's write returns or its buffer
+//              is used), resolved by a decision on that device with the same or a later "seq"
 //   event      {"type":"event","run","id","time","device","seq","name","action","acting","note"?,"qmp":{...}}
 //   deadline   {"type":"deadline"|"continue"|"guest-reset", same members as event, "qmp" null}
 //   outcome    {"type":"outcome","run","id","time","result","steps":[{"op","ok","error"?,"fallback-for"?,"ms","path"?}]}
 //   recovered  {"type":"recovered","run","time","of-run","of-id"}: an unacted record was reported
 //   torn       {"type":"torn","run","time","bytes"}: a torn last line was cut off at start
+//   rotated    {"type":"rotated","run","time","carried"}: first line of a file a rotation started;
+//              the "carried" records still pending follow it, verbatim
 // A record with "acting": true expects an outcome record with the same (run, id). At start,
-// acting records with neither an outcome nor a recovered record are the events that were journaled
-// but never acted on; they are reported once and then marked recovered.
+// pending records (acting without outcome, accepted without decision) with no recovered record
+// are the events that were accepted or journaled but never acted on; they are reported once and
+// then marked recovered.
 //
-// Durability: the file is opened unbuffered, so every Append reaches the operating system before
-// it returns (a killed process loses nothing); flushToDisk adds an fsync. Appends are serialized by
-// one lock, held for the write and the fsync only.
-internal sealed class EventJournal : IDisposable
+// Files: Path is the active file; when a write would take it past MaxFileSize it is rotated to
+// Path.1 (older ones shift to Path.2 .. Path.MaxFiles, the oldest is deleted) and the new active
+// file starts with every record still pending, so start-up reads the active file only, and of it
+// at most ReadWindow bytes from its end (JournalReader). A rotation writes the new file as
+// Path.new and fsyncs it before renaming anything: a crash leaves either Path complete (Path.new
+// is then deleted) or, between the two renames, Path missing and Path.new complete (renamed back).
+// Files are 0600, directories the journal creates 0700.
+//
+// Group commit: Append queues the record under the one lock and, if no writer owns the file,
+// becomes the writer. Uncontended (the last batches held a few records at most) it writes the batch
+// itself: its own record and any that arrived meanwhile, in one write and at most one fsync, so
+// a lone append costs no thread hop, as before; if more was queued meanwhile it hands the file to
+// the journal's own thread. Contended (one of the last 16 batches held 4 or more), it hands the file over at once,
+// and the thread drains batch after batch until the queue is empty. Every caller waits for its
+// own batch only; nobody writes under the lock, and waiters continue asynchronously, never on
+// the writer. 30 000 records of a 10 000-panic storm are a few hundred fsyncs.
+internal sealed partial class EventJournal : IDisposable
 {
     private readonly Lock _lock = new();
-    private readonly FileStream _stream;
-    private long _nextId;
-    private bool _disposed;
+    private readonly JournalSettings _settings;
+    private readonly TimeProvider _time;
+    private readonly Action<Exception?> _writeState;
+    private readonly AutoResetEvent _handOff = new(initialState: false);
+    private readonly Thread _thread;
 
-    private EventJournal(string path, string run, FileStream stream)
+    // Guarded by _lock.
+    private List<JournalItem> _queue = [];
+    private List<JournalItem>? _spare = [];
+    private JournalBatch _batch = new();
+    private bool _writing;
+    private bool _disposed;
+    private bool _stop;
+
+    private long _nextId;
+
+    private EventJournal(JournalSettings settings, string run, TimeProvider time, FileStream stream, long length, bool needsNewline, Action<Exception?> writeState)
     {
-        Path = path;
+        _settings = settings;
+        _time = time;
         Run = run;
         _stream = stream;
+        _length = length;
+        _needsNewline = needsNewline;
+        _writeState = writeState;
+        _thread = new Thread(Drain) { IsBackground = true, Name = "VirtioPanic journal" };
+        _thread.Start();
     }
 
-    internal string Path { get; }
+    internal string Path => _settings.Path;
 
     internal string Run { get; }
 
+    // Commits (writes, each with at most one fsync) so far; a test seam for group commit.
+    internal long Commits => Interlocked.Read(ref _commits);
+
+    // Runs on the writer before each batch is written; a test seam that holds the writer so callers queue up.
+    internal Action? BeforeWrite { get; set; }
+
     internal long NextId() => Interlocked.Increment(ref _nextId);
 
-    // Opens (creating if needed), reads what earlier runs left, cuts a torn last line, writes the
-    // start, torn and recovered records, and returns the report.
-    internal static EventJournal Open(string path, string run, DateTimeOffset now, out JournalRecoveryReport report)
+    // Opens (creating if needed), reads what earlier runs left (bounded, see JournalReader), cuts a
+    // torn last line, writes the start, torn and recovered records, and returns the report.
+    // Throws only when the file cannot be opened or read; a failure to write the start records
+    // (disk full) leaves the journal open and is reported through writeState.
+    internal static EventJournal Open(JournalSettings settings, string run, TimeProvider time, Action<Exception?> writeState, Action<Exception>? rotationFailed, out JournalRecoveryReport report)
     {
-        string full = System.IO.Path.GetFullPath(path);
-        string? directory = System.IO.Path.GetDirectoryName(full);
+        DateTimeOffset now = time.GetUtcNow();
+        string? directory = System.IO.Path.GetDirectoryName(settings.Path);
         if (!string.IsNullOrEmpty(directory))
         {
-            Directory.CreateDirectory(directory);
+            JournalFiles.CreateDirectory(directory);
         }
 
-        var stream = new FileStream(full, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.Read, bufferSize: 0, FileOptions.None);
+        // A rotation that stopped between its renames left the complete new file beside no active one.
+        if (File.Exists(settings.Next))
+        {
+            if (File.Exists(settings.Path))
+            {
+                File.Delete(settings.Next);
+            }
+            else
+            {
+                File.Move(settings.Next, settings.Path);
+            }
+        }
+
+        FileStream stream = JournalFiles.Open(settings.Path, FileMode.OpenOrCreate);
         try
         {
-            byte[] content = new byte[stream.Length];
-            stream.ReadExactly(content);
-            int end = content.AsSpan().LastIndexOf((byte)'\n') + 1;
-            long torn = content.Length - end;
+            long length = stream.Length;
+            long end = JournalReader.CompleteEnd(stream, out bool garbageTail);
+            long torn = length - end;
+            report = JournalReader.Recover(settings.Path, stream, end, settings.ReadWindow, torn, garbageTail);
             if (torn > 0)
             {
                 stream.SetLength(end);
             }
 
-            stream.Position = end;
-            report = JournalReader.Recover(full, content.AsMemory(0, end), torn);
-            var journal = new EventJournal(full, run, stream);
-            journal.Append(JournalRecords.Start(run, now, Environment.ProcessId), flushToDisk: false);
+            var journal = new EventJournal(settings, run, time, stream, end, needsNewline: garbageTail, writeState) { RotationFailed = rotationFailed };
+            var items = new List<JournalItem> { new(JournalRecords.Start(run, now, Environment.ProcessId), FlushToDisk: true) };
             if (torn > 0)
             {
-                journal.Append(JournalRecords.Torn(run, now, torn), flushToDisk: false);
+                items.Add(new(JournalRecords.Torn(run, now, torn), FlushToDisk: true));
             }
 
             foreach (UnactedJournalEntry entry in report.UnactedEvents)
             {
-                journal.Append(JournalRecords.Recovered(run, now, entry.Run, entry.RecordId), flushToDisk: false);
+                items.Add(new(JournalRecords.Recovered(run, now, entry.Run, entry.RecordId), FlushToDisk: true));
             }
 
-            journal.Flush();
+            journal.AppendMany(items);
             return journal;
         }
         catch
@@ -88,26 +144,140 @@ internal sealed class EventJournal : IDisposable
         }
     }
 
-    internal void Append(ReadOnlySpan<byte> line, bool flushToDisk)
+    // Queues the record and returns once its batch is written (and fsynced if asked): true, or
+    // false when it could not be (the failure went to writeState). Completes synchronously when
+    // the caller wrote the batch itself.
+    internal ValueTask<bool> AppendAsync(JournalItem item)
     {
-        Debug.Assert(line.Length > 0 && line[^1] == (byte)'\n', "a journal record is one complete line");
+        JournalBatch? batch = Enqueue(item, out bool writer);
+        if (batch is null)
+        {
+            return ValueTask.FromResult(false);
+        }
+
+        if (writer)
+        {
+            Write();
+        }
+
+        return batch.Completion.IsCompleted ? ValueTask.FromResult(batch.Completion.Result) : new ValueTask<bool>(batch.Completion);
+    }
+
+    // As AppendAsync, blocking the calling thread until the batch is written. The journal's own
+    // thread drains what others queued, so a blocked caller never depends on the thread pool.
+    internal bool Append(JournalItem item)
+    {
+        JournalBatch? batch = Enqueue(item, out bool writer);
+        if (batch is null)
+        {
+            return false;
+        }
+
+        if (writer)
+        {
+            Write();
+        }
+
+        return batch.Wait();
+    }
+
+    private void AppendMany(List<JournalItem> items)
+    {
+        JournalBatch? batch = null;
+        bool writer = false;
+        foreach (JournalItem item in items)
+        {
+            batch = Enqueue(item, out bool first);
+            writer |= first;
+        }
+
+        if (writer)
+        {
+            WriteThenHandOff();
+        }
+
+        batch?.Wait();
+    }
+
+    private JournalBatch? Enqueue(in JournalItem item, out bool writer)
+    {
+        Debug.Assert(item.Line.Length > 0 && item.Line[^1] == (byte)'\n', "a journal record is one complete line");
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            _stream.Write(line);
-            if (flushToDisk)
+            if (_disposed)
             {
-                _stream.Flush(flushToDisk: true);
+                writer = false;
+                return null;
             }
+
+            _queue.Add(item);
+            _batch.FlushToDisk |= item.FlushToDisk;
+            writer = !_writing;
+            _writing = true;
+            return _batch;
         }
     }
 
-    internal void Flush()
+    // The caller owns the file now. It writes its batch itself when appends come one at a time
+    // (the last batches held a few records at most: no thread hop on a lone panic's path); when
+    // they come in a crowd (one of the last 16 batches held 4 or more) it hands the file to the journal's thread straight away,
+    // so callers on the thread pool do not spend it on writes and fsyncs, and the records that
+    // arrive meanwhile make the next batch bigger. Measured on a 10 000-panic storm on tmpfs:
+    // p99 write -> action 1.3 s -> 0.3 s (bench/README.md).
+    private void Write()
     {
+        if (Volatile.Read(ref _crowd) > 0)
+        {
+            _handOff.Set();
+        }
+        else
+        {
+            WriteThenHandOff();
+        }
+    }
+
+    // The caller became the writer: one batch (its own record's), then the journal's thread takes over if more is queued.
+    private void WriteThenHandOff()
+    {
+        WriteNextBatch();
         lock (_lock)
         {
-            ObjectDisposedException.ThrowIf(_disposed, this);
-            _stream.Flush(flushToDisk: true);
+            if (_queue.Count == 0)
+            {
+                _writing = false;
+                return;
+            }
+        }
+
+        _handOff.Set();
+    }
+
+    // The journal's thread: woken with the file handed to it, drains until nothing is queued.
+    private void Drain()
+    {
+        while (true)
+        {
+            _handOff.WaitOne();
+            lock (_lock)
+            {
+                if (_stop)
+                {
+                    return;
+                }
+            }
+
+            while (true)
+            {
+                WriteNextBatch();
+                lock (_lock)
+                {
+                    if (_queue.Count == 0)
+                    {
+                        _writing = false;
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -121,23 +291,79 @@ internal sealed class EventJournal : IDisposable
             }
 
             _disposed = true;
-            try
+        }
+
+        // Take the file from whoever writes it, then write what was queued before the close.
+        SpinWait spin = default;
+        while (true)
+        {
+            lock (_lock)
             {
-                _stream.Flush(flushToDisk: true);
+                if (!_writing)
+                {
+                    _writing = true;
+                    break;
+                }
             }
-            finally
+
+            spin.SpinOnce(sleep1Threshold: 10);
+        }
+
+        while (true)
+        {
+            lock (_lock)
             {
-                _stream.Dispose();
+                if (_queue.Count == 0)
+                {
+                    _stop = true;
+                    break;
+                }
             }
+
+            WriteNextBatch();
+        }
+
+        _handOff.Set();
+        _thread.Join();
+        _handOff.Dispose();
+        try
+        {
+            _stream.Flush(flushToDisk: true);
+        }
+        catch (IOException)
+        {
+            // Everything acknowledged was already written; a last fsync failing changes nothing.
+        }
+        finally
+        {
+            _stream.Dispose();
         }
     }
 
+    // One buffer and writer per thread, reused: a panic storm builds three records per panic, and
+    // a fresh writer and buffer for each was most of what the storm allocated (and collected).
+    [ThreadStatic]
+    private static ArrayBufferWriter<byte>? t_lineBuffer;
+
+    [ThreadStatic]
+    private static Utf8JsonWriter? t_lineWriter;
+
     internal static byte[] Line(Action<Utf8JsonWriter> write)
     {
-        var buffer = new ArrayBufferWriter<byte>(512);
-        using (var writer = new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping }))
+        ArrayBufferWriter<byte> buffer = t_lineBuffer ??= new ArrayBufferWriter<byte>(512);
+        buffer.ResetWrittenCount();
+        Utf8JsonWriter writer = t_lineWriter ??= new Utf8JsonWriter(buffer, new JsonWriterOptions { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping });
+        writer.Reset(buffer);
+        try
         {
             write(writer);
+            writer.Flush();
+        }
+        catch
+        {
+            // A writer left mid-object would corrupt the next line built on this thread.
+            t_lineWriter = null;
+            throw;
         }
 
         byte[] line = new byte[buffer.WrittenCount + 1];

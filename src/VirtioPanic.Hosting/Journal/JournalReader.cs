@@ -1,99 +1,251 @@
+using System.Buffers;
 using System.Text;
 using System.Text.Json;
 
 namespace VirtioPanic.Hosting.Journal;
 
-// Reads the complete lines of a journal at start and finds the acting records without an outcome.
+// Reads what start-up needs from the active journal file: its complete lines within the last
+// ReadWindow bytes, in fixed-size chunks, so time and memory are bounded by the window whatever
+// the file's size (a 2 GiB file from an older version reads no more than a fresh one). Rotation
+// carries every record still pending into the head of the next file (EventJournal), so for a file
+// the journal wrote the window is the whole file; of an oversized one, only its tail is read and
+// the skipped prefix is reported.
 internal static class JournalReader
 {
-    internal static JournalRecoveryReport Recover(string path, ReadOnlyMemory<byte> content, long tornBytes)
+    // No record the journal writes comes near this (the largest, an event with a kernel-log tail, is a few KiB).
+    internal const int MaxRecordBytes = 1 << 20;
+
+    private const int ChunkBytes = 64 * 1024;
+
+    // Where the complete lines end: just past the last '\n' within the last MaxRecordBytes. When
+    // there is none there, the tail is longer than any record: not a torn record but garbage, left
+    // in place (the next write starts on a new line) and read as one corrupt line.
+    internal static long CompleteEnd(FileStream stream, out bool garbageTail)
     {
-        var pending = new Dictionary<(string Run, long Id), UnactedJournalEntry>();
-        var order = new List<(string Run, long Id)>();
-        int records = 0;
-        int corrupt = 0;
-        ReadOnlySpan<byte> rest = content.Span;
-        while (!rest.IsEmpty)
+        long length = stream.Length;
+        long scanned = 0;
+        byte[] chunk = ArrayPool<byte>.Shared.Rent(ChunkBytes);
+        try
         {
-            int newline = rest.IndexOf((byte)'\n');
-            ReadOnlySpan<byte> line = newline < 0 ? rest : rest[..newline];
-            rest = newline < 0 ? [] : rest[(newline + 1)..];
-            if (line.IsEmpty)
+            while (scanned < length && scanned < MaxRecordBytes)
             {
-                continue;
-            }
+                int count = (int)Math.Min(ChunkBytes, length - scanned);
+                long offset = length - scanned - count;
+                RandomAccess.Read(stream.SafeFileHandle, chunk.AsSpan(0, count), offset);
+                int newline = chunk.AsSpan(0, count).LastIndexOf((byte)'\n');
+                if (newline >= 0)
+                {
+                    garbageTail = false;
+                    return offset + newline + 1;
+                }
 
-            if (!TryRead(line, pending, order))
-            {
-                corrupt++;
-                continue;
+                scanned += count;
             }
-
-            records++;
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
         }
 
-        var unacted = new List<UnactedJournalEntry>();
-        foreach ((string Run, long Id) key in order)
+        garbageTail = length > 0 && scanned >= MaxRecordBytes;
+        return garbageTail ? length : 0;
+    }
+
+    internal static JournalRecoveryReport Recover(string path, FileStream stream, long end, long window, long tornBytes, bool garbageTail)
+    {
+        var state = new RecoveryState();
+        long start = Math.Max(0, end - window);
+        bool skipping = start > 0;
+        long skipped = start;
+        int corrupt = 0;
+        int records = 0;
+        byte[] chunk = ArrayPool<byte>.Shared.Rent(ChunkBytes);
+        var line = new ArrayBufferWriter<byte>(4096);
+        bool overlong = false;
+        try
         {
-            if (pending.TryGetValue(key, out UnactedJournalEntry? entry))
+            for (long offset = start; offset < end;)
             {
-                unacted.Add(entry);
+                int count = RandomAccess.Read(stream.SafeFileHandle, chunk.AsSpan(0, (int)Math.Min(ChunkBytes, end - offset)), offset);
+                if (count <= 0)
+                {
+                    break;
+                }
+
+                offset += count;
+                ReadOnlySpan<byte> rest = chunk.AsSpan(0, count);
+                while (!rest.IsEmpty)
+                {
+                    int newline = rest.IndexOf((byte)'\n');
+                    ReadOnlySpan<byte> part = newline < 0 ? rest : rest[..newline];
+                    rest = newline < 0 ? [] : rest[(newline + 1)..];
+                    if (skipping)
+                    {
+                        // The window starts inside a line: that line belongs to the skipped prefix.
+                        skipped += part.Length + (newline < 0 ? 0 : 1);
+                        skipping = newline < 0;
+                        continue;
+                    }
+
+                    if (!overlong && line.WrittenCount + part.Length <= MaxRecordBytes)
+                    {
+                        line.Write(part);
+                    }
+                    else
+                    {
+                        overlong = true;
+                    }
+
+                    if (newline < 0)
+                    {
+                        continue;
+                    }
+
+                    if (overlong)
+                    {
+                        corrupt++;
+                    }
+                    else if (line.WrittenCount > 0)
+                    {
+                        if (state.TryRead(line.WrittenSpan))
+                        {
+                            records++;
+                        }
+                        else
+                        {
+                            corrupt++;
+                        }
+                    }
+
+                    overlong = false;
+                    line.ResetWrittenCount();
+                }
             }
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(chunk);
+        }
+
+        if (garbageTail || line.WrittenCount > 0 || overlong)
+        {
+            corrupt++;
         }
 
         return new JournalRecoveryReport
         {
             Path = path,
-            UnactedEvents = unacted,
+            UnactedEvents = state.Unacted(),
             TornTrailingBytes = tornBytes,
             CorruptLines = corrupt,
             Records = records,
+            SkippedBytes = skipped,
         };
     }
 
-    private static bool TryRead(ReadOnlySpan<byte> line, Dictionary<(string Run, long Id), UnactedJournalEntry> pending, List<(string Run, long Id)> order)
+    // The records seen so far and which of them are still pending.
+    private sealed class RecoveryState
     {
-        try
+        private readonly Dictionary<(string Run, long Id), UnactedJournalEntry> _pending = [];
+        private readonly List<(string Run, long Id)> _order = [];
+        private readonly Dictionary<(string Run, string Device), List<(long Sequence, long Id)>> _accepted = [];
+
+        internal List<UnactedJournalEntry> Unacted()
         {
-            var reader = new Utf8JsonReader(line);
-            using JsonDocument document = JsonDocument.ParseValue(ref reader);
-            JsonElement root = document.RootElement;
-            if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("type", out JsonElement type) || !root.TryGetProperty("run", out JsonElement run))
+            var unacted = new List<UnactedJournalEntry>();
+            foreach ((string Run, long Id) key in _order)
+            {
+                // A key can be listed twice (a record carried into a new file is the same record); report it once.
+                if (_pending.Remove(key, out UnactedJournalEntry? entry))
+                {
+                    unacted.Add(entry);
+                }
+            }
+
+            return unacted;
+        }
+
+        internal bool TryRead(ReadOnlySpan<byte> line)
+        {
+            try
+            {
+                var reader = new Utf8JsonReader(line);
+                using JsonDocument document = JsonDocument.ParseValue(ref reader);
+                JsonElement root = document.RootElement;
+                if (root.ValueKind != JsonValueKind.Object || !root.TryGetProperty("type", out JsonElement type) || !root.TryGetProperty("run", out JsonElement run))
+                {
+                    return false;
+                }
+
+                string runId = run.GetString() ?? string.Empty;
+                switch (type.GetString())
+                {
+                    case "outcome":
+                        _pending.Remove((runId, root.GetProperty("id").GetInt64()));
+                        break;
+                    case "recovered":
+                        _pending.Remove((root.GetProperty("of-run").GetString() ?? string.Empty, root.GetProperty("of-id").GetInt64()));
+                        break;
+                    case "accepted":
+                        UnactedJournalEntry accepted = Entry(root, runId, line, action: string.Empty);
+                        Add(accepted);
+                        if (!_accepted.TryGetValue((runId, accepted.DeviceId), out List<(long Sequence, long Id)>? list))
+                        {
+                            list = [];
+                            _accepted[(runId, accepted.DeviceId)] = list;
+                        }
+
+                        list.Add((accepted.Sequence, accepted.RecordId));
+                        break;
+                    case "event" or "deadline" or "continue" or "guest-reset":
+                        string device = root.GetProperty("device").GetString() ?? string.Empty;
+                        long sequence = root.GetProperty("seq").GetInt64();
+                        if (_accepted.TryGetValue((runId, device), out List<(long Sequence, long Id)>? waiting))
+                        {
+                            // Events are decided in order per device; one the device folded into a
+                            // later one (coalesced) is decided with it.
+                            for (int i = waiting.Count - 1; i >= 0; i--)
+                            {
+                                if (waiting[i].Sequence <= sequence)
+                                {
+                                    _pending.Remove((runId, waiting[i].Id));
+                                    waiting.RemoveAt(i);
+                                }
+                            }
+                        }
+
+                        if (root.GetProperty("acting").GetBoolean())
+                        {
+                            Add(Entry(root, runId, line, root.GetProperty("action").GetString() ?? string.Empty));
+                        }
+
+                        break;
+                }
+
+                return true;
+            }
+            catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
             {
                 return false;
             }
-
-            string runId = run.GetString() ?? string.Empty;
-            switch (type.GetString())
-            {
-                case "outcome":
-                    pending.Remove((runId, root.GetProperty("id").GetInt64()));
-                    break;
-                case "recovered":
-                    pending.Remove((root.GetProperty("of-run").GetString() ?? string.Empty, root.GetProperty("of-id").GetInt64()));
-                    break;
-                case "event" or "deadline" or "continue" or "guest-reset" when root.GetProperty("acting").GetBoolean():
-                    var key = (runId, root.GetProperty("id").GetInt64());
-                    pending[key] = new UnactedJournalEntry
-                    {
-                        Run = runId,
-                        RecordId = key.Item2,
-                        DeviceId = root.GetProperty("device").GetString() ?? string.Empty,
-                        Sequence = root.GetProperty("seq").GetInt64(),
-                        Name = root.GetProperty("name").GetString() ?? string.Empty,
-                        PolicyAction = root.GetProperty("action").GetString() ?? string.Empty,
-                        Time = root.GetProperty("time").GetDateTimeOffset(),
-                        Line = Encoding.UTF8.GetString(line),
-                    };
-                    order.Add(key);
-                    break;
-            }
-
-            return true;
         }
-        catch (Exception ex) when (ex is JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+
+        private void Add(UnactedJournalEntry entry)
         {
-            return false;
+            _pending[(entry.Run, entry.RecordId)] = entry;
+            _order.Add((entry.Run, entry.RecordId));
         }
+
+        private static UnactedJournalEntry Entry(JsonElement root, string run, ReadOnlySpan<byte> line, string action) => new()
+        {
+            Run = run,
+            RecordId = root.GetProperty("id").GetInt64(),
+            DeviceId = root.GetProperty("device").GetString() ?? string.Empty,
+            Sequence = root.GetProperty("seq").GetInt64(),
+            Name = root.GetProperty("name").GetString() ?? string.Empty,
+            PolicyAction = action,
+            Time = root.GetProperty("time").GetDateTimeOffset(),
+            Line = Encoding.UTF8.GetString(line),
+        };
     }
 }

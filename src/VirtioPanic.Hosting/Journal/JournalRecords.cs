@@ -28,6 +28,24 @@ internal static class JournalRecords
         w.WriteEndObject();
     });
 
+    internal static byte[] Rotated(string run, DateTimeOffset now, int carried) => EventJournal.Line(w =>
+    {
+        Header(w, "rotated", run, now);
+        w.WriteNumber("carried", carried);
+        w.WriteEndObject();
+    });
+
+    // A guest report the device accepted, journaled before the guest learns it was accepted.
+    internal static byte[] Accepted(string run, long id, DateTimeOffset now, string deviceId, long sequence, string name) => EventJournal.Line(w =>
+    {
+        Header(w, "accepted", run, now);
+        w.WriteNumber("id", id);
+        w.WriteString("device", deviceId);
+        w.WriteNumber("seq", sequence);
+        w.WriteString("name", name);
+        w.WriteEndObject();
+    });
+
     // An event, deadline or management request and the decision taken on it.
     internal static byte[] Decision(string type, string run, long id, DateTimeOffset now, string deviceId, long sequence, string name, string action, bool acting, string? note, WatchdogEvent? evt) => EventJournal.Line(w =>
     {

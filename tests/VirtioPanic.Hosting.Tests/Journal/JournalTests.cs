@@ -1,6 +1,6 @@
 using System.Diagnostics;
-using System.Reflection;
 using System.Text;
+using System.Text.Json;
 using VirtioPanic.Hosting.Tests.Rig;
 
 namespace VirtioPanic.Hosting.Tests.Journal;
@@ -14,38 +14,141 @@ public sealed class JournalTests
     {
         using var directory = new TempDirectory();
         string journal = directory.File("journal.jsonl");
-        using (Process child = StartChild(journal))
+        using (Process child = CrashChildProcess.Start("block", journal))
         {
             try
             {
-                Task<string?> line = child.StandardOutput.ReadLineAsync();
-                Task done = await Task.WhenAny(line, Task.Delay(TimeSpan.FromSeconds(60)));
-                Assert.That(done, Is.SameAs(line), "the child never reached the VM-control call: " + await ReadErrorAsync(child));
-                Assert.That(await line, Is.EqualTo("ACTING"));
+                Assert.That(await CrashChildProcess.ReadLineAsync(child, TimeSpan.FromSeconds(60)), Is.EqualTo("ACTING"));
+                Assert.That(await CrashChildProcess.ReadLineAsync(child, TimeSpan.FromSeconds(60)), Is.EqualTo("ACCEPTED"));
             }
             finally
             {
-                KillAndWait(child);
+                CrashChildProcess.KillAndWait(child);
             }
         }
 
         await using PolicyRig rig = await PolicyRig.StartAsync(directory: directory);
         JournalRecoveryReport report = rig.Manager.Recovery!;
 
-        UnactedJournalEntry unacted = report.UnactedEvents.Single();
         Assert.Multiple(() =>
         {
-            Assert.That(unacted.DeviceId, Is.EqualTo("crash-child"));
-            Assert.That(unacted.Name, Is.EqualTo("GUEST_PANICKED"));
-            Assert.That(unacted.Sequence, Is.EqualTo(1));
-            Assert.That(unacted.PolicyAction, Is.EqualTo("destroy"));
+            // The first panic was decided, its action never finished; the second was accepted (the
+            // guest's write returned) but still waited in the device's channel: journaled on acceptance.
+            Assert.That(report.UnactedEvents.Select(e => (e.DeviceId, e.Name, e.Sequence, e.PolicyAction)),
+                Is.EqualTo(new[] { ("crash-child", "GUEST_PANICKED", 1L, "destroy"), ("crash-child", "GUEST_PANICKED", 2L, string.Empty) }));
             Assert.That(report.TornTrailingBytes, Is.Zero);
         });
 
-        // Reported once: the next start finds it marked recovered.
+        // Reported once: the next start finds them marked recovered.
         await rig.Host.StopAsync();
         await using PolicyRig again = await PolicyRig.StartAsync(directory: directory);
         Assert.That(again.Manager.Recovery!.UnactedEvents, Is.Empty);
+    }
+
+    // kill -9 at random moments of a panic storm on four devices (rotating the journal every 64 KiB
+    // meanwhile): every panic whose panic_events write returned is either acted on (its decision
+    // has an outcome) or reported at the restart, never both, and nothing is recorded twice.
+    [Test]
+    public async Task ChildKilledAtRandomDuringPanicStorm_EveryAcceptedPanicIsActedOnOrReportedOnce()
+    {
+        int seed = Random.Shared.Next();
+        var random = new Random(seed);
+        for (int round = 0; round < 3; round++)
+        {
+            using var directory = new TempDirectory();
+            string journal = directory.File("journal.jsonl");
+            var acked = new List<(string Device, long Sequence)>();
+            using (Process child = CrashChildProcess.Start("storm", journal, "4"))
+            {
+                Task<string> rest;
+                try
+                {
+                    string first = await CrashChildProcess.ReadLineAsync(child, TimeSpan.FromSeconds(60));
+                    Assert.That(first, Does.StartWith("ack "));
+
+                    // Keep reading, so the child never blocks on a full pipe.
+                    rest = child.StandardOutput.ReadToEndAsync();
+                    await Task.Delay(random.Next(20, 700));
+                }
+                finally
+                {
+                    CrashChildProcess.KillAndWait(child);
+                }
+
+                // Whatever the child printed before it died (complete lines only).
+                string printed = await rest.WaitAsync(TimeSpan.FromSeconds(10));
+                foreach (string line in printed.Split('\n')[..^1])
+                {
+                    string[] parts = line.Split(' ');
+                    if (parts.Length == 3 && parts[0] == "ack" && long.TryParse(parts[2], out long sequence))
+                    {
+                        acked.Add((parts[1], sequence));
+                    }
+                }
+            }
+
+            (Dictionary<(string Device, long Sequence), List<(string Run, long Id)>> decisions, HashSet<(string Run, long Id)> outcomes) = ReadJournalFiles(journal);
+            await using PolicyRig rig = await PolicyRig.StartAsync(directory: directory);
+            JournalRecoveryReport report = rig.Manager.Recovery!;
+            var reported = report.UnactedEvents.Select(e => (e.DeviceId, e.Sequence)).ToList();
+            string context = $"seed {seed}, round {round}: {acked.Count} acknowledged, {decisions.Count} decided, {reported.Count} reported";
+
+            Assert.Multiple(() =>
+            {
+                Assert.That(acked, Is.Not.Empty, context);
+                Assert.That(reported, Is.Unique, context);
+                Assert.That(decisions.Values.Where(d => d.Count > 1), Is.Empty, "a panic decided twice; " + context);
+                Assert.That(report.CorruptLines, Is.Zero, context);
+                foreach ((string Device, long Sequence) ack in acked)
+                {
+                    bool acted = decisions.TryGetValue(ack, out List<(string Run, long Id)>? decided) && outcomes.Contains(decided[0]);
+                    bool inReport = reported.Contains(ack);
+                    Assert.That(acted ^ inReport, Is.True, $"{ack}: acted {acted}, reported {inReport}; {context}");
+                }
+            });
+
+            // Repaired and reported once: the active file is whole lines, and the next start reports nothing.
+            await rig.Host.StopAsync();
+            Assert.That(File.ReadAllLines(journal), Has.All.StartWith("{").And.All.EndWith("}"));
+            await using PolicyRig again = await PolicyRig.StartAsync(directory: directory);
+            Assert.That(again.Manager.Recovery!.UnactedEvents, Is.Empty, context);
+        }
+    }
+
+    // Journal on acceptance, eventq path: the device uses the guest's record buffer (the guest sees
+    // it accepted) only after the record is journaled, even while the service is still busy with
+    // an earlier event and has not read this one from the device.
+    [Test]
+    public async Task EventRecord_AcceptedWhileTheServiceIsBusy_IsJournaledBeforeTheGuestSeesItAccepted()
+    {
+        await using PolicyRig rig = await PolicyRig.StartAsync(new DevicePolicy { OnPanic = PanicAction.Restart, StormThreshold = 0 });
+        using var busy = new ManualResetEventSlim();
+        using var release = new ManualResetEventSlim();
+        rig.Vm.OnReset = () =>
+        {
+            busy.Set();
+            release.Wait(TimeSpan.FromSeconds(15));
+        };
+        rig.Guest.Boot();
+        try
+        {
+            rig.Guest.Panic();
+            Assert.That(busy.Wait(TimeSpan.FromSeconds(15)), Is.True, "the first panic reached the VM control");
+            rig.Guest.PanicRecord("second", 1);
+            string[] lines = rig.JournalLines();
+            Assert.Multiple(() =>
+            {
+                Assert.That(lines.Count(l => l.Contains("\"type\":\"accepted\"", StringComparison.Ordinal) && l.Contains("GUEST_PANICKED", StringComparison.Ordinal)), Is.EqualTo(2));
+                Assert.That(lines.Count(l => l.Contains("\"type\":\"event\"", StringComparison.Ordinal) && l.Contains("GUEST_PANICKED", StringComparison.Ordinal)), Is.EqualTo(1), "the second is not decided yet");
+            });
+        }
+        finally
+        {
+            release.Set();
+        }
+
+        await rig.NextAsync("GUEST_PANICKED");
+        await rig.NextAsync("GUEST_PANICKED");
     }
 
     [Test]
@@ -103,51 +206,47 @@ public sealed class JournalTests
         });
     }
 
-    // Runs VirtioPanic.Hosting.CrashChild (copied next to the tests) on the tests' own runtime configuration and dependencies.
-    private static Process StartChild(string journal)
+    // Decisions on events by (device, sequence) and the outcomes, over the active and rotated files.
+    private static (Dictionary<(string Device, long Sequence), List<(string Run, long Id)>> Decisions, HashSet<(string Run, long Id)> Outcomes) ReadJournalFiles(string journal)
     {
-        string bin = AppContext.BaseDirectory;
-        string tests = Path.GetFileNameWithoutExtension(Assembly.GetExecutingAssembly().Location);
-        var start = new ProcessStartInfo(DotNetHost())
+        var decisions = new Dictionary<(string Device, long Sequence), List<(string Run, long Id)>>();
+        var outcomes = new HashSet<(string Run, long Id)>();
+        var carried = new HashSet<(string Run, long Id)>();
+        foreach (string file in Directory.GetFiles(Path.GetDirectoryName(journal)!, Path.GetFileName(journal) + "*"))
         {
-            RedirectStandardOutput = true,
-            RedirectStandardError = true,
-            UseShellExecute = false,
-        };
-        foreach (string arg in new[] { "exec", "--runtimeconfig", Path.Combine(bin, tests + ".runtimeconfig.json"), "--depsfile", Path.Combine(bin, tests + ".deps.json"), Path.Combine(bin, "VirtioPanic.Hosting.CrashChild.dll"), journal })
-        {
-            start.ArgumentList.Add(arg);
+            foreach (string line in File.ReadAllLines(file))
+            {
+                JsonElement record;
+                try
+                {
+                    record = JsonDocument.Parse(line).RootElement;
+                }
+                catch (JsonException)
+                {
+                    continue;
+                }
+
+                string type = record.GetProperty("type").GetString()!;
+                var key = (record.GetProperty("run").GetString()!, record.TryGetProperty("id", out JsonElement id) ? id.GetInt64() : 0);
+                if (type == "outcome")
+                {
+                    outcomes.Add(key);
+                }
+                else if (type == "event" && carried.Add(key))
+                {
+                    // A rotation carries a pending decision into the next file verbatim: the same record, counted once.
+                    var target = (record.GetProperty("device").GetString()!, record.GetProperty("seq").GetInt64());
+                    if (!decisions.TryGetValue(target, out List<(string Run, long Id)>? list))
+                    {
+                        list = [];
+                        decisions[target] = list;
+                    }
+
+                    list.Add(key);
+                }
+            }
         }
 
-        return Process.Start(start)!;
-    }
-
-    private static string DotNetHost()
-    {
-        string? host = Environment.GetEnvironmentVariable("DOTNET_HOST_PATH");
-        if (!string.IsNullOrEmpty(host) && File.Exists(host))
-        {
-            return host;
-        }
-
-        string? process = Environment.ProcessPath;
-        return process is not null && Path.GetFileNameWithoutExtension(process) == "dotnet" ? process : "dotnet";
-    }
-
-    private static async Task<string> ReadErrorAsync(Process child)
-    {
-        KillAndWait(child);
-        return await child.StandardError.ReadToEndAsync();
-    }
-
-    // Kills the child by its own PID and waits a bounded time for it to go.
-    private static void KillAndWait(Process child)
-    {
-        if (!child.HasExited)
-        {
-            child.Kill(entireProcessTree: false);
-        }
-
-        Assert.That(child.WaitForExit(TimeSpan.FromSeconds(10)), Is.True, $"child {child.Id} did not exit");
+        return (decisions, outcomes);
     }
 }
