@@ -1,5 +1,6 @@
 using VirtioPanic.Device;
 using VirtioPanic.Hosting.Policy;
+using VirtioPanic.RateLimiting;
 
 namespace VirtioPanic.Hosting;
 
@@ -13,7 +14,7 @@ internal sealed class DeviceEntry
     private HandledEvent? _lastHandled;
     private long _eventsHandled;
 
-    internal DeviceEntry(WatchdogDevice device, IVmControl vm, DevicePolicy policy, LogLimiter logs)
+    internal DeviceEntry(WatchdogDevice device, IVmControl vm, DevicePolicy policy, LogRateLimiter logs)
     {
         Logs = logs;
         Device = device;
@@ -28,7 +29,7 @@ internal sealed class DeviceEntry
     internal IVmControl Vm { get; }
 
     // The rate limit of this device's per-event log lines.
-    internal LogLimiter Logs { get; }
+    internal LogRateLimiter Logs { get; }
 
     internal SemaphoreSlim Gate { get; } = new(1, 1);
 

@@ -148,4 +148,26 @@ public sealed partial class VirtioPanicManager
             Volatile.Write(ref _suppressedSome, 0);
         }
     }
+
+    // At stop: whatever is still suppressed is reported now, whatever its window, so a flood
+    // just before shutdown does not vanish from the log.
+    private void LogFinalSuppressedSummaries()
+    {
+        foreach (DeviceEntry entry in _devices.Values)
+        {
+            long count = entry.Logs.TakeSuppressed();
+            if (count > 0)
+            {
+                VirtioPanicLog.DeviceLinesSuppressed(_logger, entry.Id, count, s_logWindow.TotalSeconds);
+            }
+        }
+
+        long all = _processLogs.TakeSuppressed();
+        if (all > 0)
+        {
+            VirtioPanicLog.LinesSuppressed(_logger, all, s_logWindow.TotalSeconds);
+        }
+
+        Volatile.Write(ref _suppressedSome, 0);
+    }
 }

@@ -6,6 +6,7 @@ using Microsoft.Extensions.Options;
 using VirtioPanic.Device;
 using VirtioPanic.Hosting.Journal;
 using VirtioPanic.Hosting.Policy;
+using VirtioPanic.RateLimiting;
 
 namespace VirtioPanic.Hosting;
 
@@ -34,7 +35,7 @@ public sealed partial class VirtioPanicManager : IDisposable
     private readonly ILogger _logger;
     private readonly VirtioPanicMetrics _metrics;
     private readonly ConcurrentDictionary<DeviceEntry, byte> _inFlight = new();
-    private readonly LogLimiter _processLogs;
+    private readonly LogRateLimiter _processLogs;
     private EventJournal? _journal;
     private string? _journalError;
     private int _suppressedSome;
@@ -48,7 +49,7 @@ public sealed partial class VirtioPanicManager : IDisposable
         _time = time;
         _logger = logger ?? (ILogger)NullLogger.Instance;
         _metrics = new VirtioPanicMetrics(meterFactory, () => Volatile.Read(ref _journalError) is not null);
-        _processLogs = new LogLimiter(time, ProcessLogBurst, s_logWindow);
+        _processLogs = new LogRateLimiter(time, ProcessLogBurst, s_logWindow);
     }
 
     /// <summary>Raised after each event, deadline or management request has been handled and journaled. Handlers run on the service's thread (or, with <see cref="VirtioPanicOptions.InlinePanicHandling"/>, on the vCPU thread that reported a panic): keep them short.</summary>
@@ -93,7 +94,7 @@ public sealed partial class VirtioPanicManager : IDisposable
             ThrowIfInvalid(policy, nameof(policy));
         }
 
-        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id), new LogLimiter(_time, DeviceLogBurst, s_logWindow));
+        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id), new LogRateLimiter(_time, DeviceLogBurst, s_logWindow));
         lock (_lifecycle)
         {
             if (!_devices.TryAdd(device.Id, entry))
@@ -235,6 +236,7 @@ public sealed partial class VirtioPanicManager : IDisposable
         }
 
         await Task.WhenAll(entries.Select(StopPumpAsync)).ConfigureAwait(false);
+        LogFinalSuppressedSummaries();
         lock (_lifecycle)
         {
             _sweeper?.Dispose();

@@ -36,6 +36,16 @@ internal sealed class FrontEndVmControl : IVmControl
 
     public ValueTask<VmControlResult> InjectNmiAsync(VmActionContext context, CancellationToken cancellationToken) => NotHere(context);
 
+    // At the end of serving: report what the limit held back.
+    internal void LogSuppressed()
+    {
+        long suppressed = _lines.TakeSuppressed();
+        if (suppressed > 0)
+        {
+            HostLog.LinesSuppressed(_log, suppressed, nameof(HostLog.FrontEndOwnsVm));
+        }
+    }
+
     private ValueTask<VmControlResult> NotHere(VmActionContext context)
     {
         if (_lines.TryAcquire(out long suppressed))

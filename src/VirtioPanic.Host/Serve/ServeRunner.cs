@@ -21,7 +21,8 @@ internal static class ServeRunner
         ILogger log = loggers.CreateLogger("VirtioPanic.Host");
         var manager = host.Services.GetRequiredService<VirtioPanicManager>();
         using var device = new WatchdogDevice(HostBuilder.DeviceOptions(builder.Configuration), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
-        manager.Attach(device, new FrontEndVmControl(log, TimeProvider.System));
+        var vm = new FrontEndVmControl(log, TimeProvider.System);
+        manager.Attach(device, vm);
         DevicePolicy policy = manager.GetPolicy(device.Id);
         HostLog.Serving(log, device.Id, socketPath, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog));
         // Ctrl-C and SIGTERM reach the host's console lifetime, which stops the application.
@@ -38,6 +39,7 @@ internal static class ServeRunner
         finally
         {
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            vm.LogSuppressed();
         }
 
         return 0;
