@@ -24,6 +24,11 @@ internal static class FuzzTargets
         "packed" => new VirtqueueTarget(VirtqueueTarget.Mode.Packed),
         "restore-queue" => new VirtqueueTarget(VirtqueueTarget.Mode.Restore),
         "record" => new RecordParserTarget(),
+        "pci" => new TransportTarget(TransportKind.Pci),
+        "mmio" => new TransportTarget(TransportKind.Mmio),
+        "vhost-user" => new VhostUserTarget(),
+        "restore-device" => new DeviceRestoreTarget(),
+        "restore-transport" => new TransportRestoreTarget(),
         _ => null,
     };
 }
