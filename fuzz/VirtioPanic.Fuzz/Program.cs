@@ -37,6 +37,7 @@ internal static class Program
                 return 2;
             }
 
+            UseDummyTraceMap();
             SeedGenerator.WriteAll(args[1]);
             return 0;
         }
@@ -66,10 +67,12 @@ internal static class Program
         return 0;
     }
 
-    private static unsafe int Reproduce(string name, ReadOnlySpan<string> paths)
+    // Instrumented code writes to the trace map even when no fuzzer reads it.
+    private static unsafe void UseDummyTraceMap() => SharpFuzz.Common.Trace.SharedMem = (byte*)NativeMemory.AllocZeroed(1 << 16);
+
+    private static int Reproduce(string name, ReadOnlySpan<string> paths)
     {
-        // Instrumented code needs a trace map even when nobody reads it.
-        SharpFuzz.Common.Trace.SharedMem = (byte*)NativeMemory.AllocZeroed(1 << 16);
+        UseDummyTraceMap();
         IFuzzTarget target = FuzzTargets.Create(name)!;
         int count = 0;
         foreach (string path in paths)

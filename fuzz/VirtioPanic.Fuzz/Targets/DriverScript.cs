@@ -11,8 +11,8 @@ namespace VirtioPanic.Fuzz.Targets;
 // targets, which restore into a device that a driver has set up.
 //
 // Ring layout in guest memory (split rings of 16 entries; the image is region 0 of FuzzGuestMemory):
-//   queue q: descriptors at Descriptors(q), available ring at +0x400, used ring at +0x800
-//   buffers from Buffers(q) = +0xC00
+//   queue q: descriptors at Descriptors(q) = q * 0x400, available ring at +0x100, used ring at
+//   +0x200, buffers from Buffers(q) = +0x300 (0x100 bytes)
 internal sealed class DriverScript
 {
     internal const ushort QueueSize = 16;
@@ -27,13 +27,13 @@ internal sealed class DriverScript
         _kind = kind;
     }
 
-    internal static ulong Descriptors(int queue) => (ulong)queue * 0x2000;
+    internal static ulong Descriptors(int queue) => (ulong)queue * 0x400;
 
-    internal static ulong Avail(int queue) => Descriptors(queue) + 0x400;
+    internal static ulong Avail(int queue) => Descriptors(queue) + 0x100;
 
-    internal static ulong Used(int queue) => Descriptors(queue) + 0x800;
+    internal static ulong Used(int queue) => Descriptors(queue) + 0x200;
 
-    internal static ulong Buffers(int queue) => Descriptors(queue) + 0xC00;
+    internal static ulong Buffers(int queue) => Descriptors(queue) + 0x300;
 
     internal byte[] ToArray() => [.. _ops];
 
