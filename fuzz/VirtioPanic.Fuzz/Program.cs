@@ -68,6 +68,8 @@ internal static class Program
     }
 
     // Instrumented code writes to the trace map even when no fuzzer reads it.
+    // SAFETY: SharpFuzz indexes the map with a 16-bit edge id, so 64 KiB covers every write; the
+    // block is never freed (it lives as long as the process, like the driver's shared memory).
     private static unsafe void UseDummyTraceMap() => SharpFuzz.Common.Trace.SharedMem = (byte*)NativeMemory.AllocZeroed(1 << 16);
 
     private static int Reproduce(string name, ReadOnlySpan<string> paths)
