@@ -87,6 +87,7 @@ fi
 dotnet_path=$(command -v dotnet)
 failed=0
 total=0
+skipped=0
 summary=()
 for target in "${targets[@]}"; do
     if [ ! -d "$root/fuzz/corpus/$target" ]; then
@@ -100,6 +101,7 @@ for target in "${targets[@]}"; do
         line=$(printf '%-18s %10s %s' "$target" "-" "skipped: open finding, $(head -n1 "$recorded/OPEN")")
         summary+=("$line")
         echo "$line"
+        skipped=$((skipped + 1))
         continue
     fi
 
@@ -160,7 +162,7 @@ for target in "${targets[@]}"; do
     fi
 done
 
-echo "fuzz: ${#targets[@]} targets, $total executions"
+echo "fuzz: $((${#targets[@]} - skipped)) targets run, $skipped skipped, $total executions"
 if [ "$failed" -ne 0 ]; then
     echo "fuzz: FAILED (inputs in fuzz/artifacts/findings/; reproduce with dotnet fuzz/artifacts/instrumented/VirtioPanic.Fuzz.dll TARGET FILE)"
     exit 1
