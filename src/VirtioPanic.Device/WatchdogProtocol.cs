@@ -32,7 +32,7 @@ internal static class WatchdogProtocol
 
     internal const ushort WatchdogQueueMaxSize = 256;
     internal const ushort EventQueueMaxSize = 256;
-    internal const ushort NoticeQueueMaxSize = 64;
+    internal const ushort NoticeQueueMaxSize = 256;   // User-Mode Linux asks for 256 entries on every queue
 
     // Control.
     internal const int ControlRequestSize = 16;

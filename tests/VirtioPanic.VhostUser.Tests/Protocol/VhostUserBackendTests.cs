@@ -427,6 +427,63 @@ internal sealed class VhostUserBackendTests
     }
 
     [Test]
+    public async Task SetMemTable_UserModeLinuxTwoSlotTableWithCountOne_AcceptedAndServed()
+    {
+        // User-Mode Linux (virtio_uml) sends a fixed two-slot table, 72 bytes, with a count of 1:
+        // the table is read by its count, the unused slot is ignored.
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | VhostUserBackend.ProtocolFeaturesBit);
+        front.SendMemTable([(0, FakeFrontEnd.RamSize, 0)], [front.MemFdNumber], needReply: true, slots: 2);
+        ulong ack = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        SplitRingDriver ring = front.NewRing(8, eventIndex: false);
+        front.ConfigureRing(0, ring);
+        int kick = front.NewEventFd();
+        int call = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 1);
+        front.PostAndKick(ring, kick, 16);
+        bool served = FakeFrontEnd.WaitSignalled(call);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(ack, Is.Zero, "REPLY_ACK success for the 72-byte table");
+            Assert.That(served, Is.True, "the ring in the one counted region is served");
+            Assert.That(device.Chains, Is.EqualTo(1));
+        }
+    }
+
+    [Test]
+    public async Task SetMemTable_PayloadShorterThanItsCountOrLongerThanTheProtocolMaximum_Refused()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+        _ = front.GetFeatures();
+
+        // Two regions counted, one slot sent (40 bytes).
+        front.SendMemTable([(0, FakeFrontEnd.HoleStart, 0)], [front.MemFdNumber, front.MemFdNumber], needReply: true, countOverride: 2);
+        ulong shortTable = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        // One region counted, nine slots sent (296 bytes, above the 8-region maximum of 264).
+        front.SendMemTable([(0, FakeFrontEnd.RamSize, 0)], [front.MemFdNumber], needReply: true, slots: 9);
+        ulong longTable = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        // Eight slots (264 bytes), one counted: the largest table the protocol allows.
+        front.SendMemTable([(0, FakeFrontEnd.RamSize, 0)], [front.MemFdNumber], needReply: true, slots: 8);
+        ulong largest = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(shortTable, Is.Not.Zero, "a payload shorter than the regions it counts is refused");
+            Assert.That(longTable, Is.Not.Zero, "a payload longer than the protocol's maximum is refused");
+            Assert.That(largest, Is.Zero, "eight slots with a count of one are accepted");
+            Assert.That(fixture.Host.Logger.Entries.Any(e => e.Message.Contains("expected 72 to 264", StringComparison.Ordinal)), Is.True, "the reason is logged");
+        }
+    }
+
+    [Test]
     public async Task SetMemTable_FdCountMismatchOrTooManyRegions_RefusedAndDescriptorsClosed()
     {
         await using var fixture = new BackendFixture(new EntropyTestDevice());
