@@ -108,6 +108,10 @@ static bool log_tail = true;
 module_param(log_tail, bool, 0644);
 MODULE_PARM_DESC(log_tail, "Attach a kernel log tail to panic records (LOG_TAIL)");
 
+static bool events = true;
+module_param(events, bool, 0444);
+MODULE_PARM_DESC(events, "Negotiate VIRTIO_WDT_F_EVENTS (0: reports go through panic_events only)");
+
 static bool clear_boot_reason = true;
 module_param(clear_boot_reason, bool, 0444);
 MODULE_PARM_DESC(clear_boot_reason, "Clear boot_reason (write 0) once read");
@@ -1145,6 +1149,8 @@ static int virtio_wdt_setup_watchdog(struct virtio_wdt *vw)
 
 static int virtio_wdt_validate(struct virtio_device *vdev)
 {
+	if (!events)
+		__virtio_clear_bit(vdev, VIRTIO_WDT_F_EVENTS);
 	/* WDT-DRV-1 */
 	if (!virtio_has_feature(vdev, VIRTIO_WDT_F_CONTROL))
 		__virtio_clear_bit(vdev, VIRTIO_WDT_F_PRETIMEOUT);
