@@ -16,7 +16,7 @@ internal static class GuestModuleBuilder
     /// <param name="kernel">The test kernel.</param>
     /// <param name="sourceDirectory">Directory holding the module's sources.</param>
     /// <param name="moduleName">The module name (its main source is <c>moduleName.c</c>).</param>
-    /// <param name="defines">Preprocessor definitions, e.g. <c>VP_CARRIER_ID=41</c>.</param>
+    /// <param name="defines">Preprocessor definitions, e.g. <c>DEBUG=1</c>.</param>
     /// <returns>The path of the built <c>.ko</c>.</returns>
     internal static string Build(KernelPrerequisites kernel, string sourceDirectory, string moduleName, params string[] defines)
     {
