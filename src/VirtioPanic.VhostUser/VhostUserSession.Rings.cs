@@ -17,7 +17,7 @@ internal sealed partial class VhostUserSession
 {
     private bool CanStart(VhostUserRing ring) =>
         !ring.Live && !ring.Failed && ring.Kick is not null && ring.HasAddresses && ring.Num != 0 &&
-        (ring.Enabled || !ProtocolFeaturesAcked);
+        IsEnabled(ring);
 
     private void UpdateRings()
     {

@@ -457,6 +457,34 @@ internal sealed class VhostUserBackendTests
     }
 
     [Test]
+    public async Task FeaturesWithoutProtocolFeaturesBit_RingsEnabledFromTheStart_KicksServed()
+    {
+        // Without VHOST_USER_F_PROTOCOL_FEATURES no SET_VRING_ENABLE comes: a ring is enabled when
+        // it starts. User-Mode Linux acks such a set when the driver refuses an offered feature.
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1);
+        front.SendQemuStyleMemTable();
+        SplitRingDriver ring = front.NewRing(8, eventIndex: false);
+        front.ConfigureRing(0, ring);
+        int kick = front.NewEventFd();
+        int call = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        _ = front.GetFeatures();                           // everything above has been handled
+        front.PostAndKick(ring, kick, 16);
+        bool served = FakeFrontEnd.WaitSignalled(call);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(device.Activations, Is.EqualTo(1));
+            Assert.That(served, Is.True, "a kick on a ring started without SET_VRING_ENABLE is served");
+            Assert.That(device.Chains, Is.EqualTo(1));
+        }
+    }
+
+    [Test]
     public async Task SetMemTable_PayloadShorterThanItsCountOrLongerThanTheProtocolMaximum_Refused()
     {
         await using var fixture = new BackendFixture(new EntropyTestDevice());

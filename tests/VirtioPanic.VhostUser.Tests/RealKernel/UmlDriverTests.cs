@@ -78,4 +78,38 @@ internal sealed class UmlDriverTests : RealKernelTest
 
         Qemu11DriverTests.AssertSysrqPanic(run, recorder, panic, WatchdogEventSource.EventRecord);
     }
+
+    [Test]
+    public async Task Uml_EventsRefusedByTheDriver_SysrqCrashArrivesThroughPanicEventsAlone()
+    {
+        // The driver refuses an offered bit, so UML's final SET_FEATURES lacks
+        // VHOST_USER_F_PROTOCOL_FEATURES and its rings run without SET_VRING_ENABLE.
+        using WatchdogDevice device = NewDevice("wdt-uml", TimeSpan.FromSeconds(10));
+        string initramfs = WorkPath("initramfs-uml.cpio.gz");
+        NewInitramfs()
+            .AddKernelObject(UmlDriver(Kernel), "nowayout=0 events=0")
+            .AddAction("uml", """
+                dmesg | grep virtio_wdt
+                echo "VP-WDT-PANIC"
+                echo c > /proc/sysrq-trigger
+                """)
+            .Build(initramfs);
+        await using var recorder = new PolicyRecorder(device, Policy);
+        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"));
+
+        QemuRun run = await BootUmlAsync(new UmlMachineOptions { Action = "uml", Initramfs = initramfs, VirtioDevices = [(host.SocketPath, 35u)] });
+        GuestPanickedEvent? panic = await recorder.WaitForAsync<GuestPanickedEvent>(TimeSpan.FromSeconds(5));
+
+        const WatchdogFeatures Expected = WatchdogFeatures.All & ~(WatchdogFeatures.Events | WatchdogFeatures.LogTail);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(GuestFeatures(run), Is.EqualTo((ulong)Expected), run.ToString());
+            Assert.That(host.Backend.Statistics.NegotiatedFeatures & 0xffffff, Is.EqualTo((ulong)Expected));
+            Assert.That(run.SerialLog, Does.Contain("panic reported through panic_events"), run.ToString());
+            Assert.That(run.SerialLog, Does.Contain("Kernel panic - not syncing: sysrq triggered crash"), run.ToString());
+            Assert.That(panic?.Source, Is.EqualTo(WatchdogEventSource.ConfigField), recorder.ToString());
+            Assert.That(recorder.Of<GuestPanickedEvent>(), Has.Count.EqualTo(1));
+            Assert.That(recorder.Of<GuestProtocolErrorEvent>(), Is.Empty, recorder.ToString());
+        }
+    }
 }
