@@ -118,9 +118,9 @@ public sealed class VhostUserBackend : IDisposable
         }
 
         ImpliedFeatures = options.ImpliedDeviceFeatures;
-        // Split rings only: vhost-user's ring-base messages carry a packed ring's wrap counters in
-        // ways this back end does not implement, so packed (and in-order) are never offered.
-        OfferedFeatures = (device.DeviceFeatures & ~(VirtioFeatures.RingPacked | VirtioFeatures.InOrder)) | VirtioFeatures.Version1 | ProtocolFeaturesBit;
+        // Split and packed rings (a packed ring's indices and wrap counters travel in
+        // SET/GET_VRING_BASE, see VhostUserRing.Base); in-order is never offered.
+        OfferedFeatures = (device.DeviceFeatures & ~VirtioFeatures.InOrder) | VirtioFeatures.Version1 | ProtocolFeaturesBit;
         OfferedProtocolFeatures = VhostUserProtocolFeatures.Mq | VhostUserProtocolFeatures.ReplyAck;
         if (device.ConfigSize > 0)
         {

@@ -384,7 +384,7 @@ internal sealed partial class VhostUserSession
             return error;
         }
 
-        if (num > ushort.MaxValue)
+        if (num > ushort.MaxValue && !PackedRings)
         {
             return $"ring {ring.Index} base {num} does not fit a split ring index";
         }
@@ -394,7 +394,7 @@ internal sealed partial class VhostUserSession
             return $"ring {ring.Index} is running";
         }
 
-        ring.Base = (ushort)num;
+        ring.Base = num;
         ring.Failed = false;
         return null;
     }

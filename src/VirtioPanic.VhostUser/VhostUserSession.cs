@@ -97,6 +97,8 @@ internal sealed partial class VhostUserSession : IDisposable
 
     private ulong VirtioFeatures => _features & ~VhostUserBackend.ProtocolFeaturesBit;
 
+    private bool PackedRings => (VirtioFeatures & Virtio.Device.VirtioFeatures.RingPacked) != 0;
+
     private bool ProtocolFeaturesAcked => (_features & VhostUserBackend.ProtocolFeaturesBit) != 0;
 
     // Without VHOST_USER_F_PROTOCOL_FEATURES a ring is enabled from its start (the vhost-user

@@ -197,6 +197,21 @@ internal sealed class Qemu11DriverTests : RealKernelTest
     }
 
     [Test]
+    public async Task PciPackedRing_NegotiatesPacked_PetThenExpiry_SysrqPanicRecord()
+    {
+        using WatchdogDevice device = NewDevice("wdt-q11", TimeSpan.FromSeconds(10));
+        string initramfs = BuildInitramfs("packed", ExpiryThenPanicScript("/dev/watchdog0"));
+        await using var recorder = new PolicyRecorder(device, Policy);
+        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"));
+
+        QemuRun run = await BootAsync(Options("packed", initramfs, host, device: PciDevice + ",packed=on"));
+        GuestPanickedEvent? panic = await recorder.WaitForAsync<GuestPanickedEvent>(TimeSpan.FromSeconds(5));
+
+        Assert.That(host.Backend.Statistics.NegotiatedFeatures & (1UL << 34), Is.Not.Zero, "VIRTIO_F_RING_PACKED negotiated");
+        AssertExpiryThenPanic(run, recorder, panic);
+    }
+
+    [Test]
     public async Task MicrovmMmio_Binds_PetThenExpiry_SysrqPanicRecord()
     {
         using WatchdogDevice device = NewDevice("wdt-q11", TimeSpan.FromSeconds(10));
