@@ -36,7 +36,7 @@ namespace VirtioPanic.VhostUser;
 /// VHOST_USER_F_PROTOCOL_FEATURES with the protocol features MQ, REPLY_ACK and, for a device with
 /// configuration space, CONFIG and BACKEND_REQ (for configuration-change notifications). EVENT_IDX
 /// and INDIRECT_DESC are honoured even when the front end acks them without their being offered,
-/// as QEMU 7.2's vhost-user stubs do. Split rings only; Linux only.
+/// as QEMU 7.2's vhost-user stubs do. Split and packed rings; Linux only.
 /// </para>
 /// <para>
 /// For carrier testing, <see cref="VhostUserBackendOptions.ImpliedDeviceFeatures"/> names
