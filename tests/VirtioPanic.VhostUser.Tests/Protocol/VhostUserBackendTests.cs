@@ -118,17 +118,27 @@ internal sealed class VhostUserBackendTests
     }
 
     [Test]
-    public async Task GetFeatures_DeviceOffersPackedRings_PackedPassedOn_InOrderNot()
+    public async Task GetFeatures_DeviceOffersPackedRings_PackedPassedOnOnlyWhenEnabled_InOrderNever()
     {
-        // Packed rings are served (their state travels in SET/GET_VRING_BASE); in-order is not
-        // implemented, and offering it would let a front end pick a ring discipline never kept.
-        await using var fixture = new BackendFixture(new EntropyTestDevice(deviceFeatures: 1UL | VirtioFeatures.RingFeatures | VirtioFeatures.InOrder));
+        // Packed rings are served when the options enable them (their state travels in
+        // SET/GET_VRING_BASE); in-order is not implemented, and offering it would let a front end
+        // pick a ring discipline never kept.
+        var device = new EntropyTestDevice(deviceFeatures: 1UL | VirtioFeatures.RingFeatures | VirtioFeatures.InOrder);
+        ulong byDefault;
+        await using (var plain = new BackendFixture(device))
+        {
+            using FakeFrontEnd first = plain.Connect();
+            byDefault = first.GetFeatures();
+        }
+
+        await using var fixture = new BackendFixture(new EntropyTestDevice(deviceFeatures: 1UL | VirtioFeatures.RingFeatures | VirtioFeatures.InOrder), new VhostUserBackendOptions { PackedRings = true });
         using FakeFrontEnd front = fixture.Connect();
 
         ulong offered = front.GetFeatures();
 
         using (Assert.EnterMultipleScope())
         {
+            Assert.That(byDefault & (VirtioFeatures.RingPacked | VirtioFeatures.InOrder), Is.Zero, "split rings only by default");
             Assert.That(offered & VirtioFeatures.RingPacked, Is.EqualTo(VirtioFeatures.RingPacked));
             Assert.That(offered & VirtioFeatures.InOrder, Is.Zero);
             Assert.That(offered & (VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors), Is.EqualTo(VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors));
@@ -492,7 +502,7 @@ internal sealed class VhostUserBackendTests
         // A packed ring's position: bits 0-14 next available, 15 its wrap counter, 16-30 next
         // used, 31 its wrap counter (QEMU's encoding). It must come back from GET_VRING_BASE as given.
         var device = new EntropyTestDevice(deviceFeatures: VirtioFeatures.RingPacked);
-        await using var fixture = new BackendFixture(device);
+        await using var fixture = new BackendFixture(device, new VhostUserBackendOptions { PackedRings = true });
         using FakeFrontEnd front = fixture.Connect();
         front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | VirtioFeatures.RingPacked);
         front.SendQemuStyleMemTable();

@@ -202,7 +202,7 @@ internal sealed class Qemu11DriverTests : RealKernelTest
         using WatchdogDevice device = NewDevice("wdt-q11", TimeSpan.FromSeconds(10));
         string initramfs = BuildInitramfs("packed", ExpiryThenPanicScript("/dev/watchdog0"));
         await using var recorder = new PolicyRecorder(device, Policy);
-        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"));
+        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), new VhostUserBackendOptions { PackedRings = true });
 
         QemuRun run = await BootAsync(Options("packed", initramfs, host, device: PciDevice + ",packed=on"));
         GuestPanickedEvent? panic = await recorder.WaitForAsync<GuestPanickedEvent>(TimeSpan.FromSeconds(5));
