@@ -15,6 +15,9 @@ internal static class WatchdogConfig
 {
     internal const int Size = 20;
 
+    // Every field is one le32.
+    internal const uint FieldSize = 4;
+
     internal const uint BootReason = 0x00;
     internal const uint DefaultTimeoutMs = 0x04;
     internal const uint PanicEvents = 0x08;

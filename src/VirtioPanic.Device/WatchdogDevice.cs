@@ -55,6 +55,12 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private HeldRecordState[]? _restoredHeld;
     private int _needsReset;
     private int _bootReason;
+
+    // What the last configuration read presented for the two fields a driver writes, as later
+    // whole-image writes changed them: the copy a front end that forwards the whole image
+    // (QEMU's generic vhost-user device) writes back. See WriteConfigFields.
+    private int _presentedBootReason;
+    private int _presentedPanicEvents;
     private long _protocolErrors;
     private long _faults;       // unexpected exceptions caught in workers and the timer; Interlocked only (the first increment logs), orders nothing else
     private bool _disposed;
@@ -131,13 +137,9 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     public void ReadConfig(uint offset, Span<byte> data)
     {
         Span<byte> image = stackalloc byte[WatchdogConfig.Size];
-        bool control = (_offered & WatchdogFeatures.Control) != 0;
-        uint bootReason = (_offered & WatchdogFeatures.BootReason) != 0 ? (uint)Volatile.Read(ref _bootReason) : 0;
-        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.BootReason..], bootReason);
-        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.DefaultTimeoutMs..], _defaultTimeoutMs);
-        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.PanicEvents..], (_offered & WatchdogFeatures.PanicConfig) != 0 ? WatchdogConfig.SupportedPanicEvents : 0);
-        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.MinTimeoutMs..], control ? _minTimeoutMs : _defaultTimeoutMs);
-        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.MaxTimeoutMs..], control ? _maxTimeoutMs : _defaultTimeoutMs);
+        FillConfigImage(image);
+        Volatile.Write(ref _presentedBootReason, BinaryPrimitives.ReadInt32LittleEndian(image[(int)WatchdogConfig.BootReason..]));
+        Volatile.Write(ref _presentedPanicEvents, BinaryPrimitives.ReadInt32LittleEndian(image[(int)WatchdogConfig.PanicEvents..]));
 
         // The transport guarantees the range; stay defensive anyway and fill every byte.
         data.Clear();
@@ -148,9 +150,27 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         }
     }
 
+    private void FillConfigImage(Span<byte> image)
+    {
+        bool control = (_offered & WatchdogFeatures.Control) != 0;
+        uint bootReason = (_offered & WatchdogFeatures.BootReason) != 0 ? (uint)Volatile.Read(ref _bootReason) : 0;
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.BootReason..], bootReason);
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.DefaultTimeoutMs..], _defaultTimeoutMs);
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.PanicEvents..], (_offered & WatchdogFeatures.PanicConfig) != 0 ? WatchdogConfig.SupportedPanicEvents : 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.MinTimeoutMs..], control ? _minTimeoutMs : _defaultTimeoutMs);
+        BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.MaxTimeoutMs..], control ? _maxTimeoutMs : _defaultTimeoutMs);
+    }
+
     /// <inheritdoc />
     public void WriteConfig(uint offset, ReadOnlySpan<byte> data)
     {
+        if (!data.IsEmpty && offset < WatchdogConfig.Size && data.Length <= WatchdogConfig.Size - offset
+            && offset / WatchdogConfig.FieldSize != (offset + (uint)data.Length - 1) / WatchdogConfig.FieldSize)
+        {
+            WriteConfigFields(offset, data);
+            return;
+        }
+
         if (offset == WatchdogConfig.PanicEvents && data.Length is 1 or 2 or 4 && (_offered & WatchdogFeatures.PanicConfig) != 0)
         {
             Span<byte> value = stackalloc byte[sizeof(uint)];
@@ -172,6 +192,71 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
 
         // WDT-DEV-3: writes to read-only fields (or odd widths) are ignored.
         ReportProtocolError(-1, WatchdogProtocolError.InvalidConfigWrite, "ignored configuration write");
+    }
+
+    // WDT-DEV-38 (spec §4.1): a write that covers more than one field, as QEMU's generic vhost-user
+    // device sends for every driver write (offset 0, all 20 bytes: what its last read returned,
+    // with the field the driver wrote replaced). Each field is taken on its own; a field whose
+    // bytes are what a read returns now, or what the last read returned as later whole-image
+    // writes changed it, was not written: it reports nothing, clears nothing and is no error.
+    private void WriteConfigFields(uint offset, ReadOnlySpan<byte> data)
+    {
+        Span<byte> image = stackalloc byte[WatchdogConfig.Size];
+        FillConfigImage(image);
+        bool ignored = false;
+        bool reported = false;
+        uint end = offset + (uint)data.Length;
+        for (uint field = offset / WatchdogConfig.FieldSize * WatchdogConfig.FieldSize; field < end; field += WatchdogConfig.FieldSize)
+        {
+            uint from = Math.Max(offset, field);
+            uint to = Math.Min(end, field + WatchdogConfig.FieldSize);
+            ReadOnlySpan<byte> written = data[(int)(from - offset)..(int)(to - offset)];
+            if (written.SequenceEqual(image[(int)from..(int)to]))
+            {
+                continue;
+            }
+
+            bool whole = to - from == WatchdogConfig.FieldSize;
+            int value = whole ? BinaryPrimitives.ReadInt32LittleEndian(written) : 0;
+            if (whole && field == WatchdogConfig.PanicEvents && (_offered & WatchdogFeatures.PanicConfig) != 0)
+            {
+                if (value != Volatile.Read(ref _presentedPanicEvents))
+                {
+                    ReportPanicEvents((uint)value);
+                    Volatile.Write(ref _presentedPanicEvents, value);
+                    reported = true;
+                }
+            }
+            else if (whole && field == WatchdogConfig.BootReason && (_offered & WatchdogFeatures.BootReason) != 0)
+            {
+                int presented = Volatile.Read(ref _presentedBootReason);
+                if (value == 0 && presented != 0)
+                {
+                    // WDT-DEV-29: the driver acknowledges the boot reason it read.
+                    Volatile.Write(ref _bootReason, (int)WatchdogBootReason.None);
+                    Volatile.Write(ref _presentedBootReason, 0);
+                }
+                else if (value != presented)
+                {
+                    ignored = true;
+                }
+            }
+            else
+            {
+                ignored = true;
+            }
+        }
+
+        if (ignored)
+        {
+            // WDT-DEV-3: the parts that would change a read-only field (or write a field in part) are ignored.
+            ReportProtocolError(-1, WatchdogProtocolError.InvalidConfigWrite, "ignored part of a multi-field configuration write");
+        }
+
+        if (reported)
+        {
+            Volatile.Read(ref _inlineObserver)?.Invoke(this);
+        }
     }
 
     /// <inheritdoc />

@@ -32,7 +32,7 @@ internal static class WatchdogProtocol
 
     internal const ushort WatchdogQueueMaxSize = 256;
     internal const ushort EventQueueMaxSize = 256;
-    internal const ushort NoticeQueueMaxSize = 64;
+    internal const ushort NoticeQueueMaxSize = 256;   // User-Mode Linux asks for 256 entries on every queue
 
     // VIRTIO_WDT_CHAIN_MAX (spec §6.9, WDT-DEV-37): the most bytes one chain on any queue may
     // describe. The largest thing the device reads or writes is a record of 80 + 1024 + 16384 bytes

@@ -36,7 +36,7 @@ namespace VirtioPanic.VhostUser;
 /// VHOST_USER_F_PROTOCOL_FEATURES with the protocol features MQ, REPLY_ACK and, for a device with
 /// configuration space, CONFIG and BACKEND_REQ (for configuration-change notifications). EVENT_IDX
 /// and INDIRECT_DESC are honoured even when the front end acks them without their being offered,
-/// as QEMU 7.2's vhost-user stubs do. Split rings only; Linux only.
+/// as QEMU 7.2's vhost-user stubs do. Split rings, and packed rings with VhostUserBackendOptions.PackedRings; Linux only.
 /// </para>
 /// <para>
 /// For carrier testing, <see cref="VhostUserBackendOptions.ImpliedDeviceFeatures"/> names
@@ -118,9 +118,10 @@ public sealed class VhostUserBackend : IDisposable
         }
 
         ImpliedFeatures = options.ImpliedDeviceFeatures;
-        // Split rings only: vhost-user's ring-base messages carry a packed ring's wrap counters in
-        // ways this back end does not implement, so packed (and in-order) are never offered.
-        OfferedFeatures = (device.DeviceFeatures & ~(VirtioFeatures.RingPacked | VirtioFeatures.InOrder)) | VirtioFeatures.Version1 | ProtocolFeaturesBit;
+        // Split rings, and packed rings when the options allow them (a packed ring's indices and
+        // wrap counters travel in SET/GET_VRING_BASE, see VhostUserRing.Base); in-order never.
+        ulong notServed = VirtioFeatures.InOrder | (options.PackedRings ? 0 : VirtioFeatures.RingPacked);
+        OfferedFeatures = (device.DeviceFeatures & ~notServed) | VirtioFeatures.Version1 | ProtocolFeaturesBit;
         OfferedProtocolFeatures = VhostUserProtocolFeatures.Mq | VhostUserProtocolFeatures.ReplyAck;
         if (device.ConfigSize > 0)
         {

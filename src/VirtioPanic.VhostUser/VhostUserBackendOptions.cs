@@ -29,6 +29,20 @@ public sealed class VhostUserBackendOptions
     public ulong ImpliedDeviceFeatures { get; init; }
 
     /// <summary>
+    /// Offer VIRTIO_F_RING_PACKED when the device does. Defaults to <see langword="false"/>:
+    /// split rings only.
+    /// </summary>
+    /// <remarks>
+    /// A packed ring's position travels in <c>SET_VRING_BASE</c> / <c>GET_VRING_BASE</c>: bits 0-14
+    /// the next available index, bit 15 its wrap counter, bits 16-30 the next used index, bit 31
+    /// its wrap counter (QEMU's encoding; a fresh ring is <c>0x80008000</c>). User-Mode Linux
+    /// negotiates packed rings when offered but sends 0 (wrap counters clear) for a fresh ring,
+    /// so its driver's descriptors are never seen as available: enable this only for front ends
+    /// that send the wrap counters (QEMU).
+    /// </remarks>
+    public bool PackedRings { get; init; }
+
+    /// <summary>
     /// Refuse guest memory whose file is not sealed against shrinking (<c>F_SEAL_SHRINK</c>).
     /// Defaults to <see langword="false"/>: such memory is accepted, with a warning once per connection.
     /// </summary>

@@ -44,7 +44,10 @@ internal sealed class VhostUserRing
 
     internal ulong AvailUserAddress { get; set; }
 
-    internal ushort Base { get; set; }
+    // SET_VRING_BASE's value. Split ring: the next available index. Packed ring: bits 0-14 the
+    // next available index, bit 15 its wrap counter, bits 16-30 the next used index, bit 31 its
+    // wrap counter (QEMU's encoding; a value with bits 16-31 clear means nothing outstanding).
+    internal uint Base { get; set; }
 
     internal SafeFileHandle? Kick { get; private set; }
 

@@ -265,9 +265,19 @@ internal sealed partial class VhostUserSession
             return $"region count {count} is not between 1 and {VhostUserWire.MaxMemoryRegions}";
         }
 
-        if (Expect(payload, VhostUserWire.MemoryTableHeaderSize + ((int)count * VhostUserWire.MemoryRegionSize), (int)count) is { } error)
+        // The table is read by its count: at least that many regions, and no more bytes than the
+        // protocol's largest table. User-Mode Linux sends a fixed two-slot table (72 bytes) with a
+        // count of 1; the unused slot is ignored. One file descriptor per counted region.
+        int needed = VhostUserWire.MemoryTableHeaderSize + ((int)count * VhostUserWire.MemoryRegionSize);
+        int largest = VhostUserWire.MemoryTableHeaderSize + (VhostUserWire.MaxMemoryRegions * VhostUserWire.MemoryRegionSize);
+        if (payload.Length < needed || payload.Length > largest)
         {
-            return error;
+            return $"payload is {payload.Length} bytes, expected {needed} to {largest} for {count} regions";
+        }
+
+        if (_fileCount != (int)count)
+        {
+            return $"came with {_fileCount} file descriptors, expected {count}";
         }
 
         Span<VhostUserMemoryTable.RegionDescription> regions = stackalloc VhostUserMemoryTable.RegionDescription[(int)count];
@@ -374,7 +384,7 @@ internal sealed partial class VhostUserSession
             return error;
         }
 
-        if (num > ushort.MaxValue)
+        if (num > ushort.MaxValue && !PackedRings)
         {
             return $"ring {ring.Index} base {num} does not fit a split ring index";
         }
@@ -384,7 +394,7 @@ internal sealed partial class VhostUserSession
             return $"ring {ring.Index} is running";
         }
 
-        ring.Base = (ushort)num;
+        ring.Base = num;
         ring.Failed = false;
         return null;
     }

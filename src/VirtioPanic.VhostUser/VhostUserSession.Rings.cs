@@ -17,7 +17,7 @@ internal sealed partial class VhostUserSession
 {
     private bool CanStart(VhostUserRing ring) =>
         !ring.Live && !ring.Failed && ring.Kick is not null && ring.HasAddresses && ring.Num != 0 &&
-        (ring.Enabled || !ProtocolFeaturesAcked);
+        IsEnabled(ring);
 
     private void UpdateRings()
     {
@@ -130,14 +130,87 @@ internal sealed partial class VhostUserSession
         return null;
     }
 
+    // A packed ring: 16-byte descriptors, and a 4-byte event suppression area each for the driver
+    // ("avail" address) and the device ("used" address).
+    private string? TranslatePackedRing(VhostUserRing ring, out ulong descriptors, out ulong driverArea, out ulong deviceArea)
+    {
+        descriptors = driverArea = deviceArea = 0;
+        VhostUserMemoryTable memory = _memory!;
+        const ulong EventSuppressionSize = 4;
+        if (!memory.TryTranslateUserAddress(ring.DescriptorUserAddress, 16UL * ring.Num, out descriptors))
+        {
+            return $"ring {ring.Index} descriptor ring 0x{ring.DescriptorUserAddress:x} is not inside one memory region";
+        }
+
+        if (!memory.TryTranslateUserAddress(ring.AvailUserAddress, EventSuppressionSize, out driverArea))
+        {
+            return $"ring {ring.Index} driver area 0x{ring.AvailUserAddress:x} is not inside one memory region";
+        }
+
+        return memory.TryTranslateUserAddress(ring.UsedUserAddress, EventSuppressionSize, out deviceArea)
+            ? null
+            : $"ring {ring.Index} device area 0x{ring.UsedUserAddress:x} is not inside one memory region";
+    }
+
+    private bool TryStartPackedRing(VhostUserRing ring)
+    {
+        string? error = TranslatePackedRing(ring, out ulong descriptors, out ulong driverArea, out ulong deviceArea);
+        if (error is null)
+        {
+            uint value = ring.Base;
+            ushort nextAvail = (ushort)(value & 0x7fff);
+            bool availWrap = (value & 0x8000) != 0;
+            // No used half (bits 16-31 clear): nothing is outstanding, used = avail.
+            bool hasUsed = (value >> 16) != 0;
+            var state = new VirtqueueState
+            {
+                Format = VirtqueueFormat.Packed,
+                Features = Virtio.Device.VirtioFeatures.ToQueueFeatures(VirtioFeatures),
+                Ready = true,
+                Config = new VirtqueueConfig(ring.Num, descriptors, driverArea, deviceArea),
+                NextAvail = nextAvail,
+                AvailWrapCounter = availWrap,
+                NextUsed = hasUsed ? (ushort)((value >> 16) & 0x7fff) : nextAvail,
+                UsedWrapCounter = hasUsed ? (value & 0x8000_0000) != 0 : availWrap,
+            };
+            VirtqueueStatus status = ring.Queue.RestoreState(_memory!.Memory, state);
+            if (status != VirtqueueStatus.Ok)
+            {
+                error = $"ring {ring.Index}: {status}";
+            }
+        }
+
+        if (error is not null)
+        {
+            ring.Failed = true;
+            VhostUserLog.RingStartFailed(_logger, ring.Index, error);
+            _ = ring.SignalErr();
+            return false;
+        }
+
+        ring.Live = true;
+        VhostUserLog.RingStarted(_logger, ring.Index, ring.Num, (ushort)(ring.Base & 0x7fff), descriptors, driverArea, deviceArea);
+        return true;
+    }
+
     private bool TryStartRing(VhostUserRing ring)
     {
+        if (PackedRings)
+        {
+            return TryStartPackedRing(ring);
+        }
+
         string? error = TranslateRing(ring, out ulong descriptors, out ulong avail, out ulong used);
         GuestMemory memory = _memory!.Memory;
         ushort usedIndex = 0;
         if (error is null && !memory.TryReadUInt16(used + SplitRingLayout.UsedIndex, out usedIndex))
         {
             error = $"ring {ring.Index} used index is unreadable";
+        }
+
+        if (error is null && ring.Base > ushort.MaxValue)
+        {
+            error = $"ring {ring.Index} base {ring.Base} does not fit a split ring index";
         }
 
         if (error is null)
@@ -151,7 +224,7 @@ internal sealed partial class VhostUserSession
                 Features = Virtio.Device.VirtioFeatures.ToQueueFeatures(VirtioFeatures),
                 Ready = true,
                 Config = new VirtqueueConfig(ring.Num, descriptors, avail, used),
-                NextAvail = ring.Base,
+                NextAvail = (ushort)ring.Base,
                 NextUsed = usedIndex,
             };
             VirtqueueStatus status = ring.Queue.RestoreState(memory, state);
@@ -170,7 +243,7 @@ internal sealed partial class VhostUserSession
         }
 
         ring.Live = true;
-        VhostUserLog.RingStarted(_logger, ring.Index, ring.Num, ring.Base, descriptors, avail, used);
+        VhostUserLog.RingStarted(_logger, ring.Index, ring.Num, (ushort)ring.Base, descriptors, avail, used);
         return true;
     }
 
@@ -191,10 +264,13 @@ internal sealed partial class VhostUserSession
                 }
             }
 
-            ring.Base = ring.Queue.SaveState().NextAvail;
+            VirtqueueState saved = ring.Queue.SaveState();
+            ring.Base = saved.Format == VirtqueueFormat.Packed
+                ? saved.NextAvail | (saved.AvailWrapCounter ? 0x8000u : 0) | ((uint)saved.NextUsed << 16) | (saved.UsedWrapCounter ? 0x8000_0000u : 0)
+                : saved.NextAvail;
             ring.Queue.Reset();
             ring.Live = false;
-            VhostUserLog.RingStopped(_logger, ring.Index, ring.Base);
+            VhostUserLog.RingStopped(_logger, ring.Index, (ushort)(ring.Base & 0xffff));
         }
 
         // Stopped until the next SET_VRING_KICK (vhost-user.rst, "Ring states").
@@ -236,7 +312,10 @@ internal sealed partial class VhostUserSession
         {
             if (ring.Live)
             {
-                ring.Base = ring.Queue.SaveState().NextAvail;
+                VirtqueueState saved = ring.Queue.SaveState();
+            ring.Base = saved.Format == VirtqueueFormat.Packed
+                ? saved.NextAvail | (saved.AvailWrapCounter ? 0x8000u : 0) | ((uint)saved.NextUsed << 16) | (saved.UsedWrapCounter ? 0x8000_0000u : 0)
+                : saved.NextAvail;
                 ring.Queue.Reset();
                 ring.Live = false;
             }

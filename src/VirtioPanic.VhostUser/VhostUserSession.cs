@@ -97,7 +97,14 @@ internal sealed partial class VhostUserSession : IDisposable
 
     private ulong VirtioFeatures => _features & ~VhostUserBackend.ProtocolFeaturesBit;
 
+    private bool PackedRings => (VirtioFeatures & Virtio.Device.VirtioFeatures.RingPacked) != 0;
+
     private bool ProtocolFeaturesAcked => (_features & VhostUserBackend.ProtocolFeaturesBit) != 0;
+
+    // Without VHOST_USER_F_PROTOCOL_FEATURES a ring is enabled from its start (the vhost-user
+    // spec; no SET_VRING_ENABLE comes). User-Mode Linux acks features without that bit when the
+    // driver refuses one the device offered.
+    private bool IsEnabled(VhostUserRing ring) => ring.Enabled || !ProtocolFeaturesAcked;
 
     // Wakes the session thread so that it ends (cancellation, back end disposal). Thread-safe.
     internal void Stop()
@@ -284,7 +291,7 @@ internal sealed partial class VhostUserSession : IDisposable
         {
             foreach (VhostUserRing ring in _rings)
             {
-                if (ring.Live && ring.Enabled && ring.Kick is { } kick)
+                if (ring.Live && IsEnabled(ring) && ring.Kick is { } kick)
                 {
                     _pollRing[count] = ring.Index;
                     _pollFds[count++] = new LinuxIo.PollFd { Fd = (int)kick.DangerousGetHandle(), Events = LinuxIo.PollIn };
@@ -311,7 +318,7 @@ internal sealed partial class VhostUserSession : IDisposable
 
     private void NotifyDevice(VhostUserRing ring)
     {
-        if (_context is null || _needsReset || !ring.Live || !ring.Enabled)
+        if (_context is null || _needsReset || !ring.Live || !IsEnabled(ring))
         {
             return;
         }

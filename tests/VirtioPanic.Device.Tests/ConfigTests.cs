@@ -20,7 +20,7 @@ public sealed class ConfigTests
             Assert.That(rig.Virtio.QueueCount, Is.EqualTo(3));
             Assert.That(rig.Virtio.GetMaxQueueSize(0), Is.EqualTo(256));
             Assert.That(rig.Virtio.GetMaxQueueSize(1), Is.EqualTo(256));
-            Assert.That(rig.Virtio.GetMaxQueueSize(2), Is.EqualTo(64));
+            Assert.That(rig.Virtio.GetMaxQueueSize(2), Is.EqualTo(256));
         });
     }
 

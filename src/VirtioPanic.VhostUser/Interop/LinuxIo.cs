@@ -275,6 +275,7 @@ internal static partial class LinuxIo
     /// a front end describes lies inside its file before it is mapped: a mapping past the end of
     /// a file raises SIGBUS on first access, which kills the process.
     /// </summary>
+    // SAFETY: touches only the two stack blocks it allocates (see the comments at each use).
     internal static unsafe int FileSizeAndType(int fd, out ulong size, out bool regular)
     {
         // SAFETY: only stack blocks of fixed size are used, each within its bounds (see below).

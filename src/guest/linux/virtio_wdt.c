@@ -45,44 +45,6 @@
 
 #include "virtio_wdt.h"
 
-/*
- * Carrier test builds (see README.md). A VMM that cannot present virtio ID 35 may carry the device
- * on a stub of another device type that forwards no device-type feature bit, for example QEMU
- * 7.2's vhost-user-gpio-pci (ID 41, two queues, eight configuration bytes). Such a build defines
- *   VIRTIO_WDT_CARRIER_ID        the virtio ID to bind instead of 35;
- *   VIRTIO_WDT_CARRIER_FEATURES  device-type bits treated as negotiated in addition to what the
- *                                virtio core negotiated, agreed out of band with the back end;
- *   VIRTIO_WDT_CONFIG_SIZE       the configuration bytes the carrier presents; fields beyond it
- *                                are never read.
- * A normal build defines none of them and uses real feature negotiation only.
- */
-#ifdef VIRTIO_WDT_CARRIER_ID
-#define VIRTIO_WDT_BIND_ID		VIRTIO_WDT_CARRIER_ID
-#ifndef VIRTIO_WDT_CARRIER_FEATURES
-#define VIRTIO_WDT_CARRIER_FEATURES	0
-#endif
-#else
-#if defined(VIRTIO_WDT_CARRIER_FEATURES) || defined(VIRTIO_WDT_CONFIG_SIZE)
-#error "VIRTIO_WDT_CARRIER_FEATURES and VIRTIO_WDT_CONFIG_SIZE need VIRTIO_WDT_CARRIER_ID"
-#endif
-#define VIRTIO_WDT_BIND_ID		VIRTIO_ID_WDT
-#define VIRTIO_WDT_CARRIER_FEATURES	0
-#endif
-
-#ifndef VIRTIO_WDT_CONFIG_SIZE
-#define VIRTIO_WDT_CONFIG_SIZE		sizeof(struct virtio_wdt_config)
-#endif
-
-/* WDT-DRV-1 for the implied bits too. */
-#if ((VIRTIO_WDT_CARRIER_FEATURES) & (1 << VIRTIO_WDT_F_PRETIMEOUT)) && \
-	!((VIRTIO_WDT_CARRIER_FEATURES) & (1 << VIRTIO_WDT_F_CONTROL))
-#error "VIRTIO_WDT_CARRIER_FEATURES: PRETIMEOUT needs CONTROL"
-#endif
-#if ((VIRTIO_WDT_CARRIER_FEATURES) & (1 << VIRTIO_WDT_F_LOG_TAIL)) && \
-	!((VIRTIO_WDT_CARRIER_FEATURES) & (1 << VIRTIO_WDT_F_EVENTS))
-#error "VIRTIO_WDT_CARRIER_FEATURES: LOG_TAIL needs EVENTS"
-#endif
-
 #define VIRTIO_WDT_RECORDS		4	/* record buffers posted at probe (§6.10) */
 #define VIRTIO_WDT_NOTICES		2	/* notice buffers posted at probe */
 #define VIRTIO_WDT_HEARTBEAT_LEN	8	/* what existing drivers post (§6.2) */
@@ -108,6 +70,10 @@ static bool log_tail = true;
 module_param(log_tail, bool, 0644);
 MODULE_PARM_DESC(log_tail, "Attach a kernel log tail to panic records (LOG_TAIL)");
 
+static bool events = true;
+module_param(events, bool, 0444);
+MODULE_PARM_DESC(events, "Negotiate VIRTIO_WDT_F_EVENTS (0: reports go through panic_events only)");
+
 static bool clear_boot_reason = true;
 module_param(clear_boot_reason, bool, 0444);
 MODULE_PARM_DESC(clear_boot_reason, "Clear boot_reason (write 0) once read");
@@ -132,7 +98,7 @@ struct virtio_wdt {
 	struct virtio_device *vdev;
 	struct watchdog_device wdd;
 	struct watchdog_info info;
-	u64 features;			/* negotiated, plus the carrier's implied bits */
+	u64 features;			/* negotiated */
 	bool ready;			/* queues live; false across freeze and remove */
 
 	/* watchdogq: one request at a time (request_lock), answered by the queue callback */
@@ -166,7 +132,6 @@ struct virtio_wdt {
 	u32 default_timeout_ms;
 	u32 min_timeout_ms;
 	u32 max_timeout_ms;
-	bool bounds_known;		/* false on a carrier that hides min/max */
 	u32 panic_events;		/* supported bits; 0 without PANIC_CONFIG */
 	u32 boot_reason;
 	struct work_struct config_work;
@@ -188,9 +153,6 @@ static bool virtio_wdt_has(const struct virtio_wdt *vw, unsigned int fbit)
 {
 	return vw->features & BIT_ULL(fbit);
 }
-
-#define virtio_wdt_cfg_visible(member) \
-	(offsetofend(struct virtio_wdt_config, member) <= VIRTIO_WDT_CONFIG_SIZE)
 
 static const char *virtio_wdt_boot_reason_name(u32 reason)
 {
@@ -893,34 +855,25 @@ static int virtio_wdt_read_config(struct virtio_wdt *vw)
 	}
 	vw->min_timeout_ms = vw->default_timeout_ms;
 	vw->max_timeout_ms = vw->default_timeout_ms;
-	vw->bounds_known = true;
 	if (virtio_wdt_has(vw, VIRTIO_WDT_F_CONTROL)) {
-		if (virtio_wdt_cfg_visible(min_timeout_ms) && virtio_wdt_cfg_visible(max_timeout_ms)) {
-			virtio_cread_le(vdev, struct virtio_wdt_config, min_timeout_ms,
-					&vw->min_timeout_ms);
-			virtio_cread_le(vdev, struct virtio_wdt_config, max_timeout_ms,
-					&vw->max_timeout_ms);
-			if (!vw->min_timeout_ms || vw->min_timeout_ms > vw->default_timeout_ms ||
-			    vw->default_timeout_ms > vw->max_timeout_ms) {
-				dev_err(&vdev->dev, "inconsistent timeouts: min %u, default %u, max %u ms\n",
-					vw->min_timeout_ms, vw->default_timeout_ms,
-					vw->max_timeout_ms);
-				return -EINVAL;
-			}
-		} else {
-			/* A carrier that hides the bounds: the device enforces them (INVALID). */
-			vw->bounds_known = false;
+		virtio_cread_le(vdev, struct virtio_wdt_config, min_timeout_ms, &vw->min_timeout_ms);
+		virtio_cread_le(vdev, struct virtio_wdt_config, max_timeout_ms, &vw->max_timeout_ms);
+		if (!vw->min_timeout_ms || vw->min_timeout_ms > vw->default_timeout_ms ||
+		    vw->default_timeout_ms > vw->max_timeout_ms) {
+			dev_err(&vdev->dev, "inconsistent timeouts: min %u, default %u, max %u ms\n",
+				vw->min_timeout_ms, vw->default_timeout_ms, vw->max_timeout_ms);
+			return -EINVAL;
 		}
 	}
 
 	/* WDT-DRV-12: read the supported bits first; only those are ever written. */
-	if (virtio_wdt_has(vw, VIRTIO_WDT_F_PANIC_CONFIG) && virtio_wdt_cfg_visible(panic_events)) {
+	if (virtio_wdt_has(vw, VIRTIO_WDT_F_PANIC_CONFIG)) {
 		virtio_cread_le(vdev, struct virtio_wdt_config, panic_events, &value);
 		vw->panic_events = value & VIRTIO_WDT_PANIC_EVENTS_ALL;
 	}
 
 	/* §5 step 2, WDT-DRV-15: read before clearing, and clear only by writing 0. */
-	if (virtio_wdt_has(vw, VIRTIO_WDT_F_BOOT_REASON) && virtio_wdt_cfg_visible(boot_reason)) {
+	if (virtio_wdt_has(vw, VIRTIO_WDT_F_BOOT_REASON)) {
 		virtio_cread_le(vdev, struct virtio_wdt_config, boot_reason, &vw->boot_reason);
 		if (vw->boot_reason != VIRTIO_WDT_BOOT_NONE && clear_boot_reason) {
 			value = 0;
@@ -1091,15 +1044,13 @@ static int virtio_wdt_setup_watchdog(struct virtio_wdt *vw)
 		vw->info.options |= WDIOF_SETTIMEOUT;
 		if (virtio_wdt_has(vw, VIRTIO_WDT_F_PRETIMEOUT))
 			vw->info.options |= WDIOF_PRETIMEOUT;
-		if (vw->bounds_known) {
-			/* Seconds within the device's bounds: minimum rounded up, maximum down. */
-			wdd->min_timeout = DIV_ROUND_UP(vw->min_timeout_ms, 1000);
-			wdd->max_timeout = vw->max_timeout_ms / 1000;
-			if (wdd->min_timeout > wdd->max_timeout) {
-				dev_err(dev, "no whole-second timeout between %u and %u ms\n",
-					vw->min_timeout_ms, vw->max_timeout_ms);
-				return -EINVAL;
-			}
+		/* Seconds within the device's bounds: minimum rounded up, maximum down. */
+		wdd->min_timeout = DIV_ROUND_UP(vw->min_timeout_ms, 1000);
+		wdd->max_timeout = vw->max_timeout_ms / 1000;
+		if (wdd->min_timeout > wdd->max_timeout) {
+			dev_err(dev, "no whole-second timeout between %u and %u ms\n",
+				vw->min_timeout_ms, vw->max_timeout_ms);
+			return -EINVAL;
 		}
 		wdd->timeout = clamp_t(unsigned int, vw->default_timeout_ms / 1000,
 				       max(wdd->min_timeout, 1u),
@@ -1145,6 +1096,8 @@ static int virtio_wdt_setup_watchdog(struct virtio_wdt *vw)
 
 static int virtio_wdt_validate(struct virtio_device *vdev)
 {
+	if (!events)
+		__virtio_clear_bit(vdev, VIRTIO_WDT_F_EVENTS);
 	/* WDT-DRV-1 */
 	if (!virtio_has_feature(vdev, VIRTIO_WDT_F_CONTROL))
 		__virtio_clear_bit(vdev, VIRTIO_WDT_F_PRETIMEOUT);
@@ -1168,7 +1121,7 @@ static int virtio_wdt_probe(struct virtio_device *vdev)
 		return -ENOMEM;
 	vw->vdev = vdev;
 	vdev->priv = vw;
-	vw->features = vdev->features | (u64)(VIRTIO_WDT_CARRIER_FEATURES);
+	vw->features = vdev->features;
 	mutex_init(&vw->request_lock);
 	spin_lock_init(&vw->watchdog_vq_lock);
 	spin_lock_init(&vw->event_vq_lock);
@@ -1198,9 +1151,6 @@ static int virtio_wdt_probe(struct virtio_device *vdev)
 	if (err)
 		goto err_watchdog;
 
-	if (VIRTIO_WDT_CARRIER_FEATURES)
-		dev_info(&vdev->dev, "carrier build: virtio ID %u, features 0x%llx treated as negotiated\n",
-			 vdev->id.device, (u64)(VIRTIO_WDT_CARRIER_FEATURES));
 	dev_info(&vdev->dev, "watchdog%d: features 0x%llx, timeout %u s (%s), %s%s, boot reason %s\n",
 		 vw->wdd.id, vw->features & GENMASK_ULL(23, 0), vw->wdd.timeout,
 		 virtio_wdt_has(vw, VIRTIO_WDT_F_CONTROL) ? "control requests" : "baseline heartbeats",
@@ -1270,7 +1220,7 @@ static unsigned int virtio_wdt_features[] = {
 };
 
 static const struct virtio_device_id virtio_wdt_id_table[] = {
-	{ VIRTIO_WDT_BIND_ID, VIRTIO_DEV_ANY_ID },
+	{ VIRTIO_ID_WDT, VIRTIO_DEV_ANY_ID },
 	{ 0 },
 };
 MODULE_DEVICE_TABLE(virtio, virtio_wdt_id_table);

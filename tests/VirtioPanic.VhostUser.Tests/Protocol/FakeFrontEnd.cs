@@ -177,9 +177,14 @@ internal sealed class FakeFrontEnd : IDisposable
         SendMemTable(regions, [MemFdNumber, MemFdNumber], needReply);
     }
 
-    internal void SendMemTable(ReadOnlySpan<(ulong Gpa, ulong Size, ulong Offset)> regions, ReadOnlySpan<int> fds, bool needReply = false, int? countOverride = null)
+    /// <summary>
+    /// Sends SET_MEM_TABLE. <paramref name="slots"/> pads the payload to that many 32-byte region
+    /// slots (User-Mode Linux sends two slots whatever its count); unused slots are filled with 0xee.
+    /// </summary>
+    internal void SendMemTable(ReadOnlySpan<(ulong Gpa, ulong Size, ulong Offset)> regions, ReadOnlySpan<int> fds, bool needReply = false, int? countOverride = null, int? slots = null)
     {
-        byte[] payload = new byte[8 + (32 * regions.Length)];
+        byte[] payload = new byte[8 + (32 * Math.Max(regions.Length, slots ?? 0))];
+        payload.AsSpan(8 + (32 * regions.Length)).Fill(0xee);
         BinaryPrimitives.WriteUInt32LittleEndian(payload, (uint)(countOverride ?? regions.Length));
         for (int i = 0; i < regions.Length; i++)
         {

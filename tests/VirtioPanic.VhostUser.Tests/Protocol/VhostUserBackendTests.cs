@@ -118,18 +118,29 @@ internal sealed class VhostUserBackendTests
     }
 
     [Test]
-    public async Task GetFeatures_DeviceOffersPackedRings_PackedAndInOrderAreNotPassedOn()
+    public async Task GetFeatures_DeviceOffersPackedRings_PackedPassedOnOnlyWhenEnabled_InOrderNever()
     {
-        // The back end serves split rings only; offering packed would let a front end pick a ring
-        // format that could never start.
-        await using var fixture = new BackendFixture(new EntropyTestDevice(deviceFeatures: 1UL | VirtioFeatures.RingFeatures | VirtioFeatures.InOrder));
+        // Packed rings are served when the options enable them (their state travels in
+        // SET/GET_VRING_BASE); in-order is not implemented, and offering it would let a front end
+        // pick a ring discipline never kept.
+        var device = new EntropyTestDevice(deviceFeatures: 1UL | VirtioFeatures.RingFeatures | VirtioFeatures.InOrder);
+        ulong byDefault;
+        await using (var plain = new BackendFixture(device))
+        {
+            using FakeFrontEnd first = plain.Connect();
+            byDefault = first.GetFeatures();
+        }
+
+        await using var fixture = new BackendFixture(new EntropyTestDevice(deviceFeatures: 1UL | VirtioFeatures.RingFeatures | VirtioFeatures.InOrder), new VhostUserBackendOptions { PackedRings = true });
         using FakeFrontEnd front = fixture.Connect();
 
         ulong offered = front.GetFeatures();
 
         using (Assert.EnterMultipleScope())
         {
-            Assert.That(offered & (VirtioFeatures.RingPacked | VirtioFeatures.InOrder), Is.Zero);
+            Assert.That(byDefault & (VirtioFeatures.RingPacked | VirtioFeatures.InOrder), Is.Zero, "split rings only by default");
+            Assert.That(offered & VirtioFeatures.RingPacked, Is.EqualTo(VirtioFeatures.RingPacked));
+            Assert.That(offered & VirtioFeatures.InOrder, Is.Zero);
             Assert.That(offered & (VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors), Is.EqualTo(VirtioFeatures.EventIndex | VirtioFeatures.IndirectDescriptors));
         }
     }
@@ -423,6 +434,118 @@ internal sealed class VhostUserBackendTests
             Assert.That(device.Chains, Is.EqualTo(2));
             Assert.That(device.Activations, Is.EqualTo(2));
             Assert.That(device.Resets, Is.EqualTo(1));
+        }
+    }
+
+    [Test]
+    public async Task SetMemTable_UserModeLinuxTwoSlotTableWithCountOne_AcceptedAndServed()
+    {
+        // User-Mode Linux (virtio_uml) sends a fixed two-slot table, 72 bytes, with a count of 1:
+        // the table is read by its count, the unused slot is ignored.
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | VhostUserBackend.ProtocolFeaturesBit);
+        front.SendMemTable([(0, FakeFrontEnd.RamSize, 0)], [front.MemFdNumber], needReply: true, slots: 2);
+        ulong ack = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        SplitRingDriver ring = front.NewRing(8, eventIndex: false);
+        front.ConfigureRing(0, ring);
+        int kick = front.NewEventFd();
+        int call = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 1);
+        front.PostAndKick(ring, kick, 16);
+        bool served = FakeFrontEnd.WaitSignalled(call);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(ack, Is.Zero, "REPLY_ACK success for the 72-byte table");
+            Assert.That(served, Is.True, "the ring in the one counted region is served");
+            Assert.That(device.Chains, Is.EqualTo(1));
+        }
+    }
+
+    [Test]
+    public async Task FeaturesWithoutProtocolFeaturesBit_RingsEnabledFromTheStart_KicksServed()
+    {
+        // Without VHOST_USER_F_PROTOCOL_FEATURES no SET_VRING_ENABLE comes: a ring is enabled when
+        // it starts. User-Mode Linux acks such a set when the driver refuses an offered feature.
+        var device = new EntropyTestDevice();
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1);
+        front.SendQemuStyleMemTable();
+        SplitRingDriver ring = front.NewRing(8, eventIndex: false);
+        front.ConfigureRing(0, ring);
+        int kick = front.NewEventFd();
+        int call = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        _ = front.GetFeatures();                           // everything above has been handled
+        front.PostAndKick(ring, kick, 16);
+        bool served = FakeFrontEnd.WaitSignalled(call);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(device.Activations, Is.EqualTo(1));
+            Assert.That(served, Is.True, "a kick on a ring started without SET_VRING_ENABLE is served");
+            Assert.That(device.Chains, Is.EqualTo(1));
+        }
+    }
+
+    [TestCase(0x8000_8000u, TestName = "PackedRing_VringBase_FreshRingBothWrapCountersSet_RoundTrips")]
+    [TestCase(0x0003_0005u, TestName = "PackedRing_VringBase_WrappedRingWithTwoOutstanding_RoundTrips")]
+    public async Task PackedRing_VringBase(uint value)
+    {
+        // A packed ring's position: bits 0-14 next available, 15 its wrap counter, 16-30 next
+        // used, 31 its wrap counter (QEMU's encoding). It must come back from GET_VRING_BASE as given.
+        var device = new EntropyTestDevice(deviceFeatures: VirtioFeatures.RingPacked);
+        await using var fixture = new BackendFixture(device, new VhostUserBackendOptions { PackedRings = true });
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | VirtioFeatures.RingPacked);
+        front.SendQemuStyleMemTable();
+        SplitRingDriver layout = front.NewRing(8, eventIndex: false);   // only its addresses are used
+        front.ConfigureRing(0, layout);
+        front.SendState(VhostUserRequest.SetVringBase, 0, value);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [front.NewEventFd()]);
+        _ = front.GetFeatures();
+        long activations = device.Activations;
+
+        uint stoppedAt = front.GetVringBase(0);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(activations, Is.EqualTo(1), "the packed ring started");
+            Assert.That(stoppedAt, Is.EqualTo(value));
+        }
+    }
+
+    [Test]
+    public async Task SetMemTable_PayloadShorterThanItsCountOrLongerThanTheProtocolMaximum_Refused()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+        front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)VhostUserProtocolFeatures.ReplyAck);
+        _ = front.GetFeatures();
+
+        // Two regions counted, one slot sent (40 bytes).
+        front.SendMemTable([(0, FakeFrontEnd.HoleStart, 0)], [front.MemFdNumber, front.MemFdNumber], needReply: true, countOverride: 2);
+        ulong shortTable = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        // One region counted, nine slots sent (296 bytes, above the 8-region maximum of 264).
+        front.SendMemTable([(0, FakeFrontEnd.RamSize, 0)], [front.MemFdNumber], needReply: true, slots: 9);
+        ulong longTable = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+        // Eight slots (264 bytes), one counted: the largest table the protocol allows.
+        front.SendMemTable([(0, FakeFrontEnd.RamSize, 0)], [front.MemFdNumber], needReply: true, slots: 8);
+        ulong largest = front.ReadU64Reply(VhostUserRequest.SetMemTable);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(shortTable, Is.Not.Zero, "a payload shorter than the regions it counts is refused");
+            Assert.That(longTable, Is.Not.Zero, "a payload longer than the protocol's maximum is refused");
+            Assert.That(largest, Is.Zero, "eight slots with a count of one are accepted");
+            Assert.That(fixture.Host.Logger.Entries.Any(e => e.Message.Contains("expected 72 to 264", StringComparison.Ordinal)), Is.True, "the reason is logged");
         }
     }
 

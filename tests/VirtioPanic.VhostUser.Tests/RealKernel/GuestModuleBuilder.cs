@@ -16,12 +16,12 @@ internal static class GuestModuleBuilder
     /// <param name="kernel">The test kernel.</param>
     /// <param name="sourceDirectory">Directory holding the module's sources.</param>
     /// <param name="moduleName">The module name (its main source is <c>moduleName.c</c>).</param>
-    /// <param name="defines">Preprocessor definitions, e.g. <c>VP_CARRIER_ID=41</c>.</param>
+    /// <param name="defines">Preprocessor definitions, e.g. <c>DEBUG=1</c>.</param>
     /// <returns>The path of the built <c>.ko</c>.</returns>
     internal static string Build(KernelPrerequisites kernel, string sourceDirectory, string moduleName, params string[] defines)
     {
         string cflags = string.Join(' ', defines.Select(d => "-D" + d));
-        return BuildCore(kernel, sourceDirectory, moduleName, $"obj-m := {moduleName}.o\nccflags-y := {cflags}\n", []);
+        return BuildCore(kernel.HeadersBuildDirectory, sourceDirectory, moduleName, $"obj-m := {moduleName}.o\nccflags-y := {cflags}\n", []);
     }
 
     /// <summary>
@@ -31,7 +31,16 @@ internal static class GuestModuleBuilder
     /// </summary>
     /// <returns>The path of the built <c>.ko</c>.</returns>
     internal static string BuildWithOwnKbuild(KernelPrerequisites kernel, string sourceDirectory, string moduleName, params string[] makeVariables) =>
-        BuildCore(kernel, sourceDirectory, moduleName, kbuild: null, makeVariables);
+        BuildCore(kernel.HeadersBuildDirectory, sourceDirectory, moduleName, kbuild: null, makeVariables);
+
+    /// <summary>
+    /// Builds a module with its own <c>Kbuild</c> for User-Mode Linux: against the linux-source
+    /// tree that <c>.ci/prerequisites-uml</c> configured with the UML package's config, with
+    /// <c>ARCH=um</c>.
+    /// </summary>
+    /// <returns>The path of the built <c>.ko</c>.</returns>
+    internal static string BuildForUml(KernelPrerequisites kernel, string sourceDirectory, string moduleName, params string[] makeVariables) =>
+        BuildCore(kernel.UmlKbuild, sourceDirectory, moduleName, kbuild: null, ["ARCH=um", .. makeVariables]);
 
     /// <summary>Compiles a static guest program (one C file, glibc's <c>libc.a</c>) for the busybox initramfs.</summary>
     /// <param name="source">The C source file.</param>
@@ -60,9 +69,9 @@ internal static class GuestModuleBuilder
         }
     }
 
-    private static string BuildCore(KernelPrerequisites kernel, string sourceDirectory, string moduleName, string? kbuild, string[] makeVariables)
+    private static string BuildCore(string kbuildDirectory, string sourceDirectory, string moduleName, string? kbuild, string[] makeVariables)
     {
-        string key = $"{Path.GetFullPath(sourceDirectory)}|{moduleName}|{kbuild}|{string.Join(',', makeVariables)}";
+        string key = $"{kbuildDirectory}|{Path.GetFullPath(sourceDirectory)}|{moduleName}|{kbuild}|{string.Join(',', makeVariables)}";
         lock (s_lock)
         {
             if (s_built.TryGetValue(key, out string? cached) && File.Exists(cached))
@@ -83,7 +92,7 @@ internal static class GuestModuleBuilder
                 File.WriteAllText(Path.Combine(build, "Kbuild"), kbuild);
             }
 
-            ProcessResult make = BoundedProcess.Run("make", ["-C", kernel.HeadersBuildDirectory, $"M={build}", .. makeVariables, "modules"], TimeSpan.FromMinutes(3));
+            ProcessResult make = BoundedProcess.Run("make", ["-C", kbuildDirectory, $"M={build}", .. makeVariables, "modules"], TimeSpan.FromMinutes(3));
             string ko = Path.Combine(build, moduleName + ".ko");
             if (!make.Succeeded || !File.Exists(ko))
             {

@@ -24,6 +24,7 @@ internal sealed class InitramfsBuilder
 {
     private readonly KernelPrerequisites _kernel;
     private readonly List<string> _modules = [];            // load order, host paths
+    private readonly Dictionary<string, string> _parameters = new(StringComparer.Ordinal);   // host path -> insmod parameters
     private readonly Dictionary<string, string> _actions = new(StringComparer.Ordinal);
     private readonly Dictionary<string, (byte[] Content, string Mode)> _files = new(StringComparer.Ordinal);
 
@@ -61,14 +62,22 @@ internal sealed class InitramfsBuilder
     }
 
     /// <summary>Adds an out-of-tree module (built against the matching headers); it loads after the Debian modules added before it.</summary>
-    internal InitramfsBuilder AddKernelObject(string koPath)
+    /// <param name="koPath">The built module.</param>
+    /// <param name="parameters">Module parameters for insmod (e.g. <c>events=0 nowayout=0</c>), or null.</param>
+    internal InitramfsBuilder AddKernelObject(string koPath, string? parameters = null)
     {
         if (!File.Exists(koPath))
         {
             throw new FileNotFoundException("kernel module not found", koPath);
         }
 
-        _modules.Add(Path.GetFullPath(koPath));
+        string path = Path.GetFullPath(koPath);
+        _modules.Add(path);
+        if (!string.IsNullOrWhiteSpace(parameters))
+        {
+            _parameters[path] = parameters.Trim();
+        }
+
         return this;
     }
 
@@ -109,7 +118,13 @@ internal sealed class InitramfsBuilder
                 // Numbered flat names keep the load order and avoid clashes between same-named modules.
                 string name = $"{i:D2}-{Path.GetFileName(_modules[i])}";
                 File.Copy(_modules[i], Path.Combine(staging, "lib", "modules", name));
-                load.Append(name).Append('\n');
+                load.Append(name);
+                if (_parameters.TryGetValue(_modules[i], out string? parameters))
+                {
+                    load.Append(' ').Append(parameters);
+                }
+
+                load.Append('\n');
             }
 
             File.WriteAllText(Path.Combine(staging, "etc", "modules.load"), load.ToString());
@@ -161,9 +176,9 @@ internal sealed class InitramfsBuilder
         /bin/busybox --install -s /bin
         export PATH=/bin
         echo "VP-INIT"
-        for m in $(cat /etc/modules.load); do
-            insmod "/lib/modules/$m" || echo "VP-INSMOD-FAILED $m"
-        done
+        while read -r m args; do
+            insmod "/lib/modules/$m" $args || echo "VP-INSMOD-FAILED $m"
+        done < /etc/modules.load
         action=""
         for word in $(cat /proc/cmdline); do
             case "$word" in vp.action=*) action="${word#vp.action=}" ;; esac

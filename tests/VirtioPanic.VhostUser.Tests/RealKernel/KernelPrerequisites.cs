@@ -21,7 +21,31 @@ internal sealed class KernelPrerequisites
         Busybox = values["BUSYBOX"];
         Qemu = values["QEMU"];
         Modprobe = values["MODPROBE"];
+        Qemu11 = values["QEMU11"];
+        Uml = values["UML"];
+        UmlRelease = values["UML_RELEASE"];
+        UmlModules = values["UML_MODULES"];
+        UmlKbuild = values["UML_KBUILD"];
     }
+
+    /// <summary>
+    /// QEMU >= 10.2 from trixie-backports, unpacked by <c>.ci/prerequisites-qemu11</c>: a wrapper
+    /// that runs it through its own loader (its PID is QEMU's). It has the generic
+    /// <c>vhost-user-test-device(-pci)</c> that presents virtio ID 35.
+    /// </summary>
+    internal string Qemu11 { get; }
+
+    /// <summary>Debian's User-Mode Linux kernel (<c>linux.uml</c>), unpacked by <c>.ci/prerequisites-uml</c>.</summary>
+    internal string Uml { get; }
+
+    /// <summary>The UML kernel's release (its <c>uname -r</c>, e.g. 6.1.176).</summary>
+    internal string UmlRelease { get; }
+
+    /// <summary>The UML package's own modules directory.</summary>
+    internal string UmlModules { get; }
+
+    /// <summary>linux-source of the UML package's Built-Using version, configured with its config and modules_prepare'd (ARCH=um).</summary>
+    internal string UmlKbuild { get; }
 
     /// <summary>The kernel release, e.g. 6.1.0-56-amd64 (derived by the script, never hard-coded).</summary>
     internal string KernelVersion { get; }
@@ -104,7 +128,7 @@ internal sealed class KernelPrerequisites
             }
         }
 
-        foreach (string key in (string[])["KVER", "KERNEL_ROOT", "VMLINUX", "BUSYBOX", "QEMU", "MODPROBE"])
+        foreach (string key in (string[])["KVER", "KERNEL_ROOT", "VMLINUX", "BUSYBOX", "QEMU", "MODPROBE", "QEMU11", "UML", "UML_RELEASE", "UML_MODULES", "UML_KBUILD"])
         {
             if (!values.ContainsKey(key))
             {
@@ -124,6 +148,9 @@ internal sealed class KernelPrerequisites
         CheckFile(missing, found.Vmlinux, $"kernel {found.KernelVersion} vmlinux (linux-image-{found.KernelVersion}, unpacked)");
         CheckFile(missing, Path.Combine(found.ModulesDirectory, "modules.dep"), $"modules.dep of {found.KernelVersion}");
         CheckFile(missing, Path.Combine(found.HeadersBuildDirectory, "Makefile"), $"linux-headers-{found.KernelVersion}");
+        CheckFile(missing, found.Qemu11, "QEMU >= 10.2 (qemu-system-x86 from trixie-backports, unpacked by .ci/prerequisites-qemu11)");
+        CheckFile(missing, found.Uml, "User-Mode Linux (user-mode-linux, unpacked by .ci/prerequisites-uml)");
+        CheckFile(missing, Path.Combine(found.UmlKbuild, "scripts", "mod", "modpost"), $"UML kbuild tree (linux-source-6.1 for {found.UmlRelease}, prepared by .ci/prerequisites-uml)");
         foreach (string tool in (string[])["cpio", "gzip", "make", "gcc"])
         {
             if (TestPaths.FindOnPath(tool) is null)

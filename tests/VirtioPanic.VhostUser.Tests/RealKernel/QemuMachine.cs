@@ -6,7 +6,7 @@ using System.Text;
 namespace VirtioPanic.VhostUser.Tests.RealKernel;
 
 /// <summary>
-/// Runs QEMU 7.2 with the Debian kernel under TCG (KVM cannot run a Linux guest on these
+/// Runs QEMU (Debian 12's 7.2, or the unpacked QEMU 11 for virtio ID 35) with the Debian kernel under TCG (KVM cannot run a Linux guest on these
 /// machines): <c>-m 512</c> backed by a shared memfd (vhost-user back ends map guest RAM from it),
 /// <c>-no-reboot</c> (a panic or reboot ends the run), the serial console written to a file, an
 /// optional QMP socket. Every run is bounded by <see cref="QemuMachineOptions.Timeout"/> and QEMU
@@ -27,7 +27,7 @@ internal static class QemuMachine
             "-display", "none",
             "-no-reboot",
             "-object", $"memory-backend-memfd,id=mem,size={options.MemoryMiB}M,share=on",
-            "-machine", "pc,memory-backend=mem",
+            "-machine", $"{options.Machine},memory-backend=mem",
             "-serial", $"file:{serialPath}",
             "-kernel", kernel.Vmlinux,
             "-initrd", options.Initramfs,
@@ -54,7 +54,7 @@ internal static class QemuMachine
 
         var output = new StringBuilder();
         var stopwatch = Stopwatch.StartNew();
-        using Process qemu = BoundedProcess.Start(kernel.Qemu, arguments, workDirectory, environment: null, redirect: true);
+        using Process qemu = BoundedProcess.Start(options.QemuBinary ?? kernel.Qemu, arguments, workDirectory, environment: null, redirect: true);
         qemu.OutputDataReceived += (_, e) => Append(output, e.Data);
         qemu.ErrorDataReceived += (_, e) => Append(output, e.Data);
         qemu.BeginOutputReadLine();

@@ -25,6 +25,12 @@ internal sealed class QemuMachineOptions
 
     internal int MemoryMiB { get; init; } = 512;
 
+    /// <summary>The QEMU binary; null for Debian 12's QEMU 7.2 (<see cref="KernelPrerequisites.Qemu"/>), <see cref="KernelPrerequisites.Qemu11"/> for the ID-35 front end.</summary>
+    internal string? QemuBinary { get; init; }
+
+    /// <summary>The machine type (<c>pc</c>, <c>q35</c>, <c>microvm</c>); guest RAM is always the shared memfd.</summary>
+    internal string Machine { get; init; } = "pc";
+
     /// <summary>Wall-clock limit for the whole run; QEMU is killed by PID when it is exceeded. Boots take 2-4 s under TCG.</summary>
     internal TimeSpan Timeout { get; init; } = TimeSpan.FromSeconds(60);
 }

@@ -62,6 +62,17 @@ internal abstract class RealKernelTest
         return run;
     }
 
+    /// <summary>Boots User-Mode Linux once; like <see cref="BootAsync(QemuMachineOptions)"/>, its console log is kept for failure reports.</summary>
+    protected async Task<QemuRun> BootUmlAsync(UmlMachineOptions options)
+    {
+        string runDirectory = Path.Combine(WorkDirectory, $"run{_serialLogs.Count}");
+        Directory.CreateDirectory(runDirectory);
+        _serialLogs.Add(Path.Combine(runDirectory, "serial.log"));
+        QemuRun run = await UmlMachine.RunAsync(Kernel, options, runDirectory).ConfigureAwait(false);
+        TestContext.Out.WriteLine($"UML run '{options.Action}': {run.Duration.TotalSeconds:F2} s, exit {run.ExitCode}");
+        return run;
+    }
+
     /// <summary>An initramfs builder for the test's kernel.</summary>
     protected InitramfsBuilder NewInitramfs() => new(Kernel);
 

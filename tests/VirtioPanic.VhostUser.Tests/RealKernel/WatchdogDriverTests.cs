@@ -2,21 +2,19 @@ using VirtioPanic.Device;
 
 namespace VirtioPanic.VhostUser.Tests.RealKernel;
 
-// The reference Linux driver (src/guest/linux, virtio_wdt.ko) in Debian's 6.1 kernel under QEMU
-// 7.2 (TCG), against our WatchdogDevice served by VhostUserBackend.
-//
-// QEMU 7.2 cannot present virtio ID 35 over vhost-user, so the device rides on the
-// vhost-user-gpio-pci stub (ID 41): its two queues of 256 entries carry watchdogq and eventq, and
-// its 8 configuration bytes are boot_reason and default_timeout_ms. The stub forwards no
-// device-type feature bit, so both sides treat EVENTS, BOOT_REASON and LOG_TAIL as negotiated by
-// agreement: the back end through VhostUserBackendOptions.ImpliedDeviceFeatures, the driver
-// through its carrier build (VIRTIO_WDT_CARRIER_ID=41, VIRTIO_WDT_CARRIER_FEATURES=0x31,
-// VIRTIO_WDT_CONFIG_SIZE=8). The device's typed events are read by a test-local policy recorder.
+// The reference Linux driver (src/guest/linux, virtio_wdt.ko as shipped: virtio ID 35, real
+// feature negotiation) in Debian's 6.1 kernel under QEMU 11 (TCG), on QEMU's generic vhost-user
+// device presenting ID 35, against our WatchdogDevice served by VhostUserBackend: the baseline
+// heartbeat protocol (a device that offers no CONTROL), a sysrq panic after remove and re-probe,
+// and control requests with nowayout across a rebind. (These ran on QEMU 7.2's gpio stub with a
+// carrier build of the driver until ID 35 could be presented; see Qemu11DriverTests and
+// UmlDriverTests for the rest of the matrix.)
 internal sealed class WatchdogDriverTests : RealKernelTest
 {
-    private const string Carrier = "vhost-user-gpio-pci";
     private const string ModuleName = "virtio_wdt";
-    private const WatchdogFeatures CarrierFeatures = WatchdogFeatures.Events | WatchdogFeatures.BootReason | WatchdogFeatures.LogTail;
+
+    // A device without CONTROL (and so without PRETIMEOUT): the driver speaks baseline heartbeats.
+    private const WatchdogFeatures BaselineFeatures = WatchdogFeatures.Events | WatchdogFeatures.BootReason | WatchdogFeatures.LogTail;
 
     // busybox watchdog pets /dev/watchdog every second. A magic close (SIGTERM: busybox writes 'V')
     // cannot stop the baseline device, so the kernel's watchdog core keeps it alive; a SIGKILL (no
@@ -42,7 +40,7 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         """;
 
     // With CONTROL: busybox's open is START, -T is SET_TIMEOUT, a magic close is STOP. A timeout
-    // above the device's maximum is refused by the device (the carrier hides min/max_timeout_ms).
+    // above max_timeout_ms is refused (the kernel knows the device's bounds).
     // With nowayout set through sysfs the driver sends SET_NOWAYOUT at START; unbinding the driver
     // then resets the device, which keeps the watchdog running (§6.8), and the re-bound driver
     // finds it armed (GET_STATUS) and lets the core keep it alive (WDT-DRV-16), until a busybox
@@ -95,22 +93,13 @@ internal sealed class WatchdogDriverTests : RealKernelTest
     }
 
     [Test]
-    public void CarrierBuild_ImpliedFeaturesWithoutPrerequisite_RefusedAtCompileTime()
-    {
-        // WDT-DRV-1 for bits no negotiation checks: PRETIMEOUT without CONTROL does not build.
-        Assert.That(
-            () => GuestModuleBuilder.BuildWithOwnKbuild(Kernel, DriverSource, ModuleName, "VIRTIO_WDT_CARRIER_ID=41", "VIRTIO_WDT_CARRIER_FEATURES=0x9"),
-            Throws.InvalidOperationException.With.Message.Contains("PRETIMEOUT needs CONTROL"));
-    }
-
-    [Test]
     public async Task Baseline_BusyboxWatchdog_MagicCloseKeptAliveByKernel_KillWithoutCloseExpires_ShutdownReported()
     {
-        using WatchdogDevice device = NewDevice(TimeSpan.FromSeconds(3));
+        using WatchdogDevice device = NewDevice(TimeSpan.FromSeconds(3), features: BaselineFeatures);
         device.SetBootReason(WatchdogBootReason.Watchdog);
         string initramfs = BuildInitramfs("pet", PetScript);
         await using var recorder = new PolicyRecorder(device, s_policy);
-        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), new VhostUserBackendOptions { ImpliedDeviceFeatures = (ulong)CarrierFeatures });
+        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), options: null);
 
         QemuRun run = await BootAsync(Options("pet", initramfs, host));
         GuestShutdownEvent? shutdown = await recorder.WaitForAsync<GuestShutdownEvent>(TimeSpan.FromSeconds(5));
@@ -123,7 +112,8 @@ internal sealed class WatchdogDriverTests : RealKernelTest
             Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run.ToString());
             Assert.That(run.SerialLog, Does.Not.Contain("VP-INSMOD-FAILED"), run.ToString());
             // The gpio stub acked no device-type bit; the back end added the implied ones.
-            Assert.That(host.Backend.Statistics.NegotiatedFeatures & 0xffffff, Is.EqualTo((ulong)CarrierFeatures), "the device ran with the carrier-implied features");
+            Assert.That(host.Backend.Statistics.NegotiatedFeatures & 0xffffff, Is.EqualTo((ulong)BaselineFeatures), "negotiated: no CONTROL offered");
+            Assert.That(Id35Guest.GuestFeatures(run), Is.EqualTo((ulong)BaselineFeatures), "the guest's view");
             Assert.That(Line(run, "VP-WDT identity "), Is.EqualTo("virtio watchdog"));
             Assert.That(Line(run, "VP-WDT timeout "), Is.EqualTo("3"), "baseline: the device's default_timeout_ms, in seconds");
             // Boot reason WATCHDOG (§6.7) becomes WDIOF_CARDRESET (0x20) in the boot status.
@@ -171,7 +161,7 @@ internal sealed class WatchdogDriverTests : RealKernelTest
             echo c > /proc/sysrq-trigger
             """);
         await using var recorder = new PolicyRecorder(device, s_policy);
-        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), new VhostUserBackendOptions { ImpliedDeviceFeatures = (ulong)CarrierFeatures });
+        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), options: null);
 
         // panic=-1 reboots at once and -no-reboot turns that into QEMU's exit.
         QemuRun run = await BootAsync(Options("panic", initramfs, host));
@@ -207,58 +197,13 @@ internal sealed class WatchdogDriverTests : RealKernelTest
     }
 
     [Test]
-    public async Task SysrqCrash_WithCrashKernelLoaded_ReportsCrashLoaded_AndTheCrashKernelRuns()
-    {
-        if (!File.Exists(Kernel.Vmlinuz))
-        {
-            Assert.Fail($"the kernel's bzImage is missing at {Kernel.Vmlinuz} (unpacked by .ci/prerequisites from linux-image-{Kernel.KernelVersion}); kexec_file_load needs it");
-        }
-
-        using WatchdogDevice device = NewDevice(TimeSpan.FromSeconds(20));
-        string loader = GuestModuleBuilder.BuildStaticProgram(Path.Combine(GuestModuleBuilder.GuestSource("kexec_crash"), "vp_kexec_crash.c"));
-        // The crash kernel gets no initramfs: it boots, finds no root file system and panics, which
-        // (panic=-1, -no-reboot) ends the run; its panic message shows that it ran.
-        string initramfs = BuildInitramfs(
-            "crash",
-            """
-            echo "VP-WDT crash_size $(cat /sys/kernel/kexec_crash_size)"
-            /bin/vp_kexec_crash /boot/vmlinuz "console=ttyS0 panic=-1 quiet loglevel=4 reset_devices vp.crashkernel=1" || echo "VP-WDT-KEXEC-FAILED"
-            echo "VP-WDT crash_loaded $(cat /sys/kernel/kexec_crash_loaded)"
-            echo c > /proc/sysrq-trigger
-            """,
-            b => b.AddFile("/bin/vp_kexec_crash", File.ReadAllBytes(loader), "0755").AddFile("/boot/vmlinuz", File.ReadAllBytes(Kernel.Vmlinuz)));
-        await using var recorder = new PolicyRecorder(device, s_policy);
-        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), new VhostUserBackendOptions { ImpliedDeviceFeatures = (ulong)CarrierFeatures });
-
-        // crashkernel= reserves the crash kernel's memory; crash_kexec_post_notifiers runs the
-        // panic notifiers (ours among them) before the crash kernel starts, as pvpanic needs too.
-        QemuRun run = await BootAsync(Options("crash", initramfs, host, "crashkernel=160M", "crash_kexec_post_notifiers"));
-        GuestCrashLoadedEvent? crash = await recorder.WaitForAsync<GuestCrashLoadedEvent>(TimeSpan.FromSeconds(5));
-        TestContext.Out.WriteLine($"crash-loaded event: {(crash is null ? "none" : PolicyRecorder.Describe(crash))}");
-
-        using (Assert.EnterMultipleScope())
-        {
-            Assert.That(Line(run, "VP-WDT crash_loaded "), Is.EqualTo("1"), "the crash kernel was loaded\n" + run);
-            Assert.That(run.SerialLog, Does.Not.Contain("VP-WDT-KEXEC-FAILED"));
-            Assert.That(run.TimedOut, Is.False, run.ToString());
-            Assert.That(crash, Is.Not.Null, recorder.ToString());
-            Assert.That(crash?.Source, Is.EqualTo(WatchdogEventSource.EventRecord));
-            Assert.That(crash?.Message, Is.EqualTo("sysrq triggered crash"));
-            Assert.That(recorder.Of<GuestPanickedEvent>(), Is.Empty, "CRASH_LOADED instead of PANICKED (WDT-DRV-14)");
-            Assert.That(recorder.Actions.Where(a => a.Event is GuestCrashLoadedEvent).Select(a => a.Action), Is.EqualTo(new[] { PolicyAction.None }), "recorded; the guest is left to its crash kernel");
-            // The crash kernel ran after the report: it has no root file system and says so.
-            Assert.That(run.SerialLog, Does.Contain("VFS: Unable to mount root fs"), "the crash kernel booted\n" + run);
-        }
-    }
-
-    [Test]
     public async Task Control_StartStopSetTimeoutTimeLeft_NowayoutSurvivesRebind_ThroughControlRequests()
     {
-        const WatchdogFeatures Implied = CarrierFeatures | WatchdogFeatures.Control;
-        using WatchdogDevice device = NewDevice(TimeSpan.FromSeconds(10), maxTimeout: TimeSpan.FromSeconds(60));
-        string initramfs = BuildInitramfs("control", ControlScript, implied: Implied);
+        const WatchdogFeatures Features = BaselineFeatures | WatchdogFeatures.Control;
+        using WatchdogDevice device = NewDevice(TimeSpan.FromSeconds(10), maxTimeout: TimeSpan.FromSeconds(60), features: Features);
+        string initramfs = BuildInitramfs("control", ControlScript);
         await using var recorder = new PolicyRecorder(device, s_policy);
-        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), new VhostUserBackendOptions { ImpliedDeviceFeatures = (ulong)Implied });
+        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"), options: null);
 
         Task<QemuRun> boot = BootAsync(Options("control", initramfs, host));
         WatchdogExpiredEvent? expired = await recorder.WaitForAsync<WatchdogExpiredEvent>(TimeSpan.FromSeconds(90));
@@ -273,7 +218,7 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         using (Assert.EnterMultipleScope())
         {
             Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run.ToString());
-            Assert.That(host.Backend.Statistics.NegotiatedFeatures & 0xffffff, Is.EqualTo((ulong)Implied));
+            Assert.That(host.Backend.Statistics.NegotiatedFeatures & 0xffffff, Is.EqualTo((ulong)Features));
             Assert.That(Line(run, "VP-WDT timeout "), Is.EqualTo("10"), "default_timeout_ms in seconds");
             Assert.That(running, Has.Length.EqualTo(3), run.ToString());
             Assert.That(running[0], Is.EqualTo("active"));
@@ -305,55 +250,31 @@ internal sealed class WatchdogDriverTests : RealKernelTest
         }
     }
 
-    private static WatchdogDevice NewDevice(TimeSpan defaultTimeout, TimeSpan? maxTimeout = null) => new(new WatchdogDeviceOptions
-    {
-        DeviceId = "wdt-carrier",
-        DefaultTimeout = defaultTimeout,
-        MinTimeout = TimeSpan.FromSeconds(1),
-        MaxTimeout = maxTimeout ?? TimeSpan.FromMinutes(10),
-    });
+    private static WatchdogDevice NewDevice(TimeSpan defaultTimeout, TimeSpan? maxTimeout = null, WatchdogFeatures features = WatchdogFeatures.All) =>
+        Id35Guest.NewDevice("wdt-id35", defaultTimeout, maxTimeout ?? TimeSpan.FromMinutes(10), features);
 
-    private static QemuMachineOptions Options(string action, string initramfs, VhostUserBackendHost host, params string[] kernelArguments) => new()
+    private QemuMachineOptions Options(string action, string initramfs, VhostUserBackendHost host, params string[] kernelArguments) => new()
     {
         Action = action,
         Initramfs = initramfs,
-        VhostUserDevices = [(Carrier, host.SocketPath)],
+        QemuBinary = Kernel.Qemu11,
+        Machine = "q35",
+        VhostUserDevices = [(Id35Guest.PciDevice, host.SocketPath)],
         KernelArguments = kernelArguments,
-        Timeout = TimeSpan.FromSeconds(120),
+        Timeout = TimeSpan.FromSeconds(150),
     };
 
-    private static string? Line(QemuRun run, string marker)
-    {
-        foreach (string line in run.SerialLog.Split('\n'))
-        {
-            int at = line.IndexOf(marker, StringComparison.Ordinal);
-            if (at >= 0)
-            {
-                return line[(at + marker.Length)..].Trim();
-            }
-        }
+    private static string? Line(QemuRun run, string marker) => Id35Guest.Line(run, marker);
 
-        return null;
-    }
+    private static string Tail(string? text, int length) => Id35Guest.Tail(text, length);
 
-    private static string Tail(string? text, int length) => text is null ? "(none)" : text.Length <= length ? text : text[^length..];
-
-    // The carrier build: bind ID 41, treat the implied bits as negotiated, read 8 config bytes.
-    private string BuildDriver(WatchdogFeatures implied) => GuestModuleBuilder.BuildWithOwnKbuild(
-        Kernel,
-        DriverSource,
-        ModuleName,
-        "VIRTIO_WDT_CARRIER_ID=41",
-        $"VIRTIO_WDT_CARRIER_FEATURES=0x{(ulong)implied:x}",
-        "VIRTIO_WDT_CONFIG_SIZE=8");
-
-    private string BuildInitramfs(string action, string script, Action<InitramfsBuilder>? extra = null, WatchdogFeatures implied = CarrierFeatures)
+    private string BuildInitramfs(string action, string script, Action<InitramfsBuilder>? extra = null)
     {
         string path = WorkPath($"initramfs-{action}.cpio.gz");
         InitramfsBuilder builder = NewInitramfs()
             .AddModule("virtio_pci")
             .AddModule("watchdog")
-            .AddKernelObject(BuildDriver(implied))
+            .AddKernelObject(Id35Guest.Driver(Kernel))
             .AddAction(action, script);
         extra?.Invoke(builder);
         builder.Build(path);
