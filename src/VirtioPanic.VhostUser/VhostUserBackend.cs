@@ -38,11 +38,6 @@ namespace VirtioPanic.VhostUser;
 /// and INDIRECT_DESC are honoured even when the front end acks them without their being offered,
 /// as QEMU 7.2's vhost-user stubs do. Split rings, and packed rings with VhostUserBackendOptions.PackedRings; Linux only.
 /// </para>
-/// <para>
-/// For carrier testing, <see cref="VhostUserBackendOptions.ImpliedDeviceFeatures"/> names
-/// device-type bits the back end treats as negotiated although a front end that carries the device
-/// under another device type cannot forward them.
-/// </para>
 /// <example>
 /// <code>
 /// using var backend = new VhostUserBackend(device, "/run/vp/wdt.sock", logger);
@@ -80,7 +75,6 @@ public sealed class VhostUserBackend : IDisposable
     /// <param name="socketPath">Where to listen. A stale socket file left there is replaced; the file is removed when the back end stops.</param>
     /// <param name="logger">Where protocol events and refused messages are logged; null for none.</param>
     /// <param name="options">Further settings (see <see cref="VhostUserBackendOptions"/>); null for the defaults.</param>
-    /// <exception cref="ArgumentException"><see cref="VhostUserBackendOptions.ImpliedDeviceFeatures"/> has a bit that is not a device-type bit the device offers.</exception>
     /// <exception cref="PlatformNotSupportedException">Not running on Linux.</exception>
     public VhostUserBackend(IVirtioDevice device, string socketPath, ILogger? logger = null, VhostUserBackendOptions? options = null)
     {
@@ -111,13 +105,6 @@ public sealed class VhostUserBackend : IDisposable
             Rings[i] = new VhostUserRing(i, device.GetMaxQueueSize(i));
         }
 
-        ulong notOffered = options.ImpliedDeviceFeatures & ~(device.DeviceFeatures & VhostUserBackendOptions.DeviceTypeBits);
-        if (notOffered != 0)
-        {
-            throw new ArgumentException($"ImpliedDeviceFeatures bits 0x{notOffered:x} are not device-type bits the device offers (0x{device.DeviceFeatures:x}).", nameof(options));
-        }
-
-        ImpliedFeatures = options.ImpliedDeviceFeatures;
         // Split rings, and packed rings when the options allow them (a packed ring's indices and
         // wrap counters travel in SET/GET_VRING_BASE, see VhostUserRing.Base); in-order never.
         ulong notServed = VirtioFeatures.InOrder | (options.PackedRings ? 0 : VirtioFeatures.RingPacked);
@@ -155,9 +142,6 @@ public sealed class VhostUserBackend : IDisposable
     internal VhostUserRing[] Rings { get; }
 
     internal ulong OfferedFeatures { get; }
-
-    // Device-type bits treated as negotiated whatever the front end acks (carrier testing).
-    internal ulong ImpliedFeatures { get; }
 
     internal VhostUserProtocolFeatures OfferedProtocolFeatures { get; }
 

@@ -4,7 +4,8 @@ using VirtioPanic.VhostUser.Protocol;
 namespace VirtioPanic.VhostUser;
 
 // Log messages of the vhost-user back end. Event ids are stable and never reused (18, a
-// per-connection rejection summary, was retired for Suppressed). Every line a front end can
+// per-connection rejection summary, was retired for Suppressed; 22, the carrier's implied
+// features, went with the carrier). Every line a front end can
 // trigger goes through VhostUserLimitedLogger (per connection and per back end, with a
 // "N similar messages were not logged" summary), so a hostile front end cannot flood the log;
 // only Listening and Stopped, which the host alone causes, bypass it.
@@ -70,8 +71,6 @@ internal static partial class VhostUserLog
     [LoggerMessage(EventId = 21, Level = LogLevel.Trace, Message = "vhost-user received {Request} ({RequestCode}), flags 0x{Flags:x}, {Size} payload bytes, {Fds} descriptors")]
     internal static partial void MessageReceived(ILogger logger, VhostUserRequest request, uint requestCode, uint flags, int size, int fds);
 
-    [LoggerMessage(EventId = 22, Level = LogLevel.Warning, Message = "vhost-user connection {Connection}: device features 0x{Bits:x} treated as negotiated although the front end did not acknowledge them (ImpliedDeviceFeatures, carrier testing only)")]
-    internal static partial void ImpliedFeatures(ILogger logger, ulong bits, long connection);
 
     [LoggerMessage(EventId = 20, Level = LogLevel.Information, Message = "vhost-user back end on {SocketPath} stopped")]
     internal static partial void Stopped(ILogger logger, string socketPath);
@@ -108,7 +107,6 @@ internal static partial class VhostUserLog
         19 => nameof(ConfigChangeFailed),
         20 => nameof(Stopped),
         21 => nameof(MessageReceived),
-        22 => nameof(ImpliedFeatures),
         24 => nameof(ConnectionRefused),
         25 => nameof(UnsealedMemory),
         SuppressedId => nameof(Suppressed),

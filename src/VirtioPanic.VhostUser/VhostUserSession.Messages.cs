@@ -153,11 +153,7 @@ internal sealed partial class VhostUserSession
 
         ulong ignored = unoffered & ~Honoured;
 
-        // Carrier testing: device-type bits agreed out of band count as negotiated although the
-        // front end cannot carry them (VhostUserBackendOptions.ImpliedDeviceFeatures; validated
-        // against the device's offer when the back end was created).
-        ulong implied = _backend.ImpliedFeatures;
-        ulong negotiated = (acked & ~ignored) | implied;
+        ulong negotiated = acked & ~ignored;
         if (_context is not null && negotiated != _features)
         {
             return "features cannot change while rings are running";
@@ -166,12 +162,6 @@ internal sealed partial class VhostUserSession
         if (unoffered != 0)
         {
             VhostUserLog.UnofferedFeatures(_logger, unoffered & Honoured, ignored);
-        }
-
-        if ((implied & ~acked) != 0 && !_impliedLogged)
-        {
-            _impliedLogged = true;
-            VhostUserLog.ImpliedFeatures(_logger, implied & ~acked, _connection);
         }
 
         ulong virtioBits = negotiated & ~VhostUserBackend.ProtocolFeaturesBit;

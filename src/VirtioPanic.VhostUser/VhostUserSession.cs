@@ -57,7 +57,6 @@ internal sealed partial class VhostUserSession : IDisposable
     private VhostUserMemoryTable? _memory;
     private ulong _features;              // as acked, including VHOST_USER_F_PROTOCOL_FEATURES
     private bool _featuresAcked;
-    private bool _impliedLogged;
     private VhostUserProtocolFeatures _protocolFeatures;
     private VhostUserDeviceContext? _context;
     private volatile bool _needsReset;

@@ -48,8 +48,7 @@ public sealed class VhostUserStatistics
 
     /// <summary>
     /// The virtio feature bits the device got from the most recent accepted SET_FEATURES:
-    /// VHOST_USER_F_PROTOCOL_FEATURES and ignored unoffered bits removed,
-    /// <see cref="VhostUserBackendOptions.ImpliedDeviceFeatures"/> included.
+    /// VHOST_USER_F_PROTOCOL_FEATURES and ignored unoffered bits removed.
     /// </summary>
     public ulong NegotiatedFeatures => (ulong)Interlocked.Read(ref _negotiatedFeatures);
 
