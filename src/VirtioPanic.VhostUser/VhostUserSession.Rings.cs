@@ -173,24 +173,10 @@ internal sealed partial class VhostUserSession
                 NextUsed = hasUsed ? (ushort)((value >> 16) & 0x7fff) : nextAvail,
                 UsedWrapCounter = hasUsed ? (value & 0x8000_0000) != 0 : availWrap,
             };
-            VirtqueueStatus status = ring.Queue.RestoreState(_memory!.Memory, state);
-            if (status != VirtqueueStatus.Ok)
-            {
-                error = $"ring {ring.Index}: {status}";
-            }
+            error = RestoreRing(ring, state);
         }
 
-        if (error is not null)
-        {
-            ring.Failed = true;
-            VhostUserLog.RingStartFailed(_logger, ring.Index, error);
-            _ = ring.SignalErr();
-            return false;
-        }
-
-        ring.Live = true;
-        VhostUserLog.RingStarted(_logger, ring.Index, ring.Num, (ushort)(ring.Base & 0x7fff), descriptors, driverArea, deviceArea);
-        return true;
+        return CompleteStart(ring, error, (ushort)(ring.Base & 0x7fff), descriptors, driverArea, deviceArea);
     }
 
     private bool TryStartRing(VhostUserRing ring)
@@ -227,13 +213,24 @@ internal sealed partial class VhostUserSession
                 NextAvail = (ushort)ring.Base,
                 NextUsed = usedIndex,
             };
-            VirtqueueStatus status = ring.Queue.RestoreState(memory, state);
-            if (status != VirtqueueStatus.Ok)
-            {
-                error = $"ring {ring.Index}: {status}";
-            }
+            error = RestoreRing(ring, state);
         }
 
+        return CompleteStart(ring, error, (ushort)ring.Base, descriptors, avail, used);
+    }
+
+    // Activates the ring's Virtqueue at the position the front end gave; RestoreState validates it
+    // like a fresh activation. Returns the reason on failure.
+    private string? RestoreRing(VhostUserRing ring, in VirtqueueState state)
+    {
+        VirtqueueStatus status = ring.Queue.RestoreState(_memory!.Memory, state);
+        return status == VirtqueueStatus.Ok ? null : $"ring {ring.Index}: {status}";
+    }
+
+    // Both formats end a start the same way: a failed ring stays stopped (until the front end
+    // reconfigures it) and the front end's err eventfd is signalled; a started one is live.
+    private bool CompleteStart(VhostUserRing ring, string? error, ushort nextAvail, ulong descriptors, ulong driverArea, ulong deviceArea)
+    {
         if (error is not null)
         {
             ring.Failed = true;
@@ -243,7 +240,7 @@ internal sealed partial class VhostUserSession
         }
 
         ring.Live = true;
-        VhostUserLog.RingStarted(_logger, ring.Index, ring.Num, (ushort)ring.Base, descriptors, avail, used);
+        VhostUserLog.RingStarted(_logger, ring.Index, ring.Num, nextAvail, descriptors, driverArea, deviceArea);
         return true;
     }
 
