@@ -16,9 +16,11 @@ public sealed partial class WatchdogDevice
     /// completes the guest's <c>eventq</c> buffer. A host uses it to make the report durable (journal
     /// on acceptance), so nothing the guest saw accepted is lost with the host process. Null removes it.
     /// </summary>
-    /// <param name="observer">Called with the report on the thread that made it (a vCPU thread or the
-    /// device's <c>eventq</c> worker), with no lock of the device held; the guest waits for it. It must
-    /// not throw and must not call back into the device.</param>
+    /// <param name="observer">Called with the report on the thread that made it (a vCPU thread, inside
+    /// the transport's register lock for a <c>panic_events</c> write; the device's <c>eventq</c> worker;
+    /// or the thread resetting the device, with the device's own lock held, when a reset drains
+    /// committed records); the guest waits for it. It must not throw and must not call back into the
+    /// device.</param>
     public void SetReportAcceptedObserver(Action<GuestReportEvent>? observer) => Volatile.Write(ref _acceptedObserver, observer);
 
     // The minimal path (spec §6.6): one write, one event, made before the write returns (WDT-DEV-21).
