@@ -251,15 +251,22 @@ internal sealed class FakeFrontEnd : IDisposable
     {
         SendU64(VhostUserRequest.SetFeatures, Virtio.Device.VirtioFeatures.Version1 | VhostUserBackend.ProtocolFeaturesBit | Virtio.Device.VirtioFeatures.EventIndex);
         SendQemuStyleMemTable();
-        SplitRingDriver ring = NewRing(8, eventIndex: true);
-        ConfigureRing(0, ring);
-        kick = NewEventFd();
-        call = NewEventFd();
-        SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
-        SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        SplitRingDriver ring = AttachRing(0, 8, eventIndex: true, out kick, out call);
         SendState(VhostUserRequest.SetVringEnable, 0, 1);
         // A synchronous round trip: everything above has been handled when the reply comes.
         _ = GetFeatures();
+        return ring;
+    }
+
+    /// <summary>A new ring sent as NUM, BASE, ADDR, then new call and kick eventfds (no SET_VRING_ENABLE).</summary>
+    internal SplitRingDriver AttachRing(uint index, ushort size, bool eventIndex, out int kick, out int call)
+    {
+        SplitRingDriver ring = NewRing(size, eventIndex);
+        ConfigureRing(index, ring);
+        kick = NewEventFd();
+        call = NewEventFd();
+        SendU64(VhostUserRequest.SetVringCall, index, fds: [call]);
+        SendU64(VhostUserRequest.SetVringKick, index, fds: [kick]);
         return ring;
     }
 

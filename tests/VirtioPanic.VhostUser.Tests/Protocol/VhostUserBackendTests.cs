@@ -449,12 +449,7 @@ internal sealed class VhostUserBackendTests
         front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | VhostUserBackend.ProtocolFeaturesBit);
         front.SendMemTable([(0, FakeFrontEnd.RamSize, 0)], [front.MemFdNumber], needReply: true, slots: 2);
         ulong ack = front.ReadU64Reply(VhostUserRequest.SetMemTable);
-        SplitRingDriver ring = front.NewRing(8, eventIndex: false);
-        front.ConfigureRing(0, ring);
-        int kick = front.NewEventFd();
-        int call = front.NewEventFd();
-        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
-        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        SplitRingDriver ring = front.AttachRing(0, 8, eventIndex: false, out int kick, out int call);
         front.SendState(VhostUserRequest.SetVringEnable, 0, 1);
         front.PostAndKick(ring, kick, 16);
         bool served = FakeFrontEnd.WaitSignalled(call);
@@ -477,12 +472,7 @@ internal sealed class VhostUserBackendTests
         using FakeFrontEnd front = fixture.Connect();
         front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1);
         front.SendQemuStyleMemTable();
-        SplitRingDriver ring = front.NewRing(8, eventIndex: false);
-        front.ConfigureRing(0, ring);
-        int kick = front.NewEventFd();
-        int call = front.NewEventFd();
-        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [call]);
-        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [kick]);
+        SplitRingDriver ring = front.AttachRing(0, 8, eventIndex: false, out int kick, out int call);
         _ = front.GetFeatures();                           // everything above has been handled
         front.PostAndKick(ring, kick, 16);
         bool served = FakeFrontEnd.WaitSignalled(call);
