@@ -2,7 +2,7 @@ namespace VirtioPanic.Hosting;
 
 /// <summary>
 /// What the policy service does about one device's events. Immutable: change a device's policy at
-/// run time with <see cref="VirtioPanicManager.SetPolicyAsync"/>, effective from the next event.
+/// run time with <see cref="PolicyService.SetPolicyAsync"/>, effective from the next event.
 /// </summary>
 /// <remarks>
 /// <para>Per event type: a panic applies <see cref="OnPanic"/> (after <see cref="PanicGracePeriod"/>

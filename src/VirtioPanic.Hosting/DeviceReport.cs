@@ -38,7 +38,7 @@ public sealed record DeviceReport
     /// <summary>The most recent event the device produced.</summary>
     public WatchdogEvent? LastEvent { get; init; }
 
-    /// <summary>The policy set for the device (configuration or <see cref="VirtioPanicManager.SetPolicyAsync"/>).</summary>
+    /// <summary>The policy set for the device (configuration or <see cref="PolicyService.SetPolicyAsync"/>).</summary>
     public required DevicePolicy Policy { get; init; }
 
     /// <summary>The panic action actually in force: <see cref="PanicAction.Preserve"/> while the storm guard is tripped.</summary>

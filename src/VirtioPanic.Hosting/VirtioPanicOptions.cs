@@ -56,7 +56,7 @@ public sealed class VirtioPanicOptions
     /// </summary>
     /// <remarks>
     /// <para>Defaults to false: every event is handled on the service's own pump.</para>
-    /// <para>When true, <see cref="IVmControl"/> calls (and <see cref="VirtioPanicManager.EventHandled"/>
+    /// <para>When true, <see cref="IVmControl"/> calls (and <see cref="PolicyService.EventHandled"/>
     /// handlers) for such a panic may run on the vCPU thread, inside its configuration-space access,
     /// while the transport's register lock of that device is held by it. An implementation may act on
     /// the VM from there (including resetting the device or its transport on that thread), but must

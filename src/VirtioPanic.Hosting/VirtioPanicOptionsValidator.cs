@@ -66,7 +66,7 @@ internal sealed class VirtioPanicOptionsValidator : IValidateOptions<VirtioPanic
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 
-    // Shared with VirtioPanicManager.SetPolicyAsync.
+    // Shared with PolicyService.SetPolicyAsync.
     internal static void ValidatePolicy(DevicePolicy policy, string prefix, List<string> failures)
     {
         if (!Enum.IsDefined(policy.OnPanic))

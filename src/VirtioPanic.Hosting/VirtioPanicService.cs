@@ -6,9 +6,9 @@ namespace VirtioPanic.Hosting;
 // device pumps until the host stops, then drains them and closes the journal.
 internal sealed class VirtioPanicService : BackgroundService
 {
-    private readonly VirtioPanicManager _manager;
+    private readonly PolicyService _manager;
 
-    public VirtioPanicService(VirtioPanicManager manager) => _manager = manager;
+    public VirtioPanicService(PolicyService manager) => _manager = manager;
 
     public override Task StartAsync(CancellationToken cancellationToken)
     {

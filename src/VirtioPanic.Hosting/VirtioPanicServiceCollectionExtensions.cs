@@ -13,7 +13,7 @@ public static class VirtioPanicServiceCollectionExtensions
     /// <summary>
     /// Adds the policy service: <see cref="VirtioPanicOptions"/> bound from the host configuration's
     /// <c>VirtioPanic</c> section (then <paramref name="configure"/>) and validated at start, the
-    /// <see cref="VirtioPanicManager"/> singleton, and the hosted service that consumes device events.
+    /// <see cref="PolicyService"/> singleton, and the hosted service that consumes device events.
     /// </summary>
     /// <param name="services">The host's services.</param>
     /// <param name="configure">Changes applied after configuration binding; null for none.</param>
@@ -21,7 +21,7 @@ public static class VirtioPanicServiceCollectionExtensions
     /// <remarks>
     /// Uses the registered <see cref="TimeProvider"/> (the system clock when none is),
     /// <see cref="IMeterFactory"/> when registered, and <see cref="ILogger{TCategoryName}"/>.
-    /// Attach devices with <see cref="VirtioPanicManager.Attach"/>.
+    /// Attach devices with <see cref="PolicyService.Attach"/>.
     /// </remarks>
     public static IServiceCollection AddVirtioPanic(this IServiceCollection services, Action<VirtioPanicOptions>? configure = null)
     {
@@ -35,12 +35,12 @@ public static class VirtioPanicServiceCollectionExtensions
         }
 
         services.TryAddSingleton(TimeProvider.System);
-        services.TryAddSingleton(sp => new VirtioPanicManager(
+        services.TryAddSingleton(sp => new PolicyService(
             sp.GetRequiredService<IOptions<VirtioPanicOptions>>(),
             sp.GetRequiredService<TimeProvider>(),
-            sp.GetService<ILogger<VirtioPanicManager>>(),
+            sp.GetService<ILogger<PolicyService>>(),
             sp.GetService<IMeterFactory>()));
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, VirtioPanicService>(sp => new VirtioPanicService(sp.GetRequiredService<VirtioPanicManager>())));
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, VirtioPanicService>(sp => new VirtioPanicService(sp.GetRequiredService<PolicyService>())));
         return services;
     }
 }

@@ -34,7 +34,7 @@ builder.Services.AddVirtioPanic(o =>
     }
 });
 using IHost host = builder.Build();
-var manager = host.Services.GetRequiredService<VirtioPanicManager>();
+var manager = host.Services.GetRequiredService<PolicyService>();
 if (!storm)
 {
     using var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "crash-child" });

@@ -85,7 +85,7 @@ public sealed class ConfigurationTests
     {
         using var directory = new TempDirectory();
         using IHost host = Build(directory);
-        var manager = host.Services.GetRequiredService<VirtioPanicManager>();
+        var manager = host.Services.GetRequiredService<PolicyService>();
 
         Assert.That(() => manager.Attach(new Device.WatchdogDevice(new Device.WatchdogDeviceOptions()), new FakeVmControl(), new DevicePolicy { StormThreshold = 1 }),
             Throws.ArgumentException.With.Message.Contains("StormThreshold"));

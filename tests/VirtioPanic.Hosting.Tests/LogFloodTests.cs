@@ -20,7 +20,7 @@ public sealed class LogFloodTests
         var meters = rig.Host.Services.GetRequiredService<IMeterFactory>();
         using var events = new MetricCollector<long>(meters, "VirtioPanic.Hosting", "virtiopanic.events");
         using var suppressed = new MetricCollector<long>(meters, "VirtioPanic.Hosting", "virtiopanic.log.suppressed");
-        int Lines() => logs.GetSnapshot().Count(r => r.Category == typeof(VirtioPanicManager).FullName);
+        int Lines() => logs.GetSnapshot().Count(r => r.Category == typeof(PolicyService).FullName);
         int before = Lines();
 
         int written = 0;

@@ -16,7 +16,7 @@ internal static class HostingBench
         return directory;
     }
 
-    internal static VirtioPanicManager Manager(string directory, DevicePolicy policy, JournalDurability durability = JournalDurability.FlushBeforeAction, bool inline = false) =>
+    internal static PolicyService Manager(string directory, DevicePolicy policy, JournalDurability durability = JournalDurability.FlushBeforeAction, bool inline = false) =>
         new(Options.Create(new VirtioPanicOptions
         {
             JournalPath = Path.Combine(directory, "journal.jsonl"),

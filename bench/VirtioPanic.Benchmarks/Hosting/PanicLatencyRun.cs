@@ -156,7 +156,7 @@ internal static class PanicLatencyRun
         using var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "latency", EventCapacity = 1024 });
         var mmio = new VirtioMmioDevice(device, memory, new Transport.NullInterruptSink());
         var vm = new RecordingVmControl();
-        using VirtioPanicManager manager = HostingBench.Manager(directory, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 }, durability, inline);
+        using PolicyService manager = HostingBench.Manager(directory, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 }, durability, inline);
         long handled = 0;
         manager.EventHandled += (_, _) => Interlocked.Increment(ref handled);
         manager.Attach(device, vm);

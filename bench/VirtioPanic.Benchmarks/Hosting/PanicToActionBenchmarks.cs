@@ -19,7 +19,7 @@ public class PanicToActionBenchmarks
     private GuestMemory _memory = null!;
     private WatchdogDevice _device = null!;
     private VirtioMmioDevice _mmio = null!;
-    private VirtioPanicManager _manager = null!;
+    private PolicyService _manager = null!;
     private RecordingVmControl _vm = null!;
     private long _handled;
 

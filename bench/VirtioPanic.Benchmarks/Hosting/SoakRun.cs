@@ -43,7 +43,7 @@ internal static class SoakRun
         var vm = new RecordingVmControl();
         var expiredAt = new ConcurrentDictionary<string, (long Call, DateTimeOffset DeviceTime)>();
         vm.OnCall = (context, timestamp) => expiredAt.TryAdd(context.DeviceId, (timestamp, context.Trigger?.HostTime ?? default));
-        using VirtioPanicManager manager = HostingBench.Manager(directory, new DevicePolicy { OnWatchdog = WatchdogAction.Reset, StormThreshold = 0 });
+        using PolicyService manager = HostingBench.Manager(directory, new DevicePolicy { OnWatchdog = WatchdogAction.Reset, StormThreshold = 0 });
         manager.Start();
         long managedBefore = ManagedBytes();
         long workingSetBefore = Environment.WorkingSet;

@@ -36,7 +36,7 @@ internal static class StormRun
             }
         };
 
-        using VirtioPanicManager manager = HostingBench.Manager(directory, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 }, durability, inline);
+        using PolicyService manager = HostingBench.Manager(directory, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 }, durability, inline);
         manager.Start();
         var watchdogs = new WatchdogDevice[devices];
         var options = new WatchdogDeviceOptions();

@@ -29,7 +29,7 @@ internal static class DemoRunner
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         ILoggerFactory loggers = HostBuilder.Loggers(host);
         ILogger log = loggers.CreateLogger("VirtioPanic.Host");
-        var manager = host.Services.GetRequiredService<VirtioPanicManager>();
+        var manager = host.Services.GetRequiredService<PolicyService>();
         using var device = new WatchdogDevice(HostBuilder.DeviceOptions(builder.Configuration), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
         using var vm = new DemoVm(settings, device, loggers) { Manager = manager };
         var handled = new List<HandledEvent>();
@@ -68,7 +68,7 @@ internal static class DemoRunner
 
     // Until the guest powers off, or the policy has paused it (then: show the management query,
     // Continue, and stop), or the time limit.
-    private static async Task<bool> WaitForTheEndAsync(DemoVm vm, VirtioPanicManager manager, string deviceId, ILogger log, TimeSpan limit, CancellationToken cancellationToken)
+    private static async Task<bool> WaitForTheEndAsync(DemoVm vm, PolicyService manager, string deviceId, ILogger log, TimeSpan limit, CancellationToken cancellationToken)
     {
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
         deadline.CancelAfter(limit);

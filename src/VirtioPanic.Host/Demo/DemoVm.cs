@@ -91,7 +91,7 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
         }
     }
 
-    internal VirtioPanicManager? Manager { get; set; }
+    internal PolicyService? Manager { get; set; }
 
     internal void PowerOn()
     {

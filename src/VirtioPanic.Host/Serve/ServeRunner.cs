@@ -19,7 +19,7 @@ internal static class ServeRunner
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         ILoggerFactory loggers = HostBuilder.Loggers(host);
         ILogger log = loggers.CreateLogger("VirtioPanic.Host");
-        var manager = host.Services.GetRequiredService<VirtioPanicManager>();
+        var manager = host.Services.GetRequiredService<PolicyService>();
         using var device = new WatchdogDevice(HostBuilder.DeviceOptions(builder.Configuration), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
         var vm = new FrontEndVmControl(log, TimeProvider.System);
         manager.Attach(device, vm);

@@ -35,7 +35,7 @@ internal sealed class PolicyRig : IAsyncDisposable
 
     public TempDirectory Directory { get; }
 
-    public VirtioPanicManager Manager => Host.Services.GetRequiredService<VirtioPanicManager>();
+    public PolicyService Manager => Host.Services.GetRequiredService<PolicyService>();
 
     public string JournalPath => Directory.File("journal.jsonl");
 

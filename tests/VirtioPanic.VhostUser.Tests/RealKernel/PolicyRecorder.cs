@@ -31,7 +31,7 @@ internal enum PolicyAction
 internal readonly record struct RecordedAction(WatchdogEvent Event, PolicyAction Action);
 
 /// <summary>
-/// The host's real policy service (<see cref="VirtioPanicManager"/> from VirtioPanic.Hosting, on a
+/// The host's real policy service (<see cref="PolicyService"/> from VirtioPanic.Hosting, on a
 /// generic host, journaling to a temporary directory) attached to the device under test, with a VM
 /// control that records every call instead of acting on a VM (QEMU owns the VM in these tests).
 /// "The configured action is recorded" means: the service handled the event, journaled it, and
@@ -71,7 +71,7 @@ internal sealed class PolicyRecorder : IAsyncDisposable
         _host.Start();
     }
 
-    internal VirtioPanicManager Manager => _host.Services.GetRequiredService<VirtioPanicManager>();
+    internal PolicyService Manager => _host.Services.GetRequiredService<PolicyService>();
 
     /// <summary>Every device event the policy service handled so far, in order.</summary>
     internal IReadOnlyList<WatchdogEvent> Events

@@ -6,7 +6,7 @@ namespace VirtioPanic.Hosting;
 
 // The journal's side of the manager (journal on acceptance, degraded mode) and the rate limit of
 // the per-event log lines a guest can trigger.
-public sealed partial class VirtioPanicManager
+public sealed partial class PolicyService
 {
     // A guest can report in a loop (a front end writing panic_events through SET_CONFIG): per
     // device at most DeviceLogBurst per-event lines per LogWindow, and ProcessLogBurst across all.

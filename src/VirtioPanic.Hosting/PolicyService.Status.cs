@@ -7,7 +7,7 @@ using VirtioPanic.Hosting.Policy;
 namespace VirtioPanic.Hosting;
 
 // The management query, typed and as JSON.
-public sealed partial class VirtioPanicManager
+public sealed partial class PolicyService
 {
     /// <summary>Every attached device: presence, negotiated features, driver bound, watchdog armed / timeout / time left, last event, policies in force.</summary>
     /// <returns>A snapshot.</returns>

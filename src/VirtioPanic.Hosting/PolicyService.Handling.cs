@@ -9,7 +9,7 @@ using VirtioPanic.Hosting.Policy;
 namespace VirtioPanic.Hosting;
 
 // Handling: pump events, decide, journal, act with fallbacks, journal the outcome, report.
-public sealed partial class VirtioPanicManager
+public sealed partial class PolicyService
 {
     // Events are read under entry.Gate, one at a time, so the pump and the inline path (which
     // reads on the reporting thread) never reorder a device's events: whoever holds the gate takes
@@ -431,7 +431,7 @@ public sealed partial class VirtioPanicManager
         entry.DeadlineTimer = _time.CreateTimer(
             static state =>
             {
-                var (manager, target) = ((VirtioPanicManager, DeviceEntry))state!;
+                var (manager, target) = ((PolicyService, DeviceEntry))state!;
                 _ = manager.OnDeadlineAsync(target);
             },
             (this, entry),

@@ -26,7 +26,7 @@ namespace VirtioPanic.Hosting;
 /// service starts keep their events in their own channels until it does; on stop every event still
 /// queued is handled before the service returns.</para>
 /// </remarks>
-public sealed partial class VirtioPanicManager : IDisposable
+public sealed partial class PolicyService : IDisposable
 {
     private readonly ConcurrentDictionary<string, DeviceEntry> _devices = new(StringComparer.Ordinal);
     private readonly Lock _lifecycle = new();
@@ -43,7 +43,7 @@ public sealed partial class VirtioPanicManager : IDisposable
     private JournalRecoveryReport? _recovery;
     private bool _running;
 
-    internal VirtioPanicManager(IOptions<VirtioPanicOptions> options, TimeProvider time, ILogger<VirtioPanicManager>? logger, IMeterFactory? meterFactory)
+    internal PolicyService(IOptions<VirtioPanicOptions> options, TimeProvider time, ILogger<PolicyService>? logger, IMeterFactory? meterFactory)
     {
         _options = options.Value;
         _time = time;
@@ -212,7 +212,7 @@ public sealed partial class VirtioPanicManager : IDisposable
             ReportRecovery(report, run);
             _running = true;
             TimeSpan period = SweepPeriod(_options.ActionTimeout);
-            _sweeper = _time.CreateTimer(static state => ((VirtioPanicManager)state!).SweepActions(), this, period, period);
+            _sweeper = _time.CreateTimer(static state => ((PolicyService)state!).SweepActions(), this, period, period);
             foreach (DeviceEntry entry in _devices.Values)
             {
                 StartPumpUnsynchronized(entry);
