@@ -6,8 +6,19 @@ namespace VirtioPanic.Device;
 // Turning what the guest and the timer did into typed host events.
 public sealed partial class WatchdogDevice
 {
-    // Set by the host on any thread (SetReportAcceptedObserver), read where reports are made; Volatile on both sides.
+    // Set by the host on any thread (SetReportAcceptedObserver, SetInlineReportObserver), read where
+    // reports are made; Volatile on both sides, so a reader sees a fully constructed delegate or null.
     private Action<GuestReportEvent>? _acceptedObserver;
+    private Func<GuestReportEvent, Action?>? _inlineObserver;
+
+    // The handler of a panic_events report the inline observer took, waiting for the post-access
+    // step of the write that made it, and that write's thread. Set only inside WriteConfig (the
+    // transport serializes configuration accesses), and only while empty: _takenBy first, then
+    // _taken with release; AfterConfigWrite reads _taken with acquire before _takenBy, and only the
+    // owning thread clears it (Interlocked.Exchange). While one is waiting, further reports are
+    // published to Events, so a taken report is never overwritten or lost.
+    private Action? _taken;
+    private int _takenBy;
 
     /// <summary>
     /// Sets a callback the device invokes synchronously for every guest report (panic, crash-loaded,
@@ -22,6 +33,43 @@ public sealed partial class WatchdogDevice
     /// committed records); the guest waits for it. It must not throw and must not call back into the
     /// device.</param>
     public void SetReportAcceptedObserver(Action<GuestReportEvent>? observer) => Volatile.Write(ref _acceptedObserver, observer);
+
+    /// <summary>
+    /// Sets the inline observer of the minimal panic path (a write to <c>panic_events</c>, spec
+    /// §6.6): for each such report it decides, before the report is published, whether it takes the
+    /// report itself or declines it. A taken report never reaches <see cref="Events"/>: the device
+    /// runs the handler the observer returned in the transport's post-access step
+    /// (<see cref="AfterConfigWrite()"/>), on the guest's thread, after the transport's register lock
+    /// is released and before the guest's write completes. A declined report goes to
+    /// <see cref="Events"/> as usual. Null removes the observer.
+    /// </summary>
+    /// <param name="observer">Called with the report inside the guest's write, under the transport's
+    /// register lock and the device's event lock, only when nothing the host has not yet read from
+    /// <see cref="Events"/> is ahead of the report (a taken report cannot overtake one). It returns
+    /// null to decline, or the handler to run. It must not block, throw or call back into the device;
+    /// the handler may reset the device or the transport on that thread, but must not wait for another
+    /// thread that needs either, nor for this vCPU to stop.</param>
+    /// <remarks>Only this path is observed. Reports made on the device's queue workers (eventq
+    /// records) or at a reset, and the timer's events, reach <see cref="Events"/> only: a queue worker
+    /// owns its queue until it returns, so a device reset from there would wait for itself, and the
+    /// timer thread is shared by every device.</remarks>
+    public void SetInlineReportObserver(Func<GuestReportEvent, Action?>? observer) => Volatile.Write(ref _inlineObserver, observer);
+
+    /// <summary>
+    /// The post-access step of a configuration write (see <see cref="Virtio.Device.IVirtioDevice.AfterConfigWrite()"/>):
+    /// runs the inline observer's handler for a <c>panic_events</c> report this thread's write made
+    /// and the observer took. Every transport calls it after <see cref="WriteConfig"/>.
+    /// </summary>
+    public void AfterConfigWrite()
+    {
+        // Only the writing thread runs its own taken report: another vCPU's post-access step leaves it.
+        if (Volatile.Read(ref _taken) is null || Volatile.Read(ref _takenBy) != Environment.CurrentManagedThreadId)
+        {
+            return;
+        }
+
+        Interlocked.Exchange(ref _taken, null)?.Invoke();
+    }
 
     // The minimal path (spec §6.6): one write, one event, made before the write returns (WDT-DEV-21).
     internal void ReportPanicEvents(uint value)
@@ -191,7 +239,20 @@ public sealed partial class WatchdogDevice
         }
 
         Volatile.Read(ref _acceptedObserver)?.Invoke(report);
-        Publish(report);
+
+        // One consumer per report, decided before it is published: the inline observer takes a
+        // panic_events report (handled in this write's post-access step) or it goes to Events.
+        if (source == WatchdogEventSource.ConfigField && Volatile.Read(ref _inlineObserver) is { } inline && Volatile.Read(ref _taken) is null
+            && _sink.TryTakeInline(report, inline, out Action? handler))
+        {
+            Volatile.Write(ref _takenBy, Environment.CurrentManagedThreadId);
+            Volatile.Write(ref _taken, handler);
+        }
+        else
+        {
+            Publish(report);
+        }
+
         return sequence;
     }
 

@@ -65,10 +65,6 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private long _faults;       // unexpected exceptions caught in workers and the timer; Interlocked only (the first increment logs), orders nothing else
     private bool _disposed;
 
-    // Set by the host on any thread (SetInlineEventObserver), read by the vCPU thread that writes
-    // panic_events; Volatile on both sides, so a reader sees a fully constructed delegate or null.
-    private Action<WatchdogDevice>? _inlineObserver;
-
     /// <summary>Creates a device.</summary>
     /// <param name="options">Host settings; validated here.</param>
     /// <param name="timeProvider">Clock and timers; <see cref="TimeProvider.System"/> when null.</param>
@@ -177,9 +173,6 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             value.Clear();
             data.CopyTo(value);
             ReportPanicEvents(BinaryPrimitives.ReadUInt32LittleEndian(value));
-
-            // After the events are queued and every lock of this device released (see SetInlineEventObserver).
-            Volatile.Read(ref _inlineObserver)?.Invoke(this);
             return;
         }
 
@@ -204,7 +197,6 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         Span<byte> image = stackalloc byte[WatchdogConfig.Size];
         FillConfigImage(image);
         bool ignored = false;
-        bool reported = false;
         uint end = offset + (uint)data.Length;
         for (uint field = offset / WatchdogConfig.FieldSize * WatchdogConfig.FieldSize; field < end; field += WatchdogConfig.FieldSize)
         {
@@ -224,7 +216,6 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
                 {
                     ReportPanicEvents((uint)value);
                     Volatile.Write(ref _presentedPanicEvents, value);
-                    reported = true;
                 }
             }
             else if (whole && field == WatchdogConfig.BootReason && (_offered & WatchdogFeatures.BootReason) != 0)
@@ -251,11 +242,6 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         {
             // WDT-DEV-3: the parts that would change a read-only field (or write a field in part) are ignored.
             ReportProtocolError(-1, WatchdogProtocolError.InvalidConfigWrite, "ignored part of a multi-field configuration write");
-        }
-
-        if (reported)
-        {
-            Volatile.Read(ref _inlineObserver)?.Invoke(this);
         }
     }
 
@@ -407,26 +393,6 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             Volatile.Write(ref _needsReset, 0);
         }
     }
-
-    /// <summary>
-    /// Sets a callback the device invokes on the guest's thread right after a write to
-    /// <c>panic_events</c> (the minimal panic path, spec §6.6) has queued its event on
-    /// <see cref="Events"/>, so the host can read and act on it without a thread hop; null removes it.
-    /// </summary>
-    /// <param name="observer">Called with this device; it may read <see cref="Events"/>. It must not throw.</param>
-    /// <remarks>
-    /// <para>The callback runs on the vCPU thread inside its configuration-space write, after the
-    /// device released all of its own locks. The transport's register lock for this device is still
-    /// held by that thread (it is re-entrant), so the callback may reset the device or the transport
-    /// on the same thread, but must not wait for another thread that needs either, nor for this vCPU
-    /// to stop. The guest's write completes when the callback returns.</para>
-    /// <para>Only this path is observed. Events raised on the device's queue workers (eventq records,
-    /// heartbeat arming, ring errors) or by its timer (pretimeout, expiry) reach <see cref="Events"/>
-    /// only: a queue worker owns its queue until it returns, so a device reset from there would wait
-    /// for itself, and the timer thread is shared by every device. Whatever the callback leaves in
-    /// <see cref="Events"/> stays there for the regular reader.</para>
-    /// </remarks>
-    public void SetInlineEventObserver(Action<WatchdogDevice>? observer) => Volatile.Write(ref _inlineObserver, observer);
 
     /// <summary>The VM stopped running (paused, stopped, being saved): the watchdog's run-time clock stops.</summary>
     public void Pause() => _core.Pause();

@@ -1,3 +1,4 @@
+using System.Diagnostics.CodeAnalysis;
 using System.Threading.Channels;
 
 namespace VirtioPanic.Device;
@@ -108,6 +109,25 @@ internal sealed class WatchdogEventSink
 
             _dropped++;
             return Admission.Dropped;
+        }
+    }
+
+    // The minimal panic path's single-consumer decision, under the admission lock: the observer is
+    // asked only when nothing unread or parked is ahead of the report (a taken report would overtake
+    // it), and a report it takes is not queued but counts as the last event. The observer must not
+    // block (it runs under this lock and the transport's register lock).
+    internal bool TryTakeInline(GuestReportEvent report, Func<GuestReportEvent, Action?> observer, [NotNullWhen(true)] out Action? handler)
+    {
+        lock (_lock)
+        {
+            handler = _pending == 0 && Array.TrueForAll(_parked, p => p is null) ? observer(report) : null;
+            if (handler is null)
+            {
+                return false;
+            }
+
+            _last = report;
+            return true;
         }
     }
 

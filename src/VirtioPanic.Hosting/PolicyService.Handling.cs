@@ -11,10 +11,10 @@ namespace VirtioPanic.Hosting;
 // Handling: pump events, decide, journal, act with fallbacks, journal the outcome, report.
 public sealed partial class PolicyService
 {
-    // Events are read under entry.Gate, one at a time, so the pump and the inline path (which
-    // reads on the reporting thread) never reorder a device's events: whoever holds the gate takes
-    // the next event. The pump looks again after every release, so an event the inline path could
-    // not take (gate busy) is never left behind.
+    // Events are read from the channel and handled under entry.Gate, one at a time. The pump is the
+    // channel's only reader; the inline path never reads it (it handles only the report the device
+    // handed it, see TryTakeInline). The pump looks before it takes the gate, so an idle pump never
+    // holds the gate and the inline path finds it free.
     private async Task PumpAsync(DeviceEntry entry, CancellationToken stop)
     {
         ChannelReader<WatchdogEvent> reader = entry.Device.Events;
@@ -40,6 +40,11 @@ public sealed partial class PolicyService
 
     private async Task<bool> TryHandleNextAsync(DeviceEntry entry, ChannelReader<WatchdogEvent> reader)
     {
+        if (!reader.TryPeek(out _))
+        {
+            return false;
+        }
+
         await entry.Gate.WaitAsync().ConfigureAwait(false);
         try
         {
@@ -57,34 +62,63 @@ public sealed partial class PolicyService
         }
     }
 
-    // The device's inline observer (InlinePanicHandling), on the vCPU thread that wrote
-    // panic_events, with no lock of the device held. Takes the gate only if it is free at once: a
-    // vCPU never waits for another event's VM-control call; the pump then handles it.
-    private void OnInlineEvents(DeviceEntry entry)
+    // The device's inline observer (InlinePanicHandling): the single-consumer decision for a
+    // panic_events report, made inside the guest's write, under the transport's register lock and
+    // the device's event lock, and only when no unread event of this device is ahead of it. Takes
+    // the report when the gate is free at once (so nothing of this device is being handled) and
+    // keeps the gate for it; a vCPU never waits for another event's VM-control call, so when the
+    // gate is busy the report is declined and goes to the channel, for the pump.
+    private Action? TryTakeInline(DeviceEntry entry, GuestReportEvent report)
     {
         if (entry.PumpStop.IsCancellationRequested || !entry.Gate.Wait(0))
         {
-            return;
+            return null;
         }
 
-        // Runs synchronously up to the first VM-control call that does not complete at once.
-        _ = DrainInlineAsync(entry);
+        // Runs in the write's post-access step, after the register lock is released: synchronously
+        // up to the first VM-control call that does not complete at once.
+        return () => _ = HandleTakenAsync(entry, report);
     }
 
-    // Runs with entry.Gate held (taken by OnInlineEvents) and releases it.
-    private async Task DrainInlineAsync(DeviceEntry entry)
+    // Runs with entry.Gate held (taken by TryTakeInline) and releases it. A taken report is in no
+    // channel, so it is handled even while the device is being detached (the detach waits for the gate).
+    private async Task HandleTakenAsync(DeviceEntry entry, WatchdogEvent evt)
     {
         try
         {
-            ChannelReader<WatchdogEvent> reader = entry.Device.Events;
-            while (!entry.Detached && !entry.PumpStop.IsCancellationRequested && reader.TryRead(out WatchdogEvent? evt))
-            {
-                await HandleEventUnderGateAsync(entry, evt).ConfigureAwait(false);
-            }
+            await HandleEventUnderGateAsync(entry, evt).ConfigureAwait(false);
         }
         finally
         {
             entry.Gate.Release();
+        }
+    }
+
+    // Tests and benchmarks: completes once every event the device has reported so far is handled
+    // and nothing holds the device's gate (condition-based, no quiet period).
+    internal async Task WhenIdleAsync(string deviceId)
+    {
+        DeviceEntry entry = Entry(deviceId);
+        while (true)
+        {
+            bool idle;
+            await entry.Gate.WaitAsync().ConfigureAwait(false);
+            try
+            {
+                idle = !entry.Device.Events.TryPeek(out _);
+            }
+            finally
+            {
+                entry.Gate.Release();
+            }
+
+            if (idle)
+            {
+                return;
+            }
+
+            // The pump has work queued and needs the gate: let it run.
+            await Task.Delay(1).ConfigureAwait(false);
         }
     }
 

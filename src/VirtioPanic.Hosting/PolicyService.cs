@@ -265,7 +265,7 @@ public sealed partial class PolicyService : IDisposable
 
         foreach (DeviceEntry entry in _devices.Values)
         {
-            entry.Device.SetInlineEventObserver(null);
+            entry.Device.SetInlineReportObserver(null);
             entry.Device.SetReportAcceptedObserver(null);
             entry.DeadlineTimer?.Dispose();
             entry.PumpStop.Cancel();
@@ -346,15 +346,15 @@ public sealed partial class PolicyService : IDisposable
         if (_options.InlinePanicHandling)
         {
             // Registered only once the journal is open: before that, events wait for the pump.
-            entry.Device.SetInlineEventObserver(_ => OnInlineEvents(entry));
+            entry.Device.SetInlineReportObserver(report => TryTakeInline(entry, report));
         }
     }
 
     private async Task StopPumpAsync(DeviceEntry entry)
     {
-        // No new inline handling; one in progress holds the gate, which the pump's drain and the
-        // detach below wait for. Reports accepted from now on are journaled when handled.
-        entry.Device.SetInlineEventObserver(null);
+        // No new inline handling; a report already taken holds the gate until it is handled, which
+        // the detach below waits for. Reports accepted from now on are journaled when handled.
+        entry.Device.SetInlineReportObserver(null);
         entry.Device.SetReportAcceptedObserver(null);
         await entry.PumpStop.CancelAsync().ConfigureAwait(false);
         if (entry.Pump is Task pump)

@@ -564,6 +564,9 @@ internal sealed partial class VhostUserSession
         try
         {
             _device.WriteConfig(offset, payload.Slice(VhostUserWire.ConfigHeaderSize, (int)size));
+
+            // The post-access step (IVirtioDevice contract); this thread holds no lock here.
+            _device.AfterConfigWrite();
         }
         catch (Exception e)
         {

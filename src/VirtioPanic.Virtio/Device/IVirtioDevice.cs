@@ -50,6 +50,17 @@ public interface IVirtioDevice
     void WriteConfig(uint offset, ReadOnlySpan<byte> data);
 
     /// <summary>
+    /// The post-access step of a configuration write: the transport calls it after every
+    /// <see cref="WriteConfig"/>, on the same thread, once it has released the locks it held for
+    /// the access and before the driver's write completes. A device does here what must not run
+    /// under the transport's lock, such as a host callback that may reset the device or the
+    /// transport. The default does nothing.
+    /// </summary>
+    void AfterConfigWrite()
+    {
+    }
+
+    /// <summary>
     /// Lets the device veto a feature subset at FEATURES_OK beyond the transport's checks (all
     /// accepted bits offered, VERSION_1 present). Return false to leave FEATURES_OK unset.
     /// </summary>

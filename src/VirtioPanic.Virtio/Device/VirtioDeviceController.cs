@@ -28,7 +28,7 @@ namespace VirtioPanic.Virtio.Device;
 // released (RaiseDeferredSignals).
 //
 // Device faults (issue 19). Every call into the device (Notify, ReadConfig, WriteConfig,
-// AcceptFeatures, Activate, ResetQueue, Reset, Quiesce) is contained: an exception never leaves the
+// AfterConfigWrite, AcceptFeatures, Activate, ResetQueue, Reset, Quiesce) is contained: an exception never leaves the
 // controller, so it never reaches the transport's caller, the hypervisor's exit handler. The
 // controller counts it (DeviceFaults), sets DEVICE_NEEDS_RESET with a configuration-change
 // notification when DRIVER_OK is set (§2.1.2), and tells the transport once per fault through
@@ -412,6 +412,19 @@ public sealed partial class VirtioDeviceController
         }
 
         AfterControl();
+
+        // The post-access step: no lock of this controller is held, and the guest's write has not
+        // completed yet. Whatever the device runs here (the watchdog's inline panic handling, which
+        // may reset this transport) takes the register lock afresh, never nested.
+        try
+        {
+            _device.AfterConfigWrite();
+        }
+        catch (Exception ex)
+        {
+            ContainFault(nameof(IVirtioDevice.AfterConfigWrite), ex);
+        }
+
         return true;
     }
 
@@ -726,13 +739,12 @@ public sealed partial class VirtioDeviceController
 
     // Work that must run after the lock is released: interrupts the device raised while the lock
     // was held on this thread, and kicks that arrived before the device went live.
+    // The post-access step of every control call. Control calls never nest: nothing the device
+    // does under the register lock calls back into a transport (host callbacks that may reset it
+    // run in IVirtioDevice.AfterConfigWrite, after the lock is released).
     private void AfterControl()
     {
-        if (_lock.IsHeldByCurrentThread)
-        {
-            return;   // nested inside another control call on this thread; the outer call finishes the work
-        }
-
+        Debug.Assert(!_lock.IsHeldByCurrentThread, "a control call nested inside another on this thread");
         RaiseDeferredSignals();
         ReplayPendingKicks();
     }

@@ -94,6 +94,21 @@ internal sealed class PolicyRig : IAsyncDisposable
         }
     }
 
+    // Waits until the service has handled everything the device reported so far (nothing queued,
+    // nothing holding the device's gate), then returns what was handled and not yet taken with
+    // NextAsync. Condition-based: no quiet period.
+    public async Task<HandledEvent[]> IdleAsync()
+    {
+        await Manager.WhenIdleAsync(Guest.Device.Id).WaitAsync(s_wait).ConfigureAwait(false);
+        var items = new List<HandledEvent>();
+        while (_handled.Reader.TryRead(out HandledEvent? handled))
+        {
+            items.Add(handled);
+        }
+
+        return [.. items];
+    }
+
     // Makes sure nothing else is pending: a short real-time wait for stragglers.
     public async Task<HandledEvent[]> DrainAsync(TimeSpan quiet)
     {

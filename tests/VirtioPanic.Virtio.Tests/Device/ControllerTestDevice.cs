@@ -46,9 +46,18 @@ internal sealed class ControllerTestDevice : IVirtioDevice
 
     public void ReadConfig(uint offset, Span<byte> data) => data.Fill(0x5A);
 
-    public void WriteConfig(uint offset, ReadOnlySpan<byte> data)
+    public void WriteConfig(uint offset, ReadOnlySpan<byte> data) => Calls.Add(nameof(WriteConfig));
+
+    public void AfterConfigWrite()
     {
+        Calls.Add(nameof(AfterConfigWrite));
+        OnAfterConfigWrite?.Invoke();
     }
+
+    // The order of the configuration-write calls the controller made.
+    internal List<string> Calls { get; } = [];
+
+    internal Action? OnAfterConfigWrite { get; set; }
 
     public bool AcceptFeatures(ulong features) => Accept;
 

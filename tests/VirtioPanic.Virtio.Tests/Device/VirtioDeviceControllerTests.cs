@@ -448,6 +448,42 @@ public sealed class VirtioDeviceControllerTests
         });
     }
 
+    // The post-access step (issue 12): a host callback the device runs there may reset this very
+    // controller on the writing thread, because the register lock is no longer held.
+    [Test]
+    public void TryWriteDeviceConfig_PostAccessStep_RunsAfterTheWriteWithTheLockReleased_AndMayResetTheController()
+    {
+        Negotiate();
+        _controller.WriteStatus((byte)Live);
+        int resets = _device.Resets;
+        bool otherThreadGotTheLock = false;
+        _device.OnAfterConfigWrite = () =>
+        {
+            // Another thread takes the control lock: this only completes if we do not hold it.
+            var probe = Task.Run(() => _controller.QueueSelect);
+            otherThreadGotTheLock = probe.Wait(TimeSpan.FromSeconds(10));
+            _controller.Reset();
+        };
+
+        bool written = _controller.TryWriteDeviceConfig(0, [1]);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(written, Is.True);
+            Assert.That(_device.Calls, Is.EqualTo(new[] { "WriteConfig", "AfterConfigWrite" }));
+            Assert.That(otherThreadGotTheLock, Is.True);
+            Assert.That(_device.Resets, Is.EqualTo(resets + 1));
+            Assert.That(_controller.Status, Is.EqualTo((DeviceStatus)0), "the reset from the post-access step completed");
+        });
+    }
+
+    [Test]
+    public void TryWriteDeviceConfig_OutOfBounds_HasNoPostAccessStep()
+    {
+        Assert.That(_controller.TryWriteDeviceConfig(4, [1]), Is.False);
+        Assert.That(_device.Calls, Is.Empty);
+    }
+
     [Test]
     public void TryDeviceConfig_OutOfBounds_IsRefusedWithZeros()
     {
