@@ -6,7 +6,8 @@ namespace VirtioPanic.Hosting;
 
 // One attached device: its VM control, policy, policy state and event pump. Everything that
 // changes State runs under Gate (an async lock), so events, deadlines and management requests of
-// one device are handled one at a time, in order.
+// one device are handled one at a time, in order (DevicePump orders the events). The gate is held
+// across the VM-control calls (ActionRunner) and journal appends of one item.
 internal sealed class DeviceEntry
 {
     private DevicePolicy _policy;
@@ -33,21 +34,13 @@ internal sealed class DeviceEntry
 
     internal SemaphoreSlim Gate { get; } = new(1, 1);
 
-    internal CancellationTokenSource PumpStop { get; } = new();
-
-    internal Task? Pump { get; set; }
+    // Created at the first start of the service with this device attached (under the service's lifecycle lock).
+    internal DevicePump? Pump { get; set; }
 
     // Guarded by Gate (written), read lock-free by the status query.
     internal ITimer? DeadlineTimer { get; set; }
 
     internal bool Detached { get; set; }
-
-    // The token of the VM-control call in flight, reused between calls (guarded by Gate); the
-    // manager's action sweeper cancels it once the call outlasts its deadline.
-    internal CancellationTokenSource? ActionCancel { get; set; }
-
-    // TimeProvider timestamp by which the call in flight must finish; 0 when none is in flight.
-    internal long ActionDeadline;
 
     internal DevicePolicy Policy
     {

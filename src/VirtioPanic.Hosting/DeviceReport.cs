@@ -2,41 +2,14 @@ using VirtioPanic.Device;
 
 namespace VirtioPanic.Hosting;
 
-/// <summary>One device in the management query: what the device says and what the policy service has in force.</summary>
+/// <summary>One device in the management query: what the device says (<see cref="Device"/>, its own status as it is) and what the policy service has in force.</summary>
 public sealed record DeviceReport
 {
-    /// <summary>The device's id.</summary>
-    public required string DeviceId { get; init; }
+    /// <summary>The device's id (<see cref="WatchdogDeviceStatus.DeviceId"/>).</summary>
+    public string DeviceId => Device.DeviceId;
 
-    /// <summary>Whether the device still exists (not disposed).</summary>
-    public required bool IsPresent { get; init; }
-
-    /// <summary>Whether a guest driver has the device up (DRIVER_OK).</summary>
-    public required bool DriverBound { get; init; }
-
-    /// <summary>The device-specific features offered.</summary>
-    public required WatchdogFeatures OfferedFeatures { get; init; }
-
-    /// <summary>The device-specific features the driver negotiated.</summary>
-    public required WatchdogFeatures NegotiatedFeatures { get; init; }
-
-    /// <summary>Whether the watchdog is armed.</summary>
-    public required bool Armed { get; init; }
-
-    /// <summary>The watchdog timeout in force.</summary>
-    public required TimeSpan Timeout { get; init; }
-
-    /// <summary>Run time left before expiry; null while disarmed.</summary>
-    public TimeSpan? TimeLeft { get; init; }
-
-    /// <summary>Whether the watchdog expired and has not been re-armed.</summary>
-    public required bool Expired { get; init; }
-
-    /// <summary>Whether the device's run-time clock is paused (the VM is paused).</summary>
-    public required bool VmPaused { get; init; }
-
-    /// <summary>The most recent event the device produced.</summary>
-    public WatchdogEvent? LastEvent { get; init; }
+    /// <summary>What the device says about itself: presence, features, driver, watchdog timer, last event, counters.</summary>
+    public required WatchdogDeviceStatus Device { get; init; }
 
     /// <summary>The policy set for the device (configuration or <see cref="PolicyService.SetPolicyAsync"/>).</summary>
     public required DevicePolicy Policy { get; init; }

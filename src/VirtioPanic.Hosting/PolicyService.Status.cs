@@ -19,7 +19,7 @@ public sealed partial class PolicyService
             Time = _time.GetUtcNow(),
             Running = IsRunning,
             JournalPath = Path.GetFullPath(_options.JournalPath),
-            JournalError = Volatile.Read(ref _journalError),
+            JournalError = _journal.Error,
             DefaultPolicy = _options.Policy,
             Devices = devices,
         };
@@ -63,15 +63,16 @@ public sealed partial class PolicyService
     private static void WriteDevice(Utf8JsonWriter w, DeviceReport d)
     {
         w.WriteStartObject();
+        WatchdogDeviceStatus device = d.Device;
         w.WriteString("device", d.DeviceId);
-        w.WriteBoolean("present", d.IsPresent);
-        w.WriteBoolean("driver-bound", d.DriverBound);
-        WriteFeatures(w, "offered-features", d.OfferedFeatures);
-        WriteFeatures(w, "negotiated-features", d.NegotiatedFeatures);
+        w.WriteBoolean("present", device.IsPresent);
+        w.WriteBoolean("driver-bound", device.DriverBound);
+        WriteFeatures(w, "offered-features", device.OfferedFeatures);
+        WriteFeatures(w, "negotiated-features", device.NegotiatedFeatures);
         w.WriteStartObject("watchdog");
-        w.WriteBoolean("armed", d.Armed);
-        w.WriteNumber("timeout-ms", (long)d.Timeout.TotalMilliseconds);
-        if (d.TimeLeft is TimeSpan left)
+        w.WriteBoolean("armed", device.Armed);
+        w.WriteNumber("timeout-ms", (long)device.Timeout.TotalMilliseconds);
+        if (device.TimeLeft is TimeSpan left)
         {
             w.WriteNumber("time-left-ms", (long)left.TotalMilliseconds);
         }
@@ -80,8 +81,8 @@ public sealed partial class PolicyService
             w.WriteNull("time-left-ms");
         }
 
-        w.WriteBoolean("expired", d.Expired);
-        w.WriteBoolean("vm-paused", d.VmPaused);
+        w.WriteBoolean("expired", device.Expired);
+        w.WriteBoolean("vm-paused", device.Paused);
         w.WriteEndObject();
         w.WriteString("condition", PolicyNames.Of(d.Condition));
         w.WritePropertyName("policy");
@@ -101,7 +102,7 @@ public sealed partial class PolicyService
             w.WriteNull("deadline");
         }
 
-        if (d.LastEvent is { } last)
+        if (device.LastEvent is { } last)
         {
             w.WritePropertyName("last-event");
             QmpEvents.Write(w, last, policyAction: null);
@@ -163,17 +164,7 @@ public sealed partial class PolicyService
         DevicePolicy policy = entry.Policy;
         return new DeviceReport
         {
-            DeviceId = entry.Id,
-            IsPresent = status.IsPresent,
-            DriverBound = status.DriverBound,
-            OfferedFeatures = status.OfferedFeatures,
-            NegotiatedFeatures = status.NegotiatedFeatures,
-            Armed = status.Armed,
-            Timeout = status.Timeout,
-            TimeLeft = status.TimeLeft,
-            Expired = status.Expired,
-            VmPaused = status.Paused,
-            LastEvent = status.LastEvent,
+            Device = status,
             Policy = policy,
             EffectivePanicAction = PolicyEngine.EffectivePanicAction(state, policy),
             StormGuardTripped = state.StormGuard,

@@ -6,7 +6,6 @@ using Microsoft.Extensions.Options;
 using VirtioPanic.Device;
 using VirtioPanic.Hosting.Journal;
 using VirtioPanic.Hosting.Policy;
-using VirtioPanic.RateLimiting;
 
 namespace VirtioPanic.Hosting;
 
@@ -28,17 +27,19 @@ namespace VirtioPanic.Hosting;
 /// </remarks>
 public sealed partial class PolicyService : IDisposable
 {
+    // The parts: DevicePump (per device: event order, the inline path), the handling pipeline
+    // (PolicyService.Handling.cs: decide, journal, act, journal the outcome, report), ActionRunner
+    // (VM-control calls in flight, timeouts, fallbacks, dumps), PolicyJournal (the journal's side),
+    // EventLogLimiter (per-event log lines); PolicyService.Status.cs is the management query.
     private readonly ConcurrentDictionary<string, DeviceEntry> _devices = new(StringComparer.Ordinal);
     private readonly Lock _lifecycle = new();
     private readonly VirtioPanicOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
     private readonly VirtioPanicMetrics _metrics;
-    private readonly ConcurrentDictionary<DeviceEntry, byte> _inFlight = new();
-    private readonly LogRateLimiter _processLogs;
-    private EventJournal? _journal;
-    private string? _journalError;
-    private int _suppressedSome;
+    private readonly EventLogLimiter _logs;
+    private readonly PolicyJournal _journal;
+    private readonly ActionRunner _actions;
     private ITimer? _sweeper;
     private JournalRecoveryReport? _recovery;
     private bool _running;
@@ -48,8 +49,11 @@ public sealed partial class PolicyService : IDisposable
         _options = options.Value;
         _time = time;
         _logger = logger ?? (ILogger)NullLogger.Instance;
-        _metrics = new VirtioPanicMetrics(meterFactory, () => Volatile.Read(ref _journalError) is not null);
-        _processLogs = new LogRateLimiter(time, ProcessLogBurst, s_logWindow);
+        // The gauge is read only after construction, when _journal is set.
+        _metrics = new VirtioPanicMetrics(meterFactory, () => _journal!.Error is not null);
+        _logs = new EventLogLimiter(_logger, time, _metrics);
+        _journal = new PolicyJournal(_options, time, _logger, _metrics);
+        _actions = new ActionRunner(_options, time, _logger, _metrics, _logs);
     }
 
     /// <summary>Raised after each event, deadline or management request has been handled and journaled. Handlers run on the service's thread (or, with <see cref="VirtioPanicOptions.InlinePanicHandling"/>, on the vCPU thread that reported a panic): keep them short.</summary>
@@ -59,7 +63,7 @@ public sealed partial class PolicyService : IDisposable
     public JournalRecoveryReport? Recovery => Volatile.Read(ref _recovery);
 
     // The open journal (null before start, after stop, or when it could not be opened); for the benchmarks' commit counts.
-    internal EventJournal? Journal => Volatile.Read(ref _journal);
+    internal EventJournal? Journal => _journal.Current;
 
     /// <summary>The options in force.</summary>
     public VirtioPanicOptions Options => _options;
@@ -94,7 +98,7 @@ public sealed partial class PolicyService : IDisposable
             ThrowIfInvalid(policy, nameof(policy));
         }
 
-        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id), new LogRateLimiter(_time, DeviceLogBurst, s_logWindow));
+        var entry = new DeviceEntry(device, vm, policy ?? _options.PolicyFor(device.Id), _logs.ForDevice());
         lock (_lifecycle)
         {
             if (!_devices.TryAdd(device.Id, entry))
@@ -194,25 +198,11 @@ public sealed partial class PolicyService : IDisposable
                 return;
             }
 
-            string run = Guid.NewGuid().ToString("N")[..12];
-            var settings = JournalSettings.From(_options);
-            JournalRecoveryReport report;
-            try
-            {
-                _journal = EventJournal.Open(settings, run, _time, OnJournalWrite, ex => VirtioPanicLog.JournalRotationFailed(_logger, ex, settings.Path), out report);
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
-            {
-                // Start never fails because of the journal: without one the service runs degraded.
-                report = new JournalRecoveryReport { Path = settings.Path };
-                OnJournalWrite(ex);
-            }
-
+            JournalRecoveryReport report = _journal.Open();
             Volatile.Write(ref _recovery, report);
-            ReportRecovery(report, run);
             _running = true;
-            TimeSpan period = SweepPeriod(_options.ActionTimeout);
-            _sweeper = _time.CreateTimer(static state => ((PolicyService)state!).SweepActions(), this, period, period);
+            TimeSpan period = ActionRunner.SweepPeriod(_options.ActionTimeout);
+            _sweeper = _time.CreateTimer(static state => ((PolicyService)state!).Sweep(), this, period, period);
             foreach (DeviceEntry entry in _devices.Values)
             {
                 StartPumpUnsynchronized(entry);
@@ -236,17 +226,16 @@ public sealed partial class PolicyService : IDisposable
         }
 
         await Task.WhenAll(entries.Select(StopPumpAsync)).ConfigureAwait(false);
-        LogFinalSuppressedSummaries();
+        _logs.LogFinalSuppressedSummaries(_devices.Values);
         lock (_lifecycle)
         {
             _sweeper?.Dispose();
             _sweeper = null;
-            _journal?.Dispose();
-            _journal = null;
+            _journal.Close();
         }
     }
 
-    /// <summary>Closes the journal and releases the meter; the hosted service normally stops the manager first.</summary>
+    /// <summary>Closes the journal and releases the meter; the hosted service normally stops it first.</summary>
     public void Dispose()
     {
         lock (_lifecycle)
@@ -259,46 +248,25 @@ public sealed partial class PolicyService : IDisposable
 
             _sweeper?.Dispose();
             _sweeper = null;
-            _journal?.Dispose();
-            _journal = null;
+            _journal.Close();
         }
 
         foreach (DeviceEntry entry in _devices.Values)
         {
-            entry.Device.SetInlineReportObserver(null);
+            entry.Pump?.Cancel();
+            entry.Pump?.Dispose();
             entry.Device.SetReportAcceptedObserver(null);
             entry.DeadlineTimer?.Dispose();
-            entry.PumpStop.Cancel();
         }
 
         _metrics.Dispose();
     }
 
-    // Action timeouts are enforced by one coarse periodic sweep rather than a timer per call: arming
-    // and disarming a timer around every VM-control call would wake the runtime's timer thread on
-    // the panic-to-action path. The sweep checks a few times per timeout (at most once a second).
-    private static TimeSpan SweepPeriod(TimeSpan timeout) =>
-        TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 4, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerSecond));
-
-    private void SweepActions()
+    // The periodic sweep (a timer thread): action timeouts, and the summaries of suppressed lines.
+    private void Sweep()
     {
-        LogSuppressedSummaries();
-        long now = _time.GetTimestamp();
-        foreach (DeviceEntry entry in _inFlight.Keys)
-        {
-            long deadline = Volatile.Read(ref entry.ActionDeadline);
-            if (deadline != 0 && now >= deadline)
-            {
-                try
-                {
-                    entry.ActionCancel?.Cancel();
-                }
-                catch (ObjectDisposedException)
-                {
-                    // The call finished and its source was replaced meanwhile.
-                }
-            }
-        }
+        _logs.LogSuppressedSummaries(_devices.Values);
+        _actions.CancelOverdue();
     }
 
     private static void ThrowIfInvalid(DevicePolicy policy, string paramName)
@@ -314,62 +282,33 @@ public sealed partial class PolicyService : IDisposable
     private DeviceEntry Entry(string deviceId) =>
         _devices.TryGetValue(deviceId, out DeviceEntry? entry) ? entry : throw new KeyNotFoundException($"No device with id '{deviceId}' is attached.");
 
-    private void ReportRecovery(JournalRecoveryReport report, string run)
-    {
-        VirtioPanicLog.JournalOpened(_logger, report.Path, report.Records, run);
-        if (report.SkippedBytes > 0)
-        {
-            VirtioPanicLog.JournalSkipped(_logger, report.Path, report.SkippedBytes);
-        }
-
-        if (report.TornTrailingBytes > 0)
-        {
-            VirtioPanicLog.TornLine(_logger, report.Path, report.TornTrailingBytes);
-        }
-
-        if (report.CorruptLines > 0)
-        {
-            VirtioPanicLog.CorruptLines(_logger, report.Path, report.CorruptLines);
-        }
-
-        foreach (UnactedJournalEntry entry in report.UnactedEvents)
-        {
-            VirtioPanicLog.UnactedEvent(_logger, entry.Name, entry.DeviceId, entry.Sequence, entry.Run, entry.Time, entry.PolicyAction.Length == 0 ? "(accepted, none decided yet)" : entry.PolicyAction);
-        }
-    }
-
     private void StartPumpUnsynchronized(DeviceEntry entry)
     {
         // Journal on acceptance: a guest report is journaled before the guest sees it accepted.
-        entry.Device.SetReportAcceptedObserver(OnReportAccepted);
-        entry.Pump ??= Task.Run(() => PumpAsync(entry, entry.PumpStop.Token));
-        if (_options.InlinePanicHandling)
-        {
-            // Registered only once the journal is open: before that, events wait for the pump.
-            entry.Device.SetInlineReportObserver(report => TryTakeInline(entry, report));
-        }
+        entry.Device.SetReportAcceptedObserver(_journal.OnReportAccepted);
+
+        // The inline observer is registered only once the journal is open: before that, events wait for the pump.
+        entry.Pump ??= new DevicePump(entry, HandleEventAsync);
+        entry.Pump.Start(_options.InlinePanicHandling);
     }
 
     private async Task StopPumpAsync(DeviceEntry entry)
     {
-        // No new inline handling; a report already taken holds the gate until it is handled, which
-        // the detach below waits for. Reports accepted from now on are journaled when handled.
-        entry.Device.SetInlineReportObserver(null);
+        // Reports accepted from now on are journaled when handled.
         entry.Device.SetReportAcceptedObserver(null);
-        await entry.PumpStop.CancelAsync().ConfigureAwait(false);
-        if (entry.Pump is Task pump)
+        if (entry.Pump is DevicePump pump)
         {
-            await pump.ConfigureAwait(false);
+            await pump.StopAsync().ConfigureAwait(false);
         }
 
+        // Waits for a report taken inline that is still being handled.
         await entry.Gate.WaitAsync().ConfigureAwait(false);
         try
         {
             entry.Detached = true;
             entry.DeadlineTimer?.Dispose();
             entry.DeadlineTimer = null;
-            entry.ActionCancel?.Dispose();
-            entry.ActionCancel = null;
+            _actions.Forget(entry);
         }
         finally
         {

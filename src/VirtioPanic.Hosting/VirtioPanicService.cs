@@ -6,20 +6,20 @@ namespace VirtioPanic.Hosting;
 // device pumps until the host stops, then drains them and closes the journal.
 internal sealed class VirtioPanicService : BackgroundService
 {
-    private readonly PolicyService _manager;
+    private readonly PolicyService _service;
 
-    public VirtioPanicService(PolicyService manager) => _manager = manager;
+    public VirtioPanicService(PolicyService service) => _service = service;
 
     public override Task StartAsync(CancellationToken cancellationToken)
     {
-        _manager.Start();
+        _service.Start();
         return base.StartAsync(cancellationToken);
     }
 
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
-        await _manager.StopAsync().ConfigureAwait(false);
+        await _service.StopAsync().ConfigureAwait(false);
     }
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)

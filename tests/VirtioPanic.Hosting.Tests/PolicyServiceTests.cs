@@ -303,11 +303,11 @@ public sealed class PolicyServiceTests
         Assert.Multiple(() =>
         {
             Assert.That(status.Running, Is.True);
-            Assert.That(report.DriverBound, Is.True);
-            Assert.That(report.NegotiatedFeatures, Is.EqualTo(WatchdogFeatures.All));
-            Assert.That(report.Armed, Is.True);
-            Assert.That(report.TimeLeft, Is.EqualTo(TimeSpan.FromSeconds(3)));
-            Assert.That(report.LastEvent, Is.InstanceOf<WatchdogArmedEvent>());
+            Assert.That(report.Device.DriverBound, Is.True);
+            Assert.That(report.Device.NegotiatedFeatures, Is.EqualTo(WatchdogFeatures.All));
+            Assert.That(report.Device.Armed, Is.True);
+            Assert.That(report.Device.TimeLeft, Is.EqualTo(TimeSpan.FromSeconds(3)));
+            Assert.That(report.Device.LastEvent, Is.InstanceOf<WatchdogArmedEvent>());
             Assert.That(device.GetProperty("device").GetString(), Is.EqualTo("wdt0"));
             Assert.That(device.GetProperty("driver-bound").GetBoolean(), Is.True);
             Assert.That(device.GetProperty("negotiated-features").EnumerateArray().Select(e => e.GetString()), Is.EquivalentTo(new[] { "events", "panic-config", "control", "pretimeout", "boot-reason", "log-tail" }));

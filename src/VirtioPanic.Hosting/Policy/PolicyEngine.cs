@@ -9,12 +9,6 @@ namespace VirtioPanic.Hosting.Policy;
 // Tests drive it directly with timestamps from a FakeTimeProvider.
 internal static class PolicyEngine
 {
-    internal const string Log = "log";
-    internal const string Grace = "grace";
-    internal const string Continue = "continue";
-    internal const string Ignored = "ignored";
-    internal const string GuestReset = "guest-reset";
-
     internal static PanicAction EffectivePanicAction(DevicePolicyState state, DevicePolicy policy) =>
         state.StormGuard ? PanicAction.Preserve : policy.OnPanic;
 
@@ -46,12 +40,12 @@ internal static class PolicyEngine
         WatchdogExpiredEvent => new PolicyDecision
         {
             State = state,
-            Action = PolicyNames.Of(policy.OnWatchdog),
+            Action = DecidedAction.Watchdog(policy.OnWatchdog),
             Steps = WatchdogSteps(policy.OnWatchdog),
         },
         GuestShutdownEvent => OnGuestFinished(state, "guest reported shutdown"),
         DriverResetEvent => OnDriverReset(state),
-        _ => new PolicyDecision { State = state, Action = Log },
+        _ => new PolicyDecision { State = state, Action = DecidedAction.Log },
     };
 
     // A pending deadline's time came (the service re-checks 'now' under the device's lock).
@@ -59,7 +53,7 @@ internal static class PolicyEngine
     {
         if (state.Deadline is not { } deadline || now < deadline.Due)
         {
-            return new PolicyDecision { State = state, Action = Ignored };
+            return new PolicyDecision { State = state, Action = DecidedAction.Ignored };
         }
 
         PanicAction action = deadline.Kind == PendingDeadlineKind.PanicGrace ? EffectivePanicAction(state, policy) : policy.OnCrashKernelTimeout;
@@ -69,7 +63,7 @@ internal static class PolicyEngine
         return new PolicyDecision
         {
             State = state with { Deadline = null, Condition = GuestCondition.Panicked },
-            Action = PolicyNames.Of(action),
+            Action = DecidedAction.Panic(action),
             Steps = PanicSteps(action),
             Note = note,
         };
@@ -87,14 +81,14 @@ internal static class PolicyEngine
         return new PolicyDecision
         {
             State = state with { Condition = state.Condition == GuestCondition.PoweredOff ? GuestCondition.PoweredOff : GuestCondition.Running, Deadline = null },
-            Action = Continue,
+            Action = DecidedAction.Continue,
             Steps = state.Condition == GuestCondition.Paused ? [new(VmOperation.Resume)] : [],
             Note = note,
         };
     }
 
     // The hypervisor saw the guest reset (reboot) by itself: pending deadlines are moot.
-    internal static PolicyDecision OnGuestReset(DevicePolicyState state) => OnGuestFinished(state, "hypervisor reported a guest reset") with { Action = GuestReset };
+    internal static PolicyDecision OnGuestReset(DevicePolicyState state) => OnGuestFinished(state, "hypervisor reported a guest reset") with { Action = DecidedAction.GuestReset };
 
     // A new policy: the storm guard starts over.
     internal static DevicePolicyState OnPolicyChanged(DevicePolicyState state) => state with { StormGuard = false, RecentPanics = [] };
@@ -148,7 +142,7 @@ internal static class PolicyEngine
             return new PolicyDecision
             {
                 State = next with { Deadline = new PendingDeadline(PendingDeadlineKind.PanicGrace, now + policy.PanicGracePeriod, panic.Sequence) },
-                Action = Grace,
+                Action = DecidedAction.Grace,
                 Note = $"grace window of {policy.PanicGracePeriod} before {PolicyNames.Of(action)}; a guest reset cancels it",
             };
         }
@@ -156,7 +150,7 @@ internal static class PolicyEngine
         return new PolicyDecision
         {
             State = next with { Deadline = null },
-            Action = PolicyNames.Of(action),
+            Action = DecidedAction.Panic(action),
             Steps = PanicSteps(action),
             StormTripped = newlyTripped,
             Note = newlyTripped
@@ -172,7 +166,7 @@ internal static class PolicyEngine
             return new PolicyDecision
             {
                 State = state with { Condition = GuestCondition.CrashKernel, Deadline = new PendingDeadline(PendingDeadlineKind.CrashKernel, now + policy.CrashKernelDeadline, crash.Sequence) },
-                Action = Log,
+                Action = DecidedAction.Log,
                 Note = $"crash kernel has {policy.CrashKernelDeadline} to finish before {PolicyNames.Of(policy.OnCrashKernelTimeout)}",
             };
         }
@@ -180,7 +174,7 @@ internal static class PolicyEngine
         return new PolicyDecision
         {
             State = state with { Condition = GuestCondition.CrashKernel, Deadline = null },
-            Action = Log,
+            Action = DecidedAction.Log,
             Note = state.Deadline is not null ? "crash kernel took over; pending deadline cancelled" : null,
         };
     }
@@ -193,7 +187,7 @@ internal static class PolicyEngine
             return new PolicyDecision
             {
                 State = state with { Deadline = null, Condition = GuestCondition.Running },
-                Action = Log,
+                Action = DecidedAction.Log,
                 Note = "guest reset itself within the grace window; panic action cancelled",
             };
         }
@@ -201,7 +195,7 @@ internal static class PolicyEngine
         return new PolicyDecision
         {
             State = state.Condition == GuestCondition.Panicked ? state with { Condition = GuestCondition.Running } : state,
-            Action = Log,
+            Action = DecidedAction.Log,
         };
     }
 
@@ -216,7 +210,7 @@ internal static class PolicyEngine
         return new PolicyDecision
         {
             State = state with { Deadline = null, Condition = state.Condition is GuestCondition.Paused or GuestCondition.PoweredOff ? state.Condition : GuestCondition.Running },
-            Action = Log,
+            Action = DecidedAction.Log,
             Note = note,
         };
     }

@@ -23,7 +23,7 @@ public sealed class PolicyEngineTests
         Assert.Multiple(() =>
         {
             Assert.That(decision.Steps.Select(s => s.Operation), Is.EqualTo(expected));
-            Assert.That(decision.Action, Is.EqualTo(PolicyNames.Of(action)));
+            Assert.That(decision.Action.Name, Is.EqualTo(PolicyNames.Of(action)));
             Assert.That(decision.Steps.Where(s => s.Operation == VmOperation.Reset).Select(s => s.BootReason), Is.All.EqualTo(WatchdogBootReason.Panic));
             Assert.That(decision.State.Condition, Is.EqualTo(GuestCondition.Panicked));
         });
@@ -43,7 +43,7 @@ public sealed class PolicyEngineTests
         Assert.Multiple(() =>
         {
             Assert.That(decision.Steps.Select(s => s.Operation), Is.EqualTo(expected));
-            Assert.That(decision.Action, Is.EqualTo(PolicyNames.Of(action)));
+            Assert.That(decision.Action.Name, Is.EqualTo(PolicyNames.Of(action)));
             Assert.That(decision.Steps.Where(s => s.Operation == VmOperation.Reset).Select(s => s.BootReason), Is.All.EqualTo(WatchdogBootReason.Watchdog));
         });
     }
@@ -63,7 +63,7 @@ public sealed class PolicyEngineTests
         foreach (WatchdogEvent evt in events)
         {
             PolicyDecision decision = PolicyEngine.OnEvent(state, new DevicePolicy(), evt, _time.GetUtcNow());
-            Assert.That((decision.Action, decision.Steps.Length, decision.State), Is.EqualTo((PolicyEngine.Log, 0, state)), evt.Kind.ToString());
+            Assert.That((decision.Action, decision.Steps.Length, decision.State), Is.EqualTo((DecidedAction.Log, 0, state)), evt.Kind.ToString());
         }
     }
 
@@ -72,7 +72,7 @@ public sealed class PolicyEngineTests
     {
         PolicyDecision decision = PolicyEngine.OnEvent(DevicePolicyState.Initial, new DevicePolicy(), CrashLoaded(), _time.GetUtcNow());
 
-        Assert.That((decision.Action, decision.Steps.Length, decision.State.Condition, decision.State.Deadline), Is.EqualTo((PolicyEngine.Log, 0, GuestCondition.CrashKernel, (PendingDeadline?)null)));
+        Assert.That((decision.Action, decision.Steps.Length, decision.State.Condition, decision.State.Deadline), Is.EqualTo((DecidedAction.Log, 0, GuestCondition.CrashKernel, (PendingDeadline?)null)));
     }
 
     [Test]
@@ -84,14 +84,14 @@ public sealed class PolicyEngineTests
         Assert.That(armed.Steps, Is.Empty);
 
         _time.Advance(TimeSpan.FromSeconds(119));
-        Assert.That(PolicyEngine.OnDeadline(armed.State, policy, _time.GetUtcNow()).Action, Is.EqualTo(PolicyEngine.Ignored), "early timer");
+        Assert.That(PolicyEngine.OnDeadline(armed.State, policy, _time.GetUtcNow()).Action, Is.EqualTo(DecidedAction.Ignored), "early timer");
 
         _time.Advance(TimeSpan.FromSeconds(1));
         PolicyDecision fired = PolicyEngine.OnDeadline(armed.State, policy, _time.GetUtcNow());
         Assert.Multiple(() =>
         {
             Assert.That(fired.Steps.Select(s => s.Operation), Is.EqualTo(new[] { VmOperation.DumpGuestMemory, VmOperation.Reset }));
-            Assert.That(fired.Action, Is.EqualTo("coredump-restart"));
+            Assert.That(fired.Action.Name, Is.EqualTo("coredump-restart"));
             Assert.That(fired.State.Deadline, Is.Null);
         });
     }
@@ -117,7 +117,7 @@ public sealed class PolicyEngineTests
     {
         var policy = new DevicePolicy { OnPanic = PanicAction.Restart, PanicGracePeriod = TimeSpan.FromSeconds(30) };
         PolicyDecision panic = PolicyEngine.OnEvent(DevicePolicyState.Initial, policy, Panic(), _time.GetUtcNow());
-        Assert.That((panic.Action, panic.Steps.Length, panic.State.Deadline?.Kind), Is.EqualTo((PolicyEngine.Grace, 0, (PendingDeadlineKind?)PendingDeadlineKind.PanicGrace)));
+        Assert.That((panic.Action, panic.Steps.Length, panic.State.Deadline?.Kind), Is.EqualTo((DecidedAction.Grace, 0, (PendingDeadlineKind?)PendingDeadlineKind.PanicGrace)));
 
         _time.Advance(TimeSpan.FromSeconds(29.999));
         Assert.That(PolicyEngine.OnDeadline(panic.State, policy, _time.GetUtcNow()).Steps, Is.Empty);
@@ -140,7 +140,7 @@ public sealed class PolicyEngineTests
             Assert.That(reset.State.Deadline, Is.Null);
             Assert.That(reset.State.Condition, Is.EqualTo(GuestCondition.Running));
             Assert.That(reset.Note, Does.Contain("cancelled"));
-            Assert.That(PolicyEngine.OnDeadline(reset.State, policy, _time.GetUtcNow()).Action, Is.EqualTo(PolicyEngine.Ignored));
+            Assert.That(PolicyEngine.OnDeadline(reset.State, policy, _time.GetUtcNow()).Action, Is.EqualTo(DecidedAction.Ignored));
         });
     }
 
@@ -149,7 +149,7 @@ public sealed class PolicyEngineTests
     {
         PolicyDecision decision = PolicyEngine.OnEvent(DevicePolicyState.Initial, new DevicePolicy { OnPanic = PanicAction.LogOnly, PanicGracePeriod = TimeSpan.FromSeconds(5) }, Panic(), _time.GetUtcNow());
 
-        Assert.That((decision.Action, decision.State.Deadline), Is.EqualTo(("log-only", (PendingDeadline?)null)));
+        Assert.That((decision.Action.Name, decision.State.Deadline), Is.EqualTo(("log-only", (PendingDeadline?)null)));
     }
 
     [Test]
@@ -168,7 +168,7 @@ public sealed class PolicyEngineTests
 
         Assert.Multiple(() =>
         {
-            Assert.That(decisions.Select(d => d.Action), Is.EqualTo(new[] { "restart", "restart", "preserve", "preserve" }));
+            Assert.That(decisions.Select(d => d.Action.Name), Is.EqualTo(new[] { "restart", "restart", "preserve", "preserve" }));
             Assert.That(decisions.Select(d => d.StormTripped), Is.EqualTo(new[] { false, false, true, false }), "reported once");
             Assert.That(decisions[2].Note, Does.Contain("panic storm"));
             Assert.That(PolicyEngine.EffectivePanicAction(state, policy), Is.EqualTo(PanicAction.Preserve));
@@ -184,7 +184,7 @@ public sealed class PolicyEngineTests
         for (int i = 0; i < 10; i++)
         {
             PolicyDecision d = PolicyEngine.OnEvent(state, policy, Panic(), _time.GetUtcNow());
-            Assert.That(d.Action, Is.EqualTo("restart"), $"panic {i}");
+            Assert.That(d.Action.Name, Is.EqualTo("restart"), $"panic {i}");
             state = d.State;
             _time.Advance(TimeSpan.FromSeconds(31));
         }
@@ -200,7 +200,7 @@ public sealed class PolicyEngineTests
         for (int i = 0; i < 20; i++)
         {
             PolicyDecision d = PolicyEngine.OnEvent(state, policy, Panic(), _time.GetUtcNow());
-            Assert.That(d.Action, Is.EqualTo("restart"));
+            Assert.That(d.Action.Name, Is.EqualTo("restart"));
             state = d.State;
         }
 
@@ -219,7 +219,7 @@ public sealed class PolicyEngineTests
         state = PolicyEngine.OnPolicyChanged(state);
         PolicyDecision next = PolicyEngine.OnEvent(state, after, Panic(), _time.GetUtcNow());
 
-        Assert.That(next.Action, Is.EqualTo("coredump-destroy"));
+        Assert.That(next.Action.Name, Is.EqualTo("coredump-destroy"));
     }
 
     [TestCase(VmOperation.DumpGuestMemory, true, "ContinueWithRemaining", null)]
