@@ -23,8 +23,11 @@ internal sealed class ActionRunner
     private readonly VirtioPanicMetrics _metrics;
     private readonly EventLogLimiter _logs;
 
-    // One slot per device that has made a call; removed at detach (Forget).
+    // One slot per device that has made a call (its token source is reused); removed at detach (Forget).
     private readonly ConcurrentDictionary<DeviceEntry, InFlightCall> _calls = new();
+
+    // The slots whose call is in flight now: what the sweep looks at.
+    private readonly ConcurrentDictionary<InFlightCall, byte> _inFlight = new();
 
     internal ActionRunner(VirtioPanicOptions options, TimeProvider time, ILogger logger, VirtioPanicMetrics metrics, EventLogLimiter logs)
     {
@@ -105,8 +108,9 @@ internal sealed class ActionRunner
     internal void CancelOverdue()
     {
         long now = _time.GetTimestamp();
-        foreach (InFlightCall call in _calls.Values)
+        foreach (KeyValuePair<InFlightCall, byte> pair in _inFlight)
         {
+            InFlightCall call = pair.Key;
             long deadline = Volatile.Read(ref call.Deadline);
             if (deadline != 0 && now >= deadline)
             {
@@ -147,36 +151,21 @@ internal sealed class ActionRunner
         InFlightCall call = _calls.GetOrAdd(entry, static _ => new InFlightCall());
         CancellationTokenSource timeout = call.Renew();
         Volatile.Write(ref call.Deadline, _time.GetTimestamp() + (long)(_options.ActionTimeout.TotalSeconds * _time.TimestampFrequency));
+        _inFlight.TryAdd(call, 0);
         try
         {
-            switch (step.Operation)
+            if (step.Operation == VmOperation.Reset)
             {
-                case VmOperation.Pause:
-                    result = await entry.Vm.PauseAsync(context, timeout.Token).ConfigureAwait(false);
-                    break;
-                case VmOperation.Resume:
-                    result = await entry.Vm.ResumeAsync(context, timeout.Token).ConfigureAwait(false);
-                    break;
-                case VmOperation.Reset:
-                    // The guest learns why on its next boot (spec §6.7): set before the reset.
-                    entry.Device.SetBootReason(step.BootReason);
-                    result = await entry.Vm.ResetAsync(context, timeout.Token).ConfigureAwait(false);
-                    break;
-                case VmOperation.PowerOff:
-                    result = await entry.Vm.PowerOffAsync(context, timeout.Token).ConfigureAwait(false);
-                    break;
-                case VmOperation.RequestShutdown:
-                    result = await entry.Vm.RequestShutdownAsync(context, timeout.Token).ConfigureAwait(false);
-                    break;
-                case VmOperation.DumpGuestMemory:
-                    path = DumpPath(entry.Id, sequence);
-                    JournalFiles.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
-                    result = await entry.Vm.DumpGuestMemoryAsync(context, path, timeout.Token).ConfigureAwait(false);
-                    break;
-                default:
-                    result = await entry.Vm.InjectNmiAsync(context, timeout.Token).ConfigureAwait(false);
-                    break;
+                // The guest learns why on its next boot (spec §6.7): set before the reset.
+                entry.Device.SetBootReason(step.BootReason);
             }
+            else if (step.Operation == VmOperation.DumpGuestMemory)
+            {
+                path = DumpPath(entry.Id, sequence);
+                JournalFiles.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
+            }
+
+            result = await Call(entry.Vm, step.Operation, context, path, timeout.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested)
         {
@@ -189,6 +178,7 @@ internal sealed class ActionRunner
         finally
         {
             Volatile.Write(ref call.Deadline, 0);
+            _inFlight.TryRemove(call, out _);
         }
 
         if (result.Succeeded)
@@ -228,6 +218,28 @@ internal sealed class ActionRunner
             Duration = elapsed,
             Path = path,
         };
+    }
+
+    // The one IVmControl member an operation maps to.
+    private static ValueTask<VmControlResult> Call(IVmControl vm, VmOperation operation, VmActionContext context, string? dumpPath, CancellationToken token)
+    {
+        switch (operation)
+        {
+            case VmOperation.Pause:
+                return vm.PauseAsync(context, token);
+            case VmOperation.Resume:
+                return vm.ResumeAsync(context, token);
+            case VmOperation.Reset:
+                return vm.ResetAsync(context, token);
+            case VmOperation.PowerOff:
+                return vm.PowerOffAsync(context, token);
+            case VmOperation.RequestShutdown:
+                return vm.RequestShutdownAsync(context, token);
+            case VmOperation.DumpGuestMemory:
+                return vm.DumpGuestMemoryAsync(context, dumpPath!, token);
+            default:
+                return vm.InjectNmiAsync(context, token);
+        }
     }
 
     private string DumpPath(string deviceId, long sequence)

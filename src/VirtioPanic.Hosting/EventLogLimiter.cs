@@ -68,7 +68,8 @@ internal sealed class EventLogLimiter
     }
 
     // From the periodic sweep: a flood that stopped still gets its summary once its window is over.
-    internal void LogSuppressedSummaries(IEnumerable<DeviceEntry> devices)
+    // The devices are enumerated only when something was suppressed (the sweep runs up to every 10 ms).
+    internal void LogSuppressedSummaries(IReadOnlyDictionary<string, DeviceEntry> devices)
     {
         if (Volatile.Read(ref _suppressedSome) == 0)
         {
@@ -76,7 +77,7 @@ internal sealed class EventLogLimiter
         }
 
         bool pending = false;
-        foreach (DeviceEntry entry in devices)
+        foreach (DeviceEntry entry in devices.Values)
         {
             long count = entry.Logs.TakeSummary();
             if (count > 0)

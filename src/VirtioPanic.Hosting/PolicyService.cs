@@ -265,7 +265,7 @@ public sealed partial class PolicyService : IDisposable
     // The periodic sweep (a timer thread): action timeouts, and the summaries of suppressed lines.
     private void Sweep()
     {
-        _logs.LogSuppressedSummaries(_devices.Values);
+        _logs.LogSuppressedSummaries(_devices);
         _actions.CancelOverdue();
     }
 

@@ -222,6 +222,9 @@ internal sealed class WatchdogRig : IDisposable
         Span<byte> data = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(data, value);
         Device.WriteConfig(offset, data);
+
+        // The post-access step every transport runs after a configuration write.
+        Device.AfterConfigWrite();
     }
 
     // --- events ---

@@ -78,6 +78,8 @@ internal sealed class SpyDevice : IVirtioDevice
         _inner.WriteConfig(offset, data);
     }
 
+    public void AfterConfigWrite() => _inner.AfterConfigWrite();
+
     public bool AcceptFeatures(ulong features)
     {
         lock (_lock)
