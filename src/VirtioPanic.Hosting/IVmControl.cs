@@ -11,7 +11,8 @@ namespace VirtioPanic.Hosting;
 /// <see cref="Device.WatchdogDevice.Resume"/> itself after a successful pause or resume, and sets the
 /// device's boot reason before <see cref="ResetAsync"/>; the implementation need only act on the VM.
 /// With <see cref="VirtioPanicOptions.InlinePanicHandling"/> a call for a panic may arrive on the vCPU
-/// thread that reported it, inside its register access: it must not wait for that vCPU to stop.
+/// thread that reported it, inside its register access (after the transport's register lock is
+/// released): it must not wait for that vCPU to stop.
 /// </remarks>
 public interface IVmControl
 {

@@ -57,13 +57,14 @@ public sealed class VirtioPanicOptions
     /// <remarks>
     /// <para>Defaults to false: every event is handled on the service's own pump.</para>
     /// <para>When true, <see cref="IVmControl"/> calls (and <see cref="PolicyService.EventHandled"/>
-    /// handlers) for such a panic may run on the vCPU thread, inside its configuration-space access,
-    /// while the transport's register lock of that device is held by it. An implementation may act on
-    /// the VM from there (including resetting the device or its transport on that thread), but must
-    /// not block waiting for that vCPU to stop or for another thread that needs the transport: it
-    /// should request the operation and complete the returned task when it is done. If the device is
-    /// already busy with another event, or for any other event, the pump handles it as usual; order
-    /// per device and "nothing queued is dropped" are unchanged.</para>
+    /// handlers) for such a panic may run on the vCPU thread, inside its configuration-space access:
+    /// after the transport has released its register lock and before the guest's write completes.
+    /// An implementation may act on the VM from there (including resetting the device or its
+    /// transport on that thread), but must not block waiting for that vCPU to stop: it should request
+    /// the operation and complete the returned task when it is done. The report is taken inline only
+    /// when nothing else of that device is queued or being handled; otherwise, and for every other
+    /// event, the pump handles it as usual. Each report is handled once, order per device and
+    /// "nothing queued is dropped" are unchanged.</para>
     /// </remarks>
     public bool InlinePanicHandling { get; set; }
 
