@@ -126,7 +126,7 @@ public sealed partial class WatchdogDevice
         {
             DeviceId = Id,
             Sequence = _sink.NextSequence(),
-            VmRunTime = _core.RunTime,
+            VmRunTime = _timer.RunTime,
             HostTime = _time.GetUtcNow(),
             Error = error,
             QueueIndex = queueIndex,
@@ -159,7 +159,7 @@ public sealed partial class WatchdogDevice
     private long PublishReport(WatchdogEventKind kind, WatchdogEventSource source, RecordHeader? header, ulong[] codes, string? message, string? logTail)
     {
         long sequence = _sink.NextSequence();
-        TimeSpan runTime = _core.RunTime;
+        TimeSpan runTime = _timer.RunTime;
         DateTimeOffset now = _time.GetUtcNow();
         uint? vcpu = header is { VcpuId: not WatchdogProtocol.UnknownVcpu } h ? h.VcpuId : null;
         TimeSpan? guestTime = header is { GuestTimeNs: not 0 } g ? TimeSpan.FromTicks((long)(g.GuestTimeNs / 100)) : null;
@@ -261,11 +261,11 @@ public sealed partial class WatchdogDevice
         Publish(evt);
     }
 
-    private sealed class CoreListener : IWatchdogCoreListener
+    private sealed class TimerListener : IWatchdogTimerListener
     {
         private readonly WatchdogDevice _device;
 
-        internal CoreListener(WatchdogDevice device) => _device = device;
+        internal TimerListener(WatchdogDevice device) => _device = device;
 
         public void OnTransition(in WatchdogTransition transition) => _device.OnTransition(transition);
 

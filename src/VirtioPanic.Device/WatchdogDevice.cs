@@ -43,7 +43,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private readonly LogRateLimiter _warnings;
     private readonly LogRateLimiter _reportLogs;
     private readonly LogRateLimiter _stateLogs;
-    private readonly WatchdogCore _core;
+    private readonly WatchdogTimer _timer;
     private readonly WatchdogEventSink _sink;
     private readonly WatchdogQueueWorker _watchdogWorker;
     private readonly EventQueueWorker _eventWorker;
@@ -80,16 +80,16 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         options.Validate();
         Id = options.DeviceId;
         _offered = options.Features;
-        _defaultTimeoutMs = WatchdogCore.ToMilliseconds(options.DefaultTimeout);
-        _minTimeoutMs = WatchdogCore.ToMilliseconds(options.MinTimeout);
-        _maxTimeoutMs = WatchdogCore.ToMilliseconds(options.MaxTimeout);
+        _defaultTimeoutMs = WatchdogTimer.ToMilliseconds(options.DefaultTimeout);
+        _minTimeoutMs = WatchdogTimer.ToMilliseconds(options.MinTimeout);
+        _maxTimeoutMs = WatchdogTimer.ToMilliseconds(options.MaxTimeout);
         _time = timeProvider ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
         _warnings = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _reportLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _stateLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _sink = new WatchdogEventSink(options.EventCapacity);
-        _core = new WatchdogCore(_time, options, new CoreListener(this));
+        _timer = new WatchdogTimer(_time, options, new TimerListener(this));
         _watchdogWorker = new WatchdogQueueWorker(this);
         _eventWorker = new EventQueueWorker(this);
         _noticeWorker = new NoticeQueueWorker(this);
@@ -118,7 +118,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     /// <inheritdoc />
     public int ConfigSize => WatchdogConfig.Size;
 
-    internal WatchdogCore Core => _core;
+    internal WatchdogTimer Timer => _timer;
 
     internal WatchdogFeatures NegotiatedDeviceFeatures => _negotiated;
 
@@ -364,7 +364,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
 
             // WDT-DEV-30: committed records whose notification never came still reach the host.
             DrainHeldRecordsUnsynchronized();
-            keptRunning = _core.Reset(vmReset: false);
+            keptRunning = _timer.Reset(vmReset: false);
             _context = null;
             _negotiated = WatchdogFeatures.None;
             _restoredHeld = null;
@@ -382,7 +382,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             {
                 DeviceId = Id,
                 Sequence = _sink.NextSequence(),
-                VmRunTime = _core.RunTime,
+                VmRunTime = _timer.RunTime,
                 HostTime = _time.GetUtcNow(),
                 WatchdogKeptRunning = keptRunning,
             });
@@ -429,10 +429,10 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     public void SetInlineEventObserver(Action<WatchdogDevice>? observer) => Volatile.Write(ref _inlineObserver, observer);
 
     /// <summary>The VM stopped running (paused, stopped, being saved): the watchdog's run-time clock stops.</summary>
-    public void Pause() => _core.Pause();
+    public void Pause() => _timer.Pause();
 
     /// <summary>The VM runs again: the clock resumes and the guest gets at least the resume grace before an expiry.</summary>
-    public void Resume() => _core.Resume();
+    public void Resume() => _timer.Resume();
 
     /// <summary>
     /// Sets what the guest reads from <c>boot_reason</c> (when VIRTIO_WDT_F_BOOT_REASON is offered).
@@ -460,13 +460,13 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     public void OnVmReset(WatchdogBootReason reason)
     {
         SetBootReason(reason);
-        _core.Reset(vmReset: true);
+        _timer.Reset(vmReset: true);
     }
 
     /// <summary>The device's state for the host's management query.</summary>
     public WatchdogDeviceStatus GetStatus()
     {
-        CoreStatus core = _core.GetStatus();
+        WatchdogTimerStatus timer = _timer.GetStatus();
         bool disposed;
         bool bound;
         WatchdogFeatures negotiated;
@@ -484,15 +484,15 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             DriverBound = bound,
             OfferedFeatures = _offered,
             NegotiatedFeatures = negotiated,
-            Armed = core.Armed,
-            Nowayout = core.Nowayout,
-            Expired = core.Expired,
-            Paused = core.Paused,
+            Armed = timer.Armed,
+            Nowayout = timer.Nowayout,
+            Expired = timer.Expired,
+            Paused = timer.Paused,
             NeedsReset = Volatile.Read(ref _needsReset) != 0,
-            Timeout = core.Timeout,
-            Pretimeout = core.Pretimeout,
-            TimeLeft = core.TimeLeft,
-            VmRunTime = core.RunTime,
+            Timeout = timer.Timeout,
+            Pretimeout = timer.Pretimeout,
+            TimeLeft = timer.TimeLeft,
+            VmRunTime = timer.RunTime,
             BootReason = (WatchdogBootReason)Volatile.Read(ref _bootReason),
             LastEvent = _sink.LastEvent,
             ProtocolErrors = Interlocked.Read(ref _protocolErrors),
@@ -519,7 +519,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             _noticeWorker.Stop();
         }
 
-        _core.Dispose();
+        _timer.Dispose();
         _sink.Complete();
     }
 
@@ -583,7 +583,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
 
         if (queueIndex == WatchdogProtocol.NoticeQueue)
         {
-            _core.EnableNotices(wanted && queue.IsReady);
+            _timer.EnableNotices(wanted && queue.IsReady);
         }
 
         if (!wanted || !queue.IsReady)

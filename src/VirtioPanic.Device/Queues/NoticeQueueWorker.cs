@@ -32,7 +32,7 @@ internal sealed class NoticeQueueWorker : QueueWorker
         while (true)
         {
             queue.DisableNotification();
-            if (!_device.Core.TryGetPendingNotice(out PendingNotice notice))
+            if (!_device.Timer.TryGetPendingNotice(out PendingNotice notice))
             {
                 queue.EnableNotification();
                 return false;
@@ -83,12 +83,12 @@ internal sealed class NoticeQueueWorker : QueueWorker
 
             BinaryPrimitives.WriteUInt16LittleEndian(encoded, WatchdogProtocol.NoticeTypePretimeout);
             BinaryPrimitives.WriteUInt16LittleEndian(encoded[2..], 0);
-            BinaryPrimitives.WriteUInt32LittleEndian(encoded[4..], WatchdogCore.ToMilliseconds(notice.TimeLeft));
-            BinaryPrimitives.WriteUInt32LittleEndian(encoded[8..], WatchdogCore.ToMilliseconds(notice.Timeout));
-            BinaryPrimitives.WriteUInt32LittleEndian(encoded[12..], WatchdogCore.ToMilliseconds(notice.Pretimeout));
+            BinaryPrimitives.WriteUInt32LittleEndian(encoded[4..], WatchdogTimer.ToMilliseconds(notice.TimeLeft));
+            BinaryPrimitives.WriteUInt32LittleEndian(encoded[8..], WatchdogTimer.ToMilliseconds(notice.Timeout));
+            BinaryPrimitives.WriteUInt32LittleEndian(encoded[12..], WatchdogTimer.ToMilliseconds(notice.Pretimeout));
             chain.CopyToWritable(encoded);
             queue.AddUsed(chain.Token, WatchdogProtocol.NoticeSize);
-            _device.Core.MarkNoticeDelivered(notice.Countdown);
+            _device.Timer.MarkNoticeDelivered(notice.Countdown);
             Flush(queue, context);
         }
     }

@@ -104,7 +104,7 @@ internal sealed class WatchdogQueueWorker : QueueWorker
         GuestMemorySlice first = chain.Writable[0];
         first.Slice(0, 1).Span[0] = 1;
         queue.AddUsed(chain.Token, first.Length);
-        _device.Core.Heartbeat();
+        _device.Timer.Heartbeat();
     }
 
     private void Control(Virtqueue queue, DescriptorChain chain)
@@ -121,7 +121,7 @@ internal sealed class WatchdogQueueWorker : QueueWorker
         if (chain.ReadableLength < WatchdogProtocol.ControlRequestSize)
         {
             // WDT-DEV-11: answer INVALID, change nothing.
-            response = _device.Core.Control(WatchdogProtocol.CommandGetStatus, 0, _pretimeout) with { Status = WatchdogProtocol.StatusInvalid };
+            response = _device.Timer.Control(WatchdogProtocol.CommandGetStatus, 0, _pretimeout) with { Status = WatchdogProtocol.StatusInvalid };
             _device.ReportProtocolError(QueueIndex, WatchdogProtocolError.MalformedControl, "control request shorter than 16 bytes");
         }
         else
@@ -130,7 +130,7 @@ internal sealed class WatchdogQueueWorker : QueueWorker
             chain.CopyFromReadable(request);
             ushort command = BinaryPrimitives.ReadUInt16LittleEndian(request);
             uint value = BinaryPrimitives.ReadUInt32LittleEndian(request[4..]);
-            response = _device.Core.Control(command, value, _pretimeout);
+            response = _device.Timer.Control(command, value, _pretimeout);
         }
 
         Span<byte> encoded = stackalloc byte[WatchdogProtocol.ControlResponseSize];

@@ -19,20 +19,20 @@ namespace VirtioPanic.Device;
 // Arithmetic: every time here is bounded (run time by MaxRunTime, checked at restore; timeouts and
 // the grace by 2^32 - 1 ms, checked with the options), so no sum of them can overflow TimeSpan.
 //
-// Timer: the core is an entry of the TimeProvider's shared WatchdogTimerQueue, queued at most once,
+// Timer: this timer is an entry of the TimeProvider's shared WatchdogTimerQueue, queued at most once,
 // at or before its next action (pretimeout point or deadline) while armed and running. The queue
 // entry is lazy: a change that moves the next action later (every keepalive, a stop, a pause)
 // leaves an earlier entry where it is, so the keepalive path never touches the queue; only a move
 // earlier (arm after a long idle, a shorter timeout, a pretimeout, a resume) reschedules it. OnDue
 // recomputes from the clock, so an entry that fires early only re-queues at the true next action
-// and one that fires late acts at once; a disarmed or paused core ignores it. Dispose removes it.
+// and one that fires late acts at once; a disarmed or paused timer ignores it. Dispose removes it.
 //
 // Threading: one Lock guards everything here. It is held only for O(1) bookkeeping (plus an
 // O(log n) queue update when the next action moves earlier): never while touching guest memory,
 // raising interrupts or publishing events. Transitions are collected under the lock and handed to
 // the listener after it is released, on the calling thread (a vCPU, a host thread, or the queue's
 // timer thread).
-internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
+internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
 {
     // The most VM run time a device state may carry (a restored snapshot is checked against it).
     // Two hundred years: no VM has run longer, and it keeps run time + timeout + grace (each at most
@@ -45,14 +45,15 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
     // (bounded work and logging however often it fails; the watchdog is never left unscheduled).
     private static readonly TimeSpan s_faultRetry = TimeSpan.FromSeconds(1);
 
-    // An action already due is scheduled this far ahead rather than at zero (kept from the timer per
-    // core, whose provider could run a zero-due callback inside Change; tests rely on the 1 ms).
+    // An action already due is scheduled this far ahead rather than at zero (kept from when each
+    // watchdog had its own ITimer, whose provider could run a zero-due callback inside Change;
+    // tests rely on the 1 ms).
     private static readonly TimeSpan s_minTimerDue = TimeSpan.FromMilliseconds(1);
 
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
     private readonly WatchdogTimerQueue _timers;
-    private readonly IWatchdogCoreListener _listener;
+    private readonly IWatchdogTimerListener _listener;
     private readonly TimeSpan _defaultTimeout;
     private readonly TimeSpan _minTimeout;
     private readonly TimeSpan _maxTimeout;
@@ -80,13 +81,13 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
     private long _noticeCountdown;
     private TimeSpan _noticeTimeLeft;
 
-    // Timer: DueHint (inherited) is the due (a timestamp of _time) of the next action this core
+    // Timer: DueHint (inherited) is the due (a timestamp of _time) of the next action this timer
     // published to _timers, long.MaxValue when it holds no entry or the entry has fired (OnDue
     // clears it first). Written under _lock only (Volatile.Write: the queue's firing thread reads it
     // under the queue's lock to move a pinged entry later without calling us).
     private bool _disposed;
 
-    internal WatchdogCore(TimeProvider time, WatchdogDeviceOptions options, IWatchdogCoreListener listener)
+    internal WatchdogTimer(TimeProvider time, WatchdogDeviceOptions options, IWatchdogTimerListener listener)
     {
         _time = time;
         _listener = listener;
@@ -115,7 +116,7 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    // Takes the core out of the shared queue, so disposed devices leave nothing behind.
+    // Takes the timer out of the shared queue, so disposed devices leave nothing behind.
     public void Dispose()
     {
         lock (_lock)
@@ -129,7 +130,7 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
     internal override void OnDue() => OnTimer();
 
     // The timer queue caught an exception from OnDue (a bug, or a listener that threw): the queue
-    // and its thread carry on; this core tries again a little later while it is armed, so it is
+    // and its thread carry on; this timer tries again a little later while it is armed, so it is
     // never left armed without a timer, and tells its listener (which logs, rate-limited).
     internal override void OnFault(Exception exception)
     {
@@ -285,11 +286,11 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    internal WatchdogCoreState Save()
+    internal WatchdogTimerState Save()
     {
         lock (_lock)
         {
-            return new WatchdogCoreState
+            return new WatchdogTimerState
             {
                 RunTime = RunNowUnsynchronized(),
                 Armed = _armed,
@@ -307,10 +308,10 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    // Restores saved state, already validated by the caller against this core's limits (run time
+    // Restores saved state, already validated by the caller against this timer's limits (run time
     // at most MaxRunTime, timeouts within the options, grace floor at most run time + grace); the
     // clock stays paused until Resume, and the grace applies (WDT-DEV-9).
-    internal void Restore(in WatchdogCoreState state)
+    internal void Restore(in WatchdogTimerState state)
     {
         lock (_lock)
         {
@@ -334,12 +335,12 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    internal CoreStatus GetStatus()
+    internal WatchdogTimerStatus GetStatus()
     {
         lock (_lock)
         {
             TimeSpan now = RunNowUnsynchronized();
-            return new CoreStatus(
+            return new WatchdogTimerStatus(
                 _armed,
                 _nowayout,
                 _expired,
