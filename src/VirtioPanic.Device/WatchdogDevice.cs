@@ -4,7 +4,6 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
 using VirtioPanic.RateLimiting;
 using VirtioPanic.Virtio.Device;
-using VirtioPanic.Virtio.Queue;
 
 namespace VirtioPanic.Device;
 
@@ -90,9 +89,10 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         _stateLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _sink = new WatchdogEventSink(options.EventCapacity);
         _timer = new WatchdogTimer(_time, options, new TimerListener(this));
-        _watchdogWorker = new WatchdogQueueWorker(this);
-        _eventWorker = new EventQueueWorker(this);
-        _noticeWorker = new NoticeQueueWorker(this);
+        var host = new QueueHost(this);
+        _watchdogWorker = new WatchdogQueueWorker(host, _timer);
+        _eventWorker = new EventQueueWorker(host);
+        _noticeWorker = new NoticeQueueWorker(host, _timer);
     }
 
     /// <summary>The instance identifier every event carries (<see cref="WatchdogDeviceOptions.DeviceId"/>).</summary>
@@ -299,36 +299,6 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         _watchdogWorker.Kick();
         _eventWorker.Kick();
         _noticeWorker.Kick();
-    }
-
-    /// <inheritdoc />
-    public void Notify(int queueIndex)
-    {
-        QueueWorker? worker = Worker(queueIndex);
-        if (worker is null)
-        {
-            return;
-        }
-
-        if (!worker.IsStarted)
-        {
-            // WDT-DEV-22: a queue whose feature was not negotiated is never touched (checked
-            // without a lock, so kicking such a queue costs a guest nothing but its own time).
-            WatchdogFeatures negotiated = _negotiated;
-            bool wanted = queueIndex switch
-            {
-                WatchdogProtocol.EventQueue => (negotiated & WatchdogFeatures.Events) != 0,
-                WatchdogProtocol.NoticeQueue => (negotiated & WatchdogFeatures.Pretimeout) != 0,
-                _ => true,
-            };
-
-            if (!wanted || !TryRestartWorker(queueIndex))
-            {
-                return;
-            }
-        }
-
-        worker.Kick();
     }
 
     /// <inheritdoc />
@@ -539,68 +509,5 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             LogFault(WatchdogProtocol.EventQueue, ex);
         }
 #pragma warning restore CA1031
-    }
-
-    private QueueWorker? Worker(int queueIndex) => queueIndex switch
-    {
-        WatchdogProtocol.WatchdogQueue => _watchdogWorker,
-        WatchdogProtocol.EventQueue => _eventWorker,
-        WatchdogProtocol.NoticeQueue => _noticeWorker,
-        _ => null,
-    };
-
-    // After a per-queue reset the transport re-enables the queue and the next kick restarts it.
-    private bool TryRestartWorker(int queueIndex)
-    {
-        lock (_lock)
-        {
-            if (_context is null || _disposed)
-            {
-                return false;
-            }
-
-            StartWorkerUnsynchronized(queueIndex);
-            return Worker(queueIndex)!.IsStarted;
-        }
-    }
-
-    private void StartWorkerUnsynchronized(int queueIndex)
-    {
-        IVirtioDeviceContext context = _context!;
-        QueueWorker worker = Worker(queueIndex)!;
-        if (worker.IsStarted)
-        {
-            return;
-        }
-
-        Virtqueue queue = context.GetQueue(queueIndex);
-        bool wanted = queueIndex switch
-        {
-            WatchdogProtocol.EventQueue => (_negotiated & WatchdogFeatures.Events) != 0,
-            WatchdogProtocol.NoticeQueue => (_negotiated & WatchdogFeatures.Pretimeout) != 0,
-            _ => true,
-        };
-
-        if (queueIndex == WatchdogProtocol.NoticeQueue)
-        {
-            _timer.EnableNotices(wanted && queue.IsReady);
-        }
-
-        if (!wanted || !queue.IsReady)
-        {
-            return;
-        }
-
-        if (queueIndex == WatchdogProtocol.EventQueue && _restoredHeld is not null)
-        {
-            int lost = _eventWorker.RestoreHeld(context.Memory, _restoredHeld);
-            _restoredHeld = null;
-            for (int i = 0; i < lost; i++)
-            {
-                ReportProtocolError(queueIndex, WatchdogProtocolError.LostRecordBuffer, "restored record buffer outside guest memory");
-            }
-        }
-
-        worker.Start(context, queue);
     }
 }

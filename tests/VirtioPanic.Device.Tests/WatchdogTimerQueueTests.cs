@@ -176,8 +176,8 @@ public sealed class WatchdogTimerQueueTests
         var listener = new RecordingListener();
         using var core = new WatchdogTimer(time, new WatchdogDeviceOptions(), listener);
         WatchdogTimerQueue queue = WatchdogTimerQueue.For(time);
-        core.Control(WatchdogProtocol.CommandStart, 600_000, pretimeoutNegotiated: false);
-        core.Control(WatchdogProtocol.CommandSetTimeout, 2_000, pretimeoutNegotiated: false);
+        core.Control(WatchdogCommand.Start, TimeSpan.FromMilliseconds(600_000), pretimeoutNegotiated: false);
+        core.Control(WatchdogCommand.SetTimeout, TimeSpan.FromMilliseconds(2_000), pretimeoutNegotiated: false);
         Assert.That(QueuedDue(queue, core), Is.EqualTo(time.GetTimestamp() + TimeSpan.FromSeconds(2).Ticks));
 
         time.Advance(TimeSpan.FromSeconds(2));
@@ -190,8 +190,8 @@ public sealed class WatchdogTimerQueueTests
         var time = NewTime();
         var listener = new RecordingListener();
         using var core = new WatchdogTimer(time, new WatchdogDeviceOptions(), listener);
-        core.Control(WatchdogProtocol.CommandStart, 10_000, pretimeoutNegotiated: true);
-        core.Control(WatchdogProtocol.CommandSetPretimeout, 3_000, pretimeoutNegotiated: true);
+        core.Control(WatchdogCommand.Start, TimeSpan.FromMilliseconds(10_000), pretimeoutNegotiated: true);
+        core.Control(WatchdogCommand.SetPretimeout, TimeSpan.FromMilliseconds(3_000), pretimeoutNegotiated: true);
 
         time.Advance(TimeSpan.FromSeconds(7) - s_tick);
         Assert.That(listener.Kinds, Is.EqualTo(new[] { WatchdogTransitionKind.Armed }));
@@ -234,8 +234,8 @@ public sealed class WatchdogTimerQueueTests
         var time = NewTime();
         var listener = new RecordingListener(time) { ThrowOn = kind => kind == WatchdogTransitionKind.Pretimeout };
         using var core = new WatchdogTimer(time, new WatchdogDeviceOptions(), listener);
-        core.Control(WatchdogProtocol.CommandStart, 10_000, pretimeoutNegotiated: true);
-        core.Control(WatchdogProtocol.CommandSetPretimeout, 3_000, pretimeoutNegotiated: true);
+        core.Control(WatchdogCommand.Start, TimeSpan.FromMilliseconds(10_000), pretimeoutNegotiated: true);
+        core.Control(WatchdogCommand.SetPretimeout, TimeSpan.FromMilliseconds(3_000), pretimeoutNegotiated: true);
         DateTimeOffset start = time.GetUtcNow();
 
         Assert.That(() => time.Advance(TimeSpan.FromSeconds(7)), Throws.Nothing);
@@ -288,7 +288,7 @@ public sealed class WatchdogTimerQueueTests
             var listener = new RecordingListener(time);
             var core = new WatchdogTimer(time, options, listener);
             uint timeoutMs = 1_000 + (uint)(i * 37 % 9_000);
-            core.Control(WatchdogProtocol.CommandStart, timeoutMs, pretimeoutNegotiated: false);
+            core.Control(WatchdogCommand.Start, TimeSpan.FromMilliseconds(timeoutMs), pretimeoutNegotiated: false);
             cores.Add((core, listener, TimeSpan.FromMilliseconds(timeoutMs)));
         }
 

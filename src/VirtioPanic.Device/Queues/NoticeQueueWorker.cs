@@ -5,101 +5,54 @@ using VirtioPanic.Virtio.Queue;
 namespace VirtioPanic.Device;
 
 // noticeq (queue 2, device to driver): delivers a pending pretimeout notice into a buffer the
-// driver posted (spec §6.4). Buffers are popped only when there is a notice to deliver, so the
-// device never holds any.
+// driver posted (spec §6.4 "Pretimeout notices"). Buffers are popped only when there is a notice
+// to deliver (WantsChain), so the device never holds any. The timer kicks this worker directly
+// (WatchdogDevice.TimerListener.OnNoticePending), never through the guest's Notify entry point.
 internal sealed class NoticeQueueWorker : QueueWorker
 {
-    private readonly WatchdogDevice _device;
-    private bool _halted;
+    private readonly WatchdogTimer _timer;
 
-    internal NoticeQueueWorker(WatchdogDevice device)
-        : base(WatchdogProtocol.NoticeQueue)
+    // The notice WantsChain found, delivered by the Handle that follows on the same thread.
+    private PendingNotice _notice;
+    private bool _pending;
+
+    internal NoticeQueueWorker(IQueueWorkerHost host, WatchdogTimer timer)
+        : base(WatchdogProtocol.NoticeQueue, host)
     {
-        _device = device;
+        _timer = timer;
     }
 
-    protected override void OnStart() => _halted = false;
-
-    protected override bool Process(Virtqueue queue, IVirtioDeviceContext context, int budget)
+    protected override bool WantsChain()
     {
-        if (_halted)
+        _pending = _timer.TryGetPendingNotice(out _notice);
+        return _pending;
+    }
+
+    protected override bool Handle(Virtqueue queue, IVirtioDeviceContext context, DescriptorChain chain)
+    {
+        if (!chain.Readable.IsEmpty || chain.WritableLength < WatchdogProtocol.NoticeSize)
         {
-            return false;
-        }
-
-        int handled = 0;
-        Span<byte> encoded = stackalloc byte[WatchdogProtocol.NoticeSize];
-        while (true)
-        {
-            queue.DisableNotification();
-            if (!_device.Timer.TryGetPendingNotice(out PendingNotice notice))
-            {
-                queue.EnableNotification();
-                return false;
-            }
-
-            if (handled == budget)
-            {
-                return true;
-            }
-
-            VirtqueueStatus status = queue.TryPopChain(out DescriptorChain chain);
-            if (status == VirtqueueStatus.Empty)
-            {
-                // WDT-DEV-18: keep it pending; the driver's next buffer brings us back.
-                if (queue.EnableNotification())
-                {
-                    continue;
-                }
-
-                return false;
-            }
-
-            if (status != VirtqueueStatus.Ok)
-            {
-                _halted = true;
-                _device.ReportRingError(QueueIndex, status);
-                return false;
-            }
-
-            handled++;
-            if (WatchdogDevice.IsOversized(chain, out ulong length))
-            {
-                // WDT-DEV-37: a ring error; the notice stays pending.
-                _halted = true;
-                Flush(queue, context);
-                _device.ReportOversizedChain(QueueIndex, length);
-                return false;
-            }
-
-            if (!chain.Readable.IsEmpty || chain.WritableLength < WatchdogProtocol.NoticeSize)
-            {
-                // WDT-DEV-19: return it unused; the notice stays pending.
-                queue.AddUsed(chain.Token, 0);
-                Flush(queue, context);
-                _device.ReportProtocolError(QueueIndex, WatchdogProtocolError.MalformedNoticeBuffer, "notice buffer shorter than 16 bytes or device-readable");
-                continue;
-            }
-
-            BinaryPrimitives.WriteUInt16LittleEndian(encoded, WatchdogProtocol.NoticeTypePretimeout);
-            BinaryPrimitives.WriteUInt16LittleEndian(encoded[2..], 0);
-            BinaryPrimitives.WriteUInt32LittleEndian(encoded[4..], WatchdogTimer.ToMilliseconds(notice.TimeLeft));
-            BinaryPrimitives.WriteUInt32LittleEndian(encoded[8..], WatchdogTimer.ToMilliseconds(notice.Timeout));
-            BinaryPrimitives.WriteUInt32LittleEndian(encoded[12..], WatchdogTimer.ToMilliseconds(notice.Pretimeout));
-            chain.CopyToWritable(encoded);
-            queue.AddUsed(chain.Token, WatchdogProtocol.NoticeSize);
-            _device.Timer.MarkNoticeDelivered(notice.Countdown);
+            // WDT-DEV-19: return it unused; the notice stays pending.
+            queue.AddUsed(chain.Token, 0);
             Flush(queue, context);
+            Host.OnProtocolError(QueueIndex, WatchdogProtocolError.MalformedNoticeBuffer, "notice buffer shorter than 16 bytes or device-readable");
+            return true;
         }
+
+        Span<byte> encoded = stackalloc byte[WatchdogProtocol.NoticeSize];
+        BinaryPrimitives.WriteUInt16LittleEndian(encoded[WatchdogProtocol.NoticeType..], WatchdogProtocol.NoticeTypePretimeout);
+        BinaryPrimitives.WriteUInt16LittleEndian(encoded[WatchdogProtocol.NoticeReserved..], 0);
+        BinaryPrimitives.WriteUInt32LittleEndian(encoded[WatchdogProtocol.NoticeTimeLeftMs..], WatchdogTimer.ToMilliseconds(_notice.TimeLeft));
+        BinaryPrimitives.WriteUInt32LittleEndian(encoded[WatchdogProtocol.NoticeTimeoutMs..], WatchdogTimer.ToMilliseconds(_notice.Timeout));
+        BinaryPrimitives.WriteUInt32LittleEndian(encoded[WatchdogProtocol.NoticePretimeoutMs..], WatchdogTimer.ToMilliseconds(_notice.Pretimeout));
+        chain.CopyToWritable(encoded);
+        queue.AddUsed(chain.Token, WatchdogProtocol.NoticeSize);
+        _timer.MarkNoticeDelivered(_notice.Countdown);
+        Flush(queue, context);
+        return true;
     }
 
-    protected override void OnFault(IVirtioDeviceContext context, Exception exception) => _device.ReportWorkerFault(QueueIndex, exception);
-
-    private void Flush(Virtqueue queue, IVirtioDeviceContext context)
-    {
-        if (queue.FlushUsed())
-        {
-            context.SignalUsedBuffers(QueueIndex);
-        }
-    }
+    // WDT-DEV-18: with the notice still pending and the ring empty, it waits for the driver's next
+    // buffer, which brings us back; with nothing pending there is nothing to look again for.
+    protected override bool Rearm(Virtqueue queue) => queue.EnableNotification() && _pending;
 }

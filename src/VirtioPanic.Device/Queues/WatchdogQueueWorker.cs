@@ -1,4 +1,3 @@
-using System.Buffers.Binary;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;
@@ -6,95 +5,45 @@ using VirtioPanic.Virtio.Queue;
 namespace VirtioPanic.Device;
 
 // watchdogq (queue 0): baseline heartbeats and, with VIRTIO_WDT_F_CONTROL, control requests
-// (spec/virtio-watchdog.md §6.2, §6.3). Every chain is completed in the pass that pops it.
+// (spec/virtio-watchdog.md §6.2 "Heartbeats", §6.3 "Control requests"). Every chain is completed
+// in the pass that pops it. The wire is decoded and encoded here (WatchdogControlWire); the timer
+// gets a WatchdogCommand and answers with a WatchdogControlOutcome.
 internal sealed class WatchdogQueueWorker : QueueWorker
 {
-    private readonly WatchdogDevice _device;
+    private readonly WatchdogTimer _timer;
     private bool _control;
     private bool _pretimeout;
-    private bool _halted;
 
-    internal WatchdogQueueWorker(WatchdogDevice device)
-        : base(WatchdogProtocol.WatchdogQueue)
+    internal WatchdogQueueWorker(IQueueWorkerHost host, WatchdogTimer timer)
+        : base(WatchdogProtocol.WatchdogQueue, host)
     {
-        _device = device;
+        _timer = timer;
     }
 
     protected override void OnStart()
     {
-        WatchdogFeatures features = _device.NegotiatedDeviceFeatures;
+        WatchdogFeatures features = Host.NegotiatedFeatures;
         _control = (features & WatchdogFeatures.Control) != 0;
         _pretimeout = (features & WatchdogFeatures.Pretimeout) != 0;
-        _halted = false;
     }
 
-    protected override bool Process(Virtqueue queue, IVirtioDeviceContext context, int budget)
+    protected override bool Handle(Virtqueue queue, IVirtioDeviceContext context, DescriptorChain chain)
     {
-        if (_halted)
+        if (chain.Readable.IsEmpty)
         {
-            return false;
+            Heartbeat(queue, chain);
+            return true;
         }
 
-        int handled = 0;
-        do
+        if (_control)
         {
-            queue.DisableNotification();
-            while (true)
-            {
-                if (handled == budget)
-                {
-                    Flush(queue, context);
-                    return true;
-                }
-
-                VirtqueueStatus status = queue.TryPopChain(out DescriptorChain chain);
-                if (status == VirtqueueStatus.Empty)
-                {
-                    break;
-                }
-
-                if (status != VirtqueueStatus.Ok)
-                {
-                    // WDT-DEV-32: the engine stopped the queue; nothing more is popped from it.
-                    _halted = true;
-                    Flush(queue, context);
-                    _device.ReportRingError(QueueIndex, status);
-                    return false;
-                }
-
-                handled++;
-                if (WatchdogDevice.IsOversized(chain, out ulong length))
-                {
-                    // WDT-DEV-37: neither written nor returned; the queue stops with NEEDS_RESET.
-                    _halted = true;
-                    Flush(queue, context);
-                    _device.ReportOversizedChain(QueueIndex, length);
-                    return false;
-                }
-
-                if (chain.Readable.IsEmpty)
-                {
-                    Heartbeat(queue, chain);
-                }
-                else if (_control)
-                {
-                    Control(queue, chain);
-                }
-                else
-                {
-                    // WDT-DEV-6: reject exactly as Cloud Hypervisor does: neither write nor return
-                    // the chain, set DEVICE_NEEDS_RESET, and stop processing this queue.
-                    _halted = true;
-                    Flush(queue, context);
-                    _device.ReportHeartbeatRejected();
-                    return false;
-                }
-            }
-
-            Flush(queue, context);
+            Control(queue, chain);
+            return true;
         }
-        while (queue.EnableNotification());
 
+        // WDT-DEV-6: reject exactly as Cloud Hypervisor does: neither write nor return the chain,
+        // set DEVICE_NEEDS_RESET, and stop processing this queue.
+        Halt(queue, context, WatchdogProtocolError.HeartbeatRejected, "first buffer of a watchdogq chain is device-readable and CONTROL is not negotiated");
         return false;
     }
 
@@ -104,7 +53,7 @@ internal sealed class WatchdogQueueWorker : QueueWorker
         GuestMemorySlice first = chain.Writable[0];
         first.Slice(0, 1).Span[0] = 1;
         queue.AddUsed(chain.Token, first.Length);
-        _device.Timer.Heartbeat();
+        _timer.Heartbeat();
     }
 
     private void Control(Virtqueue queue, DescriptorChain chain)
@@ -113,43 +62,41 @@ internal sealed class WatchdogQueueWorker : QueueWorker
         {
             // WDT-DEV-15: nothing executed, used length 0.
             queue.AddUsed(chain.Token, 0);
-            _device.ReportProtocolError(QueueIndex, WatchdogProtocolError.MalformedControl, "control response shorter than 16 bytes");
+            Host.OnProtocolError(QueueIndex, WatchdogProtocolError.MalformedControl, "control response shorter than 16 bytes");
             return;
         }
 
-        ControlResponse response;
+        WatchdogControlOutcome outcome;
+        ushort status;
         if (chain.ReadableLength < WatchdogProtocol.ControlRequestSize)
         {
-            // WDT-DEV-11: answer INVALID, change nothing.
-            response = _device.Timer.Control(WatchdogProtocol.CommandGetStatus, 0, _pretimeout) with { Status = WatchdogProtocol.StatusInvalid };
-            _device.ReportProtocolError(QueueIndex, WatchdogProtocolError.MalformedControl, "control request shorter than 16 bytes");
+            // WDT-DEV-11: answer INVALID, change nothing (the state comes from a GET_STATUS).
+            outcome = _timer.Control(WatchdogCommand.GetStatus, TimeSpan.Zero, _pretimeout);
+            status = WatchdogProtocol.StatusInvalid;
+            Host.OnProtocolError(QueueIndex, WatchdogProtocolError.MalformedControl, "control request shorter than 16 bytes");
         }
         else
         {
+            // Copy, then decode: the guest may rewrite the request meanwhile.
             Span<byte> request = stackalloc byte[WatchdogProtocol.ControlRequestSize];
             chain.CopyFromReadable(request);
-            ushort command = BinaryPrimitives.ReadUInt16LittleEndian(request);
-            uint value = BinaryPrimitives.ReadUInt32LittleEndian(request[4..]);
-            response = _device.Timer.Control(command, value, _pretimeout);
+            (ushort wire, uint valueMs) = WatchdogControlWire.DecodeRequest(request);
+            if (WatchdogControlWire.TryDecodeCommand(wire, out WatchdogCommand command))
+            {
+                outcome = _timer.Control(command, TimeSpan.FromMilliseconds(valueMs), _pretimeout);
+                status = WatchdogControlWire.EncodeStatus(outcome.Result);
+            }
+            else
+            {
+                // An unknown command: UNSUPPORTED, nothing changed, the current state reported.
+                outcome = _timer.Control(WatchdogCommand.GetStatus, TimeSpan.Zero, _pretimeout);
+                status = WatchdogProtocol.StatusUnsupported;
+            }
         }
 
         Span<byte> encoded = stackalloc byte[WatchdogProtocol.ControlResponseSize];
-        BinaryPrimitives.WriteUInt16LittleEndian(encoded, response.Status);
-        BinaryPrimitives.WriteUInt16LittleEndian(encoded[2..], response.Flags);
-        BinaryPrimitives.WriteUInt32LittleEndian(encoded[4..], response.TimeoutMs);
-        BinaryPrimitives.WriteUInt32LittleEndian(encoded[8..], response.PretimeoutMs);
-        BinaryPrimitives.WriteUInt32LittleEndian(encoded[12..], response.TimeLeftMs);
+        WatchdogControlWire.EncodeResponse(outcome, status, encoded);
         chain.CopyToWritable(encoded);
         queue.AddUsed(chain.Token, WatchdogProtocol.ControlResponseSize);
-    }
-
-    protected override void OnFault(IVirtioDeviceContext context, Exception exception) => _device.ReportWorkerFault(QueueIndex, exception);
-
-    private void Flush(Virtqueue queue, IVirtioDeviceContext context)
-    {
-        if (queue.FlushUsed())
-        {
-            context.SignalUsedBuffers(QueueIndex);
-        }
     }
 }

@@ -168,20 +168,21 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
         Raise(transition);
     }
 
-    // Executes one control request (spec §6.3) and returns the response.
-    internal ControlResponse Control(ushort command, uint valueMs, bool pretimeoutNegotiated)
+    // Executes one control command (spec §6.3) and returns its result with the state after it.
+    // `value` is the request's value_ms (zero when the command takes none).
+    internal WatchdogControlOutcome Control(WatchdogCommand command, TimeSpan value, bool pretimeoutNegotiated)
     {
         WatchdogTransition transition = default;
-        ControlResponse response;
+        WatchdogControlOutcome outcome;
         lock (_lock)
         {
             TimeSpan now = RunNowUnsynchronized();
-            ushort status = ExecuteUnsynchronized(command, valueMs, pretimeoutNegotiated, now, ref transition);
-            response = ResponseUnsynchronized(status, now);
+            WatchdogCommandResult result = ExecuteUnsynchronized(command, value, pretimeoutNegotiated, now, ref transition);
+            outcome = OutcomeUnsynchronized(result, now);
         }
 
         Raise(transition);
-        return response;
+        return outcome;
     }
 
     internal void EnableNotices(bool enabled)
@@ -365,22 +366,22 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
         return ms >= uint.MaxValue ? uint.MaxValue : (uint)ms;
     }
 
-    private ushort ExecuteUnsynchronized(ushort command, uint valueMs, bool pretimeoutNegotiated, TimeSpan now, ref WatchdogTransition transition)
+    private WatchdogCommandResult ExecuteUnsynchronized(WatchdogCommand command, TimeSpan value, bool pretimeoutNegotiated, TimeSpan now, ref WatchdogTransition transition)
     {
         switch (command)
         {
-            case WatchdogProtocol.CommandGetStatus:
-                return WatchdogProtocol.StatusOk;
+            case WatchdogCommand.GetStatus:
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandStart:
-                if (valueMs != 0)
+            case WatchdogCommand.Start:
+                if (value != TimeSpan.Zero)
                 {
-                    if (!InRange(valueMs))
+                    if (!InRange(value))
                     {
-                        return WatchdogProtocol.StatusInvalid;
+                        return WatchdogCommandResult.Invalid;
                     }
 
-                    SetTimeoutUnsynchronized(TimeSpan.FromMilliseconds(valueMs));
+                    SetTimeoutUnsynchronized(value);
                 }
 
                 if (!_armed)
@@ -393,17 +394,17 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
                     KeepaliveUnsynchronized(now);
                 }
 
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandStop:
+            case WatchdogCommand.Stop:
                 if (!_armed)
                 {
-                    return WatchdogProtocol.StatusOk;
+                    return WatchdogCommandResult.Ok;
                 }
 
                 if (_nowayout)
                 {
-                    return WatchdogProtocol.StatusDenied;
+                    return WatchdogCommandResult.Denied;
                 }
 
                 _armed = false;
@@ -411,89 +412,60 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
                 _countdown++;
                 RescheduleUnsynchronized(now);
                 transition = new WatchdogTransition(WatchdogTransitionKind.Stopped, now) { StopReason = WatchdogStopReason.DriverStop, Timeout = _timeout };
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandKeepalive:
+            case WatchdogCommand.Keepalive:
                 if (!_armed)
                 {
-                    return WatchdogProtocol.StatusNotArmed;
+                    return WatchdogCommandResult.NotArmed;
                 }
 
                 KeepaliveUnsynchronized(now);
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandSetTimeout:
-                if (!InRange(valueMs))
+            case WatchdogCommand.SetTimeout:
+                if (!InRange(value))
                 {
-                    return WatchdogProtocol.StatusInvalid;
+                    return WatchdogCommandResult.Invalid;
                 }
 
-                SetTimeoutUnsynchronized(TimeSpan.FromMilliseconds(valueMs));
+                SetTimeoutUnsynchronized(value);
                 if (_armed)
                 {
                     KeepaliveUnsynchronized(now);
                 }
 
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandSetPretimeout:
+            case WatchdogCommand.SetPretimeout:
                 if (!pretimeoutNegotiated)
                 {
-                    return WatchdogProtocol.StatusUnsupported;
+                    return WatchdogCommandResult.Unsupported;
                 }
 
-                TimeSpan pretimeout = TimeSpan.FromMilliseconds(valueMs);
-                if (valueMs != 0 && pretimeout >= _timeout)
+                if (value != TimeSpan.Zero && value >= _timeout)
                 {
-                    return WatchdogProtocol.StatusInvalid;
+                    return WatchdogCommandResult.Invalid;
                 }
 
-                _pretimeout = pretimeout;
+                _pretimeout = value;
                 _pretimeoutFired = false;
                 RescheduleUnsynchronized(now);
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandSetNowayout:
+            case WatchdogCommand.SetNowayout:
                 _nowayout = true;
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
             default:
-                return WatchdogProtocol.StatusUnsupported;
+                return WatchdogCommandResult.Unsupported;
         }
     }
 
-    private ControlResponse ResponseUnsynchronized(ushort status, TimeSpan now)
-    {
-        ushort flags = 0;
-        if (_armed)
-        {
-            flags |= WatchdogProtocol.FlagArmed;
-        }
+    private WatchdogControlOutcome OutcomeUnsynchronized(WatchdogCommandResult result, TimeSpan now) =>
+        new(result, _armed, _nowayout, _expired, _pretimeoutFired, _timeout, _pretimeout, _armed ? DeadlineUnsynchronized() - now : TimeSpan.Zero);
 
-        if (_nowayout)
-        {
-            flags |= WatchdogProtocol.FlagNowayout;
-        }
-
-        if (_expired)
-        {
-            flags |= WatchdogProtocol.FlagExpired;
-        }
-
-        if (_pretimeoutFired)
-        {
-            flags |= WatchdogProtocol.FlagPretimeoutFired;
-        }
-
-        uint timeLeft = _armed ? ToMilliseconds(DeadlineUnsynchronized() - now) : 0;
-        return new ControlResponse(status, flags, ToMilliseconds(_timeout), ToMilliseconds(_pretimeout), timeLeft);
-    }
-
-    private bool InRange(uint valueMs)
-    {
-        TimeSpan value = TimeSpan.FromMilliseconds(valueMs);
-        return value >= _minTimeout && value <= _maxTimeout;
-    }
+    private bool InRange(TimeSpan value) => value >= _minTimeout && value <= _maxTimeout;
 
     private void SetTimeoutUnsynchronized(TimeSpan timeout)
     {
