@@ -1,4 +1,7 @@
 using System.Text;
+using VirtioPanic.Device.Events;
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Timer;
 
 namespace VirtioPanic.Device;
 

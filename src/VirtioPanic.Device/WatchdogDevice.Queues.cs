@@ -1,3 +1,5 @@
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Queues;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 

@@ -1,3 +1,6 @@
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Queues;
+using VirtioPanic.Device.Timer;
 using VirtioPanic.Snapshots;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;

@@ -1,7 +1,11 @@
 using System.Buffers.Binary;
 using System.Threading.Channels;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
+using VirtioPanic.Device.Events;
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Queues;
+using VirtioPanic.Device.Timer;
 using VirtioPanic.RateLimiting;
 using VirtioPanic.Virtio.Device;
 

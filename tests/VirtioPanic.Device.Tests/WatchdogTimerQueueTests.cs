@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Time.Testing;
+using VirtioPanic.Device.Timer;
 
 namespace VirtioPanic.Device.Tests;
 

@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
+using VirtioPanic.Device.Timer;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Protocol;
 
 // The control request and response on the wire (spec §6.3 "Control requests"; the layout table is
 // in WatchdogProtocol). Decoding a command and encoding a result happen here, in the watchdogq

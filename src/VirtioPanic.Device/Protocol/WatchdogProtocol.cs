@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Protocol;
 
 // Wire layouts of the three queues (spec/virtio-watchdog.md §6 "Device Operation"). All
 // little-endian. Every offset below has a name here; code never indexes a wire buffer with a bare

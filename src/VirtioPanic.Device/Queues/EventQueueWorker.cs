@@ -1,10 +1,11 @@
-using System.Buffers;
 using System.Buffers.Binary;
+using System.Buffers;
+using VirtioPanic.Device.Protocol;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Queues;
 
 // eventq (queue 1): posted record buffers (spec/virtio-watchdog.md §6.5).
 //

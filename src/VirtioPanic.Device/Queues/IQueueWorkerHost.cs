@@ -1,4 +1,6 @@
-namespace VirtioPanic.Device;
+using VirtioPanic.Device.Protocol;
+
+namespace VirtioPanic.Device.Queues;
 
 // What a queue worker may ask of the device that owns it: the negotiated features and four
 // reports. Nothing here touches a queue, so a worker stays the only consumer of its queue

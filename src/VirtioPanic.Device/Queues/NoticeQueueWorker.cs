@@ -1,8 +1,10 @@
 using System.Buffers.Binary;
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Timer;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Queues;
 
 // noticeq (queue 2, device to driver): delivers a pending pretimeout notice into a buffer the
 // driver posted (spec §6.4 "Pretimeout notices"). Buffers are popped only when there is a notice

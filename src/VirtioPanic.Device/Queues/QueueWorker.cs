@@ -1,7 +1,8 @@
+using VirtioPanic.Device.Protocol;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Queues;
 
 // Design: exactly one consumer per queue, without locks, and bounded work per turn.
 //

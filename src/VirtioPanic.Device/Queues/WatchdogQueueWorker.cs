@@ -1,8 +1,10 @@
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Timer;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Queues;
 
 // watchdogq (queue 0): baseline heartbeats and, with VIRTIO_WDT_F_CONTROL, control requests
 // (spec/virtio-watchdog.md §6.2 "Heartbeats", §6.3 "Control requests"). Every chain is completed

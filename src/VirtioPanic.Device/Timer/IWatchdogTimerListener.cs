@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // Receives WatchdogTimer transitions, outside its lock, on the thread that caused them.
 internal interface IWatchdogTimerListener

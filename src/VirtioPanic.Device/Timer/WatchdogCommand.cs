@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // What the driver asks of the watchdog timer through a control request (spec §6.3 "Control
 // requests"). The watchdogq worker decodes the wire command into one of these

@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // How the watchdog timer answered a command (spec §6.3, the status table); the watchdogq worker
 // encodes it as the wire status (WatchdogControlWire.EncodeResponse).

@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // The result of one command and the timer's state right after it, taken under the timer's lock in
 // the same hold as the command (spec §6.3: every response carries the state after the command).

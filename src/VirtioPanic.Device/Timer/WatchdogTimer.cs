@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // Design: the watchdog state machine and the VM run-time clock (spec/virtio-watchdog.md §6.1).
 //

@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // Design: one expiry scheduler for all watchdog devices on a TimeProvider, instead of one runtime
 // timer per device (rescheduled on every keepalive, its callbacks queued to a busy thread pool).

@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // The saved form of WatchdogTimer (all times are VM run time).
 internal readonly record struct WatchdogTimerState
