@@ -104,5 +104,7 @@ internal sealed class MmioTestDriver : ITransportDriver
 
     public byte[] Save() => Device.SaveState();
 
+    public SnapshotStatus Restore(ReadOnlySpan<byte> snapshot) => Device.RestoreState(snapshot);
+
     public void HostReset() => Device.Reset();
 }
