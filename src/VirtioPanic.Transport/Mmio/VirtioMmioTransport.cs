@@ -175,17 +175,7 @@ public sealed class VirtioMmioTransport
     /// <summary>Restores a state captured by <see cref="SaveState"/>, validated like guest input; on refusal the device is in its power-on state.</summary>
     /// <param name="snapshot">The saved bytes (untrusted).</param>
     /// <returns><see cref="SnapshotStatus.Ok"/> or why the snapshot was refused.</returns>
-    public SnapshotStatus RestoreState(ReadOnlySpan<byte> snapshot)
-    {
-        SnapshotStatus status = Restore(snapshot);
-        if (status != SnapshotStatus.Ok)
-        {
-            Reset();
-            TransportLog.SnapshotRefused(_reporter.Logger, TransportName, status);
-        }
-
-        return status;
-    }
+    public SnapshotStatus RestoreState(ReadOnlySpan<byte> snapshot) => _reporter.Restored(Restore(snapshot), Reset);
 
     private static InvalidAccessKind CheckRegisterAccess(ulong offset, int width)
     {

@@ -58,17 +58,7 @@ public sealed partial class VirtioPciFunction
     /// </summary>
     /// <param name="snapshot">The saved bytes (untrusted).</param>
     /// <returns><see cref="SnapshotStatus.Ok"/> or why the snapshot was refused.</returns>
-    public SnapshotStatus RestoreState(ReadOnlySpan<byte> snapshot)
-    {
-        SnapshotStatus status = Restore(snapshot);
-        if (status != SnapshotStatus.Ok)
-        {
-            Reset();
-            TransportLog.SnapshotRefused(_reporter.Logger, TransportName, status);
-        }
-
-        return status;
-    }
+    public SnapshotStatus RestoreState(ReadOnlySpan<byte> snapshot) => _reporter.Restored(Restore(snapshot), Reset);
 
     private SnapshotStatus Restore(ReadOnlySpan<byte> snapshot)
     {
