@@ -36,6 +36,15 @@ public sealed partial class WatchdogDevice
 
     private const uint StateMagic = 0x44575056;
 
+    // The flags byte of the layout above.
+    private const int FlagArmed = 1;
+    private const int FlagNowayout = 2;
+    private const int FlagExpired = 4;
+    private const int FlagPretimeoutFired = 8;
+    private const int FlagNoticePending = 16;
+    private const int FlagNeedsReset = 32;
+    private const int FlagsKnown = FlagArmed | FlagNowayout | FlagExpired | FlagPretimeoutFired | FlagNoticePending | FlagNeedsReset;
+
     // Counters (event sequence, protocol errors, countdown) count up by one from zero: a device
     // cannot reach 2^62 in any realistic lifetime, and staying below it keeps every increment far
     // from overflow.
@@ -62,8 +71,9 @@ public sealed partial class WatchdogDevice
         writer.WriteUInt32((uint)Volatile.Read(ref _bootReason));
         writer.WriteUInt64((ulong)_sink.CurrentSequence);
         writer.WriteUInt64((ulong)Interlocked.Read(ref _protocolErrors));
-        byte flags = (byte)((timer.Armed ? 1 : 0) | (timer.Nowayout ? 2 : 0) | (timer.Expired ? 4 : 0) | (timer.PretimeoutFired ? 8 : 0)
-            | (timer.NoticePending ? 16 : 0) | (Volatile.Read(ref _needsReset) != 0 ? 32 : 0));
+        byte flags = (byte)((timer.Armed ? FlagArmed : 0) | (timer.Nowayout ? FlagNowayout : 0) | (timer.Expired ? FlagExpired : 0)
+            | (timer.PretimeoutFired ? FlagPretimeoutFired : 0) | (timer.NoticePending ? FlagNoticePending : 0)
+            | (Volatile.Read(ref _needsReset) != 0 ? FlagNeedsReset : 0));
         writer.WriteByte(flags);
         writer.WriteUInt64((ulong)timer.RunTime.Ticks);
         writer.WriteUInt64((ulong)timer.Timeout.Ticks);
@@ -183,11 +193,11 @@ public sealed partial class WatchdogDevice
         var timer = new WatchdogTimerState
         {
             RunTime = TimeSpan.FromTicks(runTime),
-            Armed = (flags & 1) != 0,
-            Nowayout = (flags & 2) != 0,
-            Expired = (flags & 4) != 0,
-            PretimeoutFired = (flags & 8) != 0,
-            NoticePending = (flags & 16) != 0,
+            Armed = (flags & FlagArmed) != 0,
+            Nowayout = (flags & FlagNowayout) != 0,
+            Expired = (flags & FlagExpired) != 0,
+            PretimeoutFired = (flags & FlagPretimeoutFired) != 0,
+            NoticePending = (flags & FlagNoticePending) != 0,
             Timeout = TimeSpan.FromTicks(timeout),
             Pretimeout = TimeSpan.FromTicks(pretimeout),
             LastKeepalive = TimeSpan.FromTicks(lastKeepalive),
@@ -196,7 +206,7 @@ public sealed partial class WatchdogDevice
             Countdown = countdown,
         };
 
-        string? invalid = (flags & ~63) != 0 ? "unknown flag bits"
+        string? invalid = (flags & ~FlagsKnown) != 0 ? "unknown flag bits"
             : bootReason > (uint)WatchdogBootReason.Host ? "unknown boot reason"
             : !IsCounter(sequence) || !IsCounter(protocolErrors) || !IsCounter(countdown) ? "a counter outside [0, 2^62]"
             : heldCount > WatchdogProtocol.MaxPostedRecords ? "more held record buffers than the device holds"
@@ -266,7 +276,7 @@ public sealed partial class WatchdogDevice
             return SnapshotStatus.Malformed;
         }
 
-        parsed = new ParsedState(timer, (WatchdogBootReason)bootReason, sequence, protocolErrors, (flags & 32) != 0, held);
+        parsed = new ParsedState(timer, (WatchdogBootReason)bootReason, sequence, protocolErrors, (flags & FlagNeedsReset) != 0, held);
         reason = string.Empty;
         return SnapshotStatus.Ok;
     }

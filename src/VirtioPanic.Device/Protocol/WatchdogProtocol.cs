@@ -24,6 +24,8 @@ namespace VirtioPanic.Device.Protocol;
 // Record status (eventq, first 8 bytes of the device-writable part)
 //   0x00 u8 status  0x01 u8[3] reserved (zero)  0x04 le32 host_sequence
 //
+// Heartbeat (watchdogq, no device-readable buffer): the device writes u8 1 at 0x00 of the first buffer.
+//
 // Notice (noticeq, device-writable, 16 bytes)
 //   0x00 le16 type (1 PRETIMEOUT)  0x02 le16 reserved (zero)  0x04 le32 time_left_ms  0x08 le32 timeout_ms  0x0C le32 pretimeout_ms
 internal static class WatchdogProtocol
@@ -42,6 +44,10 @@ internal static class WatchdogProtocol
     // plus its 8-byte status; a chain beyond this is a ring error. It also keeps every buffer the
     // device touches far below the 2 GiB a span can address (GuestMemorySlice.Span).
     internal const uint MaxChainBytes = 65536;
+
+    // Heartbeat (§6.2 "Heartbeats"): the device writes this byte at this offset of the first buffer.
+    internal const int HeartbeatAckOffset = 0x00;
+    internal const byte HeartbeatAck = 1;
 
     // Control (§6.3: struct virtio_wdt_ctrl_req, struct virtio_wdt_ctrl_resp).
     internal const int ControlRequestSize = 16;

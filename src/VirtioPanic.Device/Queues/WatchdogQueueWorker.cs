@@ -53,7 +53,7 @@ internal sealed class WatchdogQueueWorker : QueueWorker
     {
         // WDT-DEV-4: byte 1 at offset 0 of the first buffer; used length = that buffer's length.
         GuestMemorySlice first = chain.Writable[0];
-        first.Slice(0, 1).Span[0] = 1;
+        first.Slice(WatchdogProtocol.HeartbeatAckOffset, 1).Span[0] = WatchdogProtocol.HeartbeatAck;
         queue.AddUsed(chain.Token, first.Length);
         _timer.Heartbeat();
     }
