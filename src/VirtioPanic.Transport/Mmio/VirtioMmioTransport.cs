@@ -429,16 +429,10 @@ public sealed class VirtioMmioTransport
     private SnapshotStatus Restore(ReadOnlySpan<byte> snapshot)
     {
         var reader = new SnapshotReader(snapshot);
-        uint magic = reader.ReadUInt32();
-        ushort version = reader.ReadUInt16();
-        if (reader.Failed || magic != SnapshotMagic)
+        SnapshotStatus header = TransportSnapshot.ReadHeader(ref reader, SnapshotMagic, SnapshotVersion);
+        if (header != SnapshotStatus.Ok)
         {
-            return SnapshotStatus.Malformed;
-        }
-
-        if (version != SnapshotVersion)
-        {
-            return SnapshotStatus.UnsupportedVersion;
+            return header;
         }
 
         byte interruptStatus = reader.ReadByte();
