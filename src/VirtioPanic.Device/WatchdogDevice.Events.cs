@@ -1,5 +1,7 @@
 using System.Text;
-using VirtioPanic.Virtio.Queue;
+using VirtioPanic.Device.Events;
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Timer;
 
 namespace VirtioPanic.Device;
 
@@ -125,12 +127,6 @@ public sealed partial class WatchdogDevice
         return PublishReport(kind, source, header, codes, message, logTail);
     }
 
-    internal void ReportRingError(int queueIndex, VirtqueueStatus status)
-    {
-        SignalNeedsReset();
-        ReportProtocolError(queueIndex, WatchdogProtocolError.RingError, status.ToString());
-    }
-
     // A queue worker's pass threw (a device bug or a transport callback that threw; never guest
     // data, which comes back as statuses). The worker has stopped that queue; the driver is told
     // with DEVICE_NEEDS_RESET (spec §6.9, as for a ring error) and the host log gets the first
@@ -142,25 +138,6 @@ public sealed partial class WatchdogDevice
     }
 
     internal void ReportTimerFault(Exception exception) => LogFault(-1, exception);
-
-    // WDT-DEV-37: a chain longer than VIRTIO_WDT_CHAIN_MAX is a ring error (the worker has stopped the queue).
-    internal void ReportOversizedChain(int queueIndex, ulong length)
-    {
-        SignalNeedsReset();
-        ReportProtocolError(queueIndex, WatchdogProtocolError.RingError, $"chain of {length} bytes is longer than the {WatchdogProtocol.MaxChainBytes} bytes the device accepts");
-    }
-
-    internal static bool IsOversized(in DescriptorChain chain, out ulong length)
-    {
-        length = (ulong)chain.ReadableLength + chain.WritableLength;
-        return length > WatchdogProtocol.MaxChainBytes;
-    }
-
-    internal void ReportHeartbeatRejected()
-    {
-        SignalNeedsReset();
-        ReportProtocolError(WatchdogProtocol.WatchdogQueue, WatchdogProtocolError.HeartbeatRejected, "first buffer of a watchdogq chain is device-readable and CONTROL is not negotiated");
-    }
 
     internal void ReportProtocolError(int queueIndex, WatchdogProtocolError error, string detail, ushort? declaredType = null)
     {
@@ -174,7 +151,7 @@ public sealed partial class WatchdogDevice
         {
             DeviceId = Id,
             Sequence = _sink.NextSequence(),
-            VmRunTime = _core.RunTime,
+            VmRunTime = _timer.RunTime,
             HostTime = _time.GetUtcNow(),
             Error = error,
             QueueIndex = queueIndex,
@@ -207,7 +184,7 @@ public sealed partial class WatchdogDevice
     private long PublishReport(WatchdogEventKind kind, WatchdogEventSource source, RecordHeader? header, ulong[] codes, string? message, string? logTail)
     {
         long sequence = _sink.NextSequence();
-        TimeSpan runTime = _core.RunTime;
+        TimeSpan runTime = _timer.RunTime;
         DateTimeOffset now = _time.GetUtcNow();
         uint? vcpu = header is { VcpuId: not WatchdogProtocol.UnknownVcpu } h ? h.VcpuId : null;
         TimeSpan? guestTime = header is { GuestTimeNs: not 0 } g ? TimeSpan.FromTicks((long)(g.GuestTimeNs / 100)) : null;
@@ -322,15 +299,16 @@ public sealed partial class WatchdogDevice
         Publish(evt);
     }
 
-    private sealed class CoreListener : IWatchdogCoreListener
+    private sealed class TimerListener : IWatchdogTimerListener
     {
         private readonly WatchdogDevice _device;
 
-        internal CoreListener(WatchdogDevice device) => _device = device;
+        internal TimerListener(WatchdogDevice device) => _device = device;
 
         public void OnTransition(in WatchdogTransition transition) => _device.OnTransition(transition);
 
-        public void OnNoticePending() => _device.Notify(WatchdogProtocol.NoticeQueue);
+        // The device's own path to the notice worker, not the guest's Notify entry point.
+        public void OnNoticePending() => _device.Kick(_device._noticeWorker);
 
         public void OnTimerFault(Exception exception) => _device.ReportTimerFault(exception);
     }

@@ -1,3 +1,6 @@
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Queues;
+using VirtioPanic.Device.Timer;
 using VirtioPanic.Snapshots;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
@@ -20,7 +23,7 @@ namespace VirtioPanic.Device;
 // Restore treats the image as hostile (issue 19). It is parsed and validated completely before
 // anything is changed, and every value is bounded by what this device itself can produce: the
 // timeout within its [min, max] (and the default one without CONTROL), a pretimeout below it
-// (none without PRETIMEOUT), NOWAYOUT only with CONTROL, run time at most WatchdogCore.MaxRunTime,
+// (none without PRETIMEOUT), NOWAYOUT only with CONTROL, run time at most WatchdogTimer.MaxRunTime,
 // the last keepalive not after the run time, the grace floor no further ahead of it than this
 // device's own resume grace, counters in [0, 2^62], flag combinations the state machine can reach,
 // held records as the eventq worker could hold them (at most 16, distinct ids below the queue size,
@@ -32,6 +35,15 @@ public sealed partial class WatchdogDevice
     public const int StateVersion = 1;
 
     private const uint StateMagic = 0x44575056;
+
+    // The flags byte of the layout above.
+    private const int FlagArmed = 1;
+    private const int FlagNowayout = 2;
+    private const int FlagExpired = 4;
+    private const int FlagPretimeoutFired = 8;
+    private const int FlagNoticePending = 16;
+    private const int FlagNeedsReset = 32;
+    private const int FlagsKnown = FlagArmed | FlagNowayout | FlagExpired | FlagPretimeoutFired | FlagNoticePending | FlagNeedsReset;
 
     // Counters (event sequence, protocol errors, countdown) count up by one from zero: a device
     // cannot reach 2^62 in any realistic lifetime, and staying below it keeps every increment far
@@ -46,7 +58,7 @@ public sealed partial class WatchdogDevice
     /// <returns>A versioned, self-describing byte image.</returns>
     public byte[] SaveState()
     {
-        WatchdogCoreState core = _core.Save();
+        WatchdogTimerState timer = _timer.Save();
         HeldRecordState[] held;
         lock (_lock)
         {
@@ -59,16 +71,17 @@ public sealed partial class WatchdogDevice
         writer.WriteUInt32((uint)Volatile.Read(ref _bootReason));
         writer.WriteUInt64((ulong)_sink.CurrentSequence);
         writer.WriteUInt64((ulong)Interlocked.Read(ref _protocolErrors));
-        byte flags = (byte)((core.Armed ? 1 : 0) | (core.Nowayout ? 2 : 0) | (core.Expired ? 4 : 0) | (core.PretimeoutFired ? 8 : 0)
-            | (core.NoticePending ? 16 : 0) | (Volatile.Read(ref _needsReset) != 0 ? 32 : 0));
+        byte flags = (byte)((timer.Armed ? FlagArmed : 0) | (timer.Nowayout ? FlagNowayout : 0) | (timer.Expired ? FlagExpired : 0)
+            | (timer.PretimeoutFired ? FlagPretimeoutFired : 0) | (timer.NoticePending ? FlagNoticePending : 0)
+            | (Volatile.Read(ref _needsReset) != 0 ? FlagNeedsReset : 0));
         writer.WriteByte(flags);
-        writer.WriteUInt64((ulong)core.RunTime.Ticks);
-        writer.WriteUInt64((ulong)core.Timeout.Ticks);
-        writer.WriteUInt64((ulong)core.Pretimeout.Ticks);
-        writer.WriteUInt64((ulong)core.LastKeepalive.Ticks);
-        writer.WriteUInt64((ulong)core.GraceFloor.Ticks);
-        writer.WriteUInt64((ulong)core.NoticeTimeLeft.Ticks);
-        writer.WriteUInt64((ulong)core.Countdown);
+        writer.WriteUInt64((ulong)timer.RunTime.Ticks);
+        writer.WriteUInt64((ulong)timer.Timeout.Ticks);
+        writer.WriteUInt64((ulong)timer.Pretimeout.Ticks);
+        writer.WriteUInt64((ulong)timer.LastKeepalive.Ticks);
+        writer.WriteUInt64((ulong)timer.GraceFloor.Ticks);
+        writer.WriteUInt64((ulong)timer.NoticeTimeLeft.Ticks);
+        writer.WriteUInt64((ulong)timer.Countdown);
         writer.WriteUInt32((uint)held.Length);
         foreach (HeldRecordState record in held)
         {
@@ -113,7 +126,7 @@ public sealed partial class WatchdogDevice
         }
 
         // Validated: from here on nothing can fail, so nothing is ever half-restored.
-        _core.Restore(parsed.Core);
+        _timer.Restore(parsed.Timer);
         _sink.RestoreSequence(parsed.Sequence);
         Interlocked.Exchange(ref _protocolErrors, parsed.ProtocolErrors);
         Volatile.Write(ref _bootReason, (int)parsed.BootReason);
@@ -136,7 +149,7 @@ public sealed partial class WatchdogDevice
             }
         }
 
-        CoreStatus status = _core.GetStatus();
+        WatchdogTimerStatus status = _timer.GetStatus();
         WatchdogDeviceLog.Restored(_logger, Id, status.Armed, status.TimeLeft);
         return SnapshotStatus.Ok;
     }
@@ -177,14 +190,14 @@ public sealed partial class WatchdogDevice
             return SnapshotStatus.Malformed;
         }
 
-        var core = new WatchdogCoreState
+        var timer = new WatchdogTimerState
         {
             RunTime = TimeSpan.FromTicks(runTime),
-            Armed = (flags & 1) != 0,
-            Nowayout = (flags & 2) != 0,
-            Expired = (flags & 4) != 0,
-            PretimeoutFired = (flags & 8) != 0,
-            NoticePending = (flags & 16) != 0,
+            Armed = (flags & FlagArmed) != 0,
+            Nowayout = (flags & FlagNowayout) != 0,
+            Expired = (flags & FlagExpired) != 0,
+            PretimeoutFired = (flags & FlagPretimeoutFired) != 0,
+            NoticePending = (flags & FlagNoticePending) != 0,
             Timeout = TimeSpan.FromTicks(timeout),
             Pretimeout = TimeSpan.FromTicks(pretimeout),
             LastKeepalive = TimeSpan.FromTicks(lastKeepalive),
@@ -193,12 +206,12 @@ public sealed partial class WatchdogDevice
             Countdown = countdown,
         };
 
-        string? invalid = (flags & ~63) != 0 ? "unknown flag bits"
+        string? invalid = (flags & ~FlagsKnown) != 0 ? "unknown flag bits"
             : bootReason > (uint)WatchdogBootReason.Host ? "unknown boot reason"
             : !IsCounter(sequence) || !IsCounter(protocolErrors) || !IsCounter(countdown) ? "a counter outside [0, 2^62]"
             : heldCount > WatchdogProtocol.MaxPostedRecords ? "more held record buffers than the device holds"
             : heldCount != 0 && (_offered & WatchdogFeatures.Events) == 0 ? "held record buffers without EVENTS offered"
-            : CheckCore(core);
+            : CheckTimer(timer);
         if (invalid is not null)
         {
             reason = invalid;
@@ -263,62 +276,62 @@ public sealed partial class WatchdogDevice
             return SnapshotStatus.Malformed;
         }
 
-        parsed = new ParsedState(core, (WatchdogBootReason)bootReason, sequence, protocolErrors, (flags & 32) != 0, held);
+        parsed = new ParsedState(timer, (WatchdogBootReason)bootReason, sequence, protocolErrors, (flags & FlagNeedsReset) != 0, held);
         reason = string.Empty;
         return SnapshotStatus.Ok;
     }
 
-    // The watchdog's part, bounded by what this device's core can reach. Null when valid.
-    private string? CheckCore(in WatchdogCoreState core)
+    // The watchdog's part, bounded by what this device's timer can reach. Null when valid.
+    private string? CheckTimer(in WatchdogTimerState timer)
     {
         TimeSpan min = TimeSpan.FromMilliseconds(_minTimeoutMs);
         TimeSpan max = TimeSpan.FromMilliseconds(_maxTimeoutMs);
         bool control = (_offered & WatchdogFeatures.Control) != 0;
         bool pretimeoutOffered = (_offered & WatchdogFeatures.Pretimeout) != 0;
-        if (core.RunTime < TimeSpan.Zero || core.RunTime > WatchdogCore.MaxRunTime)
+        if (timer.RunTime < TimeSpan.Zero || timer.RunTime > WatchdogTimer.MaxRunTime)
         {
             return "run time negative or beyond the most a VM can have run";
         }
 
-        if (core.Timeout < min || core.Timeout > max || !IsWholeMilliseconds(core.Timeout)
-            || (!control && core.Timeout != TimeSpan.FromMilliseconds(_defaultTimeoutMs)))
+        if (timer.Timeout < min || timer.Timeout > max || !IsWholeMilliseconds(timer.Timeout)
+            || (!control && timer.Timeout != TimeSpan.FromMilliseconds(_defaultTimeoutMs)))
         {
             return "timeout outside this device's bounds";
         }
 
-        if (core.Pretimeout < TimeSpan.Zero || core.Pretimeout >= core.Timeout || !IsWholeMilliseconds(core.Pretimeout)
-            || (!pretimeoutOffered && core.Pretimeout != TimeSpan.Zero))
+        if (timer.Pretimeout < TimeSpan.Zero || timer.Pretimeout >= timer.Timeout || !IsWholeMilliseconds(timer.Pretimeout)
+            || (!pretimeoutOffered && timer.Pretimeout != TimeSpan.Zero))
         {
             return "pretimeout not below the timeout, or set without PRETIMEOUT offered";
         }
 
-        if (core.Nowayout && !control)
+        if (timer.Nowayout && !control)
         {
             return "NOWAYOUT without CONTROL offered";
         }
 
-        if (core.LastKeepalive < TimeSpan.Zero || core.LastKeepalive > core.RunTime)
+        if (timer.LastKeepalive < TimeSpan.Zero || timer.LastKeepalive > timer.RunTime)
         {
             return "last keepalive after the run time";
         }
 
         // A floor is only ever set to (run time at a resume or restore) + grace.
-        if (core.GraceFloor < TimeSpan.Zero || core.GraceFloor > core.RunTime + _core.Grace)
+        if (timer.GraceFloor < TimeSpan.Zero || timer.GraceFloor > timer.RunTime + _timer.Grace)
         {
             return "grace floor further ahead than this device's resume grace";
         }
 
-        if (core.NoticeTimeLeft < TimeSpan.Zero || core.NoticeTimeLeft > max)
+        if (timer.NoticeTimeLeft < TimeSpan.Zero || timer.NoticeTimeLeft > max)
         {
             return "notice time left beyond the longest timeout";
         }
 
-        if (core.Armed && core.Expired)
+        if (timer.Armed && timer.Expired)
         {
             return "armed and expired at once";
         }
 
-        if (core.NoticePending && (!core.Armed || !core.PretimeoutFired || core.Pretimeout == TimeSpan.Zero || core.NoticeTimeLeft > core.Pretimeout))
+        if (timer.NoticePending && (!timer.Armed || !timer.PretimeoutFired || timer.Pretimeout == TimeSpan.Zero || timer.NoticeTimeLeft > timer.Pretimeout))
         {
             return "a pending notice without an armed countdown whose pretimeout fired";
         }
@@ -331,7 +344,7 @@ public sealed partial class WatchdogDevice
     private static bool IsWholeMilliseconds(TimeSpan value) => value.Ticks % TimeSpan.TicksPerMillisecond == 0;
 
     private readonly record struct ParsedState(
-        WatchdogCoreState Core,
+        WatchdogTimerState Timer,
         WatchdogBootReason BootReason,
         long Sequence,
         long ProtocolErrors,

@@ -1,10 +1,13 @@
 using System.Buffers.Binary;
 using System.Threading.Channels;
-using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using Microsoft.Extensions.Logging;
+using VirtioPanic.Device.Events;
+using VirtioPanic.Device.Protocol;
+using VirtioPanic.Device.Queues;
+using VirtioPanic.Device.Timer;
 using VirtioPanic.RateLimiting;
 using VirtioPanic.Virtio.Device;
-using VirtioPanic.Virtio.Queue;
 
 namespace VirtioPanic.Device;
 
@@ -43,7 +46,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private readonly LogRateLimiter _warnings;
     private readonly LogRateLimiter _reportLogs;
     private readonly LogRateLimiter _stateLogs;
-    private readonly WatchdogCore _core;
+    private readonly WatchdogTimer _timer;
     private readonly WatchdogEventSink _sink;
     private readonly WatchdogQueueWorker _watchdogWorker;
     private readonly EventQueueWorker _eventWorker;
@@ -76,19 +79,20 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         options.Validate();
         Id = options.DeviceId;
         _offered = options.Features;
-        _defaultTimeoutMs = WatchdogCore.ToMilliseconds(options.DefaultTimeout);
-        _minTimeoutMs = WatchdogCore.ToMilliseconds(options.MinTimeout);
-        _maxTimeoutMs = WatchdogCore.ToMilliseconds(options.MaxTimeout);
+        _defaultTimeoutMs = WatchdogTimer.ToMilliseconds(options.DefaultTimeout);
+        _minTimeoutMs = WatchdogTimer.ToMilliseconds(options.MinTimeout);
+        _maxTimeoutMs = WatchdogTimer.ToMilliseconds(options.MaxTimeout);
         _time = timeProvider ?? TimeProvider.System;
         _logger = logger ?? NullLogger.Instance;
         _warnings = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _reportLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _stateLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _sink = new WatchdogEventSink(options.EventCapacity);
-        _core = new WatchdogCore(_time, options, new CoreListener(this));
-        _watchdogWorker = new WatchdogQueueWorker(this);
-        _eventWorker = new EventQueueWorker(this);
-        _noticeWorker = new NoticeQueueWorker(this);
+        _timer = new WatchdogTimer(_time, options, new TimerListener(this));
+        var host = new QueueHost(this);
+        _watchdogWorker = new WatchdogQueueWorker(host, _timer);
+        _eventWorker = new EventQueueWorker(host);
+        _noticeWorker = new NoticeQueueWorker(host, _timer);
     }
 
     /// <summary>The instance identifier every event carries (<see cref="WatchdogDeviceOptions.DeviceId"/>).</summary>
@@ -114,7 +118,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     /// <inheritdoc />
     public int ConfigSize => WatchdogConfig.Size;
 
-    internal WatchdogCore Core => _core;
+    internal WatchdogTimer Timer => _timer;
 
     internal WatchdogFeatures NegotiatedDeviceFeatures => _negotiated;
 
@@ -288,36 +292,6 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     }
 
     /// <inheritdoc />
-    public void Notify(int queueIndex)
-    {
-        QueueWorker? worker = Worker(queueIndex);
-        if (worker is null)
-        {
-            return;
-        }
-
-        if (!worker.IsStarted)
-        {
-            // WDT-DEV-22: a queue whose feature was not negotiated is never touched (checked
-            // without a lock, so kicking such a queue costs a guest nothing but its own time).
-            WatchdogFeatures negotiated = _negotiated;
-            bool wanted = queueIndex switch
-            {
-                WatchdogProtocol.EventQueue => (negotiated & WatchdogFeatures.Events) != 0,
-                WatchdogProtocol.NoticeQueue => (negotiated & WatchdogFeatures.Pretimeout) != 0,
-                _ => true,
-            };
-
-            if (!wanted || !TryRestartWorker(queueIndex))
-            {
-                return;
-            }
-        }
-
-        worker.Kick();
-    }
-
-    /// <inheritdoc />
     public void ResetQueue(int queueIndex)
     {
         QueueWorker? worker = Worker(queueIndex);
@@ -350,7 +324,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
 
             // WDT-DEV-30: committed records whose notification never came still reach the host.
             DrainHeldRecordsUnsynchronized();
-            keptRunning = _core.Reset(vmReset: false);
+            keptRunning = _timer.Reset(vmReset: false);
             _context = null;
             _negotiated = WatchdogFeatures.None;
             _restoredHeld = null;
@@ -368,7 +342,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             {
                 DeviceId = Id,
                 Sequence = _sink.NextSequence(),
-                VmRunTime = _core.RunTime,
+                VmRunTime = _timer.RunTime,
                 HostTime = _time.GetUtcNow(),
                 WatchdogKeptRunning = keptRunning,
             });
@@ -395,10 +369,10 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     }
 
     /// <summary>The VM stopped running (paused, stopped, being saved): the watchdog's run-time clock stops.</summary>
-    public void Pause() => _core.Pause();
+    public void Pause() => _timer.Pause();
 
     /// <summary>The VM runs again: the clock resumes and the guest gets at least the resume grace before an expiry.</summary>
-    public void Resume() => _core.Resume();
+    public void Resume() => _timer.Resume();
 
     /// <summary>
     /// Sets what the guest reads from <c>boot_reason</c> (when VIRTIO_WDT_F_BOOT_REASON is offered).
@@ -426,13 +400,13 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     public void OnVmReset(WatchdogBootReason reason)
     {
         SetBootReason(reason);
-        _core.Reset(vmReset: true);
+        _timer.Reset(vmReset: true);
     }
 
     /// <summary>The device's state for the host's management query.</summary>
     public WatchdogDeviceStatus GetStatus()
     {
-        CoreStatus core = _core.GetStatus();
+        WatchdogTimerStatus timer = _timer.GetStatus();
         bool disposed;
         bool bound;
         WatchdogFeatures negotiated;
@@ -450,15 +424,15 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             DriverBound = bound,
             OfferedFeatures = _offered,
             NegotiatedFeatures = negotiated,
-            Armed = core.Armed,
-            Nowayout = core.Nowayout,
-            Expired = core.Expired,
-            Paused = core.Paused,
+            Armed = timer.Armed,
+            Nowayout = timer.Nowayout,
+            Expired = timer.Expired,
+            Paused = timer.Paused,
             NeedsReset = Volatile.Read(ref _needsReset) != 0,
-            Timeout = core.Timeout,
-            Pretimeout = core.Pretimeout,
-            TimeLeft = core.TimeLeft,
-            VmRunTime = core.RunTime,
+            Timeout = timer.Timeout,
+            Pretimeout = timer.Pretimeout,
+            TimeLeft = timer.TimeLeft,
+            VmRunTime = timer.RunTime,
             BootReason = (WatchdogBootReason)Volatile.Read(ref _bootReason),
             LastEvent = _sink.LastEvent,
             ProtocolErrors = Interlocked.Read(ref _protocolErrors),
@@ -485,7 +459,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             _noticeWorker.Stop();
         }
 
-        _core.Dispose();
+        _timer.Dispose();
         _sink.Complete();
     }
 
@@ -505,68 +479,5 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             LogFault(WatchdogProtocol.EventQueue, ex);
         }
 #pragma warning restore CA1031
-    }
-
-    private QueueWorker? Worker(int queueIndex) => queueIndex switch
-    {
-        WatchdogProtocol.WatchdogQueue => _watchdogWorker,
-        WatchdogProtocol.EventQueue => _eventWorker,
-        WatchdogProtocol.NoticeQueue => _noticeWorker,
-        _ => null,
-    };
-
-    // After a per-queue reset the transport re-enables the queue and the next kick restarts it.
-    private bool TryRestartWorker(int queueIndex)
-    {
-        lock (_lock)
-        {
-            if (_context is null || _disposed)
-            {
-                return false;
-            }
-
-            StartWorkerUnsynchronized(queueIndex);
-            return Worker(queueIndex)!.IsStarted;
-        }
-    }
-
-    private void StartWorkerUnsynchronized(int queueIndex)
-    {
-        IVirtioDeviceContext context = _context!;
-        QueueWorker worker = Worker(queueIndex)!;
-        if (worker.IsStarted)
-        {
-            return;
-        }
-
-        Virtqueue queue = context.GetQueue(queueIndex);
-        bool wanted = queueIndex switch
-        {
-            WatchdogProtocol.EventQueue => (_negotiated & WatchdogFeatures.Events) != 0,
-            WatchdogProtocol.NoticeQueue => (_negotiated & WatchdogFeatures.Pretimeout) != 0,
-            _ => true,
-        };
-
-        if (queueIndex == WatchdogProtocol.NoticeQueue)
-        {
-            _core.EnableNotices(wanted && queue.IsReady);
-        }
-
-        if (!wanted || !queue.IsReady)
-        {
-            return;
-        }
-
-        if (queueIndex == WatchdogProtocol.EventQueue && _restoredHeld is not null)
-        {
-            int lost = _eventWorker.RestoreHeld(context.Memory, _restoredHeld);
-            _restoredHeld = null;
-            for (int i = 0; i < lost; i++)
-            {
-                ReportProtocolError(queueIndex, WatchdogProtocolError.LostRecordBuffer, "restored record buffer outside guest memory");
-            }
-        }
-
-        worker.Start(context, queue);
     }
 }

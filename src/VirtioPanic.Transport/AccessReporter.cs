@@ -52,6 +52,20 @@ internal sealed class AccessReporter
         }
     }
 
+    // The end of every transport's RestoreState: a refused snapshot never leaves the transport
+    // half-restored; it is reset to its power-on state (`reset`) and the refusal is logged (not
+    // rate-limited: only the host restores).
+    internal SnapshotStatus Restored(SnapshotStatus status, Action reset)
+    {
+        if (status != SnapshotStatus.Ok)
+        {
+            reset();
+            TransportLog.SnapshotRefused(_logger, _transport, status);
+        }
+
+        return status;
+    }
+
     // A device exception the controller contained. Not guest-rate-limited like the rest: only the
     // first per transport is logged (at error level: it is a bug in the device, not the guest), so
     // a guest that can provoke it in a loop cannot flood the log.

@@ -1,3 +1,4 @@
+using VirtioPanic.Device.Protocol;
 using VirtioPanic.Device.Tests.Rig;
 
 namespace VirtioPanic.Device.Tests;

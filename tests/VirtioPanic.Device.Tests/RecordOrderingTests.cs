@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
-using System.Reflection;
 using System.Reflection.Emit;
+using System.Reflection;
+using VirtioPanic.Device.Queues;
 using VirtioPanic.Device.Tests.Rig;
 using VirtioPanic.GuestDriver.Rings;
 using VirtioPanic.Virtio.Memory;

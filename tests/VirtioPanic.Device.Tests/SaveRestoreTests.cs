@@ -350,5 +350,63 @@ public sealed class SaveRestoreTests
         });
     }
 
+    // Property: every truncation of a real image, random bytes and mutations of it, restored into a
+    // device that is bound, armed, holds a record buffer and has a boot reason. RestoreState never
+    // throws, every truncation is Malformed, and a refused image leaves the device exactly as it was
+    // (its SaveState and its status are what they were before), so nothing is half-restored.
+    [Test]
+    public void Restore_TruncatedRandomOrMutatedImage_Refused_LeavesTheDeviceExactlyAsItWas()
+    {
+        using WatchdogRig rig = WatchdogRig.Started(WatchdogFeatures.All);
+        rig.Control(2, 30_000);
+        rig.Control(6, 5_000);
+        rig.PostRecordBuffer(recordLength: 256);
+        rig.Device.SetBootReason(WatchdogBootReason.Watchdog);
+        rig.Time.Advance(TimeSpan.FromSeconds(3));
+        byte[] valid = rig.Device.SaveState();
+        int refused = 0;
+
+        void Check(byte[] image, bool mustRefuse)
+        {
+            byte[] stateBefore = rig.Device.SaveState();
+            WatchdogDeviceStatus before = rig.Device.GetStatus();
+            SnapshotStatus status = rig.Device.RestoreState(image);
+            if (status == SnapshotStatus.Ok)
+            {
+                Assert.That(mustRefuse, Is.False, $"a {image.Length}-byte truncation of a {valid.Length}-byte image was accepted");
+                return;
+            }
+
+            refused++;
+            Assert.Multiple(() =>
+            {
+                Assert.That(status, mustRefuse ? Is.EqualTo(SnapshotStatus.Malformed) : Is.Not.EqualTo(SnapshotStatus.Ok));
+                Assert.That(rig.Device.SaveState(), Is.EqualTo(stateBefore), $"refused ({status}): the saved state is unchanged");
+                Assert.That(rig.Device.GetStatus(), Is.EqualTo(before), $"refused ({status}): the status is unchanged");
+            });
+        }
+
+        for (int length = 0; length < valid.Length; length++)
+        {
+            Check(valid[..length], mustRefuse: true);
+        }
+
+        Assert.That(rig.Device.SaveState(), Is.EqualTo(valid), "nothing was accepted yet");
+        Gen<byte[]> random = Gen.Byte.Array[0, valid.Length + 16];
+        Gen<byte[]> mutated = Gen.Select(Gen.Int[0, valid.Length - 1].Array[1, 4], Gen.Byte.Array[4], (at, with) =>
+        {
+            byte[] image = (byte[])valid.Clone();
+            for (int i = 0; i < at.Length; i++)
+            {
+                image[at[i]] = with[i];
+            }
+
+            return image;
+        });
+        Gen.OneOf(random, mutated).Sample(image => Check(image, mustRefuse: false), iter: 1000, threads: 1);
+
+        Assert.That(refused, Is.GreaterThan(valid.Length + 100), "the truncations and many other images were refused");
+    }
+
     private static void Patch(byte[] image, int offset, long value) => BinaryPrimitives.WriteInt64LittleEndian(image.AsSpan(offset), value);
 }

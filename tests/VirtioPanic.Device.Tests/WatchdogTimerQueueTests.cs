@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Time.Testing;
+using VirtioPanic.Device.Timer;
 
 namespace VirtioPanic.Device.Tests;
 
@@ -138,7 +139,7 @@ public sealed class WatchdogTimerQueueTests
     {
         var time = NewTime();
         var listener = new RecordingListener();
-        using var core = new WatchdogCore(time, new WatchdogDeviceOptions { DefaultTimeout = TimeSpan.FromSeconds(20) }, listener);
+        using var core = new WatchdogTimer(time, new WatchdogDeviceOptions { DefaultTimeout = TimeSpan.FromSeconds(20) }, listener);
         WatchdogTimerQueue queue = WatchdogTimerQueue.For(time);
         core.Heartbeat();
         long firstDue = QueuedDue(queue, core);
@@ -174,10 +175,10 @@ public sealed class WatchdogTimerQueueTests
     {
         var time = NewTime();
         var listener = new RecordingListener();
-        using var core = new WatchdogCore(time, new WatchdogDeviceOptions(), listener);
+        using var core = new WatchdogTimer(time, new WatchdogDeviceOptions(), listener);
         WatchdogTimerQueue queue = WatchdogTimerQueue.For(time);
-        core.Control(WatchdogProtocol.CommandStart, 600_000, pretimeoutNegotiated: false);
-        core.Control(WatchdogProtocol.CommandSetTimeout, 2_000, pretimeoutNegotiated: false);
+        core.Control(WatchdogCommand.Start, TimeSpan.FromMilliseconds(600_000), pretimeoutNegotiated: false);
+        core.Control(WatchdogCommand.SetTimeout, TimeSpan.FromMilliseconds(2_000), pretimeoutNegotiated: false);
         Assert.That(QueuedDue(queue, core), Is.EqualTo(time.GetTimestamp() + TimeSpan.FromSeconds(2).Ticks));
 
         time.Advance(TimeSpan.FromSeconds(2));
@@ -189,9 +190,9 @@ public sealed class WatchdogTimerQueueTests
     {
         var time = NewTime();
         var listener = new RecordingListener();
-        using var core = new WatchdogCore(time, new WatchdogDeviceOptions(), listener);
-        core.Control(WatchdogProtocol.CommandStart, 10_000, pretimeoutNegotiated: true);
-        core.Control(WatchdogProtocol.CommandSetPretimeout, 3_000, pretimeoutNegotiated: true);
+        using var core = new WatchdogTimer(time, new WatchdogDeviceOptions(), listener);
+        core.Control(WatchdogCommand.Start, TimeSpan.FromMilliseconds(10_000), pretimeoutNegotiated: true);
+        core.Control(WatchdogCommand.SetPretimeout, TimeSpan.FromMilliseconds(3_000), pretimeoutNegotiated: true);
 
         time.Advance(TimeSpan.FromSeconds(7) - s_tick);
         Assert.That(listener.Kinds, Is.EqualTo(new[] { WatchdogTransitionKind.Armed }));
@@ -233,9 +234,9 @@ public sealed class WatchdogTimerQueueTests
     {
         var time = NewTime();
         var listener = new RecordingListener(time) { ThrowOn = kind => kind == WatchdogTransitionKind.Pretimeout };
-        using var core = new WatchdogCore(time, new WatchdogDeviceOptions(), listener);
-        core.Control(WatchdogProtocol.CommandStart, 10_000, pretimeoutNegotiated: true);
-        core.Control(WatchdogProtocol.CommandSetPretimeout, 3_000, pretimeoutNegotiated: true);
+        using var core = new WatchdogTimer(time, new WatchdogDeviceOptions(), listener);
+        core.Control(WatchdogCommand.Start, TimeSpan.FromMilliseconds(10_000), pretimeoutNegotiated: true);
+        core.Control(WatchdogCommand.SetPretimeout, TimeSpan.FromMilliseconds(3_000), pretimeoutNegotiated: true);
         DateTimeOffset start = time.GetUtcNow();
 
         Assert.That(() => time.Advance(TimeSpan.FromSeconds(7)), Throws.Nothing);
@@ -256,7 +257,7 @@ public sealed class WatchdogTimerQueueTests
     {
         var time = NewTime();
         var listener = new RecordingListener();
-        using var core = new WatchdogCore(time, new WatchdogDeviceOptions { DefaultTimeout = TimeSpan.FromSeconds(10), ResumeGrace = TimeSpan.Zero }, listener);
+        using var core = new WatchdogTimer(time, new WatchdogDeviceOptions { DefaultTimeout = TimeSpan.FromSeconds(10), ResumeGrace = TimeSpan.Zero }, listener);
         WatchdogTimerQueue queue = WatchdogTimerQueue.For(time);
         core.Heartbeat();
         time.Advance(TimeSpan.FromSeconds(4));
@@ -281,14 +282,14 @@ public sealed class WatchdogTimerQueueTests
     public void ManyCores_EachExpiresExactlyAtItsOwnDeadline()
     {
         var time = NewTime();
-        var cores = new List<(WatchdogCore Core, RecordingListener Listener, TimeSpan Deadline)>();
+        var cores = new List<(WatchdogTimer Core, RecordingListener Listener, TimeSpan Deadline)>();
         var options = new WatchdogDeviceOptions();
         for (int i = 0; i < 500; i++)
         {
             var listener = new RecordingListener(time);
-            var core = new WatchdogCore(time, options, listener);
+            var core = new WatchdogTimer(time, options, listener);
             uint timeoutMs = 1_000 + (uint)(i * 37 % 9_000);
-            core.Control(WatchdogProtocol.CommandStart, timeoutMs, pretimeoutNegotiated: false);
+            core.Control(WatchdogCommand.Start, TimeSpan.FromMilliseconds(timeoutMs), pretimeoutNegotiated: false);
             cores.Add((core, listener, TimeSpan.FromMilliseconds(timeoutMs)));
         }
 
@@ -313,13 +314,13 @@ public sealed class WatchdogTimerQueueTests
         {
             for (int i = 0; i < cores.Count; i++)
             {
-                (WatchdogCore _, RecordingListener listener, TimeSpan timeout) = cores[i];
+                (WatchdogTimer _, RecordingListener listener, TimeSpan timeout) = cores[i];
                 TimeSpan expected = (i % 2 == 0 ? pingedUntil : TimeSpan.Zero) + timeout;
                 Assert.That(listener.ExpiredAt, Is.EqualTo(new[] { start + expected }), $"core {i}");
             }
         });
 
-        foreach ((WatchdogCore core, _, _) in cores)
+        foreach ((WatchdogTimer core, _, _) in cores)
         {
             core.Dispose();
         }
@@ -334,7 +335,7 @@ public sealed class WatchdogTimerQueueTests
         for (int i = 0; i < 10_000; i++)
         {
             var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "d" + i, DefaultTimeout = TimeSpan.FromSeconds(1 + (i % 30)) }, time);
-            device.Core.Heartbeat();
+            device.Timer.Heartbeat();
             devices.Add(device);
         }
 
@@ -422,7 +423,7 @@ public sealed class WatchdogTimerQueueTests
         internal override void OnFault(Exception exception) => Faults.Add(exception);
     }
 
-    private sealed class RecordingListener : IWatchdogCoreListener
+    private sealed class RecordingListener : IWatchdogTimerListener
     {
         private readonly TimeProvider? _time;
 

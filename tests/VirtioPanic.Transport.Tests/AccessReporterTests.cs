@@ -16,7 +16,7 @@ public sealed class AccessReporterTests
         using GuestMemory memory = GuestMemory.CreateAnonymous(1 << 20);
         var time = new FakeTimeProvider();
         var logger = new FakeLogger();
-        var mmio = new VirtioMmioDevice(new FakeDevice(), memory, new RecordingInterruptSink(),
+        var mmio = new VirtioMmioTransport(new FakeDevice(), memory, new RecordingInterruptSink(),
             new VirtioMmioOptions { TimeProvider = time, InvalidAccessLogLimitPerSecond = 5 }, logger);
 
         for (int i = 0; i < 1000; i++)
@@ -51,7 +51,7 @@ public sealed class AccessReporterTests
         using GuestMemory memory = GuestMemory.CreateAnonymous(1 << 20);
         var logger = new FakeLogger();
         logger.ControlLevel(LogLevel.Debug, enabled: false);
-        var mmio = new VirtioMmioDevice(new FakeDevice(), memory, new RecordingInterruptSink(), logger: logger);
+        var mmio = new VirtioMmioTransport(new FakeDevice(), memory, new RecordingInterruptSink(), logger: logger);
 
         mmio.Write(0x0, new byte[4]);
 

@@ -31,7 +31,7 @@ public sealed class ArchitectureTests
             "InvalidAccessKind", "VirtioTransportOptions",
             "MsixRegisters", "PciBarChangedEventArgs", "PciBarMapping", "PciConfigRegisters", "VirtioDoorbell",
             "VirtioPciCapabilityRegisters", "VirtioPciCommonConfigRegisters", "VirtioPciFunction", "VirtioPciFunctionOptions",
-            "VirtioMmioDevice", "VirtioMmioOptions", "VirtioMmioRegisters",
+            "VirtioMmioTransport", "VirtioMmioOptions", "VirtioMmioRegisters",
         ];
 
         string[] actual = [.. typeof(VirtioPciFunction).Assembly.GetExportedTypes().Select(t => t.Name)];

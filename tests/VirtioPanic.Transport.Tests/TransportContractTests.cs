@@ -1,3 +1,4 @@
+using CsCheck;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Testing;
 using VirtioPanic.GuestDriver.Memory;
@@ -5,6 +6,7 @@ using VirtioPanic.GuestDriver.Rings;
 using VirtioPanic.Transport.Tests.Fakes;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Memory;
+using ILogger = Microsoft.Extensions.Logging.ILogger;
 
 namespace VirtioPanic.Transport.Tests;
 
@@ -704,6 +706,76 @@ public abstract class TransportContractTests
                 Assert.That(restored.ReadStatus(), Is.EqualTo((DeviceStatus)0), $"byte {i}: refused snapshot must leave power-on state");
             }
         }
+    }
+
+    // Property (every layer returns a status for every bad snapshot and is never half-restored):
+    // random bytes, every truncation of a real snapshot and mutations of it, restored into a live
+    // transport that has done I/O. RestoreState never throws. A refused snapshot leaves exactly
+    // the reset state a refusal is documented to leave, byte for byte (its SaveState equals that
+    // of a transport that refused an empty image), so nothing the snapshot carried was half
+    // applied. An accepted one is a state the transport stands by: its own SaveState restores again.
+    [Test]
+    public void Restore_RandomTruncatedOrMutatedSnapshot_IntoALiveTransport_NeverThrows_RefusedLeavesExactlyThePowerOnState()
+    {
+        SplitRingDriver ring = BringUp();
+        AssertRoundTrip(ring, 0);
+        byte[] valid = Driver.Save();
+        int refused = 0;
+        int accepted = 0;
+
+        ITransportDriver Live()
+        {
+            ITransportDriver live = Restore(valid, new FakeDevice(), Memory, new RecordingInterruptSink(), out SnapshotStatus ready);
+            Assert.That(ready, Is.EqualTo(SnapshotStatus.Ok));
+            return live;
+        }
+
+        // What a refusal that applied nothing (no magic) leaves: the transport's reset state. (On
+        // PCI that is not what the harness's firmware set up at creation: the BARs are unassigned.)
+        ITransportDriver reference = Live();
+        Assert.That(reference.Restore([]), Is.EqualTo(SnapshotStatus.Malformed));
+        byte[] powerOn = reference.Save();
+
+        void Check(byte[] image, bool mustRefuse)
+        {
+            ITransportDriver live = Live();
+            SnapshotStatus status = live.Restore(image);
+            if (status == SnapshotStatus.Ok)
+            {
+                Assert.That(mustRefuse, Is.False, $"a {image.Length}-byte truncation of a {valid.Length}-byte snapshot was accepted");
+                accepted++;
+                Restore(live.Save(), new FakeDevice(), Memory, new RecordingInterruptSink(), out SnapshotStatus again);
+                Assert.That(again, Is.EqualTo(SnapshotStatus.Ok), "an accepted snapshot's own SaveState restores again");
+                return;
+            }
+
+            refused++;
+            Assert.That(live.Save(), Is.EqualTo(powerOn), $"refused ({status}): exactly the state a refusal leaves, nothing of the image applied");
+        }
+
+        for (int length = 0; length < valid.Length; length++)
+        {
+            Check(valid[..length], mustRefuse: true);
+        }
+
+        Gen<byte[]> random = Gen.Byte.Array[0, valid.Length + 16];
+        Gen<byte[]> mutated = Gen.Select(Gen.Int[0, valid.Length - 1].Array[1, 4], Gen.Byte.Array[4], (at, with) =>
+        {
+            byte[] image = (byte[])valid.Clone();
+            for (int i = 0; i < at.Length; i++)
+            {
+                image[at[i]] = with[i];
+            }
+
+            return image;
+        });
+        Gen.OneOf(random, mutated).Sample(image => Check(image, mustRefuse: false), iter: 400, threads: 1);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(refused, Is.GreaterThan(valid.Length), "the truncations and most random images were refused");
+            Assert.That(accepted, Is.GreaterThan(0), "some mutations are benign and restore");
+        });
     }
 
     private protected abstract ITransportDriver CreateDriver(FakeDevice device, GuestMemory memory, RecordingInterruptSink sink, ILogger? logger = null);

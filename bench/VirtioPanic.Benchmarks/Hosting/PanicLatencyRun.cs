@@ -108,7 +108,7 @@ internal static class PanicLatencyRun
     {
         using GuestMemory memory = GuestMemory.CreateAnonymous(1 << 20);
         using var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "hop", EventCapacity = 1024 });
-        var mmio = new VirtioMmioDevice(device, memory, new Transport.NullInterruptSink());
+        var mmio = new VirtioMmioTransport(device, memory, new Transport.NullInterruptSink());
         long received = 0;
         long seen = 0;
         Task reader = Task.Run(async () =>
@@ -154,7 +154,7 @@ internal static class PanicLatencyRun
         where = tmpfs && directory.StartsWith("/dev/shm", StringComparison.Ordinal) ? "tmpfs" : "disk (" + Path.GetTempPath().TrimEnd('/') + ")";
         using GuestMemory memory = GuestMemory.CreateAnonymous(1 << 20);
         using var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "latency", EventCapacity = 1024 });
-        var mmio = new VirtioMmioDevice(device, memory, new Transport.NullInterruptSink());
+        var mmio = new VirtioMmioTransport(device, memory, new Transport.NullInterruptSink());
         var vm = new RecordingVmControl();
         using PolicyService manager = HostingBench.Manager(directory, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 }, durability, inline);
         long handled = 0;

@@ -18,7 +18,7 @@ public class PanicToActionBenchmarks
     private string _directory = string.Empty;
     private GuestMemory _memory = null!;
     private WatchdogDevice _device = null!;
-    private VirtioMmioDevice _mmio = null!;
+    private VirtioMmioTransport _mmio = null!;
     private PolicyService _manager = null!;
     private RecordingVmControl _vm = null!;
     private long _handled;
@@ -32,7 +32,7 @@ public class PanicToActionBenchmarks
         _directory = HostingBench.JournalDirectory();
         _memory = GuestMemory.CreateAnonymous(1 << 20);
         _device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "bench", EventCapacity = 1024 });
-        _mmio = new VirtioMmioDevice(_device, _memory, new Transport.NullInterruptSink());
+        _mmio = new VirtioMmioTransport(_device, _memory, new Transport.NullInterruptSink());
         _vm = new RecordingVmControl();
         _manager = HostingBench.Manager(_directory, new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 }, Durability);
         _manager.EventHandled += (_, _) => Interlocked.Increment(ref _handled);

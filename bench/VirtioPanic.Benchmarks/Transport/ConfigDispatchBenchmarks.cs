@@ -18,7 +18,7 @@ public class ConfigDispatchBenchmarks
     private readonly byte[] _one = new byte[1];
     private GuestMemory _memory = null!;
     private VirtioPciFunction _pci = null!;
-    private VirtioMmioDevice _mmio = null!;
+    private VirtioMmioTransport _mmio = null!;
 
     [GlobalSetup]
     public void Setup()

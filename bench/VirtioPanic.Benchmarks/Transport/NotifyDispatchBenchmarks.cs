@@ -15,7 +15,7 @@ public class NotifyDispatchBenchmarks
     private readonly byte[] _mmioQueue0 = [0, 0, 0, 0];
     private GuestMemory _memory = null!;
     private VirtioPciFunction _pci = null!;
-    private VirtioMmioDevice _mmio = null!;
+    private VirtioMmioTransport _mmio = null!;
     private ulong _doorbell;
 
     [GlobalSetup]

@@ -47,9 +47,9 @@ internal static class TransportSetup
         return function;
     }
 
-    internal static VirtioMmioDevice LiveMmio(GuestMemory memory, IVirtioDevice device)
+    internal static VirtioMmioTransport LiveMmio(GuestMemory memory, IVirtioDevice device)
     {
-        var mmio = new VirtioMmioDevice(device, memory, new NullInterruptSink());
+        var mmio = new VirtioMmioTransport(device, memory, new NullInterruptSink());
         SplitRingDriver ring = SplitRingDriver.Allocate(new GuestAllocator(memory, 0x20_0000, 1 << 20), 256, eventIndex: true);
         Mmio32(mmio, Mmio.Status, (uint)(DeviceStatus.Acknowledge | DeviceStatus.Driver));
         Mmio32(mmio, Mmio.DriverFeaturesSel, 1);
@@ -85,7 +85,7 @@ internal static class TransportSetup
         function.WriteBar(0, (ulong)offset, data);
     }
 
-    private static void Mmio32(VirtioMmioDevice mmio, int offset, uint value)
+    private static void Mmio32(VirtioMmioTransport mmio, int offset, uint value)
     {
         Span<byte> data = stackalloc byte[4];
         BinaryPrimitives.WriteUInt32LittleEndian(data, value);

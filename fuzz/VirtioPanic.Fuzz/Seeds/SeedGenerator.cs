@@ -1,9 +1,10 @@
 using System.Buffers.Binary;
 using System.Text;
+using VirtioPanic.Device.Protocol;
 using VirtioPanic.Device;
 using VirtioPanic.Fuzz.Targets;
-using VirtioPanic.VhostUser;
 using VirtioPanic.VhostUser.Protocol;
+using VirtioPanic.VhostUser;
 using VirtioPanic.Virtio.Device;
 
 namespace VirtioPanic.Fuzz;

@@ -1,3 +1,4 @@
+using VirtioPanic.Device.Protocol;
 using VirtioPanic.Device;
 
 namespace VirtioPanic.Fuzz.Targets;

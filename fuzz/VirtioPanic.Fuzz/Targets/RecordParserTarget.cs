@@ -1,4 +1,5 @@
 using Microsoft.Extensions.Time.Testing;
+using VirtioPanic.Device.Protocol;
 using VirtioPanic.Device;
 
 namespace VirtioPanic.Fuzz.Targets;

@@ -3,7 +3,7 @@ using VirtioPanic.Virtio.Device;
 
 namespace VirtioPanic.Fuzz.Targets;
 
-// VirtioPciFunction.RestoreState and VirtioMmioDevice.RestoreState (and through them
+// VirtioPciFunction.RestoreState and VirtioMmioTransport.RestoreState (and through them
 // VirtioDeviceController.RestoreState and Virtqueue.RestoreState) on untrusted bytes: they
 // return a SnapshotStatus and never throw. An accepted snapshot must leave a transport that
 // takes guest accesses and saves a snapshot it accepts again.

@@ -29,7 +29,7 @@ internal sealed class TransportRig : IDisposable
         }
         else
         {
-            Mmio = new VirtioMmioDevice(Device, guest.Memory, Interrupts);
+            Mmio = new VirtioMmioTransport(Device, guest.Memory, Interrupts);
         }
     }
 
@@ -43,7 +43,7 @@ internal sealed class TransportRig : IDisposable
 
     internal VirtioPciFunction? Pci { get; }
 
-    internal VirtioMmioDevice? Mmio { get; }
+    internal VirtioMmioTransport? Mmio { get; }
 
     internal CountingInterrupts Interrupts { get; } = new();
 

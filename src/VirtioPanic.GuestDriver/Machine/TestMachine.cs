@@ -45,7 +45,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
     private readonly Lock _lock = new();
     private readonly TestMachineOptions _options;
     private readonly VirtioPciFunction?[] _pci = new VirtioPciFunction?[MaxDevices];
-    private readonly List<VirtioMmioDevice> _mmio = [];
+    private readonly List<VirtioMmioTransport> _mmio = [];
     private readonly List<VirtioMmioSlot> _mmioSlots = [];
     private readonly byte[] _hostBridge = BuildHostBridge();
     private volatile MmioRegion[] _regions = [];
@@ -131,7 +131,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
     }
 
     /// <summary>The virtio-mmio devices, in the order they were added.</summary>
-    public IReadOnlyList<VirtioMmioDevice> MmioDevices
+    public IReadOnlyList<VirtioMmioTransport> MmioDevices
     {
         get
         {
@@ -171,14 +171,14 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
     /// <param name="options">Transport options; defaults when null.</param>
     /// <param name="logger">The transport's log of guest mistakes; none when null.</param>
     /// <returns>The transport, for host-side inspection.</returns>
-    public VirtioMmioDevice AddMmioDevice(IVirtioDevice device, VirtioMmioOptions? options = null, ILogger? logger = null)
+    public VirtioMmioTransport AddMmioDevice(IVirtioDevice device, VirtioMmioOptions? options = null, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         lock (_lock)
         {
             int index = _mmio.Count;
             int line = _options.VirtioMmioFirstLine + index;
-            var transport = new VirtioMmioDevice(device, Memory, Interrupts.ConnectDevice(line), options, logger);
+            var transport = new VirtioMmioTransport(device, Memory, Interrupts.ConnectDevice(line), options, logger);
             if (transport.RegionSize > MmioStride)
             {
                 throw new ArgumentException("The device's configuration space does not fit the 4 KiB virtio-mmio slot.", nameof(device));
@@ -219,7 +219,7 @@ public sealed class TestMachine : IGuestMachine, IMmioBus, IPortIoBus, IDisposab
     {
         ArgumentNullException.ThrowIfNull(snapshot);
         VirtioPciFunction?[] pci;
-        VirtioMmioDevice[] mmio;
+        VirtioMmioTransport[] mmio;
         lock (_lock)
         {
             if (snapshot.PciFunctions.Count != _pci.Length || snapshot.MmioDevices.Count != _mmio.Count)

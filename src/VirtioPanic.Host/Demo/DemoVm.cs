@@ -28,7 +28,7 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
     private readonly ILogger _guestLog;
     private readonly TestMachine _machine;
     private readonly VirtioPciFunction? _pci;
-    private readonly VirtioMmioDevice? _mmio;
+    private readonly VirtioMmioTransport? _mmio;
     private readonly ManualResetEventSlim _running = new(true);
     private readonly TaskCompletionSource _finished = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private CancellationTokenSource _boot = new();

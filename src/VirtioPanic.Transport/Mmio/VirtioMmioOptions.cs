@@ -1,6 +1,6 @@
 namespace VirtioPanic.Transport.Mmio;
 
-/// <summary>Options of a <see cref="VirtioMmioDevice"/>.</summary>
+/// <summary>Options of a <see cref="VirtioMmioTransport"/>.</summary>
 public sealed class VirtioMmioOptions : VirtioTransportOptions
 {
     /// <summary>The VendorID register value (Linux reports it as the virtio vendor).</summary>

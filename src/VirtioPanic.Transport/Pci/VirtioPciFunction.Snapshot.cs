@@ -58,31 +58,15 @@ public sealed partial class VirtioPciFunction
     /// </summary>
     /// <param name="snapshot">The saved bytes (untrusted).</param>
     /// <returns><see cref="SnapshotStatus.Ok"/> or why the snapshot was refused.</returns>
-    public SnapshotStatus RestoreState(ReadOnlySpan<byte> snapshot)
-    {
-        SnapshotStatus status = Restore(snapshot);
-        if (status != SnapshotStatus.Ok)
-        {
-            Reset();
-            TransportLog.SnapshotRefused(_reporter.Logger, TransportName, status);
-        }
-
-        return status;
-    }
+    public SnapshotStatus RestoreState(ReadOnlySpan<byte> snapshot) => _reporter.Restored(Restore(snapshot), Reset);
 
     private SnapshotStatus Restore(ReadOnlySpan<byte> snapshot)
     {
         var reader = new SnapshotReader(snapshot);
-        uint magic = reader.ReadUInt32();
-        ushort version = reader.ReadUInt16();
-        if (reader.Failed || magic != SnapshotMagic)
+        SnapshotStatus header = TransportSnapshot.ReadHeader(ref reader, SnapshotMagic, SnapshotVersion);
+        if (header != SnapshotStatus.Ok)
         {
-            return SnapshotStatus.Malformed;
-        }
-
-        if (version != SnapshotVersion)
-        {
-            return SnapshotStatus.UnsupportedVersion;
+            return header;
         }
 
         byte[] config = reader.ReadBytes(ConfigSpaceSize).ToArray();

@@ -175,7 +175,6 @@ public sealed partial class VirtioDeviceController
         _driverFeatures = driverFeatures;
         _negotiatedFeatures = negotiated;
         _queueSelect = queueSelect;
-        Volatile.Write(ref _generationState, generation | (generationObserved ? GenerationObserved : 0));
 
         VirtqueueFeatures ringFeatures = VirtioFeatures.ToQueueFeatures(negotiated);
         VirtqueueFormat format = (negotiated & VirtioFeatures.RingPacked) != 0 ? VirtqueueFormat.Packed : VirtqueueFormat.Split;
@@ -211,6 +210,9 @@ public sealed partial class VirtioDeviceController
             queue.KickPending = true;   // the replay after activation makes the device look at the ring
         }
 
+        // Last, with nothing left that can refuse: a reset does not clear the configuration
+        // generation, so one written before a queue refused would outlive the refusal.
+        Volatile.Write(ref _generationState, generation | (generationObserved ? GenerationObserved : 0));
         Volatile.Write(ref _status, status);
         if ((status & (int)DeviceStatus.DriverOk) != 0)
         {

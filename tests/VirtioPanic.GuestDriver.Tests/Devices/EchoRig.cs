@@ -38,7 +38,7 @@ internal sealed class EchoRig : IDisposable
 
     internal VirtioPciFunction? Pci { get; }
 
-    internal VirtioMmioDevice? Mmio { get; }
+    internal VirtioMmioTransport? Mmio { get; }
 
     internal GuestKernel Guest { get; }
 

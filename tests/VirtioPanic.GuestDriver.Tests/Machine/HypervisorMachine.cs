@@ -27,7 +27,7 @@ internal sealed class HypervisorMachine : IGuestMachine, IMmioBus, IPortIoBus, I
         Memory = GuestMemory.CreateAnonymous(16 << 20, RamBase);
         Clock = clock;
         Pci = new VirtioPciFunction(pciDevice, Memory, new Sink(_interrupts, 11));
-        Mmio = new VirtioMmioDevice(mmioDevice, Memory, new Sink(_interrupts, MmioLine));
+        Mmio = new VirtioMmioTransport(mmioDevice, Memory, new Sink(_interrupts, MmioLine));
     }
 
     public GuestMemory Memory { get; }
@@ -50,7 +50,7 @@ internal sealed class HypervisorMachine : IGuestMachine, IMmioBus, IPortIoBus, I
 
     internal VirtioPciFunction Pci { get; }
 
-    internal VirtioMmioDevice Mmio { get; }
+    internal VirtioMmioTransport Mmio { get; }
 
     internal long Messages => _interrupts.Messages;
 

@@ -41,7 +41,7 @@ internal sealed class WatchdogRig : IDisposable
 
     internal VirtioPciFunction? Pci { get; }
 
-    internal VirtioMmioDevice? Mmio { get; }
+    internal VirtioMmioTransport? Mmio { get; }
 
     internal GuestKernel Guest { get; private set; }
 

@@ -47,6 +47,9 @@ internal interface ITransportDriver
 
     byte[] Save();
 
+    // Restores a snapshot into this transport (the host's RestoreState).
+    SnapshotStatus Restore(ReadOnlySpan<byte> snapshot);
+
     long InvalidAccessCount { get; }
 
     long DroppedNotifications { get; }

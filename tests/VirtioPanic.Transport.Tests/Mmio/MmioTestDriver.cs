@@ -9,7 +9,7 @@ namespace VirtioPanic.Transport.Tests.Mmio;
 // A Linux-like virtio_mmio driver reduced to 32-bit register accesses.
 internal sealed class MmioTestDriver : ITransportDriver
 {
-    internal MmioTestDriver(VirtioMmioDevice device, RecordingInterruptSink sink)
+    internal MmioTestDriver(VirtioMmioTransport device, RecordingInterruptSink sink)
     {
         Device = device;
         Sink = sink;
@@ -17,7 +17,7 @@ internal sealed class MmioTestDriver : ITransportDriver
 
     public RecordingInterruptSink Sink { get; }
 
-    internal VirtioMmioDevice Device { get; }
+    internal VirtioMmioTransport Device { get; }
 
     public long InvalidAccessCount => Device.InvalidAccessCount;
 
@@ -103,6 +103,8 @@ internal sealed class MmioTestDriver : ITransportDriver
     }
 
     public byte[] Save() => Device.SaveState();
+
+    public SnapshotStatus Restore(ReadOnlySpan<byte> snapshot) => Device.RestoreState(snapshot);
 
     public void HostReset() => Device.Reset();
 }

@@ -10,11 +10,11 @@ namespace VirtioPanic.Transport.Tests.Mmio;
 public sealed class MmioTransportContractTests : TransportContractTests
 {
     private protected override ITransportDriver CreateDriver(FakeDevice device, GuestMemory memory, RecordingInterruptSink sink, ILogger? logger = null) =>
-        new MmioTestDriver(new VirtioMmioDevice(device, memory, sink, logger: logger), sink);
+        new MmioTestDriver(new VirtioMmioTransport(device, memory, sink, logger: logger), sink);
 
     private protected override ITransportDriver Restore(byte[] snapshot, FakeDevice device, GuestMemory memory, RecordingInterruptSink sink, out SnapshotStatus status)
     {
-        var transport = new VirtioMmioDevice(device, memory, sink);
+        var transport = new VirtioMmioTransport(device, memory, sink);
         status = transport.RestoreState(snapshot);
         return new MmioTestDriver(transport, sink);
     }

@@ -295,6 +295,8 @@ internal sealed class PciTestDriver : ITransportDriver
 
     public byte[] Save() => Function.SaveState();
 
+    public SnapshotStatus Restore(ReadOnlySpan<byte> snapshot) => Function.RestoreState(snapshot);
+
     // A VM reset: the function loses its BARs, so firmware assigns them again.
     public void HostReset()
     {

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // Design: the watchdog state machine and the VM run-time clock (spec/virtio-watchdog.md §6.1).
 //
@@ -19,20 +19,20 @@ namespace VirtioPanic.Device;
 // Arithmetic: every time here is bounded (run time by MaxRunTime, checked at restore; timeouts and
 // the grace by 2^32 - 1 ms, checked with the options), so no sum of them can overflow TimeSpan.
 //
-// Timer: the core is an entry of the TimeProvider's shared WatchdogTimerQueue, queued at most once,
+// Timer: this timer is an entry of the TimeProvider's shared WatchdogTimerQueue, queued at most once,
 // at or before its next action (pretimeout point or deadline) while armed and running. The queue
 // entry is lazy: a change that moves the next action later (every keepalive, a stop, a pause)
 // leaves an earlier entry where it is, so the keepalive path never touches the queue; only a move
 // earlier (arm after a long idle, a shorter timeout, a pretimeout, a resume) reschedules it. OnDue
 // recomputes from the clock, so an entry that fires early only re-queues at the true next action
-// and one that fires late acts at once; a disarmed or paused core ignores it. Dispose removes it.
+// and one that fires late acts at once; a disarmed or paused timer ignores it. Dispose removes it.
 //
 // Threading: one Lock guards everything here. It is held only for O(1) bookkeeping (plus an
 // O(log n) queue update when the next action moves earlier): never while touching guest memory,
 // raising interrupts or publishing events. Transitions are collected under the lock and handed to
 // the listener after it is released, on the calling thread (a vCPU, a host thread, or the queue's
 // timer thread).
-internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
+internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
 {
     // The most VM run time a device state may carry (a restored snapshot is checked against it).
     // Two hundred years: no VM has run longer, and it keeps run time + timeout + grace (each at most
@@ -45,14 +45,15 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
     // (bounded work and logging however often it fails; the watchdog is never left unscheduled).
     private static readonly TimeSpan s_faultRetry = TimeSpan.FromSeconds(1);
 
-    // An action already due is scheduled this far ahead rather than at zero (kept from the timer per
-    // core, whose provider could run a zero-due callback inside Change; tests rely on the 1 ms).
+    // An action already due is scheduled this far ahead rather than at zero (kept from when each
+    // watchdog had its own ITimer, whose provider could run a zero-due callback inside Change;
+    // tests rely on the 1 ms).
     private static readonly TimeSpan s_minTimerDue = TimeSpan.FromMilliseconds(1);
 
     private readonly Lock _lock = new();
     private readonly TimeProvider _time;
     private readonly WatchdogTimerQueue _timers;
-    private readonly IWatchdogCoreListener _listener;
+    private readonly IWatchdogTimerListener _listener;
     private readonly TimeSpan _defaultTimeout;
     private readonly TimeSpan _minTimeout;
     private readonly TimeSpan _maxTimeout;
@@ -80,13 +81,13 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
     private long _noticeCountdown;
     private TimeSpan _noticeTimeLeft;
 
-    // Timer: DueHint (inherited) is the due (a timestamp of _time) of the next action this core
+    // Timer: DueHint (inherited) is the due (a timestamp of _time) of the next action this timer
     // published to _timers, long.MaxValue when it holds no entry or the entry has fired (OnDue
     // clears it first). Written under _lock only (Volatile.Write: the queue's firing thread reads it
     // under the queue's lock to move a pinged entry later without calling us).
     private bool _disposed;
 
-    internal WatchdogCore(TimeProvider time, WatchdogDeviceOptions options, IWatchdogCoreListener listener)
+    internal WatchdogTimer(TimeProvider time, WatchdogDeviceOptions options, IWatchdogTimerListener listener)
     {
         _time = time;
         _listener = listener;
@@ -115,7 +116,7 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    // Takes the core out of the shared queue, so disposed devices leave nothing behind.
+    // Takes the timer out of the shared queue, so disposed devices leave nothing behind.
     public void Dispose()
     {
         lock (_lock)
@@ -129,7 +130,7 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
     internal override void OnDue() => OnTimer();
 
     // The timer queue caught an exception from OnDue (a bug, or a listener that threw): the queue
-    // and its thread carry on; this core tries again a little later while it is armed, so it is
+    // and its thread carry on; this timer tries again a little later while it is armed, so it is
     // never left armed without a timer, and tells its listener (which logs, rate-limited).
     internal override void OnFault(Exception exception)
     {
@@ -167,20 +168,21 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         Raise(transition);
     }
 
-    // Executes one control request (spec §6.3) and returns the response.
-    internal ControlResponse Control(ushort command, uint valueMs, bool pretimeoutNegotiated)
+    // Executes one control command (spec §6.3) and returns its result with the state after it.
+    // `value` is the request's value_ms (zero when the command takes none).
+    internal WatchdogControlOutcome Control(WatchdogCommand command, TimeSpan value, bool pretimeoutNegotiated)
     {
         WatchdogTransition transition = default;
-        ControlResponse response;
+        WatchdogControlOutcome outcome;
         lock (_lock)
         {
             TimeSpan now = RunNowUnsynchronized();
-            ushort status = ExecuteUnsynchronized(command, valueMs, pretimeoutNegotiated, now, ref transition);
-            response = ResponseUnsynchronized(status, now);
+            WatchdogCommandResult result = ExecuteUnsynchronized(command, value, pretimeoutNegotiated, now, ref transition);
+            outcome = OutcomeUnsynchronized(result, now);
         }
 
         Raise(transition);
-        return response;
+        return outcome;
     }
 
     internal void EnableNotices(bool enabled)
@@ -285,11 +287,11 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    internal WatchdogCoreState Save()
+    internal WatchdogTimerState Save()
     {
         lock (_lock)
         {
-            return new WatchdogCoreState
+            return new WatchdogTimerState
             {
                 RunTime = RunNowUnsynchronized(),
                 Armed = _armed,
@@ -307,10 +309,10 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    // Restores saved state, already validated by the caller against this core's limits (run time
+    // Restores saved state, already validated by the caller against this timer's limits (run time
     // at most MaxRunTime, timeouts within the options, grace floor at most run time + grace); the
     // clock stays paused until Resume, and the grace applies (WDT-DEV-9).
-    internal void Restore(in WatchdogCoreState state)
+    internal void Restore(in WatchdogTimerState state)
     {
         lock (_lock)
         {
@@ -334,12 +336,12 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         }
     }
 
-    internal CoreStatus GetStatus()
+    internal WatchdogTimerStatus GetStatus()
     {
         lock (_lock)
         {
             TimeSpan now = RunNowUnsynchronized();
-            return new CoreStatus(
+            return new WatchdogTimerStatus(
                 _armed,
                 _nowayout,
                 _expired,
@@ -364,22 +366,22 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
         return ms >= uint.MaxValue ? uint.MaxValue : (uint)ms;
     }
 
-    private ushort ExecuteUnsynchronized(ushort command, uint valueMs, bool pretimeoutNegotiated, TimeSpan now, ref WatchdogTransition transition)
+    private WatchdogCommandResult ExecuteUnsynchronized(WatchdogCommand command, TimeSpan value, bool pretimeoutNegotiated, TimeSpan now, ref WatchdogTransition transition)
     {
         switch (command)
         {
-            case WatchdogProtocol.CommandGetStatus:
-                return WatchdogProtocol.StatusOk;
+            case WatchdogCommand.GetStatus:
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandStart:
-                if (valueMs != 0)
+            case WatchdogCommand.Start:
+                if (value != TimeSpan.Zero)
                 {
-                    if (!InRange(valueMs))
+                    if (!InRange(value))
                     {
-                        return WatchdogProtocol.StatusInvalid;
+                        return WatchdogCommandResult.Invalid;
                     }
 
-                    SetTimeoutUnsynchronized(TimeSpan.FromMilliseconds(valueMs));
+                    SetTimeoutUnsynchronized(value);
                 }
 
                 if (!_armed)
@@ -392,17 +394,17 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
                     KeepaliveUnsynchronized(now);
                 }
 
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandStop:
+            case WatchdogCommand.Stop:
                 if (!_armed)
                 {
-                    return WatchdogProtocol.StatusOk;
+                    return WatchdogCommandResult.Ok;
                 }
 
                 if (_nowayout)
                 {
-                    return WatchdogProtocol.StatusDenied;
+                    return WatchdogCommandResult.Denied;
                 }
 
                 _armed = false;
@@ -410,89 +412,60 @@ internal sealed class WatchdogCore : WatchdogTimerEntry, IDisposable
                 _countdown++;
                 RescheduleUnsynchronized(now);
                 transition = new WatchdogTransition(WatchdogTransitionKind.Stopped, now) { StopReason = WatchdogStopReason.DriverStop, Timeout = _timeout };
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandKeepalive:
+            case WatchdogCommand.Keepalive:
                 if (!_armed)
                 {
-                    return WatchdogProtocol.StatusNotArmed;
+                    return WatchdogCommandResult.NotArmed;
                 }
 
                 KeepaliveUnsynchronized(now);
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandSetTimeout:
-                if (!InRange(valueMs))
+            case WatchdogCommand.SetTimeout:
+                if (!InRange(value))
                 {
-                    return WatchdogProtocol.StatusInvalid;
+                    return WatchdogCommandResult.Invalid;
                 }
 
-                SetTimeoutUnsynchronized(TimeSpan.FromMilliseconds(valueMs));
+                SetTimeoutUnsynchronized(value);
                 if (_armed)
                 {
                     KeepaliveUnsynchronized(now);
                 }
 
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandSetPretimeout:
+            case WatchdogCommand.SetPretimeout:
                 if (!pretimeoutNegotiated)
                 {
-                    return WatchdogProtocol.StatusUnsupported;
+                    return WatchdogCommandResult.Unsupported;
                 }
 
-                TimeSpan pretimeout = TimeSpan.FromMilliseconds(valueMs);
-                if (valueMs != 0 && pretimeout >= _timeout)
+                if (value != TimeSpan.Zero && value >= _timeout)
                 {
-                    return WatchdogProtocol.StatusInvalid;
+                    return WatchdogCommandResult.Invalid;
                 }
 
-                _pretimeout = pretimeout;
+                _pretimeout = value;
                 _pretimeoutFired = false;
                 RescheduleUnsynchronized(now);
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
-            case WatchdogProtocol.CommandSetNowayout:
+            case WatchdogCommand.SetNowayout:
                 _nowayout = true;
-                return WatchdogProtocol.StatusOk;
+                return WatchdogCommandResult.Ok;
 
             default:
-                return WatchdogProtocol.StatusUnsupported;
+                return WatchdogCommandResult.Unsupported;
         }
     }
 
-    private ControlResponse ResponseUnsynchronized(ushort status, TimeSpan now)
-    {
-        ushort flags = 0;
-        if (_armed)
-        {
-            flags |= WatchdogProtocol.FlagArmed;
-        }
+    private WatchdogControlOutcome OutcomeUnsynchronized(WatchdogCommandResult result, TimeSpan now) =>
+        new(result, _armed, _nowayout, _expired, _pretimeoutFired, _timeout, _pretimeout, _armed ? DeadlineUnsynchronized() - now : TimeSpan.Zero);
 
-        if (_nowayout)
-        {
-            flags |= WatchdogProtocol.FlagNowayout;
-        }
-
-        if (_expired)
-        {
-            flags |= WatchdogProtocol.FlagExpired;
-        }
-
-        if (_pretimeoutFired)
-        {
-            flags |= WatchdogProtocol.FlagPretimeoutFired;
-        }
-
-        uint timeLeft = _armed ? ToMilliseconds(DeadlineUnsynchronized() - now) : 0;
-        return new ControlResponse(status, flags, ToMilliseconds(_timeout), ToMilliseconds(_pretimeout), timeLeft);
-    }
-
-    private bool InRange(uint valueMs)
-    {
-        TimeSpan value = TimeSpan.FromMilliseconds(valueMs);
-        return value >= _minTimeout && value <= _maxTimeout;
-    }
+    private bool InRange(TimeSpan value) => value >= _minTimeout && value <= _maxTimeout;
 
     private void SetTimeoutUnsynchronized(TimeSpan timeout)
     {

@@ -1,7 +1,7 @@
 using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Queues;
 
 // A posted eventq buffer the device holds until the driver commits a record into it: the chain's
 // token and copies of its validated slices (readable ones first).

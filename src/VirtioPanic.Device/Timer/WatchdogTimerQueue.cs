@@ -1,12 +1,12 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // Design: one expiry scheduler for all watchdog devices on a TimeProvider, instead of one runtime
 // timer per device (rescheduled on every keepalive, its callbacks queued to a busy thread pool).
 //
-// Every entry (a WatchdogCore) is queued at most once, keyed by a timestamp of the TimeProvider,
+// Every entry (a WatchdogTimer) is queued at most once, keyed by a timestamp of the TimeProvider,
 // in an indexed 4-ary min-heap: insert, move and remove are O(log n) and memory is one slot per
 // device. The keys live in the heap array next to the entry references, so sifting compares
 // within one contiguous array (10 000 devices: 160 KiB) instead of chasing every entry object;
@@ -14,10 +14,10 @@ namespace VirtioPanic.Device;
 //
 // The queue does not know why an entry is due: when it comes due the entry re-checks its own
 // state and schedules itself again if it fired early. That lets the keepalive path be lazy: a
-// keepalive only moves the deadline later, so the core leaves its earlier entry where it is and
-// does not touch the queue at all (WatchdogCore.RescheduleUnsynchronized); it only publishes the
+// keepalive only moves the deadline later, so the watchdog timer leaves its earlier entry where it is and
+// does not touch the queue at all (WatchdogTimer.RescheduleUnsynchronized); it only publishes the
 // new due in the entry's DueHint. Before it fires or sleeps, the firing thread moves a top entry
-// whose hint is later than its key to the hint, without calling the core (a "fix-up"). So a
+// whose hint is later than its key to the hint, without calling the watchdog timer (a "fix-up"). So a
 // device that is being pinged costs one O(log n) fix-up per timeout period on this thread, no
 // callback and no wake-up of its own: the thread sleeps until the earliest entry that was really
 // due when it looked. Fix-ups only ever move entries later, and an entry whose hint was lowered
@@ -30,9 +30,9 @@ namespace VirtioPanic.Device;
 // so tests drive the queue deterministically.
 //
 // Threading. _lock guards the heap, every entry's QueueIndex/QueueDue, _wakeAt and _batch's use.
-// Lock order: a core's lock, then this one (cores schedule under their own lock). The queue never
+// Lock order: a watchdog timer's lock, then this one (watchdog timers schedule under their own lock). The queue never
 // calls an entry while holding _lock: due entries are taken out under it and called after it is
-// released, at most MaxBatch per lock hold, so a core scheduling meanwhile waits for O(MaxBatch)
+// released, at most MaxBatch per lock hold, so a watchdog timer scheduling meanwhile waits for O(MaxBatch)
 // heap operations at worst. Only one thread fires at a time (_wakeAt == Firing marks it). Fix-ups
 // per pass are capped (twice the count, at least MinFixupsPerPass), so a guest pinging faster than the thread works cannot
 // keep it busy: past the cap the thread sleeps until the top's key, which is never late.
@@ -52,7 +52,7 @@ internal sealed class WatchdogTimerQueue
     private const long Firing = long.MinValue;
 
     // An ITimer is never pointed closer than this: a TimeProvider may run a zero-due callback
-    // synchronously inside Change, that is, inside _lock and the calling core's lock.
+    // synchronously inside Change, that is, inside _lock and the calling watchdog timer's lock.
     private static readonly TimeSpan s_minTimerDue = TimeSpan.FromTicks(1);
     private static readonly TimeSpan s_maxTimerDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
 

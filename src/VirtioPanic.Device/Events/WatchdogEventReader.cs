@@ -1,7 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Threading.Channels;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Events;
 
 // The host's view of the event channel: a plain ChannelReader that tells the sink when an event
 // has been taken, so the sink can bound what is pending and release parked critical events.

@@ -1,3 +1,3 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Queues;
 
 internal readonly record struct HeldBufferState(ulong Address, uint Length);

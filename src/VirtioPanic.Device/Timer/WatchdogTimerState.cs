@@ -1,7 +1,7 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
-// The saved form of WatchdogCore (all times are VM run time).
-internal readonly record struct WatchdogCoreState
+// The saved form of WatchdogTimer (all times are VM run time).
+internal readonly record struct WatchdogTimerState
 {
     public TimeSpan RunTime { get; init; }
 

@@ -1,7 +1,8 @@
+using VirtioPanic.Device.Protocol;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Queue;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Queues;
 
 // Design: exactly one consumer per queue, without locks, and bounded work per turn.
 //
@@ -20,11 +21,19 @@ namespace VirtioPanic.Device;
 // queue is Idle: a runner checks _enabled after taking the Running state (also a full fence), so
 // once Stop returns nobody touches the queue or guest memory until Start (Dekker ordering).
 //
+// The pass: Process (sealed here) is the one pop/halt/flush loop of every queue, bounded by the
+// budget and free of lost wakeups (disable notifications, drain, flush, re-enable and re-check).
+// A subclass says what to do before a round (BeginRound: eventq re-scans its held buffers),
+// whether it wants another chain (WantsChain: eventq has a free slot, noticeq a pending notice),
+// what a chain means (Handle) and whether to look again after re-enabling (Rearm). A ring error or
+// a chain longer than VIRTIO_WDT_CHAIN_MAX halts the queue here, for all three (WDT-DEV-32, -37).
+//
 // Faults: Process must not throw (guest data comes back as statuses), but a bug, or a transport
 // callback that throws (SignalUsedBuffers), must not leave _state Running: Stop would spin forever
 // and wedge the device reset, and the exception would reach the vCPU thread that kicked (or end a
 // pool thread). Run catches it, marks the worker faulted (the queue is not processed again until
-// the next Start) and hands it to OnFault, which sets DEVICE_NEEDS_RESET and logs once; then the
+// the next Start) and hands it to the host (IQueueWorkerHost.OnWorkerFault), which sets
+// DEVICE_NEEDS_RESET and logs once; then the
 // state machine goes Idle as usual.
 internal abstract class QueueWorker
 {
@@ -38,6 +47,10 @@ internal abstract class QueueWorker
     private int _state;
     private int _enabled;
 
+    // Set by Halt on the runner's thread, cleared by Start with the queue quiescent (ordered like
+    // _faulted below): a halted queue is not touched again until the next Start (WDT-DEV-32).
+    private bool _halted;
+
     // Set by the runner (which owns the queue while Running) when Process threw; cleared by Start
     // with the queue quiescent. Only ever touched by the thread holding the Running state or by
     // Start/Stop, which are ordered with it by the _enabled/_state fences above: no extra barrier.
@@ -45,11 +58,14 @@ internal abstract class QueueWorker
     private Virtqueue? _queue;
     private IVirtioDeviceContext? _context;
 
-    protected QueueWorker(int queueIndex)
+    protected QueueWorker(int queueIndex, IQueueWorkerHost host)
     {
         QueueIndex = queueIndex;
+        Host = host;
         _continuation = static state => ((QueueWorker)state!).RunFromPool();
     }
+
+    protected IQueueWorkerHost Host { get; }
 
     internal int QueueIndex { get; }
 
@@ -61,6 +77,7 @@ internal abstract class QueueWorker
         _context = context;
         _queue = queue;
         _faulted = false;
+        _halted = false;
         OnStart();
         Interlocked.Exchange(ref _enabled, 1);
     }
@@ -99,13 +116,104 @@ internal abstract class QueueWorker
         }
     }
 
+    // WDT-DEV-37 (spec §6.9): VIRTIO_WDT_CHAIN_MAX bounds every chain on every queue, readable and
+    // writable together, checked before anything is read from it.
+    internal static bool IsOversized(in DescriptorChain chain, out ulong length)
+    {
+        length = (ulong)chain.ReadableLength + chain.WritableLength;
+        return length > WatchdogProtocol.MaxChainBytes;
+    }
+
     // One pass over the queue with at most `budget` chains. Returns true when the budget ran out
     // with work left (notifications stay disabled and the worker continues without a kick).
-    protected abstract bool Process(Virtqueue queue, IVirtioDeviceContext context, int budget);
+    private bool Process(Virtqueue queue, IVirtioDeviceContext context, int budget)
+    {
+        if (_halted)
+        {
+            return false;
+        }
 
-    // Process threw (see Faults above). Must not throw; called on the runner's thread, once per
-    // Start at most.
-    protected abstract void OnFault(IVirtioDeviceContext context, Exception exception);
+        int handled = 0;
+        while (true)
+        {
+            queue.DisableNotification();
+            BeginRound(queue);
+            while (WantsChain())
+            {
+                if (handled == budget)
+                {
+                    Flush(queue, context);
+                    return true;
+                }
+
+                VirtqueueStatus status = queue.TryPopChain(out DescriptorChain chain);
+                if (status == VirtqueueStatus.Empty)
+                {
+                    break;
+                }
+
+                if (status != VirtqueueStatus.Ok)
+                {
+                    // WDT-DEV-32: the engine stopped the queue; nothing more is popped from it.
+                    Halt(queue, context, WatchdogProtocolError.RingError, status.ToString());
+                    return false;
+                }
+
+                handled++;
+                if (IsOversized(chain, out ulong length))
+                {
+                    // WDT-DEV-37: neither written nor returned; the queue stops with NEEDS_RESET.
+                    Halt(queue, context, WatchdogProtocolError.RingError, $"chain of {length} bytes is longer than the {WatchdogProtocol.MaxChainBytes} bytes the device accepts");
+                    return false;
+                }
+
+                if (!Handle(queue, context, chain))
+                {
+                    return false;
+                }
+            }
+
+            Flush(queue, context);
+            if (!Rearm(queue))
+            {
+                return false;
+            }
+        }
+    }
+
+    // Before each round of pops, with notifications disabled.
+    protected virtual void BeginRound(Virtqueue queue)
+    {
+    }
+
+    // Whether to pop another chain in this round.
+    protected virtual bool WantsChain() => true;
+
+    // Handles one popped chain (completing it or keeping it). Returns false when it halted the
+    // queue (Halt), which ends the pass.
+    protected abstract bool Handle(Virtqueue queue, IVirtioDeviceContext context, DescriptorChain chain);
+
+    // After a round, used entries flushed: re-enable notifications; true to look again (buffers
+    // arrived meanwhile).
+    protected virtual bool Rearm(Virtqueue queue) => queue.EnableNotification();
+
+    // Stops processing the queue until the next Start; what was completed is published first, and
+    // the host sets DEVICE_NEEDS_RESET.
+    protected void Halt(Virtqueue queue, IVirtioDeviceContext context, WatchdogProtocolError error, string detail)
+    {
+        _halted = true;
+        Flush(queue, context);
+        Host.OnQueueStopped(QueueIndex, error, detail);
+    }
+
+    // Publishes the used entries added so far and signals the driver when it asked for it.
+    protected void Flush(Virtqueue queue, IVirtioDeviceContext context)
+    {
+        if (queue.FlushUsed())
+        {
+            context.SignalUsedBuffers(QueueIndex);
+        }
+    }
 
     protected virtual void OnStart()
     {
@@ -129,7 +237,7 @@ internal abstract class QueueWorker
             _faulted = true;
             try
             {
-                OnFault(context, ex);
+                Host.OnWorkerFault(QueueIndex, ex);
             }
             catch (Exception)
             {

@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Protocol;
 
 // The device configuration space (spec/virtio-watchdog.md §4), 20 bytes, little-endian:
 //

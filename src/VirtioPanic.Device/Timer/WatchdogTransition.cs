@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // A change of watchdog state the device turns into a host event.
 internal readonly record struct WatchdogTransition(WatchdogTransitionKind Kind, TimeSpan VmRunTime)

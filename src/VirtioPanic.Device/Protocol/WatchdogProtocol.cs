@@ -1,6 +1,9 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Protocol;
 
-// Wire layouts of the three queues (spec/virtio-watchdog.md §6). All little-endian.
+// Wire layouts of the three queues (spec/virtio-watchdog.md §6 "Device Operation"). All
+// little-endian. Every offset below has a name here; code never indexes a wire buffer with a bare
+// number. The control structures are §6.3 "Control requests", the notice §6.4 "Pretimeout
+// notices", the record and its status §6.5.1 "Record layout".
 //
 // Control request (watchdogq, device-readable, 16 bytes)     Control response (device-writable, 16 bytes)
 //   0x00 le16 command                                          0x00 le16 status
@@ -21,8 +24,10 @@ namespace VirtioPanic.Device;
 // Record status (eventq, first 8 bytes of the device-writable part)
 //   0x00 u8 status  0x01 u8[3] reserved (zero)  0x04 le32 host_sequence
 //
+// Heartbeat (watchdogq, no device-readable buffer): the device writes u8 1 at 0x00 of the first buffer.
+//
 // Notice (noticeq, device-writable, 16 bytes)
-//   0x00 le16 type (1 PRETIMEOUT)  0x02 le16 missed  0x04 le32 time_left_ms  0x08 le32 timeout_ms  0x0C le32 pretimeout_ms
+//   0x00 le16 type (1 PRETIMEOUT)  0x02 le16 reserved (zero)  0x04 le32 time_left_ms  0x08 le32 timeout_ms  0x0C le32 pretimeout_ms
 internal static class WatchdogProtocol
 {
     internal const int WatchdogQueue = 0;
@@ -40,9 +45,23 @@ internal static class WatchdogProtocol
     // device touches far below the 2 GiB a span can address (GuestMemorySlice.Span).
     internal const uint MaxChainBytes = 65536;
 
-    // Control.
+    // Heartbeat (§6.2 "Heartbeats"): the device writes this byte at this offset of the first buffer.
+    internal const int HeartbeatAckOffset = 0x00;
+    internal const byte HeartbeatAck = 1;
+
+    // Control (§6.3: struct virtio_wdt_ctrl_req, struct virtio_wdt_ctrl_resp).
     internal const int ControlRequestSize = 16;
     internal const int ControlResponseSize = 16;
+
+    internal const int ControlRequestCommand = 0x00;
+    internal const int ControlRequestValueMs = 0x04;
+
+    internal const int ControlResponseStatus = 0x00;
+    internal const int ControlResponseFlags = 0x02;
+    internal const int ControlResponseTimeoutMs = 0x04;
+    internal const int ControlResponsePretimeoutMs = 0x08;
+    internal const int ControlResponseTimeLeftMs = 0x0C;
+
     internal const ushort CommandGetStatus = 1;
     internal const ushort CommandStart = 2;
     internal const ushort CommandStop = 3;
@@ -73,6 +92,7 @@ internal static class WatchdogProtocol
     internal const int MaxRecordBuffers = 8;
     internal const uint UnknownVcpu = 0xFFFFFFFF;
 
+    // struct virtio_wdt_record (§6.5.1); the message starts right after the header (0x50).
     internal const int RecordState = 0x00;
     internal const int RecordType = 0x04;
     internal const int RecordCodeCount = 0x06;
@@ -92,9 +112,18 @@ internal static class WatchdogProtocol
     internal const byte RecordStatusAccepted = 1;
     internal const byte RecordStatusMalformed = 2;
     internal const byte RecordStatusUnsupported = 3;
-    internal const int RecordStatusSize = 8;
 
-    // Notices.
+    // struct virtio_wdt_record_status (§6.5.1): the first 8 bytes of the writable part.
+    internal const int RecordStatusSize = 8;
+    internal const int RecordStatusCode = 0x00;
+    internal const int RecordStatusHostSequence = 0x04;
+
+    // Notices (§6.4: struct virtio_wdt_notice).
     internal const int NoticeSize = 16;
     internal const ushort NoticeTypePretimeout = 1;
+    internal const int NoticeType = 0x00;
+    internal const int NoticeReserved = 0x02;
+    internal const int NoticeTimeLeftMs = 0x04;
+    internal const int NoticeTimeoutMs = 0x08;
+    internal const int NoticePretimeoutMs = 0x0C;
 }

@@ -1,10 +1,11 @@
-using System.Buffers;
 using System.Buffers.Binary;
+using System.Buffers;
+using VirtioPanic.Device.Protocol;
 using VirtioPanic.Virtio.Device;
 using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Queues;
 
 // eventq (queue 1): posted record buffers (spec/virtio-watchdog.md §6.5).
 //
@@ -17,111 +18,65 @@ namespace VirtioPanic.Device;
 // writable part.
 internal sealed class EventQueueWorker : QueueWorker
 {
-    private readonly WatchdogDevice _device;
     private HeldRecord[]? _held;
     private int _heldCount;
     private bool _logTail;
-    private bool _halted;
 
-    internal EventQueueWorker(WatchdogDevice device)
-        : base(WatchdogProtocol.EventQueue)
+    internal EventQueueWorker(IQueueWorkerHost host)
+        : base(WatchdogProtocol.EventQueue, host)
     {
-        _device = device;
     }
 
     internal int HeldCount => _heldCount;
 
     protected override void OnStart()
     {
-        _logTail = (_device.NegotiatedDeviceFeatures & WatchdogFeatures.LogTail) != 0;
-        _halted = false;
+        _logTail = (Host.NegotiatedFeatures & WatchdogFeatures.LogTail) != 0;
         EnsureHeld();
     }
 
-    protected override bool Process(Virtqueue queue, IVirtioDeviceContext context, int budget)
+    // WDT-DEV-23: look at every held buffer, in the order it was made available, before popping.
+    // (After a ring error the queue is not touched again, WDT-DEV-32; held records are still
+    // reported at the next device reset, DrainAtReset.)
+    protected override void BeginRound(Virtqueue queue) => ScanHeld(queue, EnsureHeld());
+
+    // WDT-DEV-24: hold at most 16; the rest stay in the ring.
+    protected override bool WantsChain() => _heldCount < EnsureHeld().Length;
+
+    protected override bool Handle(Virtqueue queue, IVirtioDeviceContext context, DescriptorChain chain)
     {
-        if (_halted)
+        HeldRecord[] held = EnsureHeld();
+        if (chain.Buffers.Length > WatchdogProtocol.MaxRecordBuffers || chain.ReadableLength < WatchdogProtocol.RecordHeaderSize)
         {
-            // WDT-DEV-32: after a ring error the queue is not touched again; held records are
-            // still reported at the next device reset (DrainAtReset).
+            // WDT-DEV-28: this chain can never carry a record.
+            RecordError error = chain.Buffers.Length > WatchdogProtocol.MaxRecordBuffers ? RecordError.TooManyBuffers : RecordError.TooShort;
+            uint written = WriteStatus(chain.Writable, WatchdogProtocol.RecordStatusMalformed, 0);
+            queue.AddUsed(chain.Token, written);
+            Host.OnProtocolError(QueueIndex, WatchdogProtocolError.MalformedRecord, RecordParser.Describe(error));
+            return true;
+        }
+
+        ref HeldRecord slot = ref held[_heldCount++];
+        slot.Token = chain.Token;
+        slot.Count = chain.Buffers.Length;
+        slot.Readable = chain.Readable.Length;
+        slot.ReadableLength = chain.ReadableLength;
+        chain.Buffers.CopyTo(slot.Buffers);
+        ScanHeld(queue, held);
+        return true;
+    }
+
+    protected override bool Rearm(Virtqueue queue)
+    {
+        if (_heldCount == EnsureHeld().Length)
+        {
+            // Full: wait for a commit notification, which the driver sends unconditionally
+            // (WDT-DRV-9), before popping more.
+            queue.EnableNotification();
             return false;
         }
 
-        HeldRecord[] held = EnsureHeld();
-        int popped = 0;
-        while (true)
-        {
-            queue.DisableNotification();
-
-            // WDT-DEV-23: look at every held buffer, in the order it was made available.
-            ScanHeld(queue, held);
-
-            // WDT-DEV-24: hold at most 16; the rest stay in the ring.
-            while (_heldCount < held.Length)
-            {
-                if (popped == budget)
-                {
-                    Flush(queue, context);
-                    return true;
-                }
-
-                VirtqueueStatus status = queue.TryPopChain(out DescriptorChain chain);
-                if (status == VirtqueueStatus.Empty)
-                {
-                    break;
-                }
-
-                if (status != VirtqueueStatus.Ok)
-                {
-                    _halted = true;
-                    Flush(queue, context);
-                    _device.ReportRingError(QueueIndex, status);
-                    return false;
-                }
-
-                popped++;
-                if (WatchdogDevice.IsOversized(chain, out ulong length))
-                {
-                    // WDT-DEV-37: a ring error, checked before anything is read from the chain.
-                    _halted = true;
-                    Flush(queue, context);
-                    _device.ReportOversizedChain(QueueIndex, length);
-                    return false;
-                }
-
-                if (chain.Buffers.Length > WatchdogProtocol.MaxRecordBuffers || chain.ReadableLength < WatchdogProtocol.RecordHeaderSize)
-                {
-                    // WDT-DEV-28: this chain can never carry a record.
-                    RecordError error = chain.Buffers.Length > WatchdogProtocol.MaxRecordBuffers ? RecordError.TooManyBuffers : RecordError.TooShort;
-                    uint written = WriteStatus(chain.Writable, WatchdogProtocol.RecordStatusMalformed, 0);
-                    queue.AddUsed(chain.Token, written);
-                    _device.ReportProtocolError(QueueIndex, WatchdogProtocolError.MalformedRecord, RecordParser.Describe(error));
-                    continue;
-                }
-
-                ref HeldRecord slot = ref held[_heldCount++];
-                slot.Token = chain.Token;
-                slot.Count = chain.Buffers.Length;
-                slot.Readable = chain.Readable.Length;
-                slot.ReadableLength = chain.ReadableLength;
-                chain.Buffers.CopyTo(slot.Buffers);
-                ScanHeld(queue, held);
-            }
-
-            Flush(queue, context);
-            if (_heldCount == held.Length)
-            {
-                // Full: wait for a commit notification, which the driver sends unconditionally
-                // (WDT-DRV-9), before popping more.
-                queue.EnableNotification();
-                return false;
-            }
-
-            if (!queue.EnableNotification())
-            {
-                return false;
-            }
-        }
+        return queue.EnableNotification();
     }
 
     // Device reset (WDT-DEV-30): report committed records the device never saw a notification
@@ -255,8 +210,8 @@ internal sealed class EventQueueWorker : QueueWorker
     {
         Span<byte> encoded = stackalloc byte[WatchdogProtocol.RecordStatusSize];
         encoded.Clear();
-        encoded[0] = status;
-        BinaryPrimitives.WriteUInt32LittleEndian(encoded[4..], unchecked((uint)hostSequence));
+        encoded[WatchdogProtocol.RecordStatusCode] = status;
+        BinaryPrimitives.WriteUInt32LittleEndian(encoded[WatchdogProtocol.RecordStatusHostSequence..], unchecked((uint)hostSequence));
         return (uint)ScatterGather.Scatter(writable, encoded, 0);
     }
 
@@ -334,13 +289,13 @@ internal sealed class EventQueueWorker : QueueWorker
             if (error == RecordError.None)
             {
                 status = WatchdogProtocol.RecordStatusAccepted;
-                return _device.ReportRecord(header, copy, source);
+                return Host.OnRecord(header, copy, source);
             }
 
             // WDT-DEV-27: typed protocol error, no DEVICE_NEEDS_RESET.
             bool unsupported = error == RecordError.UnknownType;
             status = unsupported ? WatchdogProtocol.RecordStatusUnsupported : WatchdogProtocol.RecordStatusMalformed;
-            _device.ReportProtocolError(
+            Host.OnProtocolError(
                 QueueIndex,
                 unsupported ? WatchdogProtocolError.UnsupportedRecordType : WatchdogProtocolError.MalformedRecord,
                 RecordParser.Describe(error),
@@ -350,16 +305,6 @@ internal sealed class EventQueueWorker : QueueWorker
         finally
         {
             ArrayPool<byte>.Shared.Return(rented);
-        }
-    }
-
-    protected override void OnFault(IVirtioDeviceContext context, Exception exception) => _device.ReportWorkerFault(QueueIndex, exception);
-
-    private void Flush(Virtqueue queue, IVirtioDeviceContext context)
-    {
-        if (queue.FlushUsed())
-        {
-            context.SignalUsedBuffers(QueueIndex);
         }
     }
 }

@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // Something a WatchdogTimerQueue calls back once its due time has passed. It carries its own heap
 // slot, so it is queued at most once and can be moved or removed in O(log n).

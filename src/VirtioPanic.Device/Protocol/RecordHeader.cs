@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Protocol;
 
 // The fixed part of struct virtio_wdt_record, decoded from the device's private copy.
 internal readonly record struct RecordHeader(

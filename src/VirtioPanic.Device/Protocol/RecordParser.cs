@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Protocol;
 
 // Validates a record header in a private copy of the guest's bytes (never in guest memory, which
 // the guest may rewrite meanwhile). Returns RecordError.None and the header when it is well formed.

@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 // A pretimeout notice waiting for a noticeq buffer; Countdown identifies the countdown it belongs to.
 internal readonly record struct PendingNotice(long Countdown, TimeSpan TimeLeft, TimeSpan Timeout, TimeSpan Pretimeout);

@@ -1,7 +1,7 @@
 using System.Diagnostics.CodeAnalysis;
 using System.Threading.Channels;
 
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Events;
 
 // Design: the device's event channel, bounded in memory without ever losing a critical event.
 //

@@ -9,7 +9,7 @@ using Regs = VirtioPanic.Transport.Mmio.VirtioMmioRegisters;
 namespace VirtioPanic.Transport.Tests.Mmio;
 
 // The virtio-mmio v2 register map (virtio 1.2 §4.2.2), register by register.
-public sealed class VirtioMmioDeviceTests
+public sealed class VirtioMmioTransportTests
 {
     private const DeviceStatus FeaturesOk = DeviceStatus.Acknowledge | DeviceStatus.Driver | DeviceStatus.FeaturesOk;
 
@@ -30,7 +30,7 @@ public sealed class VirtioMmioDeviceTests
     private GuestAllocator _allocator = null!;
     private FakeDevice _device = null!;
     private RecordingInterruptSink _sink = null!;
-    private VirtioMmioDevice _mmio = null!;
+    private VirtioMmioTransport _mmio = null!;
     private MmioTestDriver _driver = null!;
 
     [SetUp]
@@ -40,7 +40,7 @@ public sealed class VirtioMmioDeviceTests
         _allocator = new GuestAllocator(_memory, 0x1_0000, 8 << 20);
         _device = new FakeDevice();
         _sink = new RecordingInterruptSink();
-        _mmio = new VirtioMmioDevice(_device, _memory, _sink, new VirtioMmioOptions { VendorId = 0x554D4551 });
+        _mmio = new VirtioMmioTransport(_device, _memory, _sink, new VirtioMmioOptions { VendorId = 0x554D4551 });
         _driver = new MmioTestDriver(_mmio, _sink);
     }
 

@@ -10,7 +10,7 @@ using Regs = VirtioPanic.Transport.Mmio.VirtioMmioRegisters;
 
 namespace VirtioPanic.Transport.Mmio;
 
-// Design: a virtio device behind the virtio-mmio version 2 register block (virtio 1.2 §4.2; the
+// Design: the virtio-mmio version 2 transport of one virtio device (virtio 1.2 §4.2 "Virtio Over MMIO"; the
 // register table is in VirtioMmioRegisters). The hypervisor routes guest accesses to the window
 // (base .. base + RegionSize) to Read/Write with the offset from the base. Status, features and
 // queues live in VirtioDeviceController, the interrupt in MmioInterrupts; this class only decodes
@@ -22,8 +22,8 @@ namespace VirtioPanic.Transport.Mmio;
 // all ones), and no NOTIFICATION_DATA: QueueNotify carries a queue index only.
 
 /// <summary>
-/// A virtio device behind a virtio-mmio (version 2) register window, with its interrupt line
-/// driven through <see cref="IInterruptSink.SetIntxLevel"/>.
+/// The virtio-mmio (version 2) transport: puts an <see cref="IVirtioDevice"/> behind a register
+/// window, with its interrupt line driven through <see cref="IInterruptSink.SetIntxLevel"/>.
 /// </summary>
 /// <remarks>
 /// <para>Thread-safe. A QueueNotify write (or <see cref="NotifyQueue"/>) takes no lock and
@@ -32,7 +32,7 @@ namespace VirtioPanic.Transport.Mmio;
 /// (<see cref="GetInvalidAccessCount"/>); an exception from the device is contained as
 /// DEVICE_NEEDS_RESET (<see cref="DeviceFaultCount"/>).</para>
 /// </remarks>
-public sealed class VirtioMmioDevice
+public sealed class VirtioMmioTransport
 {
     private const string TransportName = "virtio-mmio";
     private const uint SnapshotMagic = 0x494D_4D56;   // "VMMI"
@@ -44,13 +44,13 @@ public sealed class VirtioMmioDevice
     private readonly uint _vendorId;
     private readonly uint _configSize;
 
-    /// <summary>Creates the device in its power-on state.</summary>
-    /// <param name="device">The virtio device.</param>
+    /// <summary>Creates the transport in its power-on state.</summary>
+    /// <param name="device">The virtio device behind the window.</param>
     /// <param name="memory">The guest's memory.</param>
     /// <param name="interrupts">Where the interrupt line's level goes.</param>
     /// <param name="options">Options; defaults when null.</param>
     /// <param name="logger">Debug log of guest mistakes (rate-limited); none when null.</param>
-    public VirtioMmioDevice(IVirtioDevice device, GuestMemory memory, IInterruptSink interrupts, VirtioMmioOptions? options = null, ILogger? logger = null)
+    public VirtioMmioTransport(IVirtioDevice device, GuestMemory memory, IInterruptSink interrupts, VirtioMmioOptions? options = null, ILogger? logger = null)
     {
         ArgumentNullException.ThrowIfNull(device);
         ArgumentNullException.ThrowIfNull(memory);
@@ -175,17 +175,7 @@ public sealed class VirtioMmioDevice
     /// <summary>Restores a state captured by <see cref="SaveState"/>, validated like guest input; on refusal the device is in its power-on state.</summary>
     /// <param name="snapshot">The saved bytes (untrusted).</param>
     /// <returns><see cref="SnapshotStatus.Ok"/> or why the snapshot was refused.</returns>
-    public SnapshotStatus RestoreState(ReadOnlySpan<byte> snapshot)
-    {
-        SnapshotStatus status = Restore(snapshot);
-        if (status != SnapshotStatus.Ok)
-        {
-            Reset();
-            TransportLog.SnapshotRefused(_reporter.Logger, TransportName, status);
-        }
-
-        return status;
-    }
+    public SnapshotStatus RestoreState(ReadOnlySpan<byte> snapshot) => _reporter.Restored(Restore(snapshot), Reset);
 
     private static InvalidAccessKind CheckRegisterAccess(ulong offset, int width)
     {
@@ -439,16 +429,10 @@ public sealed class VirtioMmioDevice
     private SnapshotStatus Restore(ReadOnlySpan<byte> snapshot)
     {
         var reader = new SnapshotReader(snapshot);
-        uint magic = reader.ReadUInt32();
-        ushort version = reader.ReadUInt16();
-        if (reader.Failed || magic != SnapshotMagic)
+        SnapshotStatus header = TransportSnapshot.ReadHeader(ref reader, SnapshotMagic, SnapshotVersion);
+        if (header != SnapshotStatus.Ok)
         {
-            return SnapshotStatus.Malformed;
-        }
-
-        if (version != SnapshotVersion)
-        {
-            return SnapshotStatus.UnsupportedVersion;
+            return header;
         }
 
         byte interruptStatus = reader.ReadByte();

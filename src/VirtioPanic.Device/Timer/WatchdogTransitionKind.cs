@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Timer;
 
 internal enum WatchdogTransitionKind
 {

@@ -1,4 +1,4 @@
-namespace VirtioPanic.Device;
+namespace VirtioPanic.Device.Protocol;
 
 // Why a committed event record was not accepted (spec §6.5.3).
 internal enum RecordError

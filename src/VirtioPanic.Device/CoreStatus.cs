@@ -1,3 +1,0 @@
-namespace VirtioPanic.Device;
-
-internal readonly record struct CoreStatus(bool Armed, bool Nowayout, bool Expired, bool Paused, TimeSpan Timeout, TimeSpan Pretimeout, TimeSpan? TimeLeft, TimeSpan RunTime);
