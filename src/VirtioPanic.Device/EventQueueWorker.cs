@@ -144,6 +144,19 @@ internal sealed class EventQueueWorker : QueueWorker
         }
     }
 
+    // Suspend (WDT-DEV-39): committed records are consumed and completed as a pass would, the
+    // rest stay held for SaveHeld. After a ring error the queue is not touched (WDT-DEV-32).
+    protected override void OnSuspend(Virtqueue queue, IVirtioDeviceContext context)
+    {
+        if (_halted || _held is null)
+        {
+            return;
+        }
+
+        ScanHeld(queue, _held);
+        Flush(queue, context);
+    }
+
     internal void ClearHeld()
     {
         if (_held is not null)
