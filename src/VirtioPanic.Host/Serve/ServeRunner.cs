@@ -1,13 +1,16 @@
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using VirtioPanic.Device;
 using VirtioPanic.Hosting;
+using VirtioPanic.Hosting.Qmp;
 using VirtioPanic.VhostUser;
 
 namespace VirtioPanic.Host.Serve;
 
-// serve --vhost-user PATH: our device behind a vhost-user socket, under the policy service, until Ctrl-C.
+// serve --vhost-user PATH [--qmp QMP]: our device behind a vhost-user socket, under the policy
+// service, until Ctrl-C; with a QMP monitor the service acts on the VM.
 internal static class ServeRunner
 {
     internal static async Task<int> RunAsync(string socketPath, IDictionary<string, string?> overrides, bool jsonLogs, CancellationToken cancellationToken)
@@ -21,10 +24,17 @@ internal static class ServeRunner
         ILogger log = loggers.CreateLogger("VirtioPanic.Host");
         var manager = host.Services.GetRequiredService<VirtioPanicManager>();
         using var device = new WatchdogDevice(HostBuilder.DeviceOptions(builder.Configuration), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
-        var vm = new FrontEndVmControl(log, TimeProvider.System);
-        manager.Attach(device, vm);
+
+        // With a QMP monitor the policy's actions are carried out on the VM and the VM's run state
+        // drives the watchdog (QmpVmControl.FollowDevice); without one the front end owns the VM
+        // and every action is reported as not carried out.
+        QmpVmControlOptions? qmpOptions = QmpOptions(builder.Configuration);
+        QmpVmControl? qmp = qmpOptions is null ? null : new QmpVmControl(qmpOptions, loggers.CreateLogger("VirtioPanic.Qmp"));
+        FrontEndVmControl? frontEnd = qmp is null ? new FrontEndVmControl(log, TimeProvider.System) : null;
+        using IDisposable? follow = qmp?.FollowDevice(device);
+        manager.Attach(device, (IVmControl?)qmp ?? frontEnd!);
         DevicePolicy policy = manager.GetPolicy(device.Id);
-        HostLog.Serving(log, device.Id, socketPath, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog));
+        HostLog.Serving(log, device.Id, socketPath, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog), qmpOptions?.SocketPath ?? "none (the front end owns the VM)");
         // Ctrl-C and SIGTERM reach the host's console lifetime, which stops the application.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
         try
@@ -39,9 +49,32 @@ internal static class ServeRunner
         finally
         {
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
-            vm.LogSuppressed();
+            frontEnd?.LogSuppressed();
+            if (qmp is not null)
+            {
+                await qmp.DisposeAsync().ConfigureAwait(false);
+            }
         }
 
         return 0;
+    }
+
+    // Section Qmp: SocketPath (serve --qmp), CommandTimeout, DumpTimeout, ReconnectDelay.
+    private static QmpVmControlOptions? QmpOptions(ConfigurationManager configuration)
+    {
+        IConfigurationSection section = configuration.GetSection("Qmp");
+        if (section["SocketPath"] is not { Length: > 0 } path)
+        {
+            return null;
+        }
+
+        var defaults = new QmpVmControlOptions { SocketPath = path };
+        return new QmpVmControlOptions
+        {
+            SocketPath = path,
+            CommandTimeout = section.GetValue<TimeSpan?>("CommandTimeout") ?? defaults.CommandTimeout,
+            DumpTimeout = section.GetValue<TimeSpan?>("DumpTimeout") ?? defaults.DumpTimeout,
+            ReconnectDelay = section.GetValue<TimeSpan?>("ReconnectDelay") ?? defaults.ReconnectDelay,
+        };
     }
 }
