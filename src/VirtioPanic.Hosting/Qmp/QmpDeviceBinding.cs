@@ -30,6 +30,7 @@ internal sealed class QmpDeviceBinding : IDisposable
     private readonly Action<bool> _onRunState;
     private readonly Action _onReset;
     private int _disposed;
+    private Task _lastDecision = Task.CompletedTask;
 
     internal QmpDeviceBinding(QmpVmControl vm, WatchdogDevice device, ILogger logger, CancellationToken stop)
     {
@@ -78,8 +79,11 @@ internal sealed class QmpDeviceBinding : IDisposable
     private void OnSuspended(WatchdogDevice device)
     {
         long stopsBefore = _vm.StopEvents;
-        _ = Task.Run(() => DecideAsync(stopsBefore));
+        Volatile.Write(ref _lastDecision, Task.Run(() => DecideAsync(stopsBefore)));
     }
+
+    // The decision about the latest suspension (for tests: completes once it has been made).
+    internal Task LastDecision => Volatile.Read(ref _lastDecision);
 
     private async Task DecideAsync(long stopsBefore)
     {
