@@ -98,6 +98,7 @@ internal sealed class ServeQmpTests : RealKernelTest
         string stopReply = await QmpCommandAsync(control, "stop");
         await Task.Delay(TimeSpan.FromSeconds(10));   // three timeouts of VM stop: the point of the test
         string afterStop = serve.Output;
+        string journalWhileStopped = Journal();
         string contReply = await QmpCommandAsync(control, "cont");
         QemuRun run = await boot;
         string output = serve.Output + serve.Error;
@@ -119,7 +120,8 @@ internal sealed class ServeQmpTests : RealKernelTest
             Assert.That(output, Does.Contain("resumed: every ring restarted where it stopped"), Tail(output, 6000));
             Assert.That(journal, Does.Contain("VIRTIO_WDT_ARMED"), "the journal saw the guest arm the watchdog\n" + journal);
             Assert.That(journal, Does.Not.Contain("\"WATCHDOG\""), "no expiry while the VM was stopped, none after");
-            Assert.That(journal, Does.Not.Contain("VIRTIO_WDT_DRIVER_RESET"), "a VM stop is not a driver reset");
+            // (The guest's poweroff at the end resets the device for real: only the stopped VM is checked.)
+            Assert.That(journalWhileStopped, Does.Not.Contain("VIRTIO_WDT_DRIVER_RESET"), "a VM stop is not a driver reset");
             Assert.That(run.QmpEvents.Count(e => e.Contains("\"STOP\"", StringComparison.Ordinal)), Is.EqualTo(1));
         }
     }
