@@ -83,7 +83,16 @@ internal sealed class ManagementConnection : IAsyncDisposable
         }
         finally
         {
+            // The last reply (an error that ends the connection) still goes out, within a bound.
             _ = _replies.Writer.TryComplete();
+            try
+            {
+                await writer.WaitAsync(TimeSpan.FromSeconds(5)).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is TimeoutException or OperationCanceledException or IOException or SocketException or ObjectDisposedException)
+            {
+            }
+
             await _stop.CancelAsync().ConfigureAwait(false);
             try
             {
