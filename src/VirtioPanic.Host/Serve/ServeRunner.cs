@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using VirtioPanic.Device;
 using VirtioPanic.Hosting;
+using VirtioPanic.Hosting.Control;
 using VirtioPanic.Hosting.Qmp;
 using VirtioPanic.VhostUser;
 
@@ -37,6 +38,8 @@ internal static class ServeRunner
         HostLog.Serving(log, device.Id, socketPath, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog), qmpOptions?.SocketPath ?? "none (the front end owns the VM)");
         // Ctrl-C and SIGTERM reach the host's console lifetime, which stops the application.
         using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, host.Services.GetRequiredService<IHostApplicationLifetime>().ApplicationStopping);
+        string? controlPath = builder.Configuration["Control:SocketPath"] is { Length: > 0 } c ? c : null;
+        ManagementSocket? control = controlPath is null ? null : new ManagementSocket(manager, controlPath, loggers.CreateLogger("VirtioPanic.Control"));
         try
         {
             using var backend = new VhostUserBackend(device, socketPath, loggers.CreateLogger("VirtioPanic.VhostUser"), HostBuilder.BackendOptions(builder.Configuration));
@@ -49,6 +52,11 @@ internal static class ServeRunner
         finally
         {
             await host.StopAsync(CancellationToken.None).ConfigureAwait(false);
+            if (control is not null)
+            {
+                await control.DisposeAsync().ConfigureAwait(false);
+            }
+
             frontEnd?.LogSuppressed();
             if (qmp is not null)
             {
