@@ -57,7 +57,7 @@ internal static class Program
             return DemoRunner.RunAsync(overrides, parse.GetValue(logJson), cancellationToken);
         });
 
-        var socket = new Option<string>("--vhost-user") { Description = "Path of the Unix socket to listen on for a vhost-user front end (QEMU: -chardev socket,path=PATH plus a vhost-user device).", Required = true };
+        var socket = new Option<string?>("--vhost-user") { Description = "Path of the Unix socket to listen on for a vhost-user front end (QEMU: -chardev socket,path=PATH plus a vhost-user device). Without it, section Serve:Vms lists the VMs to serve (each: DeviceId, VhostUser, Qmp)." };
         var deviceId = new Option<string?>("--device-id") { Description = "The device's id in events, logs and the journal. Default: Device:DeviceId (wdt0)." };
         var sealedMemory = new Option<bool>("--require-sealed-memory") { Description = "Refuse guest memory the front end could truncate under the back end (a file not sealed with F_SEAL_SHRINK: memory-backend-file, User-Mode Linux). Default: VhostUser:RequireSealedMemory (false: accepted with a warning)." };
         var setupTimeout = new Option<double?>("--setup-timeout") { Description = "Seconds a new vhost-user connection may take to set up (SET_OWNER) before it is closed. Default: VhostUser:SetupTimeout (15)." };
@@ -85,7 +85,7 @@ internal static class Program
                 overrides["VhostUser:SetupTimeout"] = TimeSpan.FromSeconds(seconds).ToString("c", System.Globalization.CultureInfo.InvariantCulture);
             }
 
-            return ServeRunner.RunAsync(parse.GetValue(socket)!, overrides, parse.GetValue(logJson), cancellationToken);
+            return ServeRunner.RunAsync(parse.GetValue(socket), overrides, parse.GetValue(logJson), cancellationToken);
         });
         root.Subcommands.Add(serve);
         foreach (Command client in ControlCommands.Build())

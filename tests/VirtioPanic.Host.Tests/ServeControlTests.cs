@@ -93,4 +93,92 @@ public sealed class ServeControlTests
         Assert.That(SpinWait.SpinUntil(() => File.Exists(control), s_limit), Is.True, "the management socket exists");
         return serve;
     }
+
+    // Many VMs in one process (Serve:Vms): a device, a socket and a policy each; a panic through
+    // one VM's socket is that VM's alone.
+    [Test]
+    public void ManyVms_OneProcess_EachItsOwnDeviceSocketAndPolicy()
+    {
+        using var directory = new TempDirectory();
+        string control = directory.File("control.sock");
+        var environment = new Dictionary<string, string>
+        {
+            ["VIRTIOPANIC_Control__SocketPath"] = control,
+            ["VIRTIOPANIC_VirtioPanic__Devices__vm2__OnPanic"] = "log-only",
+        };
+        for (int i = 1; i <= 3; i++)
+        {
+            environment[$"VIRTIOPANIC_Serve__Vms__{i - 1}__DeviceId"] = $"vm{i}";
+            environment[$"VIRTIOPANIC_Serve__Vms__{i - 1}__VhostUser"] = directory.File($"vm{i}.sock");
+        }
+
+        using HostProcess serve = HostProcess.Start(environment, "serve", "--journal", directory.File("serve.jsonl"), "--dump-dir", directory.File("dumps"));
+        for (int i = 1; i <= 3; i++)
+        {
+            WaitForSocket(serve, directory.File($"vm{i}.sock"));
+        }
+
+        Assert.That(SpinWait.SpinUntil(() => File.Exists(control), s_limit), Is.True);
+        using (Socket front = Connect(directory.File("vm2.sock")))
+        {
+            Send(front, SetOwner, []);
+            Span<byte> u64 = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(u64, ProtocolFeatureConfig);
+            Send(front, SetProtocolFeatures, u64);
+            byte[] config = new byte[16];
+            BinaryPrimitives.WriteUInt32LittleEndian(config, PanicEventsOffset);
+            BinaryPrimitives.WriteUInt32LittleEndian(config.AsSpan(4), 4);
+            BinaryPrimitives.WriteUInt32LittleEndian(config.AsSpan(12), PanicEventPanicked);
+            Send(front, SetConfig, config);
+            Send(front, GetFeatures, []);
+            Assert.That(Receive(front, 20), Is.True);
+        }
+
+        string? LastEvent(string device)
+        {
+            (int code, string output, string error) = HostProcess.Run(s_limit, null, "status", "-c", control, "-d", device);
+            Assert.That(code, Is.Zero, error);
+            JsonElement root = JsonDocument.Parse(output).RootElement;
+            return root.TryGetProperty("last-event", out JsonElement last) && last.ValueKind == JsonValueKind.Object ? last.GetProperty("event").GetString() : null;
+        }
+
+        Assert.That(SpinWait.SpinUntil(() => LastEvent("vm2") == "GUEST_PANICKED", s_limit), Is.True);
+        (int allCode, string all, _) = HostProcess.Run(s_limit, null, "status", "-c", control);
+        JsonElement[] devices = [.. JsonDocument.Parse(all).RootElement.EnumerateArray()];
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(allCode, Is.Zero);
+            Assert.That(devices.Select(d => d.GetProperty("device").GetString()), Is.EquivalentTo(new[] { "vm1", "vm2", "vm3" }));
+            Assert.That(devices.Single(d => d.GetProperty("device").GetString() == "vm2").GetProperty("policy").GetProperty("on-panic").GetString(), Is.EqualTo("log-only"), "its own policy");
+            Assert.That(devices.Single(d => d.GetProperty("device").GetString() == "vm1").GetProperty("policy").GetProperty("on-panic").GetString(), Is.Not.EqualTo("log-only"));
+            Assert.That(LastEvent("vm1"), Is.Not.EqualTo("GUEST_PANICKED"));
+            Assert.That(LastEvent("vm3"), Is.Not.EqualTo("GUEST_PANICKED"));
+        }
+
+        serve.Terminate();
+        Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
+    }
+
+    [Test]
+    public void ManyVms_ADeviceIdTwice_OneClearErrorLine_ExitCode2()
+    {
+        using var directory = new TempDirectory();
+        var environment = new Dictionary<string, string>
+        {
+            ["VIRTIOPANIC_Serve__Vms__0__DeviceId"] = "vm1",
+            ["VIRTIOPANIC_Serve__Vms__0__VhostUser"] = directory.File("a.sock"),
+            ["VIRTIOPANIC_Serve__Vms__1__DeviceId"] = "vm1",
+            ["VIRTIOPANIC_Serve__Vms__1__VhostUser"] = directory.File("b.sock"),
+        };
+
+        (int code, string output, string error) = HostProcess.Run(s_limit, environment, "serve", "--journal", directory.File("serve.jsonl"));
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(code, Is.EqualTo(2));
+            Assert.That(error, Does.Contain("error: Serve:Vms:1:DeviceId: 'vm1' is used twice"));
+            Assert.That(output + error, Does.Not.Contain("   at "), "no stack trace");
+        }
+    }
 }
