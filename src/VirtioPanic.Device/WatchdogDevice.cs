@@ -57,6 +57,12 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private WatchdogFeatures _negotiated;
     private HeldRecordState[]? _restoredHeld;
     private int _needsReset;
+
+    // Run state (guarded by _lock; see WatchdogDevice.Suspend.cs). The watchdog's clock runs only
+    // while neither is set: _hostPaused by Pause/Resume (the VM's run state, from the host),
+    // _suspended by Suspend/TryResume/Reset (the transport stopped the rings).
+    private bool _hostPaused;
+    private bool _suspended;
     private int _bootReason;
 
     // What the last configuration read presented for the two fields a driver writes, as later
@@ -271,6 +277,12 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     public void Activate(IVirtioDeviceContext context)
     {
         ArgumentNullException.ThrowIfNull(context);
+        if (IsSuspended)
+        {
+            // A transport that activates instead of resuming a kept session: the session is over.
+            Reset();
+        }
+
         lock (_lock)
         {
             ObjectDisposedException.ThrowIf(_disposed, this);
@@ -317,7 +329,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         bool keptRunning;
         lock (_lock)
         {
-            wasBound = _context is not null;
+            wasBound = _context is not null || _suspended;
             _watchdogWorker.Stop();
             _eventWorker.Stop();
             _noticeWorker.Stop();
@@ -329,6 +341,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             _negotiated = WatchdogFeatures.None;
             _restoredHeld = null;
             Volatile.Write(ref _needsReset, 0);
+            EndSuspensionUnsynchronized();
         }
 
         if (wasBound)
@@ -365,14 +378,36 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             _context = null;
             _negotiated = WatchdogFeatures.None;
             Volatile.Write(ref _needsReset, 0);
+            EndSuspensionUnsynchronized();
         }
     }
 
     /// <summary>The VM stopped running (paused, stopped, being saved): the watchdog's run-time clock stops.</summary>
-    public void Pause() => _timer.Pause();
+    public void Pause()
+    {
+        lock (_lock)
+        {
+            _hostPaused = true;
+            _timer.Pause();
+        }
+    }
 
-    /// <summary>The VM runs again: the clock resumes and the guest gets at least the resume grace before an expiry.</summary>
-    public void Resume() => _timer.Resume();
+    /// <summary>
+    /// The VM runs again: the clock resumes and the guest gets at least the resume grace before an
+    /// expiry. While the transport keeps the device suspended (<see cref="Suspend"/>) the clock
+    /// stays stopped until the rings restart.
+    /// </summary>
+    public void Resume()
+    {
+        lock (_lock)
+        {
+            _hostPaused = false;
+            if (!_suspended)
+            {
+                _timer.Resume();
+            }
+        }
+    }
 
     /// <summary>
     /// Sets what the guest reads from <c>boot_reason</c> (when VIRTIO_WDT_F_BOOT_REASON is offered).
@@ -428,6 +463,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             Nowayout = timer.Nowayout,
             Expired = timer.Expired,
             Paused = timer.Paused,
+            Suspended = IsSuspended,
             NeedsReset = Volatile.Read(ref _needsReset) != 0,
             Timeout = timer.Timeout,
             Pretimeout = timer.Pretimeout,

@@ -45,4 +45,10 @@ internal static partial class WatchdogDeviceLog
 
     [LoggerMessage(EventId = 5013, Level = LogLevel.Warning, Message = "Device {DeviceId} refused a state image: {Status} ({Reason}); the device state is unchanged")]
     internal static partial void RestoreRefused(ILogger logger, string deviceId, VirtioPanic.Virtio.Device.SnapshotStatus status, string reason);
+
+    [LoggerMessage(EventId = 5014, Level = LogLevel.Information, Message = "Device {DeviceId} suspended: its rings stopped (a VM stop or a driver reset); the watchdog's clock is stopped and {Held} held record buffers are kept")]
+    internal static partial void Suspended(ILogger logger, string deviceId, int held);
+
+    [LoggerMessage(EventId = 5015, Level = LogLevel.Information, Message = "Device {DeviceId} resumed: its rings restarted where they stopped")]
+    internal static partial void Resumed(ILogger logger, string deviceId);
 }

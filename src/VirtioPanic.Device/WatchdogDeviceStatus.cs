@@ -30,6 +30,9 @@ public sealed record WatchdogDeviceStatus
     /// <summary>Whether the VM is paused (run time is not counting).</summary>
     public required bool Paused { get; init; }
 
+    /// <summary>True while the transport keeps the driver session across a stop of its rings (<see cref="WatchdogDevice.Suspend"/>): the watchdog's clock is stopped until the rings restart or the device is reset.</summary>
+    public bool Suspended { get; init; }
+
     /// <summary>Whether the device set DEVICE_NEEDS_RESET (a ring error or a rejected heartbeat) and waits for a reset.</summary>
     public required bool NeedsReset { get; init; }
 

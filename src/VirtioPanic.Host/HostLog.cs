@@ -47,8 +47,8 @@ internal static partial class HostLog
     [LoggerMessage(EventId = 7014, Level = LogLevel.Error, Message = "The demo did not finish within {Limit}")]
     internal static partial void DemoTimedOut(ILogger logger, TimeSpan limit);
 
-    [LoggerMessage(EventId = 7020, Level = LogLevel.Information, Message = "Serving device {DeviceId} on vhost-user socket {Path}; policy: panic → {OnPanic}, watchdog → {OnWatchdog}. Ctrl-C stops.")]
-    internal static partial void Serving(ILogger logger, string deviceId, string path, string onPanic, string onWatchdog);
+    [LoggerMessage(EventId = 7020, Level = LogLevel.Information, Message = "Serving device {DeviceId} on vhost-user socket {Path}; policy: panic → {OnPanic}, watchdog → {OnWatchdog}; QMP: {Qmp}. Ctrl-C stops.")]
+    internal static partial void Serving(ILogger logger, string deviceId, string path, string onPanic, string onWatchdog, string qmp);
 
     [LoggerMessage(EventId = 7021, Level = LogLevel.Warning, Message = "vhost-user mode: the front end owns the VM, so {Operation} ({Action}) for {DeviceId} was not carried out")]
     internal static partial void FrontEndOwnsVm(ILogger logger, string operation, string action, string deviceId);

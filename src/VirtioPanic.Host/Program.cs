@@ -1,4 +1,5 @@
 using System.CommandLine;
+using VirtioPanic.Host.Control;
 using VirtioPanic.Host.Demo;
 using VirtioPanic.Host.Serve;
 using VirtioPanic.Hosting;
@@ -56,12 +57,14 @@ internal static class Program
             return DemoRunner.RunAsync(overrides, parse.GetValue(logJson), cancellationToken);
         });
 
-        var socket = new Option<string>("--vhost-user") { Description = "Path of the Unix socket to listen on for a vhost-user front end (QEMU: -chardev socket,path=PATH plus a vhost-user device).", Required = true };
+        var socket = new Option<string?>("--vhost-user") { Description = "Path of the Unix socket to listen on for a vhost-user front end (QEMU: -chardev socket,path=PATH plus a vhost-user device). Without it, section Serve:Vms lists the VMs to serve (each: DeviceId, VhostUser, Qmp)." };
         var deviceId = new Option<string?>("--device-id") { Description = "The device's id in events, logs and the journal. Default: Device:DeviceId (wdt0)." };
         var sealedMemory = new Option<bool>("--require-sealed-memory") { Description = "Refuse guest memory the front end could truncate under the back end (a file not sealed with F_SEAL_SHRINK: memory-backend-file, User-Mode Linux). Default: VhostUser:RequireSealedMemory (false: accepted with a warning)." };
         var setupTimeout = new Option<double?>("--setup-timeout") { Description = "Seconds a new vhost-user connection may take to set up (SET_OWNER) before it is closed. Default: VhostUser:SetupTimeout (15)." };
-        var serve = new Command("serve", "Serve the watchdog device behind a vhost-user socket, with the policy service, until Ctrl-C (or SIGTERM). The front end owns the VM: decided actions are journaled and logged, and reported as not carried out.");
-        foreach (Option option in new Option[] { socket, deviceId, sealedMemory, setupTimeout, onPanic, onWatchdog, grace, journal, dumps, logJson })
+        var qmp = new Option<string?>("--qmp") { Description = "The VMM's QMP monitor socket (QEMU: -qmp unix:PATH,server=on,wait=off): the policy service carries out its actions there (stop, cont, system_reset, quit, system_powerdown, dump-guest-memory, inject-nmi) and the watchdog follows the VM's run state. Default: Qmp:SocketPath (none: the front end owns the VM)." };
+        var serve = new Command("serve", "Serve the watchdog device behind a vhost-user socket, with the policy service, until Ctrl-C (or SIGTERM). With --qmp the service acts on the VM through its QMP monitor and the watchdog counts only while the VM runs; without it the front end owns the VM: decided actions are journaled and logged, and reported as not carried out.");
+        var control = new Option<string?>("--control") { Description = "Listen for management clients on this Unix socket (QMP framing, owner only): the status, events, set-policy and continue commands of this program use it. Default: Control:SocketPath (none)." };
+        foreach (Option option in new Option[] { socket, qmp, control, deviceId, sealedMemory, setupTimeout, onPanic, onWatchdog, grace, journal, dumps, logJson })
         {
             serve.Options.Add(option);
         }
@@ -70,6 +73,8 @@ internal static class Program
         {
             var overrides = Overrides(parse, onPanic, onWatchdog, grace, journal, dumps);
             Set(overrides, "Device:DeviceId", parse.GetValue(deviceId));
+            Set(overrides, "Qmp:SocketPath", parse.GetValue(qmp));
+            Set(overrides, "Control:SocketPath", parse.GetValue(control));
             if (parse.GetValue(sealedMemory))
             {
                 overrides["VhostUser:RequireSealedMemory"] = "true";
@@ -80,9 +85,14 @@ internal static class Program
                 overrides["VhostUser:SetupTimeout"] = TimeSpan.FromSeconds(seconds).ToString("c", System.Globalization.CultureInfo.InvariantCulture);
             }
 
-            return ServeRunner.RunAsync(parse.GetValue(socket)!, overrides, parse.GetValue(logJson), cancellationToken);
+            return ServeRunner.RunAsync(parse.GetValue(socket), overrides, parse.GetValue(logJson), cancellationToken);
         });
         root.Subcommands.Add(serve);
+        foreach (Command client in ControlCommands.Build())
+        {
+            root.Subcommands.Add(client);
+        }
+
         return root;
     }
 

@@ -7,24 +7,30 @@ namespace VirtioPanic.Hosting;
 
 /// <summary>
 /// Device events as JSON in the shape of QEMU's QMP events, so management code written for QEMU
-/// maps them directly: <c>{"event": NAME, "data": {...}, "timestamp": {"seconds": s, "microseconds": us}}</c>.
+/// maps them directly: <c>{"event": NAME, "data": {...}, "timestamp": {"seconds": s, "microseconds": us}, "virtio-wdt": {...}}</c>.
 /// </summary>
 /// <remarks>
 /// <para>Names: a panic is <c>GUEST_PANICKED</c>, a crash-loaded report <c>GUEST_CRASHLOADED</c>, a
 /// shutdown report <c>GUEST_PVSHUTDOWN</c>, an expiry <c>WATCHDOG</c>. Kinds QEMU has no event for are
 /// <c>VIRTIO_WDT_ARMED</c>, <c>VIRTIO_WDT_STOPPED</c>, <c>VIRTIO_WDT_PRETIMEOUT</c>,
 /// <c>VIRTIO_WDT_PROTOCOL_ERROR</c> and <c>VIRTIO_WDT_DRIVER_RESET</c>.</para>
-/// <para><c>data.action</c> uses QEMU's values: for a panic <c>run</c> (log-only, grace window),
-/// <c>pause</c> (preserve), <c>poweroff</c> (destroy, coredump-destroy) and, where QEMU has no
-/// equivalent, <c>reset</c> (restart, coredump-restart); for an expiry QEMU's WatchdogAction values,
-/// with libvirt's <c>dump</c> reported as <c>pause</c> (which is what libvirt asks QEMU for);
-/// <c>run</c> for a crash-loaded report. Windows bugcheck and Hyper-V codes become
-/// <c>data.info</c> of type <c>hyper-v</c> (<c>arg1</c>…<c>arg5</c>), as QEMU reports them.</para>
-/// <para>Members QEMU does not have are added to <c>data</c>, which QMP clients must ignore when
-/// unknown: <c>device</c>, <c>sequence</c>, <c>vcpu</c>, <c>policy</c> (the libvirt-style action),
-/// <c>run-time-ms</c>, <c>guest-time-ns</c>, <c>source</c>, <c>message</c>, <c>log-tail</c>,
+/// <para><c>data</c> holds exactly what QEMU's schema (<c>qapi/run-state.json</c>) gives the event
+/// of that name, so a client that validates against it accepts ours: <c>GUEST_PANICKED</c> and
+/// <c>GUEST_CRASHLOADED</c> carry <c>action</c> (GuestPanicAction: <c>pause</c>, <c>poweroff</c>,
+/// <c>run</c>) and, for Windows bugcheck and Hyper-V codes, <c>info</c> of type <c>hyper-v</c>
+/// (<c>arg1</c>…<c>arg5</c>); <c>WATCHDOG</c> carries <c>action</c> (WatchdogAction: <c>reset</c>,
+/// <c>shutdown</c>, <c>poweroff</c>, <c>pause</c>, <c>debug</c>, <c>none</c>, <c>inject-nmi</c>);
+/// <c>GUEST_PVSHUTDOWN</c> has no <c>data</c>; our own <c>VIRTIO_WDT_*</c> events have none either.
+/// The action says what happens to the VM in QEMU's terms: a panic that is preserved is
+/// <c>pause</c>, destroyed <c>poweroff</c>, anything after which the VM runs on (log-only, the grace
+/// window, a restart, which QEMU reports the same way for a guest that reboots itself) <c>run</c>;
+/// an expiry whose policy dumps memory and lets the guest run on is <c>none</c>.</para>
+/// <para>Everything else is in the top-level member <c>virtio-wdt</c>, which QMP clients ignore
+/// when unknown: <c>device</c>, <c>sequence</c>, <c>vcpu</c>, <c>policy</c> (the libvirt-style
+/// action), <c>run-time-ms</c>, <c>guest-time-ns</c>, <c>source</c>, <c>message</c>, <c>log-tail</c>,
 /// <c>codes</c>, <c>code-format</c>, <c>coalesced</c>, and per kind <c>timeout-ms</c>,
-/// <c>time-left-ms</c>, <c>pretimeout-ms</c>, <c>reason</c>, <c>error</c>, <c>detail</c>.</para>
+/// <c>time-left-ms</c>, <c>pretimeout-ms</c>, <c>by-heartbeat</c>, <c>reason</c>, <c>error</c>,
+/// <c>queue</c>, <c>detail</c>, <c>watchdog-kept-running</c>.</para>
 /// </remarks>
 public static class QmpEvents
 {
@@ -50,17 +56,18 @@ public static class QmpEvents
     /// <returns>The QMP action value, or null when the event has none in QEMU.</returns>
     public static string? QmpAction(WatchdogEventKind kind, string policyAction) => kind switch
     {
+        // GuestPanicAction (qapi/run-state.json): pause, poweroff, run.
         WatchdogEventKind.GuestPanicked => policyAction switch
         {
             "preserve" => "pause",
             "destroy" or "coredump-destroy" => "poweroff",
-            "restart" or "coredump-restart" => "reset",
             _ => "run",
         },
         WatchdogEventKind.GuestCrashLoaded => "run",
+
+        // WatchdogAction (qapi/run-state.json): reset, shutdown, poweroff, pause, debug, none, inject-nmi.
         WatchdogEventKind.Expired => policyAction switch
         {
-            "dump" => "pause",
             "reset" or "shutdown" or "poweroff" or "pause" or "inject-nmi" or "none" => policyAction,
             _ => "none",
         },
@@ -87,26 +94,14 @@ public static class QmpEvents
     {
         writer.WriteStartObject();
         writer.WriteString("event", NameOf(evt.Kind));
-        writer.WriteStartObject("data");
-        string? action = policyAction is null ? null : QmpAction(evt.Kind, policyAction);
-        if (action is not null)
-        {
-            writer.WriteString("action", action);
-        }
+        WriteSchemaData(writer, evt, policyAction);
+        long microseconds = evt.HostTime.ToUnixTimeMilliseconds() * 1000 + (evt.HostTime.Ticks % TimeSpan.TicksPerMillisecond / 10);
+        writer.WriteStartObject("timestamp");
+        writer.WriteNumber("seconds", microseconds / 1_000_000);
+        writer.WriteNumber("microseconds", microseconds % 1_000_000);
+        writer.WriteEndObject();
 
-        if (evt is GuestReportEvent { CodeFormat: PanicCodeFormat.HyperVCrash or PanicCodeFormat.WindowsBugcheck, Codes.Count: > 0 } hv)
-        {
-            // QEMU's GuestPanicInformationHyperV: arg1..arg5 (STOP code and four parameters for Windows).
-            writer.WriteStartObject("info");
-            writer.WriteString("type", "hyper-v");
-            for (int i = 0; i < 5; i++)
-            {
-                writer.WriteNumber(s_args[i], i < hv.Codes.Count ? hv.Codes[i] : 0);
-            }
-
-            writer.WriteEndObject();
-        }
-
+        writer.WriteStartObject("virtio-wdt");
         writer.WriteString("device", evt.DeviceId);
         writer.WriteNumber("sequence", evt.Sequence);
         if (evt.VcpuId is uint vcpu)
@@ -132,11 +127,34 @@ public static class QmpEvents
 
         WriteKindMembers(writer, evt);
         writer.WriteEndObject();
-        long microseconds = evt.HostTime.ToUnixTimeMilliseconds() * 1000 + (evt.HostTime.Ticks % TimeSpan.TicksPerMillisecond / 10);
-        writer.WriteStartObject("timestamp");
-        writer.WriteNumber("seconds", microseconds / 1_000_000);
-        writer.WriteNumber("microseconds", microseconds % 1_000_000);
         writer.WriteEndObject();
+    }
+
+    // `data` exactly as QEMU's schema has it for the events that share QEMU's names; none otherwise.
+    // Without a policy action (a status query's last event) the action is what happens to a VM
+    // nobody acts on: it runs.
+    private static void WriteSchemaData(Utf8JsonWriter writer, WatchdogEvent evt, string? policyAction)
+    {
+        if (evt.Kind is not (WatchdogEventKind.GuestPanicked or WatchdogEventKind.GuestCrashLoaded or WatchdogEventKind.Expired))
+        {
+            return;
+        }
+
+        writer.WriteStartObject("data");
+        writer.WriteString("action", QmpAction(evt.Kind, policyAction ?? "none"));
+        if (evt is GuestReportEvent { Kind: not WatchdogEventKind.Expired, CodeFormat: PanicCodeFormat.HyperVCrash or PanicCodeFormat.WindowsBugcheck, Codes.Count: > 0 } hv)
+        {
+            // GuestPanicInformationHyperV: arg1..arg5 (STOP code and four parameters for Windows).
+            writer.WriteStartObject("info");
+            writer.WriteString("type", "hyper-v");
+            for (int i = 0; i < 5; i++)
+            {
+                writer.WriteNumber(s_args[i], i < hv.Codes.Count ? hv.Codes[i] : 0);
+            }
+
+            writer.WriteEndObject();
+        }
+
         writer.WriteEndObject();
     }
 

@@ -52,6 +52,12 @@ internal static partial class VhostUserLog
     [LoggerMessage(EventId = 13, Level = LogLevel.Information, Message = "virtio device {DeviceId} reset ({Reason})")]
     internal static partial void DeviceReset(ILogger logger, uint deviceId, string reason);
 
+    [LoggerMessage(EventId = 26, Level = LogLevel.Information, Message = "vhost-user device {DeviceId} suspended: its rings stopped (a VM stop or a driver reset); it continues if they restart where they stopped")]
+    internal static partial void DeviceSuspended(ILogger logger, uint deviceId);
+
+    [LoggerMessage(EventId = 27, Level = LogLevel.Information, Message = "vhost-user device {DeviceId} resumed: every ring restarted where it stopped")]
+    internal static partial void DeviceResumed(ILogger logger, uint deviceId);
+
     [LoggerMessage(EventId = 14, Level = LogLevel.Error, Message = "virtio device {DeviceId} needs a reset; its rings are stopped until the front end restarts them")]
     internal static partial void DeviceNeedsReset(ILogger logger, uint deviceId);
 
@@ -109,6 +115,8 @@ internal static partial class VhostUserLog
         21 => nameof(MessageReceived),
         24 => nameof(ConnectionRefused),
         25 => nameof(UnsealedMemory),
+        26 => nameof(DeviceSuspended),
+        27 => nameof(DeviceResumed),
         SuppressedId => nameof(Suppressed),
         _ => $"event {eventId}",
     };

@@ -49,6 +49,11 @@ internal sealed class VhostUserRing
     // wrap counter (QEMU's encoding; a value with bits 16-31 clear means nothing outstanding).
     internal uint Base { get; set; }
 
+    // Where the ring stood when it stopped while the device kept its session (VhostUserSession
+    // .Rings.cs, "Suspension"): size, the three addresses and the base it reported. Null when
+    // it was not live then. Touched by the session thread only.
+    internal StoppedRing? StoppedAt { get; set; }
+
     internal SafeFileHandle? Kick { get; private set; }
 
     internal bool Enabled { get; set; }
@@ -160,3 +165,7 @@ internal sealed class VhostUserRing
         return one;
     }
 }
+
+// A ring's configuration and position at a stop that suspended the device.
+internal readonly record struct StoppedRing(ushort Num, ulong Descriptors, ulong Avail, ulong Used, uint Base);
+

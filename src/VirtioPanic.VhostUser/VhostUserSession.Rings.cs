@@ -11,10 +11,27 @@ namespace VirtioPanic.VhostUser;
 // activated when the first rings start; so that a multi-queue device sees all its queues at
 // Activate, activation waits until every ring that has a kick descriptor can start (QEMU sends
 // NUM/BASE/ADDR/KICK for every ring before it enables any). A ring that starts later is announced
-// with a Notify. GET_VRING_BASE stops one ring (IVirtioDevice.ResetQueue); when the last one
-// stops, the device is reset, and the next start activates it again with a fresh context.
+// with a Notify.
+//
+// Suspension. GET_VRING_BASE comes both when the VM stops (QEMU stops every ring before its QMP
+// STOP event; `cont` restarts them with SET_VRING_BASE set to what we reported) and when the
+// guest's driver resets the device (the rings then restart from 0 once the driver sets the device
+// up again), and nothing in the protocol tells the two apart. So the first ring stop of an active
+// device suspends it (IVirtioDevice.Suspend: processing stops, its session and held buffers are
+// kept, the watchdog's clock stops), and every ring's position is recorded as it stops. When the
+// rings start again, the session continues (TryResume) only if every ring that was live restarts
+// with the same size, addresses and base, at least one of them had moved past its initial
+// position (a driver that set up fresh rings restarts them at 0), and the features are the same;
+// anything else was a driver reset after all, and the device is reset before it is activated
+// afresh. A device that does not keep sessions (Suspend returns false) was reset at the stop, as
+// before. The front end going away, RESET_OWNER or a new memory table while active reset it too.
+// A host that knows the VM's run state may end a suspension earlier by resetting the device
+// itself (WatchdogDevice.SetSuspendObserver); TryResume then declines and the restart activates.
 internal sealed partial class VhostUserSession
 {
+    private bool _suspended;               // the device keeps its session across stopped rings
+    private ulong _suspendedFeatures;      // VirtioFeatures when it was suspended
+
     private bool CanStart(VhostUserRing ring) =>
         !ring.Live && !ring.Failed && ring.Kick is not null && ring.HasAddresses && ring.Num != 0 &&
         IsEnabled(ring);
@@ -85,9 +102,18 @@ internal sealed partial class VhostUserSession
 
         var context = new VhostUserDeviceContext(this, _memory!.Memory, VirtioFeatures, _rings);
         _context = context;
+        bool resumed = false;
         try
         {
-            _device.Activate(context);
+            if (_suspended)
+            {
+                resumed = EndSuspension(context);
+            }
+
+            if (!resumed)
+            {
+                _device.Activate(context);
+            }
         }
         catch (Exception e)
         {
@@ -96,8 +122,16 @@ internal sealed partial class VhostUserSession
             return;
         }
 
-        _statistics.OnDeviceActivated();
-        VhostUserLog.DeviceActivated(_logger, _device.DeviceId, VirtioFeatures);
+        if (resumed)
+        {
+            _statistics.OnDeviceResumed();
+            VhostUserLog.DeviceResumed(_logger, _device.DeviceId);
+        }
+        else
+        {
+            _statistics.OnDeviceActivated();
+            VhostUserLog.DeviceActivated(_logger, _device.DeviceId, VirtioFeatures);
+        }
 
         // Buffers the driver published before the rings started would otherwise wait for a kick
         // that already happened.
@@ -244,27 +278,21 @@ internal sealed partial class VhostUserSession
         return true;
     }
 
-    // GET_VRING_BASE: stop the ring and remember where it stopped.
+    // GET_VRING_BASE: stop the ring and remember where it stopped. The first stop of an active
+    // device suspends it (see "Suspension" above), while every ring is still usable.
     private void StopRing(VhostUserRing ring)
     {
         if (ring.Live)
         {
             if (_context is not null)
             {
-                try
-                {
-                    _device.ResetQueue(ring.Index);
-                }
-                catch (Exception e)
-                {
-                    VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.ResetQueue));
-                }
+                SuspendDevice();
             }
 
-            VirtqueueState saved = ring.Queue.SaveState();
-            ring.Base = saved.Format == VirtqueueFormat.Packed
-                ? saved.NextAvail | (saved.AvailWrapCounter ? 0x8000u : 0) | ((uint)saved.NextUsed << 16) | (saved.UsedWrapCounter ? 0x8000_0000u : 0)
-                : saved.NextAvail;
+            SaveBase(ring);
+            ring.StoppedAt = _suspended
+                ? new StoppedRing(ring.Num, ring.DescriptorUserAddress, ring.AvailUserAddress, ring.UsedUserAddress, ring.Base)
+                : null;
             ring.Queue.Reset();
             ring.Live = false;
             VhostUserLog.RingStopped(_logger, ring.Index, (ushort)(ring.Base & 0xffff));
@@ -281,7 +309,97 @@ internal sealed partial class VhostUserSession
             }
         }
 
-        StopDevice("all rings stopped");
+        if (!_suspended)
+        {
+            StopDevice("all rings stopped");
+        }
+    }
+
+    // The first ring stop of an active device: keep its session if it can, else it has reset.
+    private void SuspendDevice()
+    {
+        VhostUserDeviceContext context = _context!;
+        bool kept;
+        try
+        {
+            kept = _device.Suspend();
+        }
+        catch (Exception e)
+        {
+            VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Suspend));
+            kept = false;
+            ResetDevice();
+        }
+
+        context.Close();
+        _context = null;
+        foreach (VhostUserRing each in _rings)
+        {
+            each.StoppedAt = null;
+        }
+
+        if (kept)
+        {
+            _suspended = true;
+            _suspendedFeatures = VirtioFeatures;
+            _statistics.OnDeviceSuspended();
+            VhostUserLog.DeviceSuspended(_logger, _device.DeviceId);
+        }
+        else
+        {
+            VhostUserLog.DeviceReset(_logger, _device.DeviceId, "rings stopped");
+        }
+    }
+
+    // The rings start again after a suspension: continue the session when they restarted where
+    // they stopped, otherwise reset the device (it was a driver reset). Returns true when resumed.
+    private bool EndSuspension(VhostUserDeviceContext context)
+    {
+        _suspended = false;
+        bool same = VirtioFeatures == _suspendedFeatures;
+        bool moved = false;
+        foreach (VhostUserRing ring in _rings)
+        {
+            StoppedRing? stopped = ring.StoppedAt;
+            ring.StoppedAt = null;
+            if (stopped is not { } at)
+            {
+                same &= !ring.Live;
+                continue;
+            }
+
+            same &= ring.Live && at == new StoppedRing(ring.Num, ring.DescriptorUserAddress, ring.AvailUserAddress, ring.UsedUserAddress, ring.Base);
+            moved |= PackedRings ? (at.Base & 0x7fff_7fff) != 0 || (at.Base & 0x8000) == 0 : at.Base != 0;
+        }
+
+        if (same && moved && _device.TryResume(context))
+        {
+            return true;
+        }
+
+        ResetDevice();
+        VhostUserLog.DeviceReset(_logger, _device.DeviceId, same && moved ? "the device ended its suspension" : "rings restarted elsewhere than they stopped: a driver reset");
+        return false;
+    }
+
+    private void ResetDevice()
+    {
+        try
+        {
+            _device.Reset();
+        }
+        catch (Exception e)
+        {
+            VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Reset));
+        }
+    }
+
+    private void SaveBase(VhostUserRing ring)
+    {
+        VirtqueueState saved = ring.Queue.SaveState();
+        ring.Base = saved.Format == VirtqueueFormat.Packed
+            ? saved.NextAvail | (saved.AvailWrapCounter ? 0x8000u : 0) | ((uint)saved.NextUsed << 16) | (saved.UsedWrapCounter ? 0x8000_0000u : 0)
+            : saved.NextAvail;
     }
 
     // Resets the device (if active) and stops every ring, keeping each ring's position so that it
@@ -289,30 +407,21 @@ internal sealed partial class VhostUserSession
     private void StopDevice(string reason)
     {
         VhostUserDeviceContext? context = _context;
-        if (context is not null)
+        if (context is not null || _suspended)
         {
-            context.Close();
-            try
-            {
-                _device.Reset();
-            }
-            catch (Exception e)
-            {
-                VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Reset));
-            }
-
+            context?.Close();
+            ResetDevice();
             _context = null;
+            _suspended = false;
             VhostUserLog.DeviceReset(_logger, _device.DeviceId, reason);
         }
 
         foreach (VhostUserRing ring in _rings)
         {
+            ring.StoppedAt = null;
             if (ring.Live)
             {
-                VirtqueueState saved = ring.Queue.SaveState();
-            ring.Base = saved.Format == VirtqueueFormat.Packed
-                ? saved.NextAvail | (saved.AvailWrapCounter ? 0x8000u : 0) | ((uint)saved.NextUsed << 16) | (saved.UsedWrapCounter ? 0x8000_0000u : 0)
-                : saved.NextAvail;
+                SaveBase(ring);
                 ring.Queue.Reset();
                 ring.Live = false;
             }

@@ -15,6 +15,8 @@ public sealed class VhostUserStatistics
     private long _kicks;
     private long _usedBufferNotifications;
     private long _deviceActivations;
+    private long _deviceSuspensions;
+    private long _deviceResumptions;
     private long _negotiatedFeatures;
     private long _negotiatedProtocolFeatures;
 
@@ -46,6 +48,12 @@ public sealed class VhostUserStatistics
     /// <summary>Times the device was activated (once per started set of rings).</summary>
     public long DeviceActivations => Interlocked.Read(ref _deviceActivations);
 
+    /// <summary>Stops of every ring after which the device kept its session (a VM stop or a driver reset; see <see cref="VirtioPanic.Virtio.Device.IVirtioDevice.Suspend"/>).</summary>
+    public long DeviceSuspensions => Interlocked.Read(ref _deviceSuspensions);
+
+    /// <summary>Suspended sessions that continued because every ring restarted exactly where it stopped (a VM that continued).</summary>
+    public long DeviceResumptions => Interlocked.Read(ref _deviceResumptions);
+
     /// <summary>
     /// The virtio feature bits the device got from the most recent accepted SET_FEATURES:
     /// VHOST_USER_F_PROTOCOL_FEATURES and ignored unoffered bits removed.
@@ -70,6 +78,10 @@ public sealed class VhostUserStatistics
     internal void OnUsedBufferNotification() => Interlocked.Increment(ref _usedBufferNotifications);
 
     internal void OnDeviceActivated() => Interlocked.Increment(ref _deviceActivations);
+
+    internal void OnDeviceSuspended() => Interlocked.Increment(ref _deviceSuspensions);
+
+    internal void OnDeviceResumed() => Interlocked.Increment(ref _deviceResumptions);
 
     internal void SetNegotiatedFeatures(ulong features) => Interlocked.Exchange(ref _negotiatedFeatures, (long)features);
 

@@ -10,14 +10,14 @@ namespace VirtioPanic.Host.Tests;
 [NonParallelizable]
 public sealed class ServeBoundaryTests
 {
-    private const uint GetFeatures = 1;
-    private const uint SetOwner = 3;
-    private const uint SetProtocolFeatures = 16;
-    private const uint SetConfig = 25;
+    internal const uint GetFeatures = 1;
+    internal const uint SetOwner = 3;
+    internal const uint SetProtocolFeatures = 16;
+    internal const uint SetConfig = 25;
     private const uint Version = 0x1;
-    private const ulong ProtocolFeatureConfig = 1UL << 9;
-    private const uint PanicEventsOffset = 0x08;   // spec/virtio-watchdog.md, configuration layout
-    private const uint PanicEventPanicked = 1;
+    internal const ulong ProtocolFeatureConfig = 1UL << 9;
+    internal const uint PanicEventsOffset = 0x08;   // spec/virtio-watchdog.md, configuration layout
+    internal const uint PanicEventPanicked = 1;
 
     [Test]
     public void Serve_PanicEventsWrittenInALoopThroughSetConfig_LogStaysBounded_AndServeKeepsServing()
@@ -65,7 +65,7 @@ public sealed class ServeBoundaryTests
         }
     }
 
-    private static void WaitForSocket(HostProcess serve, string socketPath)
+    internal static void WaitForSocket(HostProcess serve, string socketPath)
     {
         DateTime until = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while (!File.Exists(socketPath) && DateTime.UtcNow < until && !serve.Process.HasExited)
@@ -76,14 +76,14 @@ public sealed class ServeBoundaryTests
         Assert.That(File.Exists(socketPath), Is.True, "no socket: " + serve.Output + serve.Error);
     }
 
-    private static Socket Connect(string socketPath)
+    internal static Socket Connect(string socketPath)
     {
         var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified) { ReceiveTimeout = 10000, SendTimeout = 10000 };
         socket.Connect(new UnixDomainSocketEndPoint(socketPath));
         return socket;
     }
 
-    private static void Send(Socket socket, uint request, ReadOnlySpan<byte> payload)
+    internal static void Send(Socket socket, uint request, ReadOnlySpan<byte> payload)
     {
         byte[] message = new byte[12 + payload.Length];
         BinaryPrimitives.WriteUInt32LittleEndian(message, request);
@@ -97,7 +97,7 @@ public sealed class ServeBoundaryTests
         }
     }
 
-    private static bool Receive(Socket socket, int length)
+    internal static bool Receive(Socket socket, int length)
     {
         byte[] buffer = new byte[length];
         int received = 0;

@@ -19,6 +19,7 @@ public sealed class QmpEventsTests
 
         JsonElement root = JsonDocument.Parse(QmpEvents.ToJson(evt, "destroy")).RootElement;
         JsonElement data = root.GetProperty("data");
+        JsonElement ours = root.GetProperty("virtio-wdt");
         Assert.Multiple(() =>
         {
             Assert.That(root.GetProperty("event").GetString(), Is.EqualTo("GUEST_PANICKED"));
@@ -26,11 +27,12 @@ public sealed class QmpEventsTests
             Assert.That(data.GetProperty("info").GetProperty("type").GetString(), Is.EqualTo("hyper-v"));
             Assert.That(data.GetProperty("info").GetProperty("arg1").GetUInt64(), Is.EqualTo(0x9Fu));
             Assert.That(data.GetProperty("info").GetProperty("arg5").GetUInt64(), Is.Zero);
-            Assert.That(data.GetProperty("device").GetString(), Is.EqualTo("vm1-wdt"));
-            Assert.That(data.GetProperty("sequence").GetInt64(), Is.EqualTo(7));
-            Assert.That(data.GetProperty("vcpu").GetUInt32(), Is.EqualTo(2u));
-            Assert.That(data.GetProperty("policy").GetString(), Is.EqualTo("destroy"));
-            Assert.That(data.GetProperty("message").GetString(), Is.EqualTo("bugcheck"));
+            Assert.That(ours.GetProperty("device").GetString(), Is.EqualTo("vm1-wdt"));
+            Assert.That(ours.GetProperty("sequence").GetInt64(), Is.EqualTo(7));
+            Assert.That(ours.GetProperty("vcpu").GetUInt32(), Is.EqualTo(2u));
+            Assert.That(ours.GetProperty("policy").GetString(), Is.EqualTo("destroy"));
+            Assert.That(ours.GetProperty("message").GetString(), Is.EqualTo("bugcheck"));
+            Assert.That(data.EnumerateObject().Select(p => p.Name), Is.EquivalentTo(new[] { "action", "info" }), "only QEMU's members in data");
             Assert.That(root.GetProperty("timestamp").GetProperty("seconds").GetInt64(), Is.EqualTo(s_time.ToUnixTimeSeconds()));
             Assert.That(root.GetProperty("timestamp").GetProperty("microseconds").GetInt64(), Is.EqualTo(123_000));
         });
@@ -40,7 +42,8 @@ public sealed class QmpEventsTests
     [TestCase("log-only", "run")]
     [TestCase("grace", "run")]
     [TestCase("coredump-destroy", "poweroff")]
-    [TestCase("restart", "reset")]
+    [TestCase("restart", "run")]
+    [TestCase("coredump-restart", "run")]
     public void GuestPanicked_ActionMapsToQemusGuestPanicAction(string policy, string qmp) =>
         Assert.That(QmpEvents.QmpAction(WatchdogEventKind.GuestPanicked, policy), Is.EqualTo(qmp));
 
@@ -48,7 +51,7 @@ public sealed class QmpEventsTests
     [TestCase("shutdown", "shutdown")]
     [TestCase("poweroff", "poweroff")]
     [TestCase("pause", "pause")]
-    [TestCase("dump", "pause")]
+    [TestCase("dump", "none")]
     [TestCase("inject-nmi", "inject-nmi")]
     [TestCase("none", "none")]
     public void Watchdog_ActionMapsToQemusWatchdogAction(string policy, string qmp) =>
@@ -67,7 +70,95 @@ public sealed class QmpEventsTests
             Assert.That(c.GetProperty("event").GetString(), Is.EqualTo("GUEST_CRASHLOADED"));
             Assert.That(c.GetProperty("data").GetProperty("action").GetString(), Is.EqualTo("run"));
             Assert.That(s.GetProperty("event").GetString(), Is.EqualTo("GUEST_PVSHUTDOWN"));
-            Assert.That(s.GetProperty("data").TryGetProperty("action", out _), Is.False);
+            Assert.That(s.TryGetProperty("data", out _), Is.False, "GUEST_PVSHUTDOWN has no data in QEMU's schema");
+            Assert.That(s.GetProperty("virtio-wdt").GetProperty("sequence").GetInt64(), Is.EqualTo(2));
         });
+    }
+
+    // Every kind, with every policy action of both vocabularies and with none: `data` validates
+    // against QEMU's schema (QmpSchema) for QEMU's names, and is absent for ours.
+    [Test]
+    public void EveryEventShape_ValidatesAgainstQemusSchema()
+    {
+        string[] actions = [.. Enum.GetValues<PanicAction>().Select(a => PolicyNames.Of(a)), .. Enum.GetValues<WatchdogAction>().Select(a => PolicyNames.Of(a)), "log"];
+        var problems = new List<string>();
+        int checkedEvents = 0;
+        foreach (WatchdogEvent evt in SampleEvents())
+        {
+            foreach (string? action in actions.Append(null))
+            {
+                JsonElement root = JsonDocument.Parse(QmpEvents.ToJson(evt, action)).RootElement;
+                string name = root.GetProperty("event").GetString()!;
+                string where = $"{name} with policy {action ?? "(none)"}";
+                checkedEvents++;
+                if (root.GetProperty("timestamp").EnumerateObject().Select(p => p.Name).Order().SequenceEqual(["microseconds", "seconds"]) is false)
+                {
+                    problems.Add($"{where}: timestamp");
+                }
+
+                bool hasData = root.TryGetProperty("data", out JsonElement data);
+                if (!QmpSchema.Events.TryGetValue(name, out var schema))
+                {
+                    if (!name.StartsWith("VIRTIO_WDT_", StringComparison.Ordinal) || hasData)
+                    {
+                        problems.Add($"{where}: our own events are VIRTIO_WDT_* without data");
+                    }
+
+                    continue;
+                }
+
+                if (schema is not { } members)
+                {
+                    if (hasData)
+                    {
+                        problems.Add($"{where}: has data, QEMU's has none");
+                    }
+
+                    continue;
+                }
+
+                if (!hasData)
+                {
+                    problems.Add($"{where}: no data");
+                    continue;
+                }
+
+                problems.AddRange(data.EnumerateObject().Where(p => !members.Allowed.Contains(p.Name)).Select(p => $"{where}: data.{p.Name} is not in QEMU's schema"));
+                problems.AddRange(members.Required.Where(r => !data.TryGetProperty(r, out _)).Select(r => $"{where}: data.{r} missing"));
+                if (data.TryGetProperty("action", out JsonElement a) && !members.Action.Contains(a.GetString()))
+                {
+                    problems.Add($"{where}: data.action {a} is not a value of QEMU's enum");
+                }
+
+                if (data.TryGetProperty("info", out JsonElement info))
+                {
+                    if (!QmpSchema.GuestPanicInformationType.Contains(info.GetProperty("type").GetString()) || info.EnumerateObject().Any(p => !QmpSchema.HyperVMembers.Contains(p.Name)) || QmpSchema.HyperVMembers.Skip(1).Any(m => info.GetProperty(m).ValueKind != JsonValueKind.Number))
+                    {
+                        problems.Add($"{where}: data.info is not a GuestPanicInformationHyperV");
+                    }
+                }
+            }
+        }
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(checkedEvents, Is.GreaterThan(100));
+            Assert.That(problems, Is.Empty);
+        }
+    }
+
+    private static IEnumerable<WatchdogEvent> SampleEvents()
+    {
+        yield return new GuestPanickedEvent { DeviceId = "d", Sequence = 1, VmRunTime = default, HostTime = s_time, Source = WatchdogEventSource.EventRecord, CodeFormat = PanicCodeFormat.HyperVCrash, Codes = [1, 2, 3, 4, 5], Message = "m", VcpuId = 1 };
+        yield return new GuestPanickedEvent { DeviceId = "d", Sequence = 2, VmRunTime = default, HostTime = s_time, Source = WatchdogEventSource.ConfigField };
+        yield return new GuestPanickedEvent { DeviceId = "d", Sequence = 3, VmRunTime = default, HostTime = s_time, Source = WatchdogEventSource.EventRecord, CodeFormat = PanicCodeFormat.Generic, Codes = [7] };
+        yield return new GuestCrashLoadedEvent { DeviceId = "d", Sequence = 4, VmRunTime = default, HostTime = s_time, Source = WatchdogEventSource.EventRecord, CodeFormat = PanicCodeFormat.WindowsBugcheck, Codes = [0x9F] };
+        yield return new GuestShutdownEvent { DeviceId = "d", Sequence = 5, VmRunTime = default, HostTime = s_time, Source = WatchdogEventSource.ConfigField };
+        yield return new WatchdogExpiredEvent { DeviceId = "d", Sequence = 6, VmRunTime = default, HostTime = s_time, Timeout = TimeSpan.FromSeconds(3) };
+        yield return new WatchdogArmedEvent { DeviceId = "d", Sequence = 7, VmRunTime = default, HostTime = s_time, Timeout = TimeSpan.FromSeconds(3) };
+        yield return new WatchdogPretimeoutEvent { DeviceId = "d", Sequence = 8, VmRunTime = default, HostTime = s_time, Timeout = TimeSpan.FromSeconds(3), Pretimeout = TimeSpan.FromSeconds(1), TimeLeft = TimeSpan.FromSeconds(1) };
+        yield return new WatchdogStoppedEvent { DeviceId = "d", Sequence = 9, VmRunTime = default, HostTime = s_time, Reason = WatchdogStopReason.DriverStop };
+        yield return new GuestProtocolErrorEvent { DeviceId = "d", Sequence = 10, VmRunTime = default, HostTime = s_time, Error = WatchdogProtocolError.MalformedRecord, QueueIndex = 1, Detail = "x" };
+        yield return new DriverResetEvent { DeviceId = "d", Sequence = 11, VmRunTime = default, HostTime = s_time, WatchdogKeptRunning = true };
     }
 }

@@ -99,6 +99,19 @@ internal sealed class EventQueueWorker : QueueWorker
         }
     }
 
+    // Suspend (WDT-DEV-39): committed records are consumed and completed as a pass would, the
+    // rest stay held for SaveHeld.
+    protected override void OnSuspend(Virtqueue queue, IVirtioDeviceContext context)
+    {
+        if (_held is null)
+        {
+            return;
+        }
+
+        ScanHeld(queue, _held);
+        Flush(queue, context);
+    }
+
     internal void ClearHeld()
     {
         if (_held is not null)

@@ -82,6 +82,23 @@ internal abstract class QueueWorker
         Interlocked.Exchange(ref _enabled, 1);
     }
 
+    // Stops the worker, then gives it one last look at its queue with the queue quiescent
+    // (OnSuspend): the device is suspended, not reset, and the rings are still usable. Called
+    // under the device lock, like Start and Stop, which is what orders the reads of _queue and
+    // _context here with their writes there.
+    internal void StopCompletingCommitted()
+    {
+        Virtqueue? queue = _queue;
+        IVirtioDeviceContext? context = _context;
+        // After a fault or a ring error the queue is not touched again (WDT-DEV-32).
+        bool untouchable = _faulted || _halted;
+        Stop();
+        if (queue is not null && context is not null && !untouchable)
+        {
+            OnSuspend(queue, context);
+        }
+    }
+
     internal void Stop()
     {
         Interlocked.Exchange(ref _enabled, 0);
@@ -220,6 +237,11 @@ internal abstract class QueueWorker
     }
 
     protected virtual void OnStop()
+    {
+    }
+
+    // The queue is quiescent and its ring still usable (StopCompletingCommitted). Must not throw.
+    protected virtual void OnSuspend(Virtqueue queue, IVirtioDeviceContext context)
     {
     }
 

@@ -25,4 +25,7 @@ internal static partial class QmpLog
 
     [LoggerMessage(EventId = 6105, Level = LogLevel.Information, Message = "QMP: VM {Status} ({Event})")]
     internal static partial void RunState(ILogger logger, string status, string @event);
+
+    [LoggerMessage(EventId = 6106, Level = LogLevel.Information, Message = "Device {DeviceId}: its rings stopped while the VM kept running (QMP query-status, no STOP): a driver reset; the device is reset")]
+    internal static partial void RingStopWasDriverReset(ILogger logger, string deviceId);
 }

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using VirtioPanic.Device;
 
 namespace VirtioPanic.Hosting.Qmp;
 
@@ -36,6 +37,10 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
     private QmpClient? _client;
     private int _running = -1;    // -1 unknown, 0 stopped, 1 running; written by the event task only
 
+    // STOP events seen, ever (written by the event task with Interlocked, read by anyone): a
+    // FollowDevice binding compares it across a query-status to tell a VM stop from a driver reset.
+    private long _stopEvents;
+
     /// <summary>Starts connecting to the monitor in the background; operations fail as "not connected" until it is reached.</summary>
     /// <param name="options">Where the monitor is and how long its commands may take.</param>
     /// <param name="logger">Where connection changes and command outcomes are logged; null for none.</param>
@@ -54,6 +59,12 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
     /// events. Raised on the client's own event task, one at a time, never under a lock.
     /// </summary>
     public event Action<bool>? RunStateChanged;
+
+    // A RESET event (the VM was reset: system_reset, a guest reboot, a watchdog action of the VMM).
+    // Raised on the event task; for FollowDevice.
+    internal event Action? VmReset;
+
+    internal long StopEvents => Interlocked.Read(ref _stopEvents);
 
     /// <summary>True while a monitor connection is established.</summary>
     public bool IsConnected => Volatile.Read(ref _client) is not null;
@@ -118,6 +129,39 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
     /// <inheritdoc/>
     public ValueTask<VmControlResult> InjectNmiAsync(VmActionContext context, CancellationToken cancellationToken) =>
         RunAsync(context, "inject-nmi", null, _options.CommandTimeout, cancellationToken);
+
+    /// <summary>
+    /// Makes <paramref name="device"/> follow this VM: its watchdog counts only while the VM runs
+    /// (<see cref="WatchdogDevice.Pause"/> at <c>STOP</c>, <see cref="WatchdogDevice.Resume"/> at
+    /// <c>RESUME</c>, and the state <c>query-status</c> reports at each connection), a <c>RESET</c>
+    /// of the VM is <see cref="WatchdogDevice.OnVmReset"/> (keeping the boot reason the device
+    /// holds, which the policy service set before its reset), and a stop of the device's rings
+    /// that the VMM did not accompany with a VM stop is ended as the driver reset it was
+    /// (<see cref="WatchdogDevice.SetSuspendObserver"/>; spec §6.9a).
+    /// </summary>
+    /// <param name="device">The device served to this VM.</param>
+    /// <returns>Disposing it ends the binding (the device keeps its last run state).</returns>
+    public IDisposable FollowDevice(WatchdogDevice device)
+    {
+        ArgumentNullException.ThrowIfNull(device);
+        return new QmpDeviceBinding(this, device, _logger, _stop.Token);
+    }
+
+    // query-status now: true running, false stopped, null when the monitor cannot say (not
+    // connected, failed, timed out).
+    internal async Task<bool?> QueryRunningAsync(CancellationToken cancellationToken)
+    {
+        QmpClient? client = Volatile.Read(ref _client);
+        if (client is null)
+        {
+            return null;
+        }
+
+        QmpReply status = await client.ExecuteAsync("query-status", null, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
+        return status.Succeeded && status.Return.ValueKind == JsonValueKind.Object && status.Return.TryGetProperty("running", out JsonElement running) && running.ValueKind is JsonValueKind.True or JsonValueKind.False
+            ? running.GetBoolean()
+            : null;
+    }
 
     /// <summary>Stops reconnecting and closes the monitor connection.</summary>
     /// <returns>A task that completes when the connection is closed.</returns>
@@ -198,7 +242,11 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
                 switch (e.Name)
                 {
                     case "STOP":
+                        _ = Interlocked.Increment(ref _stopEvents);
                         SetRunning(false, e.Name);
+                        break;
+                    case "RESET":
+                        VmReset?.Invoke();
                         break;
                     case "RESUME":
                         SetRunning(true, e.Name);

@@ -99,4 +99,30 @@ public interface IVirtioDevice
     /// separately, from its own snapshot, after the transport. The default is <see cref="Reset"/>.
     /// </summary>
     void Quiesce() => Reset();
+
+    /// <summary>
+    /// The transport's rings stopped for a reason it cannot name (vhost-user: <c>GET_VRING_BASE</c>,
+    /// which a front end sends both when the VM stops and when the driver resets the device): stop
+    /// touching guest memory and the rings as <see cref="Reset"/> does, but keep the driver session
+    /// (negotiated features, buffers the device holds, its own timers stopped) so that
+    /// <see cref="TryResume"/> can continue it on the same rings. Called with every ring still
+    /// usable; the device may complete buffers it must not leave behind before it returns.
+    /// The default resets the device and returns false.
+    /// </summary>
+    /// <returns>True when the session is kept for <see cref="TryResume"/>; false when the device reset itself instead.</returns>
+    bool Suspend()
+    {
+        Reset();
+        return false;
+    }
+
+    /// <summary>
+    /// Continues the session kept by <see cref="Suspend"/> on rings that restarted exactly where
+    /// they stopped. Returns false (and changes nothing) when no session is kept, for example
+    /// because the device was reset in between: the transport then calls <see cref="Activate"/>.
+    /// The default returns false.
+    /// </summary>
+    /// <param name="context">The new context: the same rings at the same positions, memory as now mapped.</param>
+    /// <returns>True when the kept session continues.</returns>
+    bool TryResume(IVirtioDeviceContext context) => false;
 }

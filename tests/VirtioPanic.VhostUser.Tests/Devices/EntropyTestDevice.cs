@@ -28,6 +28,9 @@ internal sealed class EntropyTestDevice : IVirtioDevice
     private int _configReads;
     private int _resets;
     private int _queueResets;
+    private int _suspensions;
+    private int _resumptions;
+    private bool _suspended;
     private ulong _activatedFeatures;
     private ulong _acceptedFeatures;
 
@@ -76,6 +79,13 @@ internal sealed class EntropyTestDevice : IVirtioDevice
     internal int Resets => Volatile.Read(ref _resets);
 
     internal int QueueResets => Volatile.Read(ref _queueResets);
+
+    // When set, the device keeps its session across a stop of its rings (IVirtioDevice.Suspend).
+    internal bool KeepsSessions { get; init; }
+
+    internal int Suspensions => Volatile.Read(ref _suspensions);
+
+    internal int Resumptions => Volatile.Read(ref _resumptions);
 
     internal ulong ActivatedFeatures => Volatile.Read(ref _activatedFeatures);
 
@@ -193,7 +203,35 @@ internal sealed class EntropyTestDevice : IVirtioDevice
     public void Reset()
     {
         Volatile.Write(ref _context, null);
+        _suspended = false;
         Interlocked.Increment(ref _resets);
+    }
+
+    public bool Suspend()
+    {
+        if (!KeepsSessions)
+        {
+            Reset();
+            return false;
+        }
+
+        Volatile.Write(ref _context, null);
+        _suspended = true;
+        Interlocked.Increment(ref _suspensions);
+        return true;
+    }
+
+    public bool TryResume(IVirtioDeviceContext context)
+    {
+        if (!_suspended)
+        {
+            return false;
+        }
+
+        _suspended = false;
+        Volatile.Write(ref _context, context);
+        Interlocked.Increment(ref _resumptions);
+        return true;
     }
 
     // Whether the driver used an indirect table for this chain: the head descriptor's flags, read

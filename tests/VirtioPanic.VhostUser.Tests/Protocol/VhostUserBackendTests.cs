@@ -409,8 +409,98 @@ internal sealed class VhostUserBackendTests
             Assert.That(servedAfterRestart, Is.True, "the buffer published while stopped is served after the restart");
             Assert.That(device.Chains, Is.EqualTo(2));
             Assert.That(device.Activations, Is.EqualTo(2), "activated again after the stop reset it");
-            Assert.That(device.QueueResets, Is.EqualTo(1));
+            // A device that keeps no session (IVirtioDevice.Suspend's default) is reset at the stop.
+            Assert.That(device.Resets, Is.EqualTo(1));
+            Assert.That(device.QueueResets, Is.Zero);
+            Assert.That(fixture.Statistics.DeviceSuspensions, Is.Zero);
         }
+    }
+
+    // A VM stop: QEMU stops every ring (GET_VRING_BASE) and `cont` restarts each where it stopped.
+    [Test]
+    public async Task RingStop_ThenRestartWhereItStopped_ResumesTheKeptSession_WithoutAReset()
+    {
+        var device = new EntropyTestDevice { KeepsSessions = true };
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        SplitRingDriver ring = front.StartRing0(out int kick, out int call);
+        front.PostAndKick(ring, kick, 8);
+        Assert.That(FakeFrontEnd.WaitSignalled(call), Is.True);
+        Reap(ring);
+
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 0);
+        uint stoppedAt = front.GetVringBase(0);
+        front.PostAndKick(ring, kick, 8);
+        bool servedWhileStopped = FakeFrontEnd.WaitSignalled(call, 200);
+
+        front.ConfigureRing(0, ring, (ushort)stoppedAt);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [front.NewEventFd()]);
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 1);
+        bool servedAfterRestart = FakeFrontEnd.WaitSignalled(call);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(stoppedAt, Is.EqualTo(1));
+            Assert.That(servedWhileStopped, Is.False);
+            Assert.That(servedAfterRestart, Is.True);
+            Assert.That(device.Chains, Is.EqualTo(2));
+            Assert.That(device.Suspensions, Is.EqualTo(1));
+            Assert.That(device.Resumptions, Is.EqualTo(1));
+            Assert.That(device.Resets, Is.Zero, "a VM stop is not a driver reset");
+            Assert.That(device.Activations, Is.EqualTo(1), "resumed, not activated again");
+            Assert.That(fixture.Statistics.DeviceSuspensions, Is.EqualTo(1));
+            Assert.That(fixture.Statistics.DeviceResumptions, Is.EqualTo(1));
+        }
+    }
+
+    // A driver reset: fresh rings from 0, or rings elsewhere: the kept session ends in a reset.
+    [TestCase(true, TestName = "RingStop_ThenFreshRingAtZero_ResetsTheDevice_ThenActivates")]
+    [TestCase(false, TestName = "RingStop_ThenRingElsewhereAtTheStoppedBase_ResetsTheDevice_ThenActivates")]
+    public async Task RingStop_ThenRestartElsewhere_ResetsTheDevice_ThenActivates(bool atZero)
+    {
+        var device = new EntropyTestDevice { KeepsSessions = true };
+        await using var fixture = new BackendFixture(device);
+        using FakeFrontEnd front = fixture.Connect();
+        SplitRingDriver ring = front.StartRing0(out int kick, out int call);
+        front.PostAndKick(ring, kick, 8);
+        Assert.That(FakeFrontEnd.WaitSignalled(call), Is.True);
+        Reap(ring);
+
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 0);
+        uint stoppedAt = front.GetVringBase(0);
+
+        SplitRingDriver restarted = front.NewRing(8, eventIndex: false);
+        front.ConfigureRing(0, restarted, atZero ? (ushort)0 : (ushort)stoppedAt);
+        front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [front.NewEventFd()]);
+        front.SendState(VhostUserRequest.SetVringEnable, 0, 1);
+        Assert.That(front.GetFeatures(), Is.Not.Zero, "a round trip: the restart is handled");
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(device.Suspensions, Is.EqualTo(1));
+            Assert.That(device.Resumptions, Is.Zero);
+            Assert.That(device.Resets, Is.EqualTo(1));
+            Assert.That(device.Activations, Is.EqualTo(2));
+            Assert.That(fixture.Statistics.DeviceResumptions, Is.Zero);
+        }
+    }
+
+    // The front end goes away while the device is suspended: the kept session ends in a reset.
+    [Test]
+    public async Task RingStop_ThenDisconnect_ResetsTheSuspendedDevice()
+    {
+        var device = new EntropyTestDevice { KeepsSessions = true };
+        await using var fixture = new BackendFixture(device);
+        using (FakeFrontEnd front = fixture.Connect())
+        {
+            SplitRingDriver ring = front.StartRing0(out int kick, out int call);
+            front.PostAndKick(ring, kick, 8);
+            Assert.That(FakeFrontEnd.WaitSignalled(call), Is.True);
+            _ = front.GetVringBase(0);
+        }
+
+        Assert.That(SpinWait.SpinUntil(() => device.Resets == 1, TimeSpan.FromSeconds(10)), Is.True, "reset when the front end went away");
+        Assert.That(device.Suspensions, Is.EqualTo(1));
     }
 
     [Test]

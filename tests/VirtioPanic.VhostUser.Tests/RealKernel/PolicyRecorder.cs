@@ -50,7 +50,7 @@ internal sealed class PolicyRecorder : IAsyncDisposable
     internal PolicyRecorder(WatchdogDevice device, IReadOnlyDictionary<WatchdogEventKind, PolicyAction> policy)
     {
         _directory = Directory.CreateTempSubdirectory("vp-policy-").FullName;
-        HostApplicationBuilder builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        HostApplicationBuilder builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Services.AddVirtioPanic(o =>
         {
             o.JournalPath = Path.Combine(_directory, "journal.jsonl");

@@ -25,7 +25,6 @@ internal static class QemuMachine
             "-smp", "1",
             "-nodefaults",
             "-display", "none",
-            "-no-reboot",
             "-object", $"memory-backend-memfd,id=mem,size={options.MemoryMiB}M,share=on",
             "-machine", $"{options.Machine},memory-backend=mem",
             "-serial", $"file:{serialPath}",
@@ -33,6 +32,11 @@ internal static class QemuMachine
             "-initrd", options.Initramfs,
             "-append", string.Join(' ', ["console=ttyS0", "panic=-1", "quiet", "loglevel=4", $"vp.action={options.Action}", .. options.KernelArguments]),
         };
+
+        if (options.NoReboot)
+        {
+            arguments.Add("-no-reboot");
+        }
 
         for (int i = 0; i < options.VhostUserDevices.Count; i++)
         {

@@ -25,6 +25,9 @@ internal sealed class QemuMachineOptions
 
     internal int MemoryMiB { get; init; } = 512;
 
+    /// <summary>Whether a reset ends the run (<c>-no-reboot</c>, the default); false lets the VM reboot, for tests of a host that resets it.</summary>
+    internal bool NoReboot { get; init; } = true;
+
     /// <summary>The QEMU binary; null for Debian 12's QEMU 7.2 (<see cref="KernelPrerequisites.Qemu"/>), <see cref="KernelPrerequisites.Qemu11"/> for the ID-35 front end.</summary>
     internal string? QemuBinary { get; init; }
 

@@ -1,0 +1,221 @@
+using System.Net.Sockets;
+using System.Text;
+using VirtioPanic.Host.Tests;
+using static VirtioPanic.VhostUser.Tests.RealKernel.Id35Guest;
+
+namespace VirtioPanic.VhostUser.Tests.RealKernel;
+
+// The real `serve` (the host program as a child process) with `--qmp` on QEMU 11's monitor, the
+// reference driver in Debian's kernel on QEMU's generic vhost-user device (ID 35): the policy
+// service acts on the VM, and the VM's run state is the watchdog's.
+internal sealed class ServeQmpTests : RealKernelTest
+{
+    private static readonly TimeSpan s_serveStart = TimeSpan.FromSeconds(60);
+
+    // Expiry → the policy resets the VM through QMP (boot_reason WATCHDOG set before system_reset);
+    // the guest boots again (no -no-reboot) and reads why.
+    private const string ExpiryScript = """
+        w=/sys/class/watchdog/watchdog0
+        r=$(cat $w/boot_reason)
+        echo "VP-WDT boot_reason $r"
+        if [ "$r" = "watchdog" ]; then
+            echo "VP-WDT bootstatus $(cat $w/bootstatus)"
+            exit 0
+        fi
+        watchdog -F -T 3 -t 1 /dev/watchdog0 &
+        sleep 2
+        kill -KILL $!
+        echo "VP-WDT-KILLED"
+        sleep 60
+        echo "VP-WDT-NOT-RESET"
+        """;
+
+    // Pets with a 3 s timeout for 25 s of guest time; the test stops the VM in the middle for 10 s.
+    private const string PetThroughStopScript = """
+        w=/sys/class/watchdog/watchdog0
+        watchdog -F -T 3 -t 1 /dev/watchdog0 &
+        pid=$!
+        sleep 1
+        echo "VP-PETTING $(cat $w/state)"
+        i=0
+        while [ $i -lt 25 ]; do sleep 1; i=$((i+1)); done
+        echo "VP-WDT after $(cat $w/state) $(cat $w/timeout)"
+        kill -TERM $pid
+        sleep 1
+        echo "VP-WDT stopped $(cat $w/state)"
+        """;
+
+    [Test]
+    public async Task Expiry_ServeResetsTheVmThroughQmp_TheRebootedGuestReadsWatchdog()
+    {
+        string initramfs = BuildInitramfs("expiry", ExpiryScript);
+        using HostProcess serve = await StartServeAsync("reset");
+
+        QemuRun run = await BootAsync(Options("expiry", initramfs, noReboot: false));
+        serve.Terminate();
+        Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
+        string output = serve.Output + serve.Error;
+        string journal = Journal();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run + "\n--- serve ---\n" + Tail(output, 6000));
+            Assert.That(run.SerialLog, Does.Contain("VP-WDT-KILLED"), "the first boot stopped petting");
+            Assert.That(run.SerialLog, Does.Not.Contain("VP-WDT-NOT-RESET"));
+            Assert.That(run.SerialLog, Does.Contain("VP-WDT boot_reason watchdog"), "the reset set boot_reason before system_reset");
+            Assert.That(run.QmpEvents.Any(e => e.Contains("\"RESET\"", StringComparison.Ordinal) && e.Contains("host-qmp-system-reset", StringComparison.Ordinal)), Is.True, string.Join('\n', run.QmpEvents));
+            Assert.That(output, Does.Contain("QMP system_reset for wdt-serve: ok"), Tail(output, 6000));
+            Assert.That(output, Does.Not.Contain("no fallback is left"));
+            Assert.That(journal, Does.Contain("\"WATCHDOG\""), journal);
+        }
+    }
+
+    [Test]
+    public async Task VmStoppedThroughQmp_ForThreeTimeouts_NeverExpires_AfterContTheGuestPetsOn()
+    {
+        string initramfs = BuildInitramfs("pet-stop", PetThroughStopScript);
+        using HostProcess serve = await StartServeAsync("reset");
+        QemuMachineOptions options = Options("pet-stop", initramfs, noReboot: true);
+        string control = Path.Combine(WorkDirectory, "control-qmp.sock");
+        options = new QemuMachineOptions
+        {
+            Action = options.Action,
+            Initramfs = options.Initramfs,
+            QemuBinary = options.QemuBinary,
+            Machine = options.Machine,
+            VhostUserDevices = options.VhostUserDevices,
+            Qmp = options.Qmp,
+            NoReboot = options.NoReboot,
+            Timeout = options.Timeout,
+            ExtraArguments = [.. options.ExtraArguments, "-qmp", $"unix:{control},server=on,wait=off"],
+        };
+
+        Task<QemuRun> boot = BootAsync(options);
+        string serial = Path.Combine(WorkDirectory, "run0", "serial.log");
+        Assert.That(await WaitForAsync(() => File.Exists(serial) && File.ReadAllText(serial).Contains("VP-PETTING", StringComparison.Ordinal), boot, TimeSpan.FromSeconds(120)), Is.True, "the guest started petting");
+        int linesBeforeStop = serve.Output.Split('\n').Length;
+
+        string stopReply = await QmpCommandAsync(control, "stop");
+        await Task.Delay(TimeSpan.FromSeconds(10));   // three timeouts of VM stop: the point of the test
+        string afterStop = serve.Output;
+        string journalWhileStopped = Journal();
+        string contReply = await QmpCommandAsync(control, "cont");
+        QemuRun run = await boot;
+        string output = serve.Output + serve.Error;
+        string stoppedPart = string.Join('\n', afterStop.Split('\n').Skip(linesBeforeStop - 1));
+        serve.Terminate();
+        Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
+        string journal = Journal();
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(stopReply, Does.Contain("\"return\""));
+            Assert.That(contReply, Does.Contain("\"return\""));
+            Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run + "\n--- serve ---\n" + Tail(output, 6000));
+            Assert.That(Line(run, "VP-PETTING "), Is.EqualTo("active"));
+            Assert.That(Line(run, "VP-WDT after "), Is.EqualTo("active 3"), "still armed by the guest's daemon after cont");
+            Assert.That(Line(run, "VP-WDT stopped "), Is.EqualTo("inactive"), "the magic close stopped it");
+            Assert.That(stoppedPart, Does.Contain("suspended"), "the ring stop suspended the device\n" + stoppedPart);
+            Assert.That(stoppedPart, Does.Contain("VM stopped (STOP)"), "the QMP STOP paused it");
+            Assert.That(output, Does.Contain("resumed: every ring restarted where it stopped"), Tail(output, 6000));
+            Assert.That(journal, Does.Contain("VIRTIO_WDT_ARMED"), "the journal saw the guest arm the watchdog\n" + journal);
+            Assert.That(journal, Does.Not.Contain("\"WATCHDOG\""), "no expiry while the VM was stopped, none after");
+            // (The guest's poweroff at the end resets the device for real: only the stopped VM is checked.)
+            Assert.That(journalWhileStopped, Does.Not.Contain("VIRTIO_WDT_DRIVER_RESET"), "a VM stop is not a driver reset");
+            Assert.That(run.QmpEvents.Count(e => e.Contains("\"STOP\"", StringComparison.Ordinal)), Is.EqualTo(1));
+        }
+    }
+
+    private async Task<HostProcess> StartServeAsync(string onWatchdog)
+    {
+        string socket = WorkPath("wdt.sock");
+        HostProcess serve = HostProcess.Start(
+            new Dictionary<string, string> { ["VIRTIOPANIC_Device__MaxTimeout"] = "00:00:30" },
+            "serve", "--vhost-user", socket, "--qmp", WorkPath("serve-qmp.sock"), "--device-id", "wdt-serve",
+            "--on-watchdog", onWatchdog, "--journal", WorkPath("journal.jsonl"), "--dump-dir", WorkPath("dumps"));
+        bool listening = await WaitForAsync(() => File.Exists(socket), Task.Delay(s_serveStart), s_serveStart);
+        if (!listening || serve.Process.HasExited)
+        {
+            string output = serve.Output + serve.Error;
+            serve.Dispose();
+            Assert.Fail("serve did not start listening:\n" + output);
+        }
+
+        return serve;
+    }
+
+    // Every journal file serve wrote (the configured one and its rotations).
+    private string Journal() => string.Join('\n', Directory.EnumerateFiles(WorkDirectory, "journal*.jsonl*").Order(StringComparer.Ordinal).Select(File.ReadAllText));
+
+    // Polls until the condition holds, the other task ends, or the limit passes.
+    private static async Task<bool> WaitForAsync(Func<bool> condition, Task other, TimeSpan limit)
+    {
+        DateTime end = DateTime.UtcNow + limit;
+        while (DateTime.UtcNow < end)
+        {
+            if (condition())
+            {
+                return true;
+            }
+
+            if (other.IsCompleted)
+            {
+                return condition();
+            }
+
+            await Task.Delay(100);
+        }
+
+        return condition();
+    }
+
+    // One QMP command on the test's own monitor: greeting, capabilities, the command, its reply.
+    private static async Task<string> QmpCommandAsync(string path, string command)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        await socket.ConnectAsync(new UnixDomainSocketEndPoint(path), timeout.Token);
+        await using var stream = new NetworkStream(socket, ownsSocket: false);
+        using var reader = new StreamReader(stream, Encoding.UTF8);
+        await using var writer = new StreamWriter(stream, new UTF8Encoding(false)) { AutoFlush = true, NewLine = "\n" };
+        _ = await reader.ReadLineAsync(timeout.Token);
+        await writer.WriteLineAsync("{\"execute\":\"qmp_capabilities\"}".AsMemory(), timeout.Token);
+        _ = await reader.ReadLineAsync(timeout.Token);
+        await writer.WriteLineAsync($"{{\"execute\":\"{command}\"}}".AsMemory(), timeout.Token);
+        while (await reader.ReadLineAsync(timeout.Token) is { } line)
+        {
+            if (!line.Contains("\"event\"", StringComparison.Ordinal))
+            {
+                return line;
+            }
+        }
+
+        return "(closed)";
+    }
+
+    private QemuMachineOptions Options(string action, string initramfs, bool noReboot) => new()
+    {
+        Action = action,
+        Initramfs = initramfs,
+        QemuBinary = Kernel.Qemu11,
+        Machine = "q35",
+        VhostUserDevices = [(PciDevice, WorkPath("wdt.sock"))],
+        Qmp = true,
+        NoReboot = noReboot,
+        ExtraArguments = ["-qmp", $"unix:{WorkPath("serve-qmp.sock")},server=on,wait=off"],
+        Timeout = TimeSpan.FromSeconds(150),
+    };
+
+    private string BuildInitramfs(string action, string script)
+    {
+        string path = WorkPath($"initramfs-{action}.cpio.gz");
+        NewInitramfs()
+            .AddModule("virtio_pci")
+            .AddModule("watchdog")
+            .AddKernelObject(Driver(Kernel))
+            .AddWdctl()
+            .AddAction(action, script)
+            .Build(path);
+        return path;
+    }
+}
