@@ -48,6 +48,7 @@ internal sealed class QmpClient : IAsyncDisposable
     private int _receiveStart;
     private int _receiveEnd;
     private long _nextId;
+    private long _stopEventsRead;
     private Task<string>? _reader;
     private int _closed;
 
@@ -61,6 +62,12 @@ internal sealed class QmpClient : IAsyncDisposable
 
     // Asynchronous events in arrival order (the oldest are dropped past EventBacklog).
     internal ChannelReader<QmpEvent> Events => _events.Reader;
+
+    // STOP events read so far, counted on the reader before it completes any later reply, so a
+    // caller that reads it after a reply has arrived sees every STOP the monitor sent before that
+    // reply (the Events channel is consumed on another task and may lag). Written by the reader
+    // with Interlocked, read by anyone.
+    internal long StopEventsRead => Interlocked.Read(ref _stopEventsRead);
 
     // Completes with the reason when the connection has ended.
     internal Task<string> Completion => _reader ?? Task.FromResult("not connected");
@@ -212,6 +219,11 @@ internal sealed class QmpClient : IAsyncDisposable
         if (message.TryGetProperty("event", out JsonElement name) && name.ValueKind == JsonValueKind.String)
         {
             JsonElement data = message.TryGetProperty("data", out JsonElement d) && d.ValueKind == JsonValueKind.Object ? d.Clone() : EmptyObject();
+            if (name.ValueEquals("STOP"u8))
+            {
+                _ = Interlocked.Increment(ref _stopEventsRead);
+            }
+
             _ = _events.Writer.TryWrite(new QmpEvent(name.GetString()!, data));
             return;
         }

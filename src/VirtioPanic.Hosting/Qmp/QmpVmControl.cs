@@ -37,9 +37,10 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
     private QmpClient? _client;
     private int _running = -1;    // -1 unknown, 0 stopped, 1 running; written by the event task only
 
-    // STOP events seen, ever (written by the event task with Interlocked, read by anyone): a
-    // FollowDevice binding compares it across a query-status to tell a VM stop from a driver reset.
-    private long _stopEvents;
+    // STOP events of the connections that ended (written by the connection task with Interlocked,
+    // read by anyone); the current connection's are its client's StopEventsRead. A FollowDevice
+    // binding compares the sum across a query-status to tell a VM stop from a driver reset.
+    private long _stopEventsBefore;
 
     /// <summary>Starts connecting to the monitor in the background; operations fail as "not connected" until it is reached.</summary>
     /// <param name="options">Where the monitor is and how long its commands may take.</param>
@@ -64,7 +65,7 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
     // Raised on the event task; for FollowDevice.
     internal event Action? VmReset;
 
-    internal long StopEvents => Interlocked.Read(ref _stopEvents);
+    internal long StopEvents => Interlocked.Read(ref _stopEventsBefore) + (Volatile.Read(ref _client)?.StopEventsRead ?? 0);
 
     /// <summary>True while a monitor connection is established.</summary>
     public bool IsConnected => Volatile.Read(ref _client) is not null;
@@ -210,6 +211,7 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
 
             failureLogged = false;
             string reason = await ServeAsync(client, stop).ConfigureAwait(false);
+            _ = Interlocked.Add(ref _stopEventsBefore, client.StopEventsRead);
             Volatile.Write(ref _client, null);
             await client.DisposeAsync().ConfigureAwait(false);
             if (!stop.IsCancellationRequested)
@@ -242,7 +244,6 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
                 switch (e.Name)
                 {
                     case "STOP":
-                        _ = Interlocked.Increment(ref _stopEvents);
                         SetRunning(false, e.Name);
                         break;
                     case "RESET":
