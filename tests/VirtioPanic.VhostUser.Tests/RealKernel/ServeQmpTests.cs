@@ -126,13 +126,107 @@ internal sealed class ServeQmpTests : RealKernelTest
         }
     }
 
-    private async Task<HostProcess> StartServeAsync(string onWatchdog)
+    private const string PanicScript = """
+        echo "VP-PANICKING"
+        echo c > /proc/sysrq-trigger
+        """;
+
+    // Panic with `preserve`: the policy stops the VM through QMP; `continue` through the
+    // management socket (the host program's client subcommand) runs it again.
+    [Test]
+    public async Task PanicWithPreserve_TheVmIsStopped_ContinueThroughTheControlSocketRunsItAgain()
+    {
+        string initramfs = BuildInitramfs("panic", PanicScript);
+        string control = WorkPath("control.sock");
+        using HostProcess serve = await StartServeAsync("reset", onPanic: "preserve", control: control);
+        string monitor = WorkPath("test-qmp.sock");
+        QemuMachineOptions options = WithExtraMonitor(Options("panic", initramfs, noReboot: true, kernelArguments: ["panic=0"]), monitor);
+
+        Task<QemuRun> boot = BootAsync(options);
+        bool paused = await WaitForAsync(() => QueryStatus(monitor) == "paused", boot, TimeSpan.FromSeconds(120));
+        (int continueCode, string continueOut, string continueError) = HostProcess.Run(TimeSpan.FromSeconds(60), null, "continue", "--control", control, "--device", "wdt-serve");
+        string? afterContinue = QueryStatus(monitor);
+        string quit = await QmpCommandAsync(monitor, "quit");
+        QemuRun run = await boot;
+        serve.Terminate();
+        Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
+        string output = serve.Output + serve.Error;
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(paused, Is.True, run + "\n--- serve ---\n" + Tail(output, 6000));
+            Assert.That(run.SerialLog, Does.Contain("VP-PANICKING"));
+            Assert.That(output, Does.Contain("QMP stop for wdt-serve: ok"));
+            Assert.That(continueCode, Is.Zero, continueError);
+            Assert.That(continueOut, Does.Contain("\"outcome\": \"ok\""), continueOut);
+            Assert.That(afterContinue, Is.EqualTo("running"), "continue resumed the VM");
+            Assert.That(output, Does.Contain("QMP cont for wdt-serve: ok"));
+            Assert.That(quit, Does.Contain("\"return\""));
+        }
+    }
+
+    // Panic with `destroy`: the policy ends the VM with QMP `quit`; QEMU exits by itself.
+    [Test]
+    public async Task PanicWithDestroy_QemuExits()
+    {
+        string initramfs = BuildInitramfs("panic", PanicScript);
+        using HostProcess serve = await StartServeAsync("reset", onPanic: "destroy");
+
+        QemuRun run = await BootAsync(Options("panic", initramfs, noReboot: true, kernelArguments: ["panic=0"]));
+        serve.Terminate();
+        Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
+        string output = serve.Output + serve.Error;
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(run.TimedOut, Is.False, "QEMU exited (panic=0 would hang the guest for ever)\n" + Tail(output, 6000));
+            Assert.That(run.SerialLog, Does.Contain("VP-PANICKING"));
+            Assert.That(output, Does.Contain("QMP quit for wdt-serve: ok"));
+            Assert.That(Journal(), Does.Contain("GUEST_PANICKED"));
+        }
+    }
+
+    private static QemuMachineOptions WithExtraMonitor(QemuMachineOptions options, string path) => new()
+    {
+        Action = options.Action,
+        Initramfs = options.Initramfs,
+        QemuBinary = options.QemuBinary,
+        Machine = options.Machine,
+        VhostUserDevices = options.VhostUserDevices,
+        KernelArguments = options.KernelArguments,
+        Qmp = options.Qmp,
+        NoReboot = options.NoReboot,
+        Timeout = options.Timeout,
+        ExtraArguments = [.. options.ExtraArguments, "-qmp", $"unix:{path},server=on,wait=off"],
+    };
+
+    // query-status on the test's own monitor: the run state, or null when QEMU is not there.
+    private static string? QueryStatus(string monitor)
+    {
+        if (!File.Exists(monitor))
+        {
+            return null;
+        }
+
+        try
+        {
+            string reply = QmpCommandAsync(monitor, "query-status").GetAwaiter().GetResult();
+            using var document = System.Text.Json.JsonDocument.Parse(reply);
+            return document.RootElement.TryGetProperty("return", out var r) ? r.GetProperty("status").GetString() : null;
+        }
+        catch (Exception e) when (e is SocketException or IOException or OperationCanceledException or System.Text.Json.JsonException)
+        {
+            return null;
+        }
+    }
+
+    private async Task<HostProcess> StartServeAsync(string onWatchdog, string onPanic = "log-only", string? control = null)
     {
         string socket = WorkPath("wdt.sock");
-        HostProcess serve = HostProcess.Start(
-            new Dictionary<string, string> { ["VIRTIOPANIC_Device__MaxTimeout"] = "00:00:30" },
-            "serve", "--vhost-user", socket, "--qmp", WorkPath("serve-qmp.sock"), "--device-id", "wdt-serve",
-            "--on-watchdog", onWatchdog, "--journal", WorkPath("journal.jsonl"), "--dump-dir", WorkPath("dumps"));
+        string[] arguments = ["serve", "--vhost-user", socket, "--qmp", WorkPath("serve-qmp.sock"), "--device-id", "wdt-serve",
+            "--on-watchdog", onWatchdog, "--on-panic", onPanic, "--journal", WorkPath("journal.jsonl"), "--dump-dir", WorkPath("dumps"),
+            .. control is null ? Array.Empty<string>() : ["--control", control]];
+        HostProcess serve = HostProcess.Start(new Dictionary<string, string> { ["VIRTIOPANIC_Device__MaxTimeout"] = "00:00:30" }, arguments);
         bool listening = await WaitForAsync(() => File.Exists(socket), Task.Delay(s_serveStart), s_serveStart);
         if (!listening || serve.Process.HasExited)
         {
@@ -193,8 +287,9 @@ internal sealed class ServeQmpTests : RealKernelTest
         return "(closed)";
     }
 
-    private QemuMachineOptions Options(string action, string initramfs, bool noReboot) => new()
+    private QemuMachineOptions Options(string action, string initramfs, bool noReboot, string[]? kernelArguments = null) => new()
     {
+        KernelArguments = kernelArguments ?? [],
         Action = action,
         Initramfs = initramfs,
         QemuBinary = Kernel.Qemu11,
