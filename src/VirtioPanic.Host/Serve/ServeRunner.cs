@@ -15,12 +15,12 @@ internal static class ServeRunner
         overrides.TryAdd("VirtioPanic:DumpDirectory", Path.Combine(HostBuilder.DefaultStateDirectory(), "dumps"));
         HostApplicationBuilder builder = HostBuilder.Create(overrides, jsonLogs, interactive: false);
         HostBuilder.SetDefaultJournalPath(builder.Configuration, "serve", Path.GetFileName(socketPath));
-        using IHost host = builder.Build();
+        using IHost host = HostBuilder.Build(builder, []);
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         ILoggerFactory loggers = HostBuilder.Loggers(host);
         ILogger log = loggers.CreateLogger("VirtioPanic.Host");
         var manager = host.Services.GetRequiredService<VirtioPanicManager>();
-        using var device = new WatchdogDevice(HostBuilder.DeviceOptions(builder.Configuration), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
+        using var device = new WatchdogDevice(HostBuilder.DeviceOptions(host), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
         var vm = new FrontEndVmControl(log, TimeProvider.System);
         manager.Attach(device, vm);
         DevicePolicy policy = manager.GetPolicy(device.Id);
