@@ -1,4 +1,5 @@
 using System.Globalization;
+using System.Runtime.CompilerServices;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Options;
@@ -9,9 +10,10 @@ namespace VirtioPanic.Hosting;
 // Binds WatchdogDeviceOptions from the "Device" section of the host's IConfiguration (when there is
 // one). Unlike the binder, it converts every key itself so that each failure names the key, the
 // value and what the key accepts, and it refuses keys the options do not have (a misspelled key
-// would otherwise leave the default in force without a word). All failures of the section are
-// reported together, as one OptionsValidationException, which the host's start-up validation
-// collects with the other sections' (ValidateOnStart).
+// would otherwise leave the default in force without a word). It does not throw: the failures are
+// kept with the options instance (BindingFailures) and WatchdogDeviceOptionsValidator reports them
+// with its range checks of the other keys, so every mistake of the section is reported at once,
+// with the other sections' (ValidateOnStart).
 internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDeviceOptions>
 {
     internal static readonly string[] Keys = ["DeviceId", "Features", "DefaultTimeout", "MinTimeout", "MaxTimeout", "ResumeGrace", "EventCapacity", "StartPaused"];
@@ -30,24 +32,27 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
             return;
         }
 
-        var failures = new List<string>();
+        var failures = new List<(string Key, string Message)>();
         Bind(options, configuration.GetSection(WatchdogDeviceServiceCollectionExtensions.SectionName), failures);
         if (failures.Count > 0)
         {
-            throw new OptionsValidationException(Options.DefaultName, typeof(WatchdogDeviceOptions), failures);
+            BindingFailures.AddOrUpdate(options, failures);
         }
     }
 
-    internal static void Bind(WatchdogDeviceOptions options, IConfigurationSection section, List<string> failures)
+    // The keys that did not bind (with their lines), per options instance, for the validator.
+    internal static ConditionalWeakTable<WatchdogDeviceOptions, List<(string Key, string Message)>> BindingFailures { get; } = new();
+
+    internal static void Bind(WatchdogDeviceOptions options, IConfigurationSection section, List<(string Key, string Message)> failures)
     {
         foreach (IConfigurationSection child in section.GetChildren())
         {
             string? value = child.Value;
             if (value is null && child.GetChildren().Any())
             {
-                failures.Add(Keys.Contains(child.Key, StringComparer.OrdinalIgnoreCase)
+                failures.Add((child.Key, Keys.Contains(child.Key, StringComparer.OrdinalIgnoreCase)
                     ? $"{child.Path}: must be a single value, not a section."
-                    : Unknown(child, section));
+                    : Unknown(child, section)));
                 continue;
             }
 
@@ -63,7 +68,7 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
                     }
                     else
                     {
-                        failures.Add($"{child.Path} = '{value}': not a feature list; allowed: names from {string.Join(", ", Enum.GetNames<WatchdogFeatures>())}, separated by commas.");
+                        failures.Add((child.Key, $"{child.Path} = '{value}': not a feature list; allowed: names from {string.Join(", ", Enum.GetNames<WatchdogFeatures>())}, separated by commas."));
                     }
 
                     break;
@@ -86,7 +91,7 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
                     }
                     else
                     {
-                        failures.Add($"{child.Path} = '{value}': not a whole number; allowed: {WatchdogDeviceOptionsValidator.MinEventCapacity} or more.");
+                        failures.Add((child.Key, $"{child.Path} = '{value}': not a whole number; allowed: {WatchdogDeviceOptionsValidator.MinEventCapacity} or more."));
                     }
 
                     break;
@@ -97,12 +102,12 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
                     }
                     else
                     {
-                        failures.Add($"{child.Path} = '{value}': allowed: true or false.");
+                        failures.Add((child.Key, $"{child.Path} = '{value}': allowed: true or false."));
                     }
 
                     break;
                 default:
-                    failures.Add(Unknown(child, section));
+                    failures.Add((child.Key, Unknown(child, section)));
                     break;
             }
         }
@@ -111,14 +116,14 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
     private static string Unknown(IConfigurationSection child, IConfigurationSection section) =>
         $"{child.Path}{(child.Value is null ? string.Empty : $" = '{child.Value}'")}: unknown key; the keys of {section.Path} are: {string.Join(", ", Keys)}.";
 
-    private static TimeSpan TimeSpanOr(IConfigurationSection child, TimeSpan current, List<string> failures)
+    private static TimeSpan TimeSpanOr(IConfigurationSection child, TimeSpan current, List<(string Key, string Message)> failures)
     {
         if (TimeSpan.TryParse(child.Value, CultureInfo.InvariantCulture, out TimeSpan value))
         {
             return value;
         }
 
-        failures.Add($"{child.Path} = '{child.Value}': not {TimeSpanForm}.");
+        failures.Add((child.Key, $"{child.Path} = '{child.Value}': not {TimeSpanForm}."));
         return current;
     }
 

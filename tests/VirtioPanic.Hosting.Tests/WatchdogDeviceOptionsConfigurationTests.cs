@@ -85,13 +85,13 @@ public sealed class WatchdogDeviceOptionsConfigurationTests
     }
 
     [Test]
-    public void SeveralMistakes_AreReportedTogether_OneLineEach()
+    public void SeveralMistakes_AreReportedTogether_OneLineEach_ConversionAndRangeAlike()
     {
-        using IHost host = Build(("Device:DefaultTimeot", "1"), ("Device:EventCapacity", "x"), ("Device:StartPaused", "y"));
+        using IHost host = Build(("Device:DefaultTimeot", "1"), ("Device:EventCapacity", "x"), ("Device:StartPaused", "y"), ("Device:ResumeGrace", "-00:00:01"), ("Device:MaxTimeout", "soon"));
 
         OptionsValidationException failure = StartFails(host);
 
-        Assert.That(failure.Failures.Select(f => f[..f.IndexOf(' ', StringComparison.Ordinal)]), Is.EquivalentTo(new[] { "Device:DefaultTimeot", "Device:EventCapacity", "Device:StartPaused" }));
+        Assert.That(failure.Failures.Select(f => f[..f.IndexOf(' ', StringComparison.Ordinal)]), Is.EquivalentTo(new[] { "Device:DefaultTimeot", "Device:EventCapacity", "Device:StartPaused", "Device:ResumeGrace", "Device:MaxTimeout" }));
     }
 
     // The start-up validator and the device's own Validate agree on what is valid, so a
