@@ -2,6 +2,7 @@ using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
 using Serilog;
 using Serilog.Formatting.Json;
 using Serilog.Sinks.SystemConsole.Themes;
@@ -40,16 +41,59 @@ internal static class HostBuilder
             }
         });
         builder.Services.AddVirtioPanic();
+        // The Device section is bound and validated by the library too, at start, before the journal opens.
+        builder.Services.AddWatchdogDeviceOptions();
         return builder;
     }
 
-    internal static WatchdogDeviceOptions DeviceOptions(IConfiguration configuration)
+    // Builds the host and validates every options section now (what StartAsync would do first), so
+    // that a configuration mistake stops the program before anything starts or logs: one
+    // OptionsValidationException carrying every failure of every section, those the caller found
+    // in its own sections (Demo) included. Program prints them, a line each.
+    internal static IHost Build(HostApplicationBuilder builder, IReadOnlyList<string> failures)
     {
-        var options = new WatchdogDeviceOptions();
-        configuration.GetSection("Device").Bind(options);
-        options.Validate();
-        return options;
+        IHost host = builder.Build();
+        var all = new List<string>(failures);
+        try
+        {
+            host.Services.GetService<IStartupValidator>()?.Validate();
+        }
+        catch (Exception ex) when (ConfigurationFailures(ex, all))
+        {
+        }
+
+        if (all.Count > 0)
+        {
+            host.Dispose();
+            throw new OptionsValidationException(Options.DefaultName, typeof(HostBuilder), all);
+        }
+
+        return host;
     }
+
+    // Adds the failure lines an options exception carries (one section's, or several sections' in
+    // an AggregateException); false for any other exception, which is a bug and keeps its stack trace.
+    internal static bool ConfigurationFailures(Exception exception, List<string> failures)
+    {
+        switch (exception)
+        {
+            case OptionsValidationException options:
+                failures.AddRange(options.Failures.Select(f => f.ReplaceLineEndings(" ")));
+                return true;
+            case AggregateException aggregate when aggregate.InnerExceptions.All(e => e is OptionsValidationException or AggregateException):
+                foreach (Exception inner in aggregate.InnerExceptions)
+                {
+                    ConfigurationFailures(inner, failures);
+                }
+
+                return true;
+            default:
+                return false;
+        }
+    }
+
+    // The Device section, bound and validated when the host started (AddWatchdogDeviceOptions).
+    internal static WatchdogDeviceOptions DeviceOptions(IHost host) => host.Services.GetRequiredService<IOptions<WatchdogDeviceOptions>>().Value;
 
     // serve's vhost-user settings: section VhostUser (RequireSealedMemory, SetupTimeout).
     internal static VhostUser.VhostUserBackendOptions BackendOptions(IConfiguration configuration)

@@ -7,7 +7,8 @@ namespace VirtioPanic.Hosting;
 // Binds VirtioPanicOptions from the "VirtioPanic" section of the host's IConfiguration (when there
 // is one). Each Devices entry starts from the bound Policy and overrides only the keys it sets. A
 // key the options do not have fails with its full path, as a value that does not convert does
-// (the binder's own message names the path).
+// (the binder's own message names the path). Failures are OptionsValidationExceptions, so the
+// host's start-up validation reports them with the other sections' (a host prints their lines).
 internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOptions>
 {
     private static readonly string[] s_rootKeys = ["JournalPath", "JournalDurability", "JournalMaxFileSize", "JournalMaxFiles", "DumpDirectory", "ActionTimeout", "InlinePanicHandling", "Policy", "Devices"];
@@ -97,9 +98,14 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
         }
         catch (InvalidOperationException ex)
         {
-            throw new InvalidOperationException($"Configuration key '{section.Path}' has an invalid value '{section.Value}': {ex.InnerException?.Message ?? ex.Message}", ex);
+            throw Failure($"Configuration key '{section.Path}' has an invalid value '{section.Value}': {ex.InnerException?.Message ?? ex.Message} Allowed: {Allowed<T>()}.");
         }
     }
+
+    private static string Allowed<T>() => typeof(T) == typeof(TimeSpan) ? "a time span [d.]hh:mm:ss[.fffffff] (for example 00:00:05)"
+        : typeof(T) == typeof(bool) ? "true or false"
+        : typeof(T).IsEnum ? string.Join(", ", Enum.GetNames(typeof(T)))
+        : "a whole number";
 
     private static DevicePolicy BindPolicy(DevicePolicy defaults, IConfigurationSection section)
     {
@@ -111,7 +117,7 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
         }
         catch (InvalidOperationException ex)
         {
-            throw new InvalidOperationException($"{ex.Message} {ex.InnerException?.Message}".Trim(), ex);
+            throw Failure($"{ex.Message} {ex.InnerException?.Message}".Trim());
         }
 
         return policy;
@@ -123,8 +129,11 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
         {
             if (!known.Contains(child.Key, StringComparer.OrdinalIgnoreCase))
             {
-                throw new InvalidOperationException($"Unknown configuration key '{child.Path}'; the keys of '{section.Path}' are: {string.Join(", ", known)}.");
+                throw Failure($"Unknown configuration key '{child.Path}'; the keys of '{section.Path}' are: {string.Join(", ", known)}.");
             }
         }
     }
+
+    private static OptionsValidationException Failure(string message) =>
+        new(Options.DefaultName, typeof(VirtioPanicOptions), [message.ReplaceLineEndings(" ")]);
 }

@@ -104,6 +104,15 @@ public sealed class DemoTests
             string dump = Directory.GetFiles(directory.File("dumps"), "*.dump").Single();
             Assert.That(output, Does.Contain($"Guest memory dumped to {dump} ({new FileInfo(dump).Length} bytes)"), "the whole of guest RAM");
             Assert.That(new FileInfo(dump).Length, Is.GreaterThanOrEqualTo(1L << 20));
+
+            // An ELF core a debugger opens: readelf sees the core, a PT_LOAD per RAM region ending at the file's end, the vCPU's note.
+            string segments = Readelf.Run("-h", "-l", "-W", dump);
+            (ulong Offset, ulong PhysicalAddress, ulong FileSize)[] loads = [.. Readelf.Loads(segments)];
+            Assert.That(segments, Does.Match(@"Type:\s+CORE \(Core file\)").And.Match(@"Machine:\s+Advanced Micro Devices X86-64"));
+            Assert.That(loads, Is.Not.Empty);
+            Assert.That(loads.Sum(l => (long)l.FileSize), Is.GreaterThanOrEqualTo(1L << 20), "guest RAM");
+            Assert.That(loads[^1].Offset + loads[^1].FileSize, Is.EqualTo((ulong)new FileInfo(dump).Length), "the last segment ends the file");
+            Assert.That(Readelf.Run("-n", dump), Does.Contain("NT_PRSTATUS"));
         });
     }
 

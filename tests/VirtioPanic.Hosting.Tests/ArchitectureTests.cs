@@ -35,9 +35,11 @@ public sealed class ArchitectureTests
         Type[] exported = typeof(PolicyService).Assembly.GetExportedTypes();
 
         // Qmp/ exports the QMP-backed IVmControl and its options; its client and framing stay internal.
-        Assert.That(exported.Select(t => t.Namespace).Distinct().Order(StringComparer.Ordinal), Is.EqualTo(new[] { "VirtioPanic.Hosting", "VirtioPanic.Hosting.Control", "VirtioPanic.Hosting.Qmp" }), "Policy/ and Journal/ are internal");
+        Assert.That(exported.Select(t => t.Namespace).Distinct().Order(StringComparer.Ordinal), Is.EqualTo(new[] { "VirtioPanic.Hosting", "VirtioPanic.Hosting.Control", "VirtioPanic.Hosting.Dumps", "VirtioPanic.Hosting.Qmp" }), "Policy/ and Journal/ are internal");
         // Control/ exports the management socket; its commands and connections stay internal.
         Assert.That(exported.Where(t => t.Namespace == "VirtioPanic.Hosting.Control").Select(t => t.Name), Is.EqualTo(new[] { "ManagementSocket" }));
+        // Dumps/ exports the ELF core writer and its vCPU description; its layout stays internal.
+        Assert.That(exported.Where(t => t.Namespace == "VirtioPanic.Hosting.Dumps").Select(t => t.Name).Order(StringComparer.Ordinal), Is.EqualTo(new[] { "Amd64Register", "ElfCoreCpu", "ElfCoreWriter" }));
         Assert.That(exported.Where(t => t.Namespace == "VirtioPanic.Hosting.Qmp").Select(t => t.Name).Order(StringComparer.Ordinal), Is.EqualTo(new[] { "QmpVmControl", "QmpVmControlOptions" }));
     }
 }

@@ -1,4 +1,6 @@
 using System.Buffers.Binary;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Abstractions;
 using VirtioPanic.Device;
 using VirtioPanic.Transport.Pci;
 using VirtioPanic.Transport.Tests.Fakes;
@@ -20,11 +22,13 @@ public sealed class ReadmeWiringExampleTests
         var configSpace = new ToyConfigSpace();
         var mmioBus = new ToyMmioBus();
         var fastPath = new ToyFastPath();
-        using var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "wdt0" });
+        TimeProvider timeProvider = TimeProvider.System;
+        ILogger logger = NullLogger.Instance;
 
-        // --- README snippet ---
-        var pci = new VirtioPciFunction(device, guestMemory, interrupts /* IInterruptSink */, new VirtioPciFunctionOptions());
-        pci.BarChanged += (_, e) =>
+        // README-SNIPPET: README.md
+        using var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "wdt0" }, timeProvider, logger);
+        var pci = new VirtioPciFunction(device, guestMemory, interrupts /* IInterruptSink */, new VirtioPciFunctionOptions(), logger);
+        pci.BarChanged += (_, e) =>                    // the guest moved a BAR or toggled memory decoding
         {
             if (e.Previous.IsEnabled)
             {
@@ -35,21 +39,27 @@ public sealed class ReadmeWiringExampleTests
             {
                 mmioBus.Map(e.Current.Address, e.Current.Size, pci);
             }
+
+            // Optional ioeventfd-style fast path. The doorbells live in BAR0: GetDoorbells() is empty until
+            // the guest enables memory decoding and moves with the BAR, so refresh them on every change.
+            fastPath.Clear();
+            foreach (VirtioDoorbell bell in pci.GetDoorbells())
+            {
+                fastPath.Add(bell.Address, bell.Length, () => pci.NotifyQueue(bell.QueueIndex));
+            }
         };
-        configSpace.OnRead = (offset, data) => pci.ReadConfig(offset, data);
+        configSpace.OnRead = (offset, data) => pci.ReadConfig(offset, data);    // CF8/CFC or ECAM exit
         configSpace.OnWrite = (offset, data) => pci.WriteConfig(offset, data);
-        mmioBus.OnRead = (gpa, data) => pci.TryReadMemory(gpa, data);
+        mmioBus.OnRead = (gpa, data) => pci.TryReadMemory(gpa, data);           // false: not this function's
         mmioBus.OnWrite = (gpa, data) => pci.TryWriteMemory(gpa, data);
-        // --- end of snippet (the doorbell loop follows, after the BARs exist) ---
+        // END-README-SNIPPET
+
+        Assert.That(fastPath.Count, Is.Zero, "no doorbell before the firmware enables memory decoding");
 
         // Firmware: place BAR0 (64-bit) at 0xE000_0000 and turn memory decoding on.
         configSpace.Write32(PciConfigRegisters.Bar0, 0xE000_0000 | PciConfigRegisters.BarMemoryType64);
         configSpace.Write32(PciConfigRegisters.Bar0 + 4, 0);
         configSpace.Write16(PciConfigRegisters.Command, PciConfigRegisters.CommandMemorySpace | PciConfigRegisters.CommandBusMaster);
-        foreach (VirtioDoorbell bell in pci.GetDoorbells())
-        {
-            fastPath.Add(bell.Address, bell.Length, () => pci.NotifyQueue(bell.QueueIndex));
-        }
 
         // Guest: find the common configuration through the capability list, read num_queues via the bus.
         uint commonOffset = FindCapability(configSpace, VirtioPciCapabilityRegisters.TypeCommonConfig);
@@ -66,9 +76,18 @@ public sealed class ReadmeWiringExampleTests
             Assert.That(fastPath.Doorbells.All(d => d.Address >= 0xE000_0000), Is.True, "doorbells live in the mapped BAR");
         }
 
-        // Moving the BAR unmaps the old range and maps the new one.
+        // Moving the BAR unmaps the old range and maps the new one; the doorbells follow it.
         configSpace.Write32(PciConfigRegisters.Bar0, 0xD000_0000 | PciConfigRegisters.BarMemoryType64);
-        Assert.That((mmioBus.MappedAt(0xE000_0000), mmioBus.MappedAt(0xD000_0000)), Is.EqualTo((false, true)));
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That((mmioBus.MappedAt(0xE000_0000), mmioBus.MappedAt(0xD000_0000)), Is.EqualTo((false, true)));
+            Assert.That(fastPath.Count, Is.EqualTo(device.QueueCount));
+            Assert.That(fastPath.Doorbells.All(d => d.Address is >= 0xD000_0000 and < 0xE000_0000), Is.True, "refreshed on BarChanged");
+        }
+
+        // Turning decoding off empties the fast path.
+        configSpace.Write16(PciConfigRegisters.Command, 0);
+        Assert.That((fastPath.Count, mmioBus.MappedAt(0xD000_0000)), Is.EqualTo((0, false)));
     }
 
     private static uint FindCapability(ToyConfigSpace config, byte type)
@@ -159,6 +178,8 @@ public sealed class ReadmeWiringExampleTests
         internal List<(ulong Address, int Length, Func<bool> Ring)> Doorbells { get; } = [];
 
         internal int Count => Doorbells.Count;
+
+        internal void Clear() => Doorbells.Clear();
 
         internal void Add(ulong address, int length, Func<bool> ring) => Doorbells.Add((address, length, ring));
     }

@@ -1,4 +1,3 @@
-using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
@@ -16,8 +15,8 @@ internal static class DemoRunner
         overrides.TryAdd("VirtioPanic:DumpDirectory", Path.Combine(HostBuilder.DefaultStateDirectory(), "dumps"));
         HostApplicationBuilder builder = HostBuilder.Create(overrides, jsonLogs, interactive);
         HostBuilder.SetDefaultJournalPath(builder.Configuration, "demo", instance: null);
-        var settings = new DemoSettings();
-        builder.Configuration.GetSection("Demo").Bind(settings);
+        var failures = new List<string>();
+        DemoSettings settings = DemoSettings.Load(builder.Configuration.GetSection("Demo"), failures);
         DemoScenario scenario = settings.ScenarioKind;
         if (scenario == DemoScenario.PanicStorm && !overrides.ContainsKey("VirtioPanic:Policy:OnPanic"))
         {
@@ -25,12 +24,12 @@ internal static class DemoRunner
             builder.Configuration["VirtioPanic:Policy:OnPanic"] = "restart";
         }
 
-        using IHost host = builder.Build();
+        using IHost host = HostBuilder.Build(builder, failures);
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         ILoggerFactory loggers = HostBuilder.Loggers(host);
         ILogger log = loggers.CreateLogger("VirtioPanic.Host");
         var manager = host.Services.GetRequiredService<PolicyService>();
-        using var device = new WatchdogDevice(HostBuilder.DeviceOptions(builder.Configuration), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
+        using var device = new WatchdogDevice(HostBuilder.DeviceOptions(host), TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
         using var vm = new DemoVm(settings, device, loggers) { Manager = manager };
         var handled = new List<HandledEvent>();
         manager.EventHandled += (_, e) =>

@@ -5,6 +5,7 @@ using VirtioPanic.GuestDriver.Kernel;
 using VirtioPanic.GuestDriver.Machine;
 using VirtioPanic.GuestDriver.Watchdog;
 using VirtioPanic.Hosting;
+using VirtioPanic.Hosting.Dumps;
 using VirtioPanic.Transport.Mmio;
 using VirtioPanic.Transport.Pci;
 using VirtioPanic.Virtio.Device;
@@ -249,23 +250,21 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
 
     public async ValueTask<VmControlResult> DumpGuestMemoryAsync(VmActionContext context, string path, CancellationToken cancellationToken)
     {
-        // A flat image of guest RAM.
-        byte[] chunk = new byte[64 * 1024];
-        ulong ramBase = _machine.Layout.GuestRamBase;
-        ulong ramSize = _machine.Layout.GuestRamSize;
+        // An ELF core that crash and gdb open (ElfCoreWriter): a PT_LOAD per guest-memory region at
+        // its physical address, and a note for the demo's one vCPU. The guest is C# code on a host
+        // thread, so there are no architectural registers to record: the note carries zeros.
         await using var file = new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, 0, useAsync: true);
-        for (ulong offset = 0; offset < ramSize; offset += (ulong)chunk.Length)
+        long bytes;
+        try
         {
-            int length = (int)Math.Min((ulong)chunk.Length, ramSize - offset);
-            if (!_machine.Memory.TryRead(ramBase + offset, chunk.AsSpan(0, length)))
-            {
-                return VmControlResult.Failure($"guest memory at 0x{ramBase + offset:x} is not readable");
-            }
-
-            await file.WriteAsync(chunk.AsMemory(0, length), cancellationToken).ConfigureAwait(false);
+            bytes = await ElfCoreWriter.WriteAsync(file, _machine.Memory, [new ElfCoreCpu(0)], cancellationToken).ConfigureAwait(false);
+        }
+        catch (InvalidOperationException ex)
+        {
+            return VmControlResult.Failure(ex.Message);
         }
 
-        HostLog.VmDumped(_log, path, ramSize);
+        HostLog.VmDumped(_log, path, (ulong)bytes);
         return VmControlResult.Success;
     }
 

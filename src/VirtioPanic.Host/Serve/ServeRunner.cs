@@ -24,20 +24,15 @@ internal static class ServeRunner
     {
         overrides.TryAdd("VirtioPanic:DumpDirectory", Path.Combine(HostBuilder.DefaultStateDirectory(), "dumps"));
         HostApplicationBuilder builder = HostBuilder.Create(overrides, jsonLogs, interactive: false);
+        // A mistake in Serve:Vms is reported with every other configuration mistake (HostBuilder.Build).
         (List<ServedVm> vms, string? error) = Vms(builder.Configuration, socketPath);
-        if (error is not null)
-        {
-            await Console.Error.WriteLineAsync("error: " + error).ConfigureAwait(false);
-            return 2;
-        }
-
         HostBuilder.SetDefaultJournalPath(builder.Configuration, "serve", vms.Count == 1 ? Path.GetFileName(vms[0].VhostUserSocket) : $"{vms.Count}-vms");
-        using IHost host = builder.Build();
+        using IHost host = HostBuilder.Build(builder, error is null ? [] : [error]);
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         ILoggerFactory loggers = HostBuilder.Loggers(host);
         ILogger log = loggers.CreateLogger("VirtioPanic.Host");
         var manager = host.Services.GetRequiredService<PolicyService>();
-        WatchdogDeviceOptions deviceOptions = HostBuilder.DeviceOptions(builder.Configuration);
+        WatchdogDeviceOptions deviceOptions = HostBuilder.DeviceOptions(host);
         VhostUserBackendOptions backendOptions = HostBuilder.BackendOptions(builder.Configuration);
         QmpVmControlOptions? qmpDefaults = QmpOptions(builder.Configuration, "unused");
 
