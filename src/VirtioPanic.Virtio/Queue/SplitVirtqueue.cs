@@ -42,6 +42,14 @@ internal sealed partial class SplitVirtqueue
     private bool _eventIndex;
     private bool _indirect;
 
+    // The guest's first region, copied out of its GuestMemoryRegion at activation (regions are
+    // immutable) so a batch translates a buffer with fields of this object, which the JIT keeps
+    // close, instead of a chain of loads through GuestMemory. A miss falls back to
+    // GuestMemory.TryGetSlice, which decides every other case; the hit is exactly its own fast path.
+    private ulong _regionBase;
+    private ulong _regionSize;
+    private nint _regionHost;
+
     // Consumer-private progress.
     private ushort _nextAvail;      // next available-ring entry to pop
     private ushort _shadowAvail;    // avail.idx as last loaded; entries [_nextAvail, _shadowAvail) are published
@@ -116,6 +124,10 @@ internal sealed partial class SplitVirtqueue
         }
 
         _memory = memory;
+        GuestMemoryRegion first = memory.Regions[0];
+        _regionBase = first.GuestAddress;
+        _regionSize = first.Size;
+        _regionHost = first.HostAddress;
         _config = config;
         _descriptors = new DescriptorTable(descriptors);
         _avail = new AvailRing(avail, size);
@@ -131,6 +143,9 @@ internal sealed partial class SplitVirtqueue
     internal void Reset()
     {
         _memory = null;
+        _regionBase = 0;
+        _regionSize = 0;
+        _regionHost = 0;
         _config = default;
         _descriptors = default;
         _avail = default;
@@ -198,102 +213,125 @@ internal sealed partial class SplitVirtqueue
         return TryPopChainSlow((ushort)head, descriptor, out chain);
     }
 
-    // The batch form of TryPopChain + AddUsed: the ring positions and views stay in registers for
-    // the whole batch instead of being reloaded from this object after every store to guest memory
-    // (which the JIT must assume may alias them). Used entries are written, not published: the
-    // caller's FlushUsed publishes the batch with one release store.
+    // The batch form of TryPopChain + AddUsed. Used entries are written, not published: the
+    // caller's FlushUsed publishes the batch with one release store. The run of plain
+    // one-descriptor chains goes through ProcessDirect, a loop without calls; whatever it stops
+    // at (a longer chain, an indirect one, or one that fails a check) is popped here by
+    // TryPopChain, which validates it completely and reports the typed error. So every chain
+    // passes exactly TryPopChain's checks, in its order (ProcessChainsEquivalencePropertyTests).
     internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
-        processed = 0;
-        if (_status != VirtqueueStatus.Ok)
-        {
-            return _status;
-        }
-
-        GuestMemory memory = _memory!;
-        GuestMemorySlice[] scratch = _scratch;
-        DescriptorTable descriptors = _descriptors;
-        AvailRing avail = _avail;
-        UsedRing used = _used;
-        uint mask = _mask;
-        uint size = _size;
-        ushort next = _nextAvail;
-        ushort shadow = _shadowAvail;
-        ushort nextUsed = _nextUsed;
-        VirtqueueStatus status = VirtqueueStatus.Ok;
         int done = 0;
-
-        while (done < maxChains)
+        VirtqueueStatus status = _status;
+        while (status == VirtqueueStatus.Ok && done < maxChains)
         {
-            if (next == shadow)
+            if (_nextAvail == _shadowAvail)
             {
-                _nextAvail = next;
                 status = RefreshAvail();
                 if (status != VirtqueueStatus.Ok)
                 {
                     break;
                 }
-
-                shadow = _shadowAvail;
             }
 
-            uint head = avail.ReadEntry(next & mask);
-            if (head >= size)
+            done += ProcessDirect(ref handler, maxChains - done);
+            if (done == maxChains || _nextAvail == _shadowAvail)
             {
-                status = Fail(VirtqueueStatus.HeadIndexOutOfRange);
+                continue;
+            }
+
+            status = TryPopChain(out DescriptorChain chain);
+            if (status != VirtqueueStatus.Ok)
+            {
                 break;
             }
 
-            VirtqDescriptor descriptor = descriptors.Read(head);
-            DescriptorChain chain;
-            if ((descriptor.Flags & ~DescriptorFlags.Write) == 0)
-            {
-                uint length = descriptor.Length;
-                if (length == 0)
-                {
-                    status = Fail(VirtqueueStatus.ZeroLengthBuffer);
-                    break;
-                }
-
-                if (memory.TryGetSlice(descriptor.Address, length, out scratch[0]) != GuestMemoryStatus.Ok)
-                {
-                    status = Fail(VirtqueueStatus.BufferOutOfRange);
-                    break;
-                }
-
-                bool writable = (descriptor.Flags & DescriptorFlags.Write) != 0;
-                chain = DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), scratch, writable, length);
-                next++;
-            }
-            else
-            {
-                _nextAvail = next;
-                status = TryPopChainSlow((ushort)head, descriptor, out chain);
-                if (status != VirtqueueStatus.Ok)
-                {
-                    break;
-                }
-
-                next = _nextAvail;
-            }
-
-            // Keep the queue's fields current while the handler runs: it may keep the chain and
-            // complete an earlier one (never this queue's pop) through AddUsed afterwards.
-            _nextAvail = next;
             if (handler.Handle(in chain, out uint written))
             {
-                used.WriteElement(nextUsed & mask, head, written);
+                _used.WriteElement((uint)_nextUsed & _mask, chain.Token.Id, written);
+                _nextUsed++;
+            }
+
+            done++;
+        }
+
+        processed = done;
+        return status;
+    }
+
+    // Handles published one-descriptor direct chains, at most `budget`, and stops before the first
+    // chain that is anything else or fails a check (leaving it for TryPopChain). Validated once
+    // per call: the three ring areas become spans of exactly Size entries (Activate checked the
+    // areas), so per chain the avail slot and the used slot cost one bounds compare each and the
+    // head check doubles as the descriptor table's. No calls in the loop (the handler is a struct
+    // the JIT inlines when it can), so the ring state stays in registers; the positions are
+    // written back once at the end (and _nextAvail before each handler call, see below).
+    private int ProcessDirect<THandler>(ref THandler handler, int budget)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        ReadOnlySpan<ushort> ring = _avail.Entries;
+        ReadOnlySpan<VirtqDescriptor> table = _descriptors.Entries;
+        Span<ulong> usedElements = _used.Elements;
+        ref GuestMemorySlice slot = ref _scratch[0];
+        uint mask = _mask;
+        ushort next = _nextAvail;
+        ushort nextUsed = _nextUsed;
+        int remaining = Math.Min(budget, (ushort)(_shadowAvail - next));
+        int done = 0;
+        while (done < remaining)
+        {
+            uint head = AvailRing.Entry(ring[(int)(next & mask)]);
+            if (head >= (uint)table.Length)
+            {
+                break;
+            }
+
+            VirtqDescriptor descriptor = table[(int)head];
+            DescriptorFlags flags = descriptor.Flags;
+            uint length = descriptor.Length;
+            ulong address = descriptor.Address;
+            ulong offset = address - _regionBase;
+            if ((flags & ~DescriptorFlags.Write) != 0 || length == 0 || offset >= _regionSize || length > _regionSize - offset)
+            {
+                break;
+            }
+
+            // The first region's fast path of GuestMemory.TryGetSlice (see _regionBase); a miss
+            // stops here and TryPopChain translates through GuestMemory.
+            slot = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+            next++;
+
+            // Keep _nextAvail current while the handler runs (AddUsed compares against it).
+            _nextAvail = next;
+            if (handler.Handle(DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), new ReadOnlySpan<GuestMemorySlice>(in slot), flags, length), out uint written))
+            {
+                usedElements[(int)(nextUsed & mask)] = UsedRing.Element(head, written);
                 nextUsed++;
             }
 
             done++;
         }
 
-        _nextAvail = next;
         _nextUsed = nextUsed;
-        processed = done;
-        return status;
+        return done;
+    }
+
+    // Guest address -> slice, the first region from this object's copy of it (see _regionBase).
+    // One unsigned compare rejects addresses below the base (the offset wraps); the length is a
+    // descriptor's 32-bit length, so no 2^32 check is needed here.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryTranslate(ulong address, uint length, out GuestMemorySlice slice)
+    {
+        ulong offset = address - _regionBase;
+        ulong regionSize = _regionSize;
+        if (offset < regionSize && length <= regionSize - offset)
+        {
+            slice = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+            return true;
+        }
+
+        return _memory!.TryGetSlice(address, length, out slice) == GuestMemoryStatus.Ok;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
