@@ -38,8 +38,12 @@ internal readonly struct AvailRing
     // ring[] as exactly queue-size entries, for a batch: built once from the slice Activate
     // validated, so per entry only the masked slot is bounds-checked (one compare). Raw values,
     // little-endian in guest memory: read them through Entry. Plain loads, ordered like ReadEntry.
-    internal ReadOnlySpan<ushort> Entries =>
-        MemoryMarshal.Cast<byte, ushort>(_slice.Span.Slice((int)SplitRingLayout.AvailRing, (int)(_usedEventOffset - SplitRingLayout.AvailRing)));
+    internal ReadOnlySpan<ushort> Entries
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get =>
+            MemoryMarshal.Cast<byte, ushort>(_slice.Span.Slice((int)SplitRingLayout.AvailRing, (int)(_usedEventOffset - SplitRingLayout.AvailRing)));
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static ushort Entry(ushort raw) => BitConverter.IsLittleEndian ? raw : BinaryPrimitives.ReverseEndianness(raw);

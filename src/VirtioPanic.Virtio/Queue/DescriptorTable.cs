@@ -17,7 +17,11 @@ internal readonly struct DescriptorTable
     // The table as descriptors, for a batch: its length is the entry count (the queue size for the
     // queue's table), so one "index < Length" check both validates a guest index and removes the
     // span's own bounds check.
-    internal ReadOnlySpan<VirtqDescriptor> Entries => MemoryMarshal.Cast<byte, VirtqDescriptor>(_slice.Span);
+    internal ReadOnlySpan<VirtqDescriptor> Entries
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => MemoryMarshal.Cast<byte, VirtqDescriptor>(_slice.Span);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal VirtqDescriptor Read(uint index) => _slice.Read<VirtqDescriptor>(index * (uint)VirtqDescriptor.Size);

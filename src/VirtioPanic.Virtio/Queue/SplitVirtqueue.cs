@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using VirtioPanic.Virtio.Memory;
 
 namespace VirtioPanic.Virtio.Queue;
@@ -235,8 +236,16 @@ internal sealed partial class SplitVirtqueue
                 }
             }
 
-            done += ProcessDirect(ref handler, maxChains - done);
+            int run = ProcessDirect(ref handler, maxChains - done);
+            done += run;
             if (done == maxChains || _nextAvail == _shadowAvail)
+            {
+                continue;
+            }
+
+            int walked = ProcessWalked(ref handler, maxChains - done);
+            done += walked;
+            if (run + walked != 0)
             {
                 continue;
             }
@@ -261,12 +270,16 @@ internal sealed partial class SplitVirtqueue
     }
 
     // Handles published one-descriptor direct chains, at most `budget`, and stops before the first
-    // chain that is anything else or fails a check (leaving it for TryPopChain). Validated once
-    // per call: the three ring areas become spans of exactly Size entries (Activate checked the
-    // areas), so per chain the avail slot and the used slot cost one bounds compare each and the
-    // head check doubles as the descriptor table's. No calls in the loop (the handler is a struct
-    // the JIT inlines when it can), so the ring state stays in registers; the positions are
-    // written back once at the end (and _nextAvail before each handler call, see below).
+    // chain that is anything else or fails a check: ProcessWalked takes runs of longer and
+    // indirect chains, TryPopChain anything either refuses (with its typed error). Every check
+    // in these loops is one TryPopChain makes too, so they accept only chains TryPopChain
+    // accepts, and build the same chain.
+    //
+    // Validated once per call: the three ring areas become spans of exactly Size entries
+    // (Activate checked the areas), so per chain the avail slot and the used slot cost one bounds
+    // compare each and the head check doubles as the descriptor table's. No calls in the loop
+    // (the handler is a struct the JIT inlines when it can), so the ring state stays in registers;
+    // the positions are written back at the end (and _nextAvail before each handler call).
     private int ProcessDirect<THandler>(ref THandler handler, int budget)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
@@ -313,6 +326,141 @@ internal sealed partial class SplitVirtqueue
             done++;
         }
 
+        _nextUsed = nextUsed;
+        return done;
+    }
+
+    // ProcessDirect's counterpart for runs of multi-descriptor direct chains and of chains with
+    // one INDIRECT head descriptor: the same once-per-call views, the walk's running state in
+    // locals. It stops at a one-descriptor chain (ProcessDirect's), and before anything it does
+    // not do (a direct chain ending in an indirect descriptor, a buffer outside the first region)
+    // or that fails a check: TryPopChain then pops that one with its general translation or its
+    // typed error.
+    private int ProcessWalked<THandler>(ref THandler handler, int budget)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        ReadOnlySpan<ushort> ring = _avail.Entries;
+        ReadOnlySpan<VirtqDescriptor> table = _descriptors.Entries;
+        Span<ulong> usedElements = _used.Elements;
+        Span<GuestMemorySlice> scratch = _scratch;
+        uint mask = _mask;
+        ushort next = _nextAvail;
+        ushort nextUsed = _nextUsed;
+        int remaining = Math.Min(budget, (ushort)(_shadowAvail - next));
+        int done = 0;
+        while (done < remaining)
+        {
+            uint head = AvailRing.Entry(ring[(int)(next & mask)]);
+            if (head >= (uint)table.Length)
+            {
+                break;
+            }
+
+            VirtqDescriptor descriptor = table[(int)head];
+            DescriptorFlags flags = descriptor.Flags;
+            uint length = descriptor.Length;
+            ulong address = descriptor.Address;
+            ulong offset = address - _regionBase;
+            if ((flags & ~DescriptorFlags.Write) == 0)
+            {
+                break;   // a one-descriptor chain: ProcessDirect's
+            }
+
+            DescriptorChain chain;
+            {
+                // A direct chain, or one INDIRECT head descriptor (§2.7.5.3.2). The walk's
+                // running state stays in locals; the bounds are TryPopChainSlow's: a TTL of the
+                // table's entry count, next inside the table, the scratch capacity.
+                ReadOnlySpan<VirtqDescriptor> source = table;
+                if ((flags & DescriptorFlags.Indirect) != 0)
+                {
+                    if (!_indirect || (flags & ~DescriptorFlags.Indirect) != 0 || length == 0 || length % VirtqDescriptor.Size != 0
+                        || offset >= _regionSize || length > _regionSize - offset)
+                    {
+                        break;
+                    }
+
+                    // An indirect table may sit at any guest address: its descriptors are read
+                    // with plain loads, which x64 and Arm64 allow at any alignment.
+                    source = MemoryMarshal.Cast<byte, VirtqDescriptor>(new GuestMemorySlice(_regionHost + (nint)offset, address, length).Span);
+                    descriptor = source[0];
+                }
+
+                // TryPopChainSlow's two bounds in one: it refuses a descriptor after `ttl` of them
+                // (the table's entry count) and a buffer past the scratch capacity; here every
+                // descriptor walked is one buffer, so both are "count reached the smaller one".
+                uint ttl = (uint)source.Length;
+                int count = 0;
+                int readable = 0;
+                uint total = 0;
+                uint writableLength = 0;
+                while (true)
+                {
+                    flags = descriptor.Flags;
+                    length = descriptor.Length;
+                    address = descriptor.Address;
+                    offset = address - _regionBase;
+                    if ((flags & ~(DescriptorFlags.Next | DescriptorFlags.Write)) != 0 || length == 0 || (uint)count >= (uint)scratch.Length
+                        || offset >= _regionSize || length > _regionSize - offset)
+                    {
+                        goto Stop;
+                    }
+
+                    // The running total in 32 bits: a carry is a total past 2^32 - 1.
+                    total += length;
+                    if (total < length)
+                    {
+                        goto Stop;
+                    }
+
+                    scratch[count] = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+                    count++;
+                    if ((flags & DescriptorFlags.Write) != 0)
+                    {
+                        writableLength += length;
+                    }
+                    else
+                    {
+                        // §2.7.4.2: device-readable buffers come first.
+                        if (writableLength != 0)
+                        {
+                            goto Stop;
+                        }
+
+                        readable = count;
+                    }
+
+                    if ((flags & DescriptorFlags.Next) == 0)
+                    {
+                        break;
+                    }
+
+                    uint index = descriptor.Next;
+                    if (--ttl == 0 || index >= (uint)source.Length)
+                    {
+                        goto Stop;
+                    }
+
+                    descriptor = source[(int)index];
+                }
+
+                chain = new DescriptorChain(new ChainToken((ushort)head, 1), scratch[..count], readable, total - writableLength, writableLength);
+            }
+
+            next++;
+
+            // Keep _nextAvail current while the handler runs (AddUsed compares against it).
+            _nextAvail = next;
+            if (handler.Handle(in chain, out uint written))
+            {
+                usedElements[(int)(nextUsed & mask)] = UsedRing.Element(head, written);
+                nextUsed++;
+            }
+
+            done++;
+        }
+
+    Stop:
         _nextUsed = nextUsed;
         return done;
     }

@@ -35,8 +35,12 @@ internal readonly struct UsedRing
     // slice; per element only the masked slot is bounds-checked). The elements sit at offset 4 of a
     // 4-aligned area, so a ulong here may be 4-aligned only: plain (non-atomic) stores, which x64
     // and Arm64 perform at any alignment; nothing reads them until the release store of idx.
-    internal Span<ulong> Elements =>
-        MemoryMarshal.Cast<byte, ulong>(_slice.Span.Slice((int)SplitRingLayout.UsedRing, (int)(_availEventOffset - SplitRingLayout.UsedRing)));
+    internal Span<ulong> Elements
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get =>
+            MemoryMarshal.Cast<byte, ulong>(_slice.Span.Slice((int)SplitRingLayout.UsedRing, (int)(_availEventOffset - SplitRingLayout.UsedRing)));
+    }
 
     // {le32 id, le32 len} as one value for Elements (one 8-byte store, see WriteElement).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
