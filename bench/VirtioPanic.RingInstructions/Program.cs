@@ -14,6 +14,7 @@ var rows = new (string Name, int ChainsPerRound, Func<long> Round)[]
     ("OneDescriptor_FullRingBatch", 256, () => split.OneDescriptor_FullRingBatch()),
     ("OneDescriptor_FullRingBatch_TryPopChain", 256, () => split.OneDescriptor_FullRingBatch_TryPopChain()),
     ("OneDescriptor_NotifyPerChain", 256, () => split.OneDescriptor_NotifyPerChain()),
+    ("OneDescriptor_NotifyPerChain_SeparateCalls", 256, () => split.OneDescriptor_NotifyPerChain_SeparateCalls()),
     ("OneDescriptor_NotifyPerChain_TryPopChain", 256, () => split.OneDescriptor_NotifyPerChain_TryPopChain()),
     ("ThreeDescriptors_Batch85", 85, () => split.ThreeDescriptors_Batch85()),
     ("IndirectOfThree_FullRingBatch", 256, () => split.IndirectOfThree_FullRingBatch()),

@@ -66,9 +66,13 @@ public class SplitRingBenchmarks
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
     public uint OneDescriptor_FullRingBatch_TryPopChain() => _rows.OneDescriptor_FullRingBatch_TryPopChain();
 
-    /// <summary>1-descriptor chains, one notification round per chain.</summary>
+    /// <summary>1-descriptor chains, one notification round per chain, ended by EndRound.</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
     public uint OneDescriptor_NotifyPerChain() => _rows.OneDescriptor_NotifyPerChain();
+
+    /// <summary>The same round ended by FlushUsed and EnableNotification (two calls, two fences).</summary>
+    [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
+    public uint OneDescriptor_NotifyPerChain_SeparateCalls() => _rows.OneDescriptor_NotifyPerChain_SeparateCalls();
 
     /// <summary>The per-chain round with the one-chain API (TryPopChain + AddUsed), what a device woken for every chain would call.</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]

@@ -18,6 +18,7 @@ internal sealed class SplitRingRows : IDisposable
     private readonly SplitRingFixture _publishOnly = new(ChainShape.ThreeDescriptors);
     private readonly SplitRingFixture _popOne = new(ChainShape.OneDescriptor);
     private readonly SplitRingFixture _perChainPop = new(ChainShape.OneDescriptor);
+    private readonly SplitRingFixture _perChainSeparate = new(ChainShape.OneDescriptor);
     private readonly SplitRingFixture _nearOne = new(ChainShape.OneDescriptor);
     private readonly SplitRingFixture _nearPerChain = new(ChainShape.OneDescriptor);
     private readonly SplitRingFixture _nearThree = new(ChainShape.ThreeDescriptors);
@@ -27,6 +28,7 @@ internal sealed class SplitRingRows : IDisposable
     private readonly Virtqueue _perChainQueue;
     private readonly Virtqueue _popOneQueue;
     private readonly Virtqueue _perChainPopQueue;
+    private readonly Virtqueue _perChainSeparateQueue;
     private RawSplitRing _raw;
     private NearLimitSplitRing _nearOneRing;
     private NearLimitSplitRing _nearPerChainRing;
@@ -41,6 +43,7 @@ internal sealed class SplitRingRows : IDisposable
         _perChainQueue = Activate(_perChain);
         _popOneQueue = Activate(_popOne);
         _perChainPopQueue = Activate(_perChainPop);
+        _perChainSeparateQueue = Activate(_perChainSeparate);
         _raw = new RawSplitRing(_floor.Memory, _floor.Driver.Config);
         _nearOneRing = new NearLimitSplitRing(_nearOne.Memory, _nearOne.Driver.Config);
         _nearPerChainRing = new NearLimitSplitRing(_nearPerChain.Memory, _nearPerChain.Driver.Config);
@@ -57,6 +60,7 @@ internal sealed class SplitRingRows : IDisposable
         Expect(OneDescriptor_FullRingBatch_TryPopChain(), 256 * 64);
         Expect(OneDescriptor_NotifyPerChain(), 256 * 64);
         Expect(OneDescriptor_NotifyPerChain_TryPopChain(), 256 * 64);
+        Expect(OneDescriptor_NotifyPerChain_SeparateCalls(), 256 * 64);
         Expect(ThreeDescriptors_Batch85(), 85 * Three);
         Expect(IndirectOfThree_FullRingBatch(), 256 * Three);
         Expect(NearLimit_OneDescriptor_FullRingBatch(), 256 * 64);
@@ -88,13 +92,27 @@ internal sealed class SplitRingRows : IDisposable
         return PopEach(_popOneQueue);
     }
 
+    // One round per chain, ended by EndRound (flush, re-arm and re-check in one call).
     internal uint OneDescriptor_NotifyPerChain()
     {
         uint total = 0;
         for (int i = 0; i < SplitRingFixture.Size; i++)
         {
             _perChain.PublishBatch(1);
-            total += DrainBatch(_perChainQueue);
+            total += Round(_perChainQueue);
+        }
+
+        return total;
+    }
+
+    // The same round ended by FlushUsed and EnableNotification, two calls and two fences.
+    internal uint OneDescriptor_NotifyPerChain_SeparateCalls()
+    {
+        uint total = 0;
+        for (int i = 0; i < SplitRingFixture.Size; i++)
+        {
+            _perChainSeparate.PublishBatch(1);
+            total += DrainBatch(_perChainSeparateQueue);
         }
 
         return total;
@@ -171,6 +189,7 @@ internal sealed class SplitRingRows : IDisposable
         _publishOnly.Dispose();
         _popOne.Dispose();
         _perChainPop.Dispose();
+        _perChainSeparate.Dispose();
         _nearOne.Dispose();
         _nearPerChain.Dispose();
         _nearThree.Dispose();
@@ -199,6 +218,19 @@ internal sealed class SplitRingRows : IDisposable
         }
 
         queue.EnableNotification();
+        return handler.Total;
+    }
+
+    private uint Round(Virtqueue queue)
+    {
+        var handler = default(WalkHandler);
+        queue.DisableNotification();
+        queue.ProcessChains(ref handler, SplitRingFixture.Size, out _);
+        if (queue.EndRound(out bool notify) || notify)
+        {
+            _interrupts++;
+        }
+
         return handler.Total;
     }
 

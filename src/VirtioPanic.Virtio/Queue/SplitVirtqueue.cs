@@ -223,24 +223,41 @@ internal sealed partial class SplitVirtqueue
     internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
-        int done = 0;
+        processed = 0;
         VirtqueueStatus status = _status;
-        while (status == VirtqueueStatus.Ok && done < maxChains)
+        if (status != VirtqueueStatus.Ok || maxChains <= 0)
         {
-            if (_nextAvail == _shadowAvail)
-            {
-                status = RefreshAvail();
-                if (status != VirtqueueStatus.Ok)
-                {
-                    break;
-                }
-            }
+            return status;
+        }
 
+        // At most one load of avail.idx per call: a call that handled every chain it saw reports
+        // Empty without loading it again, because the caller's EnableNotification (or EndRound)
+        // must re-check the ring after re-arming anyway, and that is the check that counts.
+        if (_nextAvail == _shadowAvail)
+        {
+            status = RefreshAvail();
+            if (status != VirtqueueStatus.Ok)
+            {
+                return status;
+            }
+        }
+
+        // One chain waiting (the per-chain round of a device woken for every kick): a plain
+        // one-descriptor chain costs less through ProcessSingle than through setting up the batch
+        // loops' views for it.
+        int done = 0;
+        if ((ushort)(_shadowAvail - _nextAvail) == 1 && ProcessSingle(ref handler))
+        {
+            done = 1;
+        }
+
+        while (done < maxChains && _nextAvail != _shadowAvail)
+        {
             int run = ProcessDirect(ref handler, maxChains - done);
             done += run;
             if (done == maxChains || _nextAvail == _shadowAvail)
             {
-                continue;
+                break;
             }
 
             int walked = ProcessWalked(ref handler, maxChains - done);
@@ -250,23 +267,73 @@ internal sealed partial class SplitVirtqueue
                 continue;
             }
 
-            status = TryPopChain(out DescriptorChain chain);
+            status = ProcessGeneral(ref handler);
             if (status != VirtqueueStatus.Ok)
             {
-                break;
-            }
-
-            if (handler.Handle(in chain, out uint written))
-            {
-                _used.WriteElement((uint)_nextUsed & _mask, chain.Token.Id, written);
-                _nextUsed++;
+                processed = done;
+                return status;
             }
 
             done++;
         }
 
         processed = done;
-        return status;
+        return done == maxChains ? VirtqueueStatus.Ok : VirtqueueStatus.Empty;
+    }
+
+    // Pops the next chain with TryPopChain (every check, the typed error, any translation) and
+    // hands it to the handler: what the batch loops leave. Out of line, so the dispatcher above
+    // keeps a small frame.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private VirtqueueStatus ProcessGeneral<THandler>(ref THandler handler)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        VirtqueueStatus status = TryPopChain(out DescriptorChain chain);
+        if (status != VirtqueueStatus.Ok)
+        {
+            return status;
+        }
+
+        if (handler.Handle(in chain, out uint written))
+        {
+            _used.WriteElement((uint)_nextUsed & _mask, chain.Token.Id, written);
+            _nextUsed++;
+        }
+
+        return VirtqueueStatus.Ok;
+    }
+
+    // One plain one-descriptor chain without the batch views: ProcessDirect's checks through the
+    // ring slices. False, with nothing consumed, for anything else.
+    private bool ProcessSingle<THandler>(ref THandler handler)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        uint head = _avail.ReadEntry((uint)_nextAvail & _mask);
+        if (head >= _size)
+        {
+            return false;
+        }
+
+        VirtqDescriptor descriptor = _descriptors.Read(head);
+        DescriptorFlags flags = descriptor.Flags;
+        uint length = descriptor.Length;
+        ulong address = descriptor.Address;
+        ulong offset = address - _regionBase;
+        if ((flags & ~DescriptorFlags.Write) != 0 || length == 0 || offset >= _regionSize || length > _regionSize - offset)
+        {
+            return false;
+        }
+
+        ref GuestMemorySlice slot = ref _scratch[0];
+        slot = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+        _nextAvail++;
+        if (handler.Handle(DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), new ReadOnlySpan<GuestMemorySlice>(in slot), flags, length), out uint written))
+        {
+            _used.WriteElement((uint)_nextUsed & _mask, head, written);
+            _nextUsed++;
+        }
+
+        return true;
     }
 
     // Handles published one-descriptor direct chains, at most `budget`, and stops before the first
