@@ -305,6 +305,7 @@ internal sealed partial class SplitVirtqueue
 
     // One plain one-descriptor chain without the batch views: ProcessDirect's checks through the
     // ring slices. False, with nothing consumed, for anything else.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     private bool ProcessSingle<THandler>(ref THandler handler)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
