@@ -1,5 +1,4 @@
 using BenchmarkDotNet.Attributes;
-using VirtioPanic.Virtio.Memory;
 using VirtioPanic.Virtio.Queue;
 
 namespace VirtioPanic.Benchmarks.Queue;
@@ -8,83 +7,43 @@ namespace VirtioPanic.Benchmarks.Queue;
 /// Device-side cost per chain of the split ring engine: pop (with every validation), walk every
 /// descriptor, add used, and the notification decision, in the rust-vmm virtio-queue 0.7.1 peer's
 /// scenario (queue 256, EVENT_IDX, 16 MiB). Each benchmark processes one batch and reports time
-/// per chain (OperationsPerInvoke).
+/// per chain (OperationsPerInvoke). The <c>NearLimit_*</c> rows are the reference every engine row
+/// is divided by (<see cref="NearLimitSplitRing"/>), measured in the same run.
 /// </summary>
 [MemoryDiagnoser]
 public class SplitRingBenchmarks
 {
-    private SplitRingFixture _one = null!;
-    private SplitRingFixture _three = null!;
-    private SplitRingFixture _indirect = null!;
-    private SplitRingFixture _perChain = null!;
+    private SplitRingRows _rows = null!;
     private SplitRingFixture _direct = null!;
-    private SplitRingFixture _floor = null!;
-    private SplitRingFixture _publishOnly = null!;
-    private SplitRingFixture _popOne = null!;
-    private SplitRingFixture _perChainPop = null!;
-    private Virtqueue _perChainPopQueue = null!;
-    private Virtqueue _popOneQueue = null!;
-    private Virtqueue _oneQueue = null!;
-    private Virtqueue _threeQueue = null!;
-    private Virtqueue _indirectQueue = null!;
-    private Virtqueue _perChainQueue = null!;
     private SplitVirtqueue _directQueue = null!;
-    private RawSplitRing _raw;
     private long _interrupts;
 
     [GlobalSetup]
     public void Setup()
     {
-        _one = new SplitRingFixture(ChainShape.OneDescriptor);
-        _three = new SplitRingFixture(ChainShape.ThreeDescriptors);
-        _indirect = new SplitRingFixture(ChainShape.IndirectOfThree);
-        _perChain = new SplitRingFixture(ChainShape.OneDescriptor);
+        _rows = new SplitRingRows();
         _direct = new SplitRingFixture(ChainShape.OneDescriptor);
-        _floor = new SplitRingFixture(ChainShape.OneDescriptor);
-        _publishOnly = new SplitRingFixture(ChainShape.ThreeDescriptors);
-        _popOne = new SplitRingFixture(ChainShape.OneDescriptor);
-        _popOneQueue = Activate(_popOne);
-        _perChainPop = new SplitRingFixture(ChainShape.OneDescriptor);
-        _perChainPopQueue = Activate(_perChainPop);
-        _oneQueue = Activate(_one);
-        _threeQueue = Activate(_three);
-        _indirectQueue = Activate(_indirect);
-        _perChainQueue = Activate(_perChain);
         _directQueue = new SplitVirtqueue(SplitRingFixture.Size, SplitRingFixture.Size);
-        Check(_directQueue.Activate(_direct.Memory, _direct.Driver.Config, _direct.Features));
-        _raw = new RawSplitRing(_floor.Memory, _floor.Driver.Config);
+        VirtqueueStatus status = _directQueue.Activate(_direct.Memory, _direct.Driver.Config, _direct.Features);
+        if (status != VirtqueueStatus.Ok)
+        {
+            throw new InvalidOperationException($"benchmark ring did not activate: {status}");
+        }
 
-        // Self-check: each benchmark really moves every chain through the ring.
-        PackedRingBenchmarks.Expect(OneDescriptor_FullRingBatch(), 256 * 64);
-        PackedRingBenchmarks.Expect(OneDescriptor_FullRingBatch_SplitVirtqueueDirect(), 256 * 64);
-        PackedRingBenchmarks.Expect(OneDescriptor_FullRingBatch_TryPopChain(), 256 * 64);
-        PackedRingBenchmarks.Expect(OneDescriptor_NotifyPerChain(), 256 * 64);
-        PackedRingBenchmarks.Expect(OneDescriptor_NotifyPerChain_TryPopChain(), 256 * 64);
-        PackedRingBenchmarks.Expect(ThreeDescriptors_Batch85(), 85 * (16 + 48 + 64));
-        PackedRingBenchmarks.Expect(IndirectOfThree_FullRingBatch(), 256 * (16 + 48 + 64));
+        _rows.SelfCheck();
+        SplitRingRows.Expect(OneDescriptor_FullRingBatch_SplitVirtqueueDirect(), 256 * 64);
     }
 
     [GlobalCleanup]
     public void Cleanup()
     {
-        _one.Dispose();
-        _three.Dispose();
-        _indirect.Dispose();
-        _perChain.Dispose();
+        _rows.Dispose();
         _direct.Dispose();
-        _floor.Dispose();
-        _publishOnly.Dispose();
-        _popOne.Dispose();
-        _perChainPop.Dispose();
     }
 
-    /// <summary>1-descriptor chains, full-ring batches of 256 (target ≤ 4 ns/chain; peer 20.8 ns).</summary>
+    /// <summary>1-descriptor chains, full-ring batches of 256.</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
-    public uint OneDescriptor_FullRingBatch()
-    {
-        _one.PublishBatch(SplitRingFixture.Size);
-        return DrainBatch(_oneQueue);
-    }
+    public uint OneDescriptor_FullRingBatch() => _rows.OneDescriptor_FullRingBatch();
 
     /// <summary>The same through the internal SplitVirtqueue, without the format-neutral Virtqueue wrapper (abstraction cost).</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
@@ -105,125 +64,45 @@ public class SplitRingBenchmarks
 
     /// <summary>The same with the one-chain-at-a-time API (TryPopChain + AddUsed) instead of ProcessChains.</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
-    public uint OneDescriptor_FullRingBatch_TryPopChain()
-    {
-        _popOne.PublishBatch(SplitRingFixture.Size);
-        return PopEach(_popOneQueue);
-    }
+    public uint OneDescriptor_FullRingBatch_TryPopChain() => _rows.OneDescriptor_FullRingBatch_TryPopChain();
 
-    /// <summary>1-descriptor chains, one notification round per chain (target ≤ 10 ns; peer 29.9 ns).</summary>
+    /// <summary>1-descriptor chains, one notification round per chain, ended by EndRound.</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
-    public uint OneDescriptor_NotifyPerChain()
-    {
-        uint total = 0;
-        for (int i = 0; i < SplitRingFixture.Size; i++)
-        {
-            _perChain.PublishBatch(1);
-            total += DrainBatch(_perChainQueue);
-        }
+    public uint OneDescriptor_NotifyPerChain() => _rows.OneDescriptor_NotifyPerChain();
 
-        return total;
-    }
-
-    /// <summary>
-    /// The per-chain round with the one-chain API (TryPopChain + AddUsed), which is what a device
-    /// woken for every chain would call: it inlines into the caller, so a round costs no batch setup.
-    /// </summary>
+    /// <summary>The same round ended by FlushUsed and EnableNotification (two calls, two fences).</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
-    public uint OneDescriptor_NotifyPerChain_TryPopChain()
-    {
-        uint total = 0;
-        for (int i = 0; i < SplitRingFixture.Size; i++)
-        {
-            _perChainPop.PublishBatch(1);
-            total += PopEach(_perChainPopQueue);
-        }
+    public uint OneDescriptor_NotifyPerChain_SeparateCalls() => _rows.OneDescriptor_NotifyPerChain_SeparateCalls();
 
-        return total;
-    }
+    /// <summary>The per-chain round with the one-chain API (TryPopChain + AddUsed), what a device woken for every chain would call.</summary>
+    [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
+    public uint OneDescriptor_NotifyPerChain_TryPopChain() => _rows.OneDescriptor_NotifyPerChain_TryPopChain();
 
-    /// <summary>3-descriptor chains (R,R,W), batches of 85 (target ≤ 9 ns/chain; peer 40.7 ns).</summary>
+    /// <summary>3-descriptor chains (R,R,W), batches of 85.</summary>
     [Benchmark(OperationsPerInvoke = 85)]
-    public uint ThreeDescriptors_Batch85()
-    {
-        _three.PublishBatch(85);
-        return DrainBatch(_threeQueue);
-    }
+    public uint ThreeDescriptors_Batch85() => _rows.ThreeDescriptors_Batch85();
 
-    /// <summary>1 ring descriptor pointing at an indirect table of 3, full-ring batches (target ≤ 12 ns; peer 48.4 ns).</summary>
+    /// <summary>1 ring descriptor pointing at an indirect table of 3, full-ring batches.</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
-    public uint IndirectOfThree_FullRingBatch()
-    {
-        _indirect.PublishBatch(SplitRingFixture.Size);
-        return DrainBatch(_indirectQueue);
-    }
+    public uint IndirectOfThree_FullRingBatch() => _rows.IndirectOfThree_FullRingBatch();
 
     /// <summary>The memory-traffic floor: the same loads and stores as OneDescriptor_FullRingBatch with no validation at all.</summary>
     [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
-    public uint MemoryFloor_OneDescriptor()
-    {
-        _floor.PublishBatch(SplitRingFixture.Size);
-        return _raw.Drain();
-    }
+    public uint MemoryFloor_OneDescriptor() => _rows.MemoryFloor_OneDescriptor();
 
     /// <summary>The driver's share in the 3-descriptor case (85 avail entries, used_event, avail.idx), reported separately.</summary>
     [Benchmark(OperationsPerInvoke = 85)]
-    public ushort DriverPublish_ThreeDescriptors_Batch85()
-    {
-        // Nobody consumes this ring: only the driver's stores are measured.
-        _publishOnly.PublishBatch(85);
-        return _publishOnly.AvailIndex;
-    }
+    public ushort DriverPublish_ThreeDescriptors_Batch85() => _rows.DriverPublish_ThreeDescriptors_Batch85();
 
-    private uint DrainBatch(Virtqueue queue)
-    {
-        var handler = default(WalkHandler);
-        queue.DisableNotification();
-        queue.ProcessChains(ref handler, SplitRingFixture.Size, out _);
-        if (queue.FlushUsed())
-        {
-            _interrupts++;
-        }
+    /// <summary>Reference for OneDescriptor_FullRingBatch: the same checks on raw pointers, no chain view.</summary>
+    [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
+    public uint NearLimit_OneDescriptor_FullRingBatch() => _rows.NearLimit_OneDescriptor_FullRingBatch();
 
-        queue.EnableNotification();
-        return handler.Total;
-    }
+    /// <summary>Reference for OneDescriptor_NotifyPerChain.</summary>
+    [Benchmark(OperationsPerInvoke = SplitRingFixture.Size)]
+    public uint NearLimit_OneDescriptor_NotifyPerChain() => _rows.NearLimit_OneDescriptor_NotifyPerChain();
 
-    private uint PopEach(Virtqueue queue)
-    {
-        uint total = 0;
-        queue.DisableNotification();
-        while (queue.TryPopChain(out DescriptorChain chain) == VirtqueueStatus.Ok)
-        {
-            foreach (GuestMemorySlice buffer in chain.Buffers)
-            {
-                total += buffer.Length;
-            }
-
-            queue.AddUsed(chain.Token, 0);
-        }
-
-        if (queue.FlushUsed())
-        {
-            _interrupts++;
-        }
-
-        queue.EnableNotification();
-        return total;
-    }
-
-    private static Virtqueue Activate(SplitRingFixture fixture)
-    {
-        var queue = new Virtqueue(SplitRingFixture.Size);
-        Check(queue.Activate(fixture.Memory, fixture.Driver.Config, fixture.Features));
-        return queue;
-    }
-
-    private static void Check(VirtqueueStatus status)
-    {
-        if (status != VirtqueueStatus.Ok)
-        {
-            throw new InvalidOperationException($"benchmark ring did not activate: {status}");
-        }
-    }
+    /// <summary>Reference for ThreeDescriptors_Batch85.</summary>
+    [Benchmark(OperationsPerInvoke = 85)]
+    public uint NearLimit_ThreeDescriptors_Batch85() => _rows.NearLimit_ThreeDescriptors_Batch85();
 }

@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using VirtioPanic.Virtio.Memory;
 
 namespace VirtioPanic.Virtio.Queue;
@@ -32,4 +34,17 @@ internal readonly struct AvailRing
     // Plain load: ordered after the acquire load of idx that made this slot visible.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal ushort ReadEntry(uint slot) => _slice.ReadUInt16(SplitRingLayout.AvailRing + (slot * 2));
+
+    // ring[] as exactly queue-size entries, for a batch: built once from the slice Activate
+    // validated, so per entry only the masked slot is bounds-checked (one compare). Raw values,
+    // little-endian in guest memory: read them through Entry. Plain loads, ordered like ReadEntry.
+    internal ReadOnlySpan<ushort> Entries
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get =>
+            MemoryMarshal.Cast<byte, ushort>(_slice.Span.Slice((int)SplitRingLayout.AvailRing, (int)(_usedEventOffset - SplitRingLayout.AvailRing)));
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ushort Entry(ushort raw) => BitConverter.IsLittleEndian ? raw : BinaryPrimitives.ReverseEndianness(raw);
 }

@@ -30,6 +30,15 @@ public readonly ref struct DescriptorChain
     internal static DescriptorChain OneBuffer(ChainToken token, GuestMemorySlice[] scratch, bool writable, uint length) =>
         new(token, new ReadOnlySpan<GuestMemorySlice>(scratch, 0, 1), writable ? 0 : 1, writable ? 0 : length, writable ? length : 0);
 
+    // The same from the descriptor's flags (WRITE or not), without branches: the batch loop's form.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    internal static DescriptorChain OneBuffer(ChainToken token, ReadOnlySpan<GuestMemorySlice> first, DescriptorFlags flags, uint length)
+    {
+        uint writable = ((uint)flags >> 1) & 1;   // DescriptorFlags.Write is bit 1
+        uint writableMask = 0u - writable;
+        return new(token, first, (int)(writable ^ 1), length & ~writableMask, length & writableMask);
+    }
+
     /// <summary>What to pass to <see cref="Virtqueue.AddUsed"/> when the chain is complete.</summary>
     public ChainToken Token { get; }
 

@@ -1,5 +1,7 @@
+using System.Buffers.Binary;
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using VirtioPanic.Virtio.Memory;
 
 namespace VirtioPanic.Virtio.Queue;
@@ -52,6 +54,11 @@ internal sealed class PackedVirtqueue
     private int _unpublished;            // used descriptors written since the last flush
     private bool _signalledValid;
     private VirtqueueStatus _status = VirtqueueStatus.NotReady;
+
+    // The guest's first region, copied at activation (see SplitVirtqueue._regionBase).
+    private ulong _regionBase;
+    private ulong _regionSize;
+    private nint _regionHost;
 
     internal PackedVirtqueue(ushort maxSize, int maxChainLength)
     {
@@ -115,6 +122,10 @@ internal sealed class PackedVirtqueue
         }
 
         _memory = memory;
+        GuestMemoryRegion first = memory.Regions[0];
+        _regionBase = first.GuestAddress;
+        _regionSize = first.Size;
+        _regionHost = first.HostAddress;
         _config = config;
         _ring = ring;
         _driverEvent = driverEvent;
@@ -129,6 +140,9 @@ internal sealed class PackedVirtqueue
     internal void Reset()
     {
         _memory = null;
+        _regionBase = 0;
+        _regionSize = 0;
+        _regionHost = 0;
         _config = default;
         _ring = default;
         _driverEvent = default;
@@ -208,12 +222,25 @@ internal sealed class PackedVirtqueue
     internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
-        // Packed completions write the used descriptor in place (id, len, flags), so there is
-        // nothing to keep in registers across the batch beyond what TryPopChain already does.
+        // Runs of plain one-descriptor chains go through ProcessDirect, a loop without calls;
+        // whatever it stops at is popped by TryPopChain (every check, the typed error, Empty) and
+        // completed by AddUsed. After a chain ProcessDirect refused for its shape, the next one
+        // goes straight to TryPopChain too, so a run of longer chains does not pay for setting
+        // up ProcessDirect's views per chain.
         processed = 0;
         VirtqueueStatus status = VirtqueueStatus.Ok;
+        bool direct = true;
         while (processed < maxChains)
         {
+            if (direct)
+            {
+                processed += ProcessDirect(ref handler, maxChains - processed);
+                if (processed == maxChains)
+                {
+                    break;
+                }
+            }
+
             status = TryPopChain(out DescriptorChain chain);
             if (status != VirtqueueStatus.Ok)
             {
@@ -221,6 +248,7 @@ internal sealed class PackedVirtqueue
             }
 
             processed++;
+            direct = chain.Token.SlotCount == 1 && chain.Buffers.Length == 1;
             if (handler.Handle(in chain, out uint written))
             {
                 AddUsed(chain.Token, written);
@@ -229,6 +257,100 @@ internal sealed class PackedVirtqueue
 
         return status;
     }
+
+    // Handles available one-descriptor direct chains, at most `budget`, and stops before the
+    // first slot that is not available or holds anything else or fails a check (TryPopChain then
+    // pops it, with its typed error). Every check here is one TryPopChain makes, in the same
+    // order of reads: the flags with acquire, then one copy of the descriptor. The ring becomes
+    // spans once per call (Activate validated the area), and a chain the handler completes is
+    // written back in place as AddUsed does (id and len, then the flags with release); AddUsed's
+    // own checks hold by construction there (the id was just popped and is in flight).
+    private int ProcessDirect<THandler>(ref THandler handler, int budget)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        if (_status != VirtqueueStatus.Ok)
+        {
+            return 0;
+        }
+
+        Span<byte> bytes = _ring.Span;
+        Span<ushort> words = MemoryMarshal.Cast<byte, ushort>(bytes);
+        Span<uint> dwords = MemoryMarshal.Cast<byte, uint>(bytes);
+        ReadOnlySpan<PackedDescriptor> descriptors = MemoryMarshal.Cast<byte, PackedDescriptor>(bytes);
+        Span<bool> inFlight = _inFlight;
+        ref GuestMemorySlice slot = ref _scratch[0];
+        int size = _size;
+        ushort nextAvail = _nextAvail;
+        bool availWrap = _availWrap;
+        ushort nextUsed = _nextUsed;
+        bool usedWrap = _usedWrap;
+        int outstanding = _outstandingSlots;
+        int completed = 0;
+        int done = 0;
+        while (done < budget)
+        {
+            // Acquire: the flags say the slot is ours; the descriptor is copied after.
+            DescriptorFlags flags = (DescriptorFlags)Little(Volatile.Read(ref words[(nextAvail * 8) + 7]));
+            if (!IsAvailable(flags, availWrap))
+            {
+                break;
+            }
+
+            PackedDescriptor descriptor = descriptors[nextAvail];
+            uint length = descriptor.Length;
+            ushort id = descriptor.Id;
+            ulong address = descriptor.Address;
+            ulong offset = address - _regionBase;
+            if ((flags & ~(BothBits | DescriptorFlags.Write)) != 0 || length == 0 || id >= size || inFlight[id] || outstanding == size
+                || offset >= _regionSize || length > _regionSize - offset)
+            {
+                break;
+            }
+
+            // The first region's fast path of GuestMemory.TryGetSlice (see _regionBase).
+            slot = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+            inFlight[id] = true;
+            outstanding++;
+            if (++nextAvail == size)
+            {
+                nextAvail = 0;
+                availWrap = !availWrap;
+            }
+
+            if (handler.Handle(DescriptorChain.OneBuffer(new ChainToken(id, 1), new ReadOnlySpan<GuestMemorySlice>(in slot), flags, length), out uint written))
+            {
+                // §2.8.4/§2.8.21: id and len first, then the flags with both bits equal to the
+                // used wrap counter (release), which hands the slot back to the driver.
+                int used = nextUsed * 8;
+                dwords[(used / 2) + 2] = BitConverter.IsLittleEndian ? written : BinaryPrimitives.ReverseEndianness(written);
+                words[used + 6] = Little(id);
+                DescriptorFlags usedFlags = (usedWrap ? BothBits : 0) | (written != 0 ? DescriptorFlags.Write : 0);
+                Volatile.Write(ref words[used + 7], Little((ushort)usedFlags));
+                inFlight[id] = false;
+                outstanding--;
+                completed++;
+                if (++nextUsed == size)
+                {
+                    nextUsed = 0;
+                    usedWrap = !usedWrap;
+                }
+            }
+
+            done++;
+        }
+
+        _nextAvail = nextAvail;
+        _availWrap = availWrap;
+        _nextUsed = nextUsed;
+        _usedWrap = usedWrap;
+        _outstandingSlots = outstanding;
+        _advancedSinceDecision += completed;
+        _unpublished += completed;
+        return done;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private static ushort Little(ushort value) => BitConverter.IsLittleEndian ? value : BinaryPrimitives.ReverseEndianness(value);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal VirtqueueStatus AddUsed(ChainToken token, uint writtenLength)

@@ -31,8 +31,54 @@ internal sealed partial class SplitVirtqueue
         return _avail.LoadIndex() != _nextAvail;
     }
 
+    // FlushUsed, then EnableNotification, with one full fence where the two take one each: both
+    // stores (used.idx with release, then avail_event or used.flags) come before the fence and both
+    // loads (used_event or avail.flags, then avail.idx) after it, so each store -> load pair the
+    // two fences ordered is still ordered (the used.idx store before the used_event load, the
+    // re-arm before the avail.idx re-check). Returns EnableNotification's answer.
+    internal bool EndRound(out bool notify)
+    {
+        notify = false;
+        if (_memory is null)
+        {
+            return false;
+        }
+
+        bool flush = _nextUsed != _publishedUsed;
+        if (flush)
+        {
+            // Release: the used elements and the bytes written into the buffers become visible
+            // no later than the new used.idx (§2.7.8.2).
+            _used.StoreIndex(_nextUsed);
+            _publishedUsed = _nextUsed;
+        }
+
+        bool arm = _status == VirtqueueStatus.Ok;
+        if (arm)
+        {
+            if (_eventIndex)
+            {
+                _used.StoreAvailEvent(_nextAvail);
+            }
+            else
+            {
+                _used.StoreFlags(0);
+            }
+        }
+
+        // Full fence: see NeedsNotification and EnableNotification for the two races it closes.
+        Interlocked.MemoryBarrier();
+        if (flush)
+        {
+            notify = Decide();
+        }
+
+        return arm && _avail.LoadIndex() != _nextAvail;
+    }
+
     // Tells the driver kicks are not needed while we are polling. With EVENT_IDX used.flags must
     // stay 0 (§2.7.10.2); avail_event is simply left behind, so at worst we get spurious kicks.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     internal void DisableNotification()
     {
         if (_memory is null || _eventIndex)
@@ -50,7 +96,13 @@ internal sealed partial class SplitVirtqueue
         // old used.idx after re-arming: both sides conclude the other will act, and the driver
         // never gets its interrupt (§2.7.7, the race Linux closes with virtio_mb).
         Interlocked.MemoryBarrier();
+        return Decide();
+    }
 
+    // The used-buffer notification decision; the caller has fenced after publishing used.idx.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private bool Decide()
+    {
         if (!_eventIndex)
         {
             // §2.7.7.2 without EVENT_IDX: notify unless the driver set NO_INTERRUPT.

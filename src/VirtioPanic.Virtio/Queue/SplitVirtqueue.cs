@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using VirtioPanic.Virtio.Memory;
 
 namespace VirtioPanic.Virtio.Queue;
@@ -41,6 +42,14 @@ internal sealed partial class SplitVirtqueue
     private ushort _mask;
     private bool _eventIndex;
     private bool _indirect;
+
+    // The guest's first region, copied out of its GuestMemoryRegion at activation (regions are
+    // immutable) so a batch translates a buffer with fields of this object, which the JIT keeps
+    // close, instead of a chain of loads through GuestMemory. A miss falls back to
+    // GuestMemory.TryGetSlice, which decides every other case; the hit is exactly its own fast path.
+    private ulong _regionBase;
+    private ulong _regionSize;
+    private nint _regionHost;
 
     // Consumer-private progress.
     private ushort _nextAvail;      // next available-ring entry to pop
@@ -116,6 +125,10 @@ internal sealed partial class SplitVirtqueue
         }
 
         _memory = memory;
+        GuestMemoryRegion first = memory.Regions[0];
+        _regionBase = first.GuestAddress;
+        _regionSize = first.Size;
+        _regionHost = first.HostAddress;
         _config = config;
         _descriptors = new DescriptorTable(descriptors);
         _avail = new AvailRing(avail, size);
@@ -131,6 +144,9 @@ internal sealed partial class SplitVirtqueue
     internal void Reset()
     {
         _memory = null;
+        _regionBase = 0;
+        _regionSize = 0;
+        _regionHost = 0;
         _config = default;
         _descriptors = default;
         _avail = default;
@@ -198,102 +214,340 @@ internal sealed partial class SplitVirtqueue
         return TryPopChainSlow((ushort)head, descriptor, out chain);
     }
 
-    // The batch form of TryPopChain + AddUsed: the ring positions and views stay in registers for
-    // the whole batch instead of being reloaded from this object after every store to guest memory
-    // (which the JIT must assume may alias them). Used entries are written, not published: the
-    // caller's FlushUsed publishes the batch with one release store.
+    // The batch form of TryPopChain + AddUsed. Used entries are written, not published: the
+    // caller's FlushUsed publishes the batch with one release store. The run of plain
+    // one-descriptor chains goes through ProcessDirect, a loop without calls; whatever it stops
+    // at (a longer chain, an indirect one, or one that fails a check) is popped here by
+    // TryPopChain, which validates it completely and reports the typed error. So every chain
+    // passes exactly TryPopChain's checks, in its order (ProcessChainsEquivalencePropertyTests).
     internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
         processed = 0;
-        if (_status != VirtqueueStatus.Ok)
+        VirtqueueStatus status = _status;
+        if (status != VirtqueueStatus.Ok || maxChains <= 0)
         {
-            return _status;
+            return status;
         }
 
-        GuestMemory memory = _memory!;
-        GuestMemorySlice[] scratch = _scratch;
-        DescriptorTable descriptors = _descriptors;
-        AvailRing avail = _avail;
-        UsedRing used = _used;
-        uint mask = _mask;
-        uint size = _size;
-        ushort next = _nextAvail;
-        ushort shadow = _shadowAvail;
-        ushort nextUsed = _nextUsed;
-        VirtqueueStatus status = VirtqueueStatus.Ok;
-        int done = 0;
-
-        while (done < maxChains)
+        // At most one load of avail.idx per call: a call that handled every chain it saw reports
+        // Empty without loading it again, because the caller's EnableNotification (or EndRound)
+        // must re-check the ring after re-arming anyway, and that is the check that counts.
+        if (_nextAvail == _shadowAvail)
         {
-            if (next == shadow)
+            status = RefreshAvail();
+            if (status != VirtqueueStatus.Ok)
             {
-                _nextAvail = next;
-                status = RefreshAvail();
-                if (status != VirtqueueStatus.Ok)
-                {
-                    break;
-                }
-
-                shadow = _shadowAvail;
+                return status;
             }
+        }
 
-            uint head = avail.ReadEntry(next & mask);
-            if (head >= size)
+        // One chain waiting (the per-chain round of a device woken for every kick): a plain
+        // one-descriptor chain costs less through ProcessSingle than through setting up the batch
+        // loops' views for it.
+        int done = 0;
+        if ((ushort)(_shadowAvail - _nextAvail) == 1 && ProcessSingle(ref handler))
+        {
+            done = 1;
+        }
+
+        while (done < maxChains && _nextAvail != _shadowAvail)
+        {
+            int run = ProcessDirect(ref handler, maxChains - done);
+            done += run;
+            if (done == maxChains || _nextAvail == _shadowAvail)
             {
-                status = Fail(VirtqueueStatus.HeadIndexOutOfRange);
                 break;
             }
 
-            VirtqDescriptor descriptor = descriptors.Read(head);
-            DescriptorChain chain;
-            if ((descriptor.Flags & ~DescriptorFlags.Write) == 0)
+            int walked = ProcessWalked(ref handler, maxChains - done);
+            done += walked;
+            if (run + walked != 0)
             {
-                uint length = descriptor.Length;
-                if (length == 0)
-                {
-                    status = Fail(VirtqueueStatus.ZeroLengthBuffer);
-                    break;
-                }
-
-                if (memory.TryGetSlice(descriptor.Address, length, out scratch[0]) != GuestMemoryStatus.Ok)
-                {
-                    status = Fail(VirtqueueStatus.BufferOutOfRange);
-                    break;
-                }
-
-                bool writable = (descriptor.Flags & DescriptorFlags.Write) != 0;
-                chain = DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), scratch, writable, length);
-                next++;
-            }
-            else
-            {
-                _nextAvail = next;
-                status = TryPopChainSlow((ushort)head, descriptor, out chain);
-                if (status != VirtqueueStatus.Ok)
-                {
-                    break;
-                }
-
-                next = _nextAvail;
+                continue;
             }
 
-            // Keep the queue's fields current while the handler runs: it may keep the chain and
-            // complete an earlier one (never this queue's pop) through AddUsed afterwards.
+            status = ProcessGeneral(ref handler);
+            if (status != VirtqueueStatus.Ok)
+            {
+                processed = done;
+                return status;
+            }
+
+            done++;
+        }
+
+        processed = done;
+        return done == maxChains ? VirtqueueStatus.Ok : VirtqueueStatus.Empty;
+    }
+
+    // Pops the next chain with TryPopChain (every check, the typed error, any translation) and
+    // hands it to the handler: what the batch loops leave. Out of line, so the dispatcher above
+    // keeps a small frame.
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private VirtqueueStatus ProcessGeneral<THandler>(ref THandler handler)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        VirtqueueStatus status = TryPopChain(out DescriptorChain chain);
+        if (status != VirtqueueStatus.Ok)
+        {
+            return status;
+        }
+
+        if (handler.Handle(in chain, out uint written))
+        {
+            _used.WriteElement((uint)_nextUsed & _mask, chain.Token.Id, written);
+            _nextUsed++;
+        }
+
+        return VirtqueueStatus.Ok;
+    }
+
+    // One plain one-descriptor chain without the batch views: ProcessDirect's checks through the
+    // ring slices. False, with nothing consumed, for anything else.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool ProcessSingle<THandler>(ref THandler handler)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        uint head = _avail.ReadEntry((uint)_nextAvail & _mask);
+        if (head >= _size)
+        {
+            return false;
+        }
+
+        VirtqDescriptor descriptor = _descriptors.Read(head);
+        DescriptorFlags flags = descriptor.Flags;
+        uint length = descriptor.Length;
+        ulong address = descriptor.Address;
+        ulong offset = address - _regionBase;
+        if ((flags & ~DescriptorFlags.Write) != 0 || length == 0 || offset >= _regionSize || length > _regionSize - offset)
+        {
+            return false;
+        }
+
+        ref GuestMemorySlice slot = ref _scratch[0];
+        slot = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+        _nextAvail++;
+        if (handler.Handle(DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), new ReadOnlySpan<GuestMemorySlice>(in slot), flags, length), out uint written))
+        {
+            _used.WriteElement((uint)_nextUsed & _mask, head, written);
+            _nextUsed++;
+        }
+
+        return true;
+    }
+
+    // Handles published one-descriptor direct chains, at most `budget`, and stops before the first
+    // chain that is anything else or fails a check: ProcessWalked takes runs of longer and
+    // indirect chains, TryPopChain anything either refuses (with its typed error). Every check
+    // in these loops is one TryPopChain makes too, so they accept only chains TryPopChain
+    // accepts, and build the same chain.
+    //
+    // Validated once per call: the three ring areas become spans of exactly Size entries
+    // (Activate checked the areas), so per chain the avail slot and the used slot cost one bounds
+    // compare each and the head check doubles as the descriptor table's. No calls in the loop
+    // (the handler is a struct the JIT inlines when it can), so the ring state stays in registers;
+    // the positions are written back at the end (and _nextAvail before each handler call).
+    private int ProcessDirect<THandler>(ref THandler handler, int budget)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        ReadOnlySpan<ushort> ring = _avail.Entries;
+        ReadOnlySpan<VirtqDescriptor> table = _descriptors.Entries;
+        Span<ulong> usedElements = _used.Elements;
+        ref GuestMemorySlice slot = ref _scratch[0];
+        uint mask = _mask;
+        ushort next = _nextAvail;
+        ushort nextUsed = _nextUsed;
+        int remaining = Math.Min(budget, (ushort)(_shadowAvail - next));
+        int done = 0;
+        while (done < remaining)
+        {
+            uint head = AvailRing.Entry(ring[(int)(next & mask)]);
+            if (head >= (uint)table.Length)
+            {
+                break;
+            }
+
+            VirtqDescriptor descriptor = table[(int)head];
+            DescriptorFlags flags = descriptor.Flags;
+            uint length = descriptor.Length;
+            ulong address = descriptor.Address;
+            ulong offset = address - _regionBase;
+            if ((flags & ~DescriptorFlags.Write) != 0 || length == 0 || offset >= _regionSize || length > _regionSize - offset)
+            {
+                break;
+            }
+
+            // The first region's fast path of GuestMemory.TryGetSlice (see _regionBase); a miss
+            // stops here and TryPopChain translates through GuestMemory.
+            slot = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+            next++;
+
+            // Keep _nextAvail current while the handler runs (AddUsed compares against it).
             _nextAvail = next;
-            if (handler.Handle(in chain, out uint written))
+            if (handler.Handle(DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), new ReadOnlySpan<GuestMemorySlice>(in slot), flags, length), out uint written))
             {
-                used.WriteElement(nextUsed & mask, head, written);
+                usedElements[(int)(nextUsed & mask)] = UsedRing.Element(head, written);
                 nextUsed++;
             }
 
             done++;
         }
 
-        _nextAvail = next;
         _nextUsed = nextUsed;
-        processed = done;
-        return status;
+        return done;
+    }
+
+    // ProcessDirect's counterpart for runs of multi-descriptor direct chains and of chains with
+    // one INDIRECT head descriptor: the same once-per-call views, the walk's running state in
+    // locals. It stops at a one-descriptor chain (ProcessDirect's), and before anything it does
+    // not do (a direct chain ending in an indirect descriptor, a buffer outside the first region)
+    // or that fails a check: TryPopChain then pops that one with its general translation or its
+    // typed error.
+    private int ProcessWalked<THandler>(ref THandler handler, int budget)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        ReadOnlySpan<ushort> ring = _avail.Entries;
+        ReadOnlySpan<VirtqDescriptor> table = _descriptors.Entries;
+        Span<ulong> usedElements = _used.Elements;
+        Span<GuestMemorySlice> scratch = _scratch;
+        uint mask = _mask;
+        ushort next = _nextAvail;
+        ushort nextUsed = _nextUsed;
+        int remaining = Math.Min(budget, (ushort)(_shadowAvail - next));
+        int done = 0;
+        while (done < remaining)
+        {
+            uint head = AvailRing.Entry(ring[(int)(next & mask)]);
+            if (head >= (uint)table.Length)
+            {
+                break;
+            }
+
+            VirtqDescriptor descriptor = table[(int)head];
+            DescriptorFlags flags = descriptor.Flags;
+            uint length = descriptor.Length;
+            ulong address = descriptor.Address;
+            ulong offset = address - _regionBase;
+            if ((flags & ~DescriptorFlags.Write) == 0)
+            {
+                break;   // a one-descriptor chain: ProcessDirect's
+            }
+
+            DescriptorChain chain;
+            {
+                // A direct chain, or one INDIRECT head descriptor (§2.7.5.3.2). The walk's
+                // running state stays in locals; the bounds are TryPopChainSlow's: a TTL of the
+                // table's entry count, next inside the table, the scratch capacity.
+                ReadOnlySpan<VirtqDescriptor> source = table;
+                if ((flags & DescriptorFlags.Indirect) != 0)
+                {
+                    if (!_indirect || (flags & ~DescriptorFlags.Indirect) != 0 || length == 0 || length % VirtqDescriptor.Size != 0
+                        || offset >= _regionSize || length > _regionSize - offset)
+                    {
+                        break;
+                    }
+
+                    // An indirect table may sit at any guest address: its descriptors are read
+                    // with plain loads, which x64 and Arm64 allow at any alignment.
+                    source = MemoryMarshal.Cast<byte, VirtqDescriptor>(new GuestMemorySlice(_regionHost + (nint)offset, address, length).Span);
+                    descriptor = source[0];
+                }
+
+                // TryPopChainSlow's two bounds in one: it refuses a descriptor after `ttl` of them
+                // (the table's entry count) and a buffer past the scratch capacity; here every
+                // descriptor walked is one buffer, so both are "count reached the smaller one".
+                uint ttl = (uint)source.Length;
+                int count = 0;
+                int readable = 0;
+                uint total = 0;
+                uint writableLength = 0;
+                while (true)
+                {
+                    flags = descriptor.Flags;
+                    length = descriptor.Length;
+                    address = descriptor.Address;
+                    offset = address - _regionBase;
+                    if ((flags & ~(DescriptorFlags.Next | DescriptorFlags.Write)) != 0 || length == 0 || (uint)count >= (uint)scratch.Length
+                        || offset >= _regionSize || length > _regionSize - offset)
+                    {
+                        goto Stop;
+                    }
+
+                    // The running total in 32 bits: a carry is a total past 2^32 - 1.
+                    total += length;
+                    if (total < length)
+                    {
+                        goto Stop;
+                    }
+
+                    scratch[count] = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+                    count++;
+                    if ((flags & DescriptorFlags.Write) != 0)
+                    {
+                        writableLength += length;
+                    }
+                    else
+                    {
+                        // §2.7.4.2: device-readable buffers come first.
+                        if (writableLength != 0)
+                        {
+                            goto Stop;
+                        }
+
+                        readable = count;
+                    }
+
+                    if ((flags & DescriptorFlags.Next) == 0)
+                    {
+                        break;
+                    }
+
+                    uint index = descriptor.Next;
+                    if (--ttl == 0 || index >= (uint)source.Length)
+                    {
+                        goto Stop;
+                    }
+
+                    descriptor = source[(int)index];
+                }
+
+                chain = new DescriptorChain(new ChainToken((ushort)head, 1), scratch[..count], readable, total - writableLength, writableLength);
+            }
+
+            next++;
+
+            // Keep _nextAvail current while the handler runs (AddUsed compares against it).
+            _nextAvail = next;
+            if (handler.Handle(in chain, out uint written))
+            {
+                usedElements[(int)(nextUsed & mask)] = UsedRing.Element(head, written);
+                nextUsed++;
+            }
+
+            done++;
+        }
+
+    Stop:
+        _nextUsed = nextUsed;
+        return done;
+    }
+
+    // Guest address -> slice, the first region from this object's copy of it (see _regionBase).
+    // One unsigned compare rejects addresses below the base (the offset wraps); the length is a
+    // descriptor's 32-bit length, so no 2^32 check is needed here.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryTranslate(ulong address, uint length, out GuestMemorySlice slice)
+    {
+        ulong offset = address - _regionBase;
+        ulong regionSize = _regionSize;
+        if (offset < regionSize && length <= regionSize - offset)
+        {
+            slice = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
+            return true;
+        }
+
+        return _memory!.TryGetSlice(address, length, out slice) == GuestMemoryStatus.Ok;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -1,4 +1,6 @@
+using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using VirtioPanic.Virtio.Memory;
 
 namespace VirtioPanic.Virtio.Queue;
@@ -28,6 +30,25 @@ internal readonly struct UsedRing
         // spill two 4-byte halves and reload them as one 8-byte value, a store-forwarding stall
         // that cost several nanoseconds per chain.
         _slice.WriteUInt64(SplitRingLayout.UsedRing + (slot * (uint)VirtqUsedElement.Size), ((ulong)length << 32) | id);
+
+    // ring[] as exactly queue-size 8-byte elements, for a batch (built once from the validated
+    // slice; per element only the masked slot is bounds-checked). The elements sit at offset 4 of a
+    // 4-aligned area, so a ulong here may be 4-aligned only: plain (non-atomic) stores, which x64
+    // and Arm64 perform at any alignment; nothing reads them until the release store of idx.
+    internal Span<ulong> Elements
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get =>
+            MemoryMarshal.Cast<byte, ulong>(_slice.Span.Slice((int)SplitRingLayout.UsedRing, (int)(_availEventOffset - SplitRingLayout.UsedRing)));
+    }
+
+    // {le32 id, le32 len} as one value for Elements (one 8-byte store, see WriteElement).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong Element(uint id, uint length)
+    {
+        ulong value = ((ulong)length << 32) | id;
+        return BitConverter.IsLittleEndian ? value : BinaryPrimitives.ReverseEndianness(value);
+    }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void StoreIndex(ushort index) => _slice.StoreUInt16Release(SplitRingLayout.UsedIndex, index);

@@ -134,7 +134,13 @@ public sealed class Virtqueue
     /// <param name="handler">The handler, passed by reference so it can accumulate state.</param>
     /// <param name="maxChains">The most chains to handle in this call.</param>
     /// <param name="processed">How many chains were handed to the handler.</param>
-    /// <returns><see cref="VirtqueueStatus.Ok"/> when the budget ran out, <see cref="VirtqueueStatus.Empty"/> when the ring did, or the error that stopped the queue.</returns>
+    /// <returns>
+    /// <see cref="VirtqueueStatus.Ok"/> when the budget ran out, <see cref="VirtqueueStatus.Empty"/> when every
+    /// chain published as of the call's load of the available index was handled, or the error that stopped
+    /// the queue. A call loads that index at most once (and not at all while chains it saw earlier are left):
+    /// chains published meanwhile are found by <see cref="EnableNotification"/> or <see cref="EndRound"/>,
+    /// which re-check the ring before the device may sleep.
+    /// </returns>
     public VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
         where THandler : struct, IDescriptorChainHandler, allows ref struct =>
         _format == VirtqueueFormat.Split
@@ -162,7 +168,38 @@ public sealed class Virtqueue
     /// </summary>
     public bool EnableNotification() => _format == VirtqueueFormat.Split ? _split.EnableNotification() : _packed!.EnableNotification();
 
+    /// <summary>
+    /// Ends a processing round in one call: <see cref="FlushUsed"/> then <see cref="EnableNotification"/>,
+    /// with the one full memory fence the pair needs between its stores and its loads instead of one each.
+    /// </summary>
+    /// <param name="notify">Whether to interrupt the driver (what <see cref="FlushUsed"/> returns).</param>
+    /// <returns>Whether buffers arrived while notifications were off (what <see cref="EnableNotification"/> returns): process them, and end that round too, before sleeping.</returns>
+    /// <example>
+    /// <code>
+    /// do
+    /// {
+    ///     queue.DisableNotification();
+    ///     queue.ProcessChains(ref handler, budget, out _);
+    ///     more = queue.EndRound(out bool notify);
+    ///     if (notify) { interrupt(); }
+    /// }
+    /// while (more);
+    /// </code>
+    /// </example>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool EndRound(out bool notify)
+    {
+        if (_format == VirtqueueFormat.Split)
+        {
+            return _split.EndRound(out notify);
+        }
+
+        notify = _packed!.FlushUsed();
+        return _packed.EnableNotification();
+    }
+
     /// <summary>Tells the driver that notifications are not needed while the device is polling.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void DisableNotification()
     {
         if (_format == VirtqueueFormat.Split)
