@@ -1,7 +1,7 @@
 namespace VirtioPanic.Hosting.Tests;
 
-// Guards the layering rule of src/README.md §1 for VirtioPanic.Hosting: Device (Virtio only
-// through it: the service uses no Virtio type, so it has no reference of its own),
+// Guards the layering rule of src/README.md §1 for VirtioPanic.Hosting: Device, Virtio (only for
+// Dumps/, which reads guest memory; the policy service itself uses no Virtio type),
 // Microsoft.Extensions.Hosting.Abstractions / Options / Logging.Abstractions (and what they are
 // built on: DI, Configuration and Diagnostics abstractions) and the BCL; never Transport,
 // GuestDriver, Host, or Serilog.
@@ -10,6 +10,7 @@ public sealed class ArchitectureTests
     private static readonly string[] s_allowed =
     [
         "VirtioPanic.Device",
+        "VirtioPanic.Virtio",   // Dumps/ElfCoreWriter only: it reads guest memory (GuestMemory)
         "Microsoft.Extensions.Hosting.Abstractions", "Microsoft.Extensions.Options", "Microsoft.Extensions.Logging.Abstractions",
         "Microsoft.Extensions.DependencyInjection.Abstractions", "Microsoft.Extensions.Configuration.Abstractions",
         "Microsoft.Extensions.Configuration.Binder", "Microsoft.Extensions.Options.ConfigurationExtensions",
