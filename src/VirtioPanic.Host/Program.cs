@@ -46,7 +46,7 @@ internal static class Program
         IConfiguration settings = HelpSettings();
         string Default(string key, string builtIn) => settings[key] is { Length: > 0 } value ? value : builtIn;
         var library = new DevicePolicy();
-        string libraryOnPanic = PolicyNames.Of(library.OnPanic), libraryOnWatchdog = PolicyNames.Of(library.OnWatchdog);
+        string libraryOnPanic = PolicyNames.PanicPlan(library), libraryOnWatchdog = PolicyNames.WatchdogPlan(library);
         var scenario = new Option<string>("--scenario", "-s")
         {
             Description = $"What the demo guest does: panic (arm, pet, panic with a message), watchdog-stall (stop petting; pretimeout, then expiry), crash-kernel (panic with kdump: crash-loaded, crash kernel, reboot), shutdown (clean shutdown), panic-storm (panics at every boot until the storm guard preserves it). Default: {Default("Demo:Scenario", "panic")} (Demo:Scenario).",
@@ -56,10 +56,8 @@ internal static class Program
         transport.AcceptOnlyFromAmong("pci", "mmio");
         var ring = new Option<string>("--ring", "-r") { Description = $"Virtqueue format the guest negotiates: split or packed. Default: {Default("Demo:Ring", "split")} (Demo:Ring)." };
         ring.AcceptOnlyFromAmong("split", "packed");
-        var onPanic = new Option<string>("--on-panic") { Description = $"Panic policy: {PolicyNames.List<PanicAction>()}. Default: {Default("VirtioPanic:Policy:OnPanic", libraryOnPanic)} (VirtioPanic:Policy:OnPanic; the library's own default, without that setting, is {libraryOnPanic})." };
-        onPanic.AcceptOnlyFromAmong([.. Enum.GetValues<PanicAction>().Select(a => PolicyNames.Of(a))]);
-        var onWatchdog = new Option<string>("--on-watchdog") { Description = $"Watchdog-expiry policy: {PolicyNames.List<WatchdogAction>()}. Default: {Default("VirtioPanic:Policy:OnWatchdog", libraryOnWatchdog)} (VirtioPanic:Policy:OnWatchdog; the library's own default is {libraryOnWatchdog})." };
-        onWatchdog.AcceptOnlyFromAmong([.. Enum.GetValues<WatchdogAction>().Select(a => PolicyNames.Of(a))]);
+        var onPanic = new Option<string>("--on-panic") { Description = $"Panic policy: {PolicyNames.List<PanicAction>()}, or a sequence for a panic the guest does not follow with a reboot, steps separated by ';', each later one after a delay (\"log-only; 30s coredump-restart\"). Default: {Default("VirtioPanic:Policy:OnPanic", libraryOnPanic)} (VirtioPanic:Policy:OnPanic; the library's own default, without that setting, is {libraryOnPanic})." };
+        var onWatchdog = new Option<string>("--on-watchdog") { Description = $"Watchdog-expiry policy: {PolicyNames.List<WatchdogAction>()}, or a staged sequence, steps separated by ';', each later one after a delay and cancelled when the guest re-arms the watchdog, panics or resets (\"inject-nmi; 10s dump; 10s reset\"). Default: {Default("VirtioPanic:Policy:OnWatchdog", libraryOnWatchdog)} (VirtioPanic:Policy:OnWatchdog; the library's own default is {libraryOnWatchdog})." };
         var grace = new Option<double?>("--panic-grace") { Description = $"Seconds to wait after a panic before acting (a guest reset cancels the action). Default: {Default("VirtioPanic:Policy:PanicGracePeriod", "00:00:00")} (VirtioPanic:Policy:PanicGracePeriod)." };
         var journal = new Option<string?>("--journal") { Description = "The durable event journal (JSON lines). Default: <temp>/virtiopanic/demo-<device id>.jsonl (serve: serve-<device id>-<socket name>.jsonl)." };
         var dumps = new Option<string?>("--dump-dir") { Description = "Where guest memory dumps go. Default: <temp>/virtiopanic/dumps." };

@@ -43,7 +43,8 @@ internal sealed class ActionRunner
         TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 4, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerSecond));
 
     // Runs under the device's gate: every step, with fallbacks; the outcomes in the order they ran.
-    internal async Task<IReadOnlyList<ActionOutcome>> ExecuteAsync(DeviceEntry entry, PolicyDecision decision, long sequence, WatchdogEvent? trigger)
+    // cause: for an escalation's later step, the event that started it (the calls' VmActionContext.Trigger).
+    internal async Task<IReadOnlyList<ActionOutcome>> ExecuteAsync(DeviceEntry entry, PolicyDecision decision, long sequence, WatchdogEvent? trigger, WatchdogEvent? cause = null)
     {
         var outcomes = new List<ActionOutcome>(decision.Steps.Length + 1);
         if (trigger is not null)
@@ -55,11 +56,22 @@ internal sealed class ActionRunner
         for (int i = 0; i < decision.Steps.Length; i++)
         {
             PlannedStep step = decision.Steps[i];
-            ActionOutcome outcome = await RunStepAsync(entry, step, fallbackFor: null, action, sequence, trigger).ConfigureAwait(false);
+            ActionOutcome outcome = await RunStepAsync(entry, step, fallbackFor: null, action, sequence, trigger ?? cause).ConfigureAwait(false);
             outcomes.Add(outcome);
             if (outcome.Succeeded)
             {
                 continue;
+            }
+
+            if (!decision.Fallbacks)
+            {
+                // An escalation step with steps after it: the next one runs at once instead.
+                if (_logs.ShouldLog(entry, LogLevel.Warning))
+                {
+                    VirtioPanicLog.Fallback(_logger, entry.Id, sequence, PolicyNames.Of(step.Operation), "the escalation's next step, at once");
+                }
+
+                break;
             }
 
             Fallback fallback = PolicyEngine.FallbackFor(step, moreSteps: i < decision.Steps.Length - 1);
@@ -82,7 +94,7 @@ internal sealed class ActionRunner
                     VirtioPanicLog.Fallback(_logger, entry.Id, sequence, PolicyNames.Of(failed.Operation), PolicyNames.Of(fallback.Step.Operation));
                 }
 
-                last = await RunStepAsync(entry, fallback.Step, failed.Operation, action, sequence, trigger).ConfigureAwait(false);
+                last = await RunStepAsync(entry, fallback.Step, failed.Operation, action, sequence, trigger ?? cause).ConfigureAwait(false);
                 outcomes.Add(last);
                 if (last.Succeeded)
                 {

@@ -40,6 +40,9 @@ internal sealed class DeviceEntry
     // Guarded by Gate (written), read lock-free by the status query.
     internal ITimer? DeadlineTimer { get; set; }
 
+    // The timer of State.Escalation's next step; guarded by Gate like DeadlineTimer.
+    internal ITimer? EscalationTimer { get; set; }
+
     internal bool Detached { get; set; }
 
     internal DevicePolicy Policy

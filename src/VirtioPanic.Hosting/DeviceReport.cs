@@ -26,6 +26,9 @@ public sealed record DeviceReport
     /// <summary>A pending deadline (grace window, crash kernel), if any.</summary>
     public PendingDeadline? Deadline { get; init; }
 
+    /// <summary>A staged escalation in progress (which step was carried out, which is due when), if any.</summary>
+    public PendingEscalation? Escalation { get; init; }
+
     /// <summary>The most recent event the policy service handled, with its outcome.</summary>
     public HandledEvent? LastHandled { get; init; }
 

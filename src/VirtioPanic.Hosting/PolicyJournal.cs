@@ -84,11 +84,11 @@ internal sealed class PolicyJournal
     // sequence; an acting one stays open until its outcome. Fsynced when not acting, or when acting
     // under FlushBeforeAction. False without a journal (before start, or degraded: reported once).
     // Not async: the journal's ValueTask is handed on as it is (no state machine per record).
-    internal ValueTask<bool> TryAppendDecisionAsync(EventJournal? journal, long id, string type, string deviceId, long sequence, string name, DecidedAction action, bool acting, string? note, WatchdogEvent? trigger) =>
+    internal ValueTask<bool> TryAppendDecisionAsync(EventJournal? journal, long id, string type, string deviceId, long sequence, string name, DecidedAction action, bool acting, string? note, WatchdogEvent? trigger, Action<System.Text.Json.Utf8JsonWriter>? extra = null) =>
         journal is null
             ? ValueTask.FromResult(false)
             : journal.AppendAsync(new JournalItem(
-                JournalRecords.Decision(type, journal.Run, id, _time.GetUtcNow(), deviceId, sequence, name, action.Name, acting, note, trigger),
+                JournalRecords.Decision(type, journal.Run, id, _time.GetUtcNow(), deviceId, sequence, name, action.Name, acting, note, trigger, extra),
                 FlushToDisk: !acting || _options.JournalDurability == JournalDurability.FlushBeforeAction,
                 JournalMarks.Decides | (acting ? JournalMarks.Opens : JournalMarks.None),
                 id,

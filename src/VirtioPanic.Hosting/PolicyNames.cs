@@ -58,6 +58,33 @@ public static class PolicyNames
         return false;
     }
 
+    /// <summary>A policy's watchdog sequence in configuration syntax: <see cref="DevicePolicy.OnWatchdog"/> with <see cref="DevicePolicy.WatchdogEscalation"/> (<c>inject-nmi; 10s dump; 10s reset</c>, or just <c>reset</c>).</summary>
+    /// <param name="policy">The policy.</param>
+    /// <returns>The steps separated by <c>; </c>, each later one with its delay.</returns>
+    public static string WatchdogPlan(DevicePolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        return Policy.EscalationText.Plan(policy.OnWatchdog, policy.WatchdogEscalation);
+    }
+
+    /// <summary>A policy's panic sequence in configuration syntax: <see cref="DevicePolicy.OnPanic"/> with <see cref="DevicePolicy.PanicEscalation"/>.</summary>
+    /// <param name="policy">The policy.</param>
+    /// <returns>The steps separated by <c>; </c>, each later one with its delay.</returns>
+    public static string PanicPlan(DevicePolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        return Policy.EscalationText.Plan(policy.OnPanic, policy.PanicEscalation);
+    }
+
+    /// <summary>A policy's vCPU-stall sequence in configuration syntax: <see cref="DevicePolicy.OnVcpuStall"/> with <see cref="DevicePolicy.VcpuStallEscalation"/>.</summary>
+    /// <param name="policy">The policy.</param>
+    /// <returns>The steps separated by <c>; </c>, each later one with its delay.</returns>
+    public static string VcpuStallPlan(DevicePolicy policy)
+    {
+        ArgumentNullException.ThrowIfNull(policy);
+        return Policy.EscalationText.Plan(policy.OnVcpuStall, policy.VcpuStallEscalation);
+    }
+
     /// <summary>The valid names, comma-separated, for error messages and help text.</summary>
     /// <typeparam name="T">An action or operation enum.</typeparam>
     /// <returns>For example <c>destroy, restart, preserve, coredump-destroy, coredump-restart, log-only</c>.</returns>

@@ -84,7 +84,8 @@ public sealed partial class PolicyService
     }
 
     // Runs under entry.Gate.
-    private async Task<HandledEvent> ApplyAsync(DeviceEntry entry, PolicyDecision decision, string type, string name, long sequence, WatchdogEvent? trigger)
+    // cause: for an escalation's later step, the event that started it (its calls' VmActionContext.Trigger).
+    private async Task<HandledEvent> ApplyAsync(DeviceEntry entry, PolicyDecision decision, string type, string name, long sequence, WatchdogEvent? trigger, WatchdogEvent? cause = null)
     {
         bool acting = !decision.Steps.IsEmpty;
         if (decision.Note is not null)
@@ -106,10 +107,11 @@ public sealed partial class PolicyService
         // 1. Journal the decision before acting on it.
         EventJournal? journal = _journal.Current;
         long id = journal?.NextId() ?? 0;
-        bool journaled = await _journal.TryAppendDecisionAsync(journal, id, type, entry.Id, sequence, name, decision.Action, acting, decision.Note, trigger).ConfigureAwait(false);
+        bool journaled = await _journal.TryAppendDecisionAsync(journal, id, type, entry.Id, sequence, name, decision.Action, acting, decision.Note, trigger, EscalationMembers(decision)).ConfigureAwait(false);
 
         // 2. The new state and its deadline.
         PendingDeadline? previous = entry.State.Deadline;
+        Escalation? previousEscalation = entry.State.Escalation;
         entry.State = decision.State;
         if (!Equals(previous, decision.State.Deadline))
         {
@@ -117,11 +119,16 @@ public sealed partial class PolicyService
         }
 
         // 3. Act, with fallbacks.
-        IReadOnlyList<ActionOutcome> outcomes = acting ? await _actions.ExecuteAsync(entry, decision, sequence, trigger).ConfigureAwait(false) : [];
-        entry.State = PolicyEngine.AfterExecution(entry.State, outcomes);
+        IReadOnlyList<ActionOutcome> outcomes = acting ? await _actions.ExecuteAsync(entry, decision, sequence, trigger, cause).ConfigureAwait(false) : [];
+        entry.State = PolicyEngine.AfterStep(PolicyEngine.AfterExecution(entry.State, outcomes), decision, outcomes, _time.GetUtcNow());
         if (!Equals(decision.State.Deadline, entry.State.Deadline))
         {
             RescheduleDeadline(entry);
+        }
+
+        if (!ReferenceEquals(previousEscalation, entry.State.Escalation))
+        {
+            RescheduleEscalation(entry);
         }
 
         // 4. Journal the outcome: only now does the event count as handled.
@@ -145,6 +152,7 @@ public sealed partial class PolicyService
             handled = handled with { Journaled = journaled & closed };
         }
 
+        CountEscalation(decision, handled.Outcome);
         entry.Record(handled);
         try
         {
@@ -156,6 +164,12 @@ public sealed partial class PolicyService
             {
                 VirtioPanicLog.SubscriberFailed(_logger, ex, entry.Id);
             }
+        }
+
+        // 5. An escalation step due at once (the step before it failed) runs now, still under the gate.
+        if (entry.State.Escalation is { } escalation && escalation.Due <= _time.GetUtcNow() && !entry.Detached)
+        {
+            await RunEscalationStepAsync(entry).ConfigureAwait(false);
         }
 
         return handled;

@@ -102,6 +102,34 @@ public sealed partial class PolicyService
             w.WriteNull("deadline");
         }
 
+        if (d.Escalation is { } escalation)
+        {
+            w.WriteStartObject("escalation");
+            w.WriteString("kind", PolicyEngine.KindName(escalation.Kind));
+            w.WriteString("plan", escalation.Plan);
+            w.WriteNumber("trigger-sequence", escalation.TriggerSequence);
+            w.WriteNumber("step", escalation.Step);
+            w.WriteNumber("of", escalation.StepCount);
+            w.WriteString("next-action", escalation.NextAction);
+            w.WriteString("next-due", escalation.NextDue);
+            if (escalation.Vcpus.Count > 0)
+            {
+                w.WriteStartArray("vcpus");
+                foreach (uint vcpu in escalation.Vcpus)
+                {
+                    w.WriteNumberValue(vcpu);
+                }
+
+                w.WriteEndArray();
+            }
+
+            w.WriteEndObject();
+        }
+        else
+        {
+            w.WriteNull("escalation");
+        }
+
         if (device.LastEvent is { } last)
         {
             w.WritePropertyName("last-event");
@@ -133,8 +161,9 @@ public sealed partial class PolicyService
     private static void WritePolicy(Utf8JsonWriter w, DevicePolicy p)
     {
         w.WriteStartObject();
-        w.WriteString("on-panic", PolicyNames.Of(p.OnPanic));
-        w.WriteString("on-watchdog", PolicyNames.Of(p.OnWatchdog));
+        w.WriteString("on-panic", PolicyNames.PanicPlan(p));
+        w.WriteString("on-watchdog", PolicyNames.WatchdogPlan(p));
+        w.WriteString("on-vcpu-stall", PolicyNames.VcpuStallPlan(p));
         w.WriteNumber("panic-grace-period-ms", (long)p.PanicGracePeriod.TotalMilliseconds);
         w.WriteNumber("crash-kernel-deadline-ms", (long)p.CrashKernelDeadline.TotalMilliseconds);
         w.WriteString("on-crash-kernel-timeout", PolicyNames.Of(p.OnCrashKernelTimeout));
@@ -170,6 +199,7 @@ public sealed partial class PolicyService
             StormGuardTripped = state.StormGuard,
             Condition = state.Condition,
             Deadline = state.Deadline,
+            Escalation = Pending(state.Escalation),
             LastHandled = entry.LastHandled,
             EventsHandled = entry.EventsHandled,
         };

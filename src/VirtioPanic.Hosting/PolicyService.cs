@@ -113,7 +113,7 @@ public sealed partial class PolicyService : IDisposable
         }
 
 #pragma warning disable CA1873 // once per attach, not a hot path
-        VirtioPanicLog.DeviceAttached(_logger, device.Id, PolicyNames.Of(entry.Policy.OnPanic), PolicyNames.Of(entry.Policy.OnWatchdog));
+        VirtioPanicLog.DeviceAttached(_logger, device.Id, PolicyNames.PanicPlan(entry.Policy), PolicyNames.WatchdogPlan(entry.Policy));
 #pragma warning restore CA1873
     }
 
@@ -162,7 +162,7 @@ public sealed partial class PolicyService : IDisposable
         }
 
 #pragma warning disable CA1873 // once per management request, not a hot path
-        VirtioPanicLog.PolicyChanged(_logger, deviceId, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog));
+        VirtioPanicLog.PolicyChanged(_logger, deviceId, PolicyNames.PanicPlan(policy), PolicyNames.WatchdogPlan(policy));
 #pragma warning restore CA1873
     }
 
@@ -257,6 +257,7 @@ public sealed partial class PolicyService : IDisposable
             entry.Pump?.Dispose();
             entry.Device.SetReportAcceptedObserver(null);
             entry.DeadlineTimer?.Dispose();
+            entry.EscalationTimer?.Dispose();
         }
 
         _metrics.Dispose();
@@ -308,6 +309,8 @@ public sealed partial class PolicyService : IDisposable
             entry.Detached = true;
             entry.DeadlineTimer?.Dispose();
             entry.DeadlineTimer = null;
+            entry.EscalationTimer?.Dispose();
+            entry.EscalationTimer = null;
             _actions.Forget(entry);
         }
         finally

@@ -12,6 +12,8 @@ namespace VirtioPanic.Hosting;
 //   virtiopanic.journal.failures  counter   {write}
 //   virtiopanic.journal.degraded  gauge     {state}  1 while the journal does not work (the service runs degraded), else 0
 //   virtiopanic.log.suppressed    counter   {line}   per-event log lines held back by the rate limit
+//   virtiopanic.escalation.steps  counter   {step}   tags kind (watchdog | panic | vcpu-stall), action, outcome (ok | fallback | failed | logged)
+//   virtiopanic.escalation.cancelled counter {escalation} tags kind, reason (recovered | panic | crash-loaded | driver-reset | shutdown | guest-reset | continue | superseded)
 internal sealed class VirtioPanicMetrics : IDisposable
 {
     internal const string MeterName = "VirtioPanic.Hosting";
@@ -24,6 +26,8 @@ internal sealed class VirtioPanicMetrics : IDisposable
     private readonly Counter<long> _stormTrips;
     private readonly Counter<long> _journalFailures;
     private readonly Counter<long> _suppressed;
+    private readonly Counter<long> _escalationSteps;
+    private readonly Counter<long> _escalationCancelled;
 
     internal VirtioPanicMetrics(IMeterFactory? factory, Func<bool> journalDegraded)
     {
@@ -36,6 +40,8 @@ internal sealed class VirtioPanicMetrics : IDisposable
         _journalFailures = _meter.CreateCounter<long>("virtiopanic.journal.failures", "{write}", "Journal writes that failed");
         _meter.CreateObservableGauge("virtiopanic.journal.degraded", () => journalDegraded() ? 1 : 0, "{state}", "1 while the journal does not work and the service runs degraded");
         _suppressed = _meter.CreateCounter<long>("virtiopanic.log.suppressed", "{line}", "Per-event log lines held back by the rate limit");
+        _escalationSteps = _meter.CreateCounter<long>("virtiopanic.escalation.steps", "{step}", "Escalation steps carried out, by kind, action and outcome");
+        _escalationCancelled = _meter.CreateCounter<long>("virtiopanic.escalation.cancelled", "{escalation}", "Escalations cancelled before their next step, by kind and reason");
     }
 
     internal void Event(WatchdogEventKind kind) => _events.Add(1, new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
@@ -56,6 +62,17 @@ internal sealed class VirtioPanicMetrics : IDisposable
     internal void JournalFailure() => _journalFailures.Add(1);
 
     internal void Suppressed() => _suppressed.Add(1);
+
+    internal void EscalationStep(EscalationKind kind, string action, string outcome) => _escalationSteps.Add(
+        1,
+        new KeyValuePair<string, object?>("kind", Policy.PolicyEngine.KindName(kind)),
+        new KeyValuePair<string, object?>("action", action),
+        new KeyValuePair<string, object?>("outcome", outcome));
+
+    internal void EscalationCancelled(EscalationKind kind, string reason) => _escalationCancelled.Add(
+        1,
+        new KeyValuePair<string, object?>("kind", Policy.PolicyEngine.KindName(kind)),
+        new KeyValuePair<string, object?>("reason", reason));
 
     public void Dispose() => _meter.Dispose();
 }

@@ -12,7 +12,7 @@ namespace VirtioPanic.Hosting;
 internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOptions>
 {
     private static readonly string[] s_rootKeys = ["JournalPath", "JournalDurability", "JournalMaxFileSize", "JournalMaxFiles", "DumpDirectory", "ActionTimeout", "InlinePanicHandling", "Policy", "Devices"];
-    private static readonly string[] s_policyKeys = ["OnPanic", "OnWatchdog", "PanicGracePeriod", "CrashKernelDeadline", "OnCrashKernelTimeout", "StormThreshold", "StormWindow"];
+    private static readonly string[] s_policyKeys = ["OnPanic", "OnWatchdog", "PanicGracePeriod", "CrashKernelDeadline", "OnCrashKernelTimeout", "StormThreshold", "StormWindow", "OnVcpuStall"];
 
     private readonly IServiceProvider _services;
 
@@ -109,19 +109,59 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
 
     private static DevicePolicy BindPolicy(DevicePolicy defaults, IConfigurationSection section)
     {
-        // A copy of the defaults, then only the keys present overwrite it.
+        // A copy of the defaults, then only the keys present overwrite it (CheckKeys ran first).
         DevicePolicy policy = defaults with { };
-        try
+        foreach (IConfigurationSection child in section.GetChildren())
         {
-            section.Bind(policy);
-        }
-        catch (InvalidOperationException ex)
-        {
-            throw Failure($"{ex.Message} {ex.InnerException?.Message}".Trim());
+            policy = child.Key.ToUpperInvariant() switch
+            {
+                "ONPANIC" => Sequence(child, PanicAction.LogOnly, out PanicAction panic, out List<(TimeSpan After, PanicAction Action)> panicSteps)
+                    ? policy with { OnPanic = panic, PanicEscalation = [.. panicSteps.Select(s => new PanicStep(s.After, s.Action))] }
+                    : policy,
+                "ONWATCHDOG" => Sequence(child, WatchdogAction.None, out WatchdogAction watchdog, out List<(TimeSpan After, WatchdogAction Action)> watchdogSteps)
+                    ? policy with { OnWatchdog = watchdog, WatchdogEscalation = [.. watchdogSteps.Select(s => new WatchdogStep(s.After, s.Action))] }
+                    : policy,
+                "ONVCPUSTALL" => Sequence(child, WatchdogAction.None, out WatchdogAction stall, out List<(TimeSpan After, WatchdogAction Action)> stallSteps)
+                    ? policy with { OnVcpuStall = stall, VcpuStallEscalation = [.. stallSteps.Select(s => new WatchdogStep(s.After, s.Action))] }
+                    : policy,
+                "ONCRASHKERNELTIMEOUT" => policy with { OnCrashKernelTimeout = Action<PanicAction>(child) },
+                "PANICGRACEPERIOD" => policy with { PanicGracePeriod = Convert<TimeSpan>(child) },
+                "CRASHKERNELDEADLINE" => policy with { CrashKernelDeadline = Convert<TimeSpan>(child) },
+                "STORMTHRESHOLD" => policy with { StormThreshold = Convert<int>(child) },
+                "STORMWINDOW" => policy with { StormWindow = Convert<TimeSpan>(child) },
+                _ => policy,
+            };
         }
 
         return policy;
     }
+
+    // An action key whose value may be a sequence ("inject-nmi; 10s dump; 10s reset"); a single
+    // action is its one-step case. False only for a key without a value (left as it was).
+    private static bool Sequence<TAction>(IConfigurationSection section, TAction waitAction, out TAction first, out List<(TimeSpan After, TAction Action)> rest)
+        where TAction : struct, Enum
+    {
+        if (section.Value is null && !section.GetChildren().Any())
+        {
+            first = default;
+            rest = [];
+            return false;
+        }
+
+        if (!Policy.EscalationText.TryParse(section.Value, waitAction, out first, out rest, out string? error))
+        {
+            string example = typeof(TAction) == typeof(PanicAction) ? "log-only; 30s coredump-restart" : "inject-nmi; 10s dump; 10s reset";
+            throw Failure($"Configuration key '{section.Path}' has an invalid value '{section.Value}': {error} Allowed: one action, or a sequence of steps separated by ';', each later one after a delay (500ms, 10s, 2m, 1h, 00:00:10), for example '{example}'.");
+        }
+
+        return true;
+    }
+
+    private static TAction Action<TAction>(IConfigurationSection section)
+        where TAction : struct, Enum =>
+        PolicyNames.TryParse(section.Value, out TAction action)
+            ? action
+            : throw Failure($"Configuration key '{section.Path}' has an invalid value '{section.Value}': use one of: {PolicyNames.List<TAction>()}.");
 
     private static void CheckKeys(IConfigurationSection section, string[] known)
     {

@@ -79,6 +79,15 @@ internal sealed class VirtioPanicOptionsValidator : IValidateOptions<VirtioPanic
             failures.Add($"{prefix}:OnWatchdog must be one of: {PolicyNames.List<WatchdogAction>()}.");
         }
 
+        if (!Enum.IsDefined(policy.OnVcpuStall))
+        {
+            failures.Add($"{prefix}:OnVcpuStall must be one of: {PolicyNames.List<WatchdogAction>()}.");
+        }
+
+        CheckEscalation(policy.OnWatchdog, policy.WatchdogEscalation, $"{prefix}:OnWatchdog", failures);
+        CheckEscalation(policy.OnVcpuStall, policy.VcpuStallEscalation, $"{prefix}:OnVcpuStall", failures);
+        CheckEscalation(policy.OnPanic, policy.PanicEscalation, $"{prefix}:OnPanic", failures);
+
         if (!Enum.IsDefined(policy.OnCrashKernelTimeout))
         {
             failures.Add($"{prefix}:OnCrashKernelTimeout must be one of: {PolicyNames.List<PanicAction>()}.");
@@ -90,6 +99,81 @@ internal sealed class VirtioPanicOptionsValidator : IValidateOptions<VirtioPanic
         if (policy.StormThreshold is < 0 or 1)
         {
             failures.Add($"{prefix}:StormThreshold must be 0 (guard off) or at least 2 (got {policy.StormThreshold}).");
+        }
+    }
+
+    // A sequence (the key's value, or the escalation property in code): bounded, each delay within
+    // limits, no step that means "do nothing" after the first, nothing after a step that ends the VM.
+    private static void CheckEscalation(WatchdogAction first, IReadOnlyList<WatchdogStep>? rest, string key, List<string> failures)
+    {
+        rest ??= [];
+        CheckSequence(
+            key,
+            PolicyNames.Of(first),
+            rest.Count,
+            i => (rest[i].After, PolicyNames.Of(rest[i].Action), Enum.IsDefined(rest[i].Action), rest[i].Action == WatchdogAction.None),
+            i => (i < 0 ? first : rest[i].Action) is WatchdogAction.Reset or WatchdogAction.Poweroff,
+            PolicyNames.List<WatchdogAction>(),
+            failures);
+    }
+
+    private static void CheckEscalation(PanicAction first, IReadOnlyList<PanicStep>? rest, string key, List<string> failures)
+    {
+        rest ??= [];
+        CheckSequence(
+            key,
+            PolicyNames.Of(first),
+            rest.Count,
+            i => (rest[i].After, PolicyNames.Of(rest[i].Action), Enum.IsDefined(rest[i].Action), rest[i].Action == PanicAction.LogOnly),
+            i => (i < 0 ? first : rest[i].Action) is PanicAction.Destroy or PanicAction.Restart or PanicAction.CoredumpDestroy or PanicAction.CoredumpRestart,
+            PolicyNames.List<PanicAction>(),
+            failures);
+    }
+
+    // Step i (0-based among the later steps) is step i + 2 of the sequence; ends(i) says whether
+    // the action of later step i (or of the first, i = -1) leaves nothing to escalate to.
+    private static void CheckSequence(string key, string firstName, int count, Func<int, (TimeSpan After, string Name, bool Defined, bool Idle)> step, Func<int, bool> ends, string allowed, List<string> failures)
+    {
+        if (count == 0)
+        {
+            return;
+        }
+
+        if (count > Policy.EscalationText.MaxSteps - 1)
+        {
+            failures.Add($"{key} has {count + 1} steps; at most {Policy.EscalationText.MaxSteps} are allowed.");
+            return;
+        }
+
+        if (ends(-1))
+        {
+            failures.Add($"{key}: step 1 ({firstName}) resets or powers off the VM, which ends the escalation; it must be the last step.");
+        }
+
+        for (int i = 0; i < count; i++)
+        {
+            (TimeSpan after, string name, bool defined, bool idle) = step(i);
+            int number = i + 2;
+            if (!defined)
+            {
+                failures.Add($"{key}: step {number} must be one of: {allowed}.");
+                continue;
+            }
+
+            if (after <= TimeSpan.Zero || after > s_maxPolicyTime)
+            {
+                failures.Add($"{key}: step {number} ({name}) must come a positive time of at most {s_maxPolicyTime} after the step before it (got {after}).");
+            }
+
+            if (idle)
+            {
+                failures.Add($"{key}: step {number} is {name}, which does nothing; only the first step may be {name}.");
+            }
+
+            if (i < count - 1 && ends(i))
+            {
+                failures.Add($"{key}: step {number} ({name}) resets or powers off the VM, which ends the escalation; it must be the last step.");
+            }
         }
     }
 

@@ -28,10 +28,8 @@ internal static class ControlCommands
 
         var setSocket = Socket();
         var setDevice = Device(required: true);
-        var onPanic = new Option<string?>("--on-panic") { Description = $"Panic policy: {PolicyNames.List<PanicAction>()}." };
-        onPanic.AcceptOnlyFromAmong([.. Enum.GetValues<PanicAction>().Select(a => PolicyNames.Of(a))]);
-        var onWatchdog = new Option<string?>("--on-watchdog") { Description = $"Watchdog-expiry policy: {PolicyNames.List<WatchdogAction>()}." };
-        onWatchdog.AcceptOnlyFromAmong([.. Enum.GetValues<WatchdogAction>().Select(a => PolicyNames.Of(a))]);
+        var onPanic = new Option<string?>("--on-panic") { Description = $"Panic policy: {PolicyNames.List<PanicAction>()}, or a sequence (\"log-only; 30s coredump-restart\"); the service checks it." };
+        var onWatchdog = new Option<string?>("--on-watchdog") { Description = $"Watchdog-expiry policy: {PolicyNames.List<WatchdogAction>()}, or a sequence (\"inject-nmi; 10s dump; 10s reset\"); the service checks it." };
         var grace = new Option<double?>("--panic-grace") { Description = "Seconds to wait after a panic before acting." };
         var setPolicy = new Command("set-policy", "Change a device's policy at run time (only the options given change).") { setSocket, setDevice, onPanic, onWatchdog, grace };
         setPolicy.SetAction((parse, ct) =>

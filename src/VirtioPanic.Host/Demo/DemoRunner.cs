@@ -41,7 +41,7 @@ internal static class DemoRunner
         };
         manager.Attach(device, vm);
         DevicePolicy policy = manager.GetPolicy(device.Id);
-        HostLog.DemoStarting(log, PolicyNames.Of(scenario), vm.TransportName, settings.Ring, device.Id, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog));
+        HostLog.DemoStarting(log, PolicyNames.Of(scenario), vm.TransportName, settings.Ring, device.Id, PolicyNames.PanicPlan(policy), PolicyNames.WatchdogPlan(policy));
 
         bool finished;
         await using (var countdown = settings.Countdown ? new Countdown(device, interactive) : null)

@@ -165,7 +165,7 @@ internal static class ServeRunner
             IDisposable? follow = qmp?.FollowDevice(device);
             manager.Attach(device, (IVmControl?)qmp ?? frontEnd!);
             DevicePolicy policy = manager.GetPolicy(device.Id);
-            HostLog.Serving(log, device.Id, vm.VhostUserSocket, PolicyNames.Of(policy.OnPanic), PolicyNames.Of(policy.OnWatchdog), vm.QmpSocket ?? "none (the front end owns the VM)");
+            HostLog.Serving(log, device.Id, vm.VhostUserSocket, PolicyNames.PanicPlan(policy), PolicyNames.WatchdogPlan(policy), vm.QmpSocket ?? "none (the front end owns the VM)");
             var backend = new VhostUserBackend(device, vm.VhostUserSocket, loggers.CreateLogger("VirtioPanic.VhostUser"), backendOptions);
             return new Served(device, qmp, frontEnd, follow, backend);
         }

@@ -151,14 +151,15 @@ internal sealed class ManagementCommands
             string? error = null;
             policy = member.Name switch
             {
-                "on-panic" => Parse<PanicAction>(member, ref error) is { } p ? policy with { OnPanic = p } : policy,
-                "on-watchdog" => Parse<WatchdogAction>(member, ref error) is { } w ? policy with { OnWatchdog = w } : policy,
+                "on-panic" => PanicSequence(member, policy, ref error),
+                "on-watchdog" => WatchdogSequence(member, ref error, WatchdogAction.None) is { } w ? policy with { OnWatchdog = w.First, WatchdogEscalation = w.Later } : policy,
+                "on-vcpu-stall" => WatchdogSequence(member, ref error, WatchdogAction.None) is { } v ? policy with { OnVcpuStall = v.First, VcpuStallEscalation = v.Later } : policy,
                 "on-crash-kernel-timeout" => Parse<PanicAction>(member, ref error) is { } c ? policy with { OnCrashKernelTimeout = c } : policy,
                 "panic-grace-period-ms" => Milliseconds(member, ref error) is { } g ? policy with { PanicGracePeriod = g } : policy,
                 "crash-kernel-deadline-ms" => Milliseconds(member, ref error) is { } d ? policy with { CrashKernelDeadline = d } : policy,
                 "storm-window-ms" => Milliseconds(member, ref error) is { } sw ? policy with { StormWindow = sw } : policy,
                 "storm-threshold" => member.Value.TryGetInt32(out int t) ? policy with { StormThreshold = t } : Fail(policy, ref error, $"'storm-threshold' must be an integer, not {member.Value.GetRawText()}"),
-                _ => Fail(policy, ref error, $"unknown policy member '{member.Name}'; known: on-panic, on-watchdog, on-crash-kernel-timeout, panic-grace-period-ms, crash-kernel-deadline-ms, storm-threshold, storm-window-ms"),
+                _ => Fail(policy, ref error, $"unknown policy member '{member.Name}'; known: on-panic, on-watchdog, on-vcpu-stall, on-crash-kernel-timeout, panic-grace-period-ms, crash-kernel-deadline-ms, storm-threshold, storm-window-ms"),
             };
             if (error is not null)
             {
@@ -216,6 +217,33 @@ internal sealed class ManagementCommands
 
         error = $"'{member.Name}' must be one of {PolicyNames.List<T>()}, not {member.Value.GetRawText()}";
         return null;
+    }
+
+    // An action or a sequence ("inject-nmi; 10s dump; 10s reset"), as in configuration.
+    private static (WatchdogAction First, WatchdogStep[] Later)? WatchdogSequence(JsonProperty member, ref string? error, WatchdogAction wait)
+    {
+        string? why = null;
+        if (member.Value.ValueKind == JsonValueKind.String
+            && Policy.EscalationText.TryParse(member.Value.GetString(), wait, out WatchdogAction first, out List<(TimeSpan After, WatchdogAction Action)> rest, out why))
+        {
+            return (first, [.. rest.Select(s => new WatchdogStep(s.After, s.Action))]);
+        }
+
+        error = $"'{member.Name}' must be one of {PolicyNames.List<WatchdogAction>()}, or a sequence such as \"inject-nmi; 10s dump; 10s reset\", not {member.Value.GetRawText()}" + (member.Value.ValueKind == JsonValueKind.String ? $": {why}" : string.Empty);
+        return null;
+    }
+
+    private static DevicePolicy PanicSequence(JsonProperty member, DevicePolicy policy, ref string? error)
+    {
+        string? why = null;
+        if (member.Value.ValueKind == JsonValueKind.String
+            && Policy.EscalationText.TryParse(member.Value.GetString(), PanicAction.LogOnly, out PanicAction first, out List<(TimeSpan After, PanicAction Action)> rest, out why))
+        {
+            return policy with { OnPanic = first, PanicEscalation = [.. rest.Select(s => new PanicStep(s.After, s.Action))] };
+        }
+
+        error = $"'{member.Name}' must be one of {PolicyNames.List<PanicAction>()}, or a sequence such as \"log-only; 30s coredump-restart\", not {member.Value.GetRawText()}" + (member.Value.ValueKind == JsonValueKind.String ? $": {why}" : string.Empty);
+        return policy;
     }
 
     private static TimeSpan? Milliseconds(JsonProperty member, ref string? error)

@@ -14,6 +14,10 @@ namespace VirtioPanic.Hosting.Journal;
 //              is used), resolved by a decision on that device with the same or a later "seq"
 //   event      {"type":"event","run","id","time","device","seq","name","action","acting","note"?,"qmp":{...}}
 //   deadline   {"type":"deadline"|"continue"|"guest-reset", same members as event, "qmp" null}
+//   step       {"type":"step", same members as event (seq: the escalation's trigger), "qmp" null}: a later
+//              step of an escalation, decided when its time came. Decisions that start, carry out or
+//              cancel an escalation add "escalation" {"kind","plan","trigger-seq","step","of","next-due"?}
+//              and "escalation-cancelled" {"kind","plan","trigger-seq","step","of","action","reason","code"}
 //   outcome    {"type":"outcome","run","id","time","result","steps":[{"op","ok","error"?,"fallback-for"?,"ms","path"?}]}
 //   recovered  {"type":"recovered","run","time","of-run","of-id"}: an unacted record was reported
 //   torn       {"type":"torn","run","time","bytes"}: a torn last line was cut off at start

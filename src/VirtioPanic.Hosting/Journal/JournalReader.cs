@@ -197,7 +197,7 @@ internal static class JournalReader
 
                         list.Add((accepted.Sequence, accepted.RecordId));
                         break;
-                    case "event" or "deadline" or "continue" or "guest-reset":
+                    case "event" or "deadline" or "continue" or "guest-reset" or "step":
                         string device = root.GetProperty("device").GetString() ?? string.Empty;
                         long sequence = root.GetProperty("seq").GetInt64();
                         if (_accepted.TryGetValue((runId, device), out List<(long Sequence, long Id)>? waiting))

@@ -46,8 +46,9 @@ internal static class JournalRecords
         w.WriteEndObject();
     });
 
-    // An event, deadline or management request and the decision taken on it.
-    internal static byte[] Decision(string type, string run, long id, DateTimeOffset now, string deviceId, long sequence, string name, string action, bool acting, string? note, WatchdogEvent? evt) => EventJournal.Line(w =>
+    // An event, deadline, escalation step or management request and the decision taken on it;
+    // extra writes further members (the escalation's, see PolicyService.Escalation.cs) before "qmp".
+    internal static byte[] Decision(string type, string run, long id, DateTimeOffset now, string deviceId, long sequence, string name, string action, bool acting, string? note, WatchdogEvent? evt, Action<Utf8JsonWriter>? extra = null) => EventJournal.Line(w =>
     {
         Header(w, type, run, now);
         w.WriteNumber("id", id);
@@ -61,6 +62,7 @@ internal static class JournalRecords
             w.WriteString("note", note);
         }
 
+        extra?.Invoke(w);
         if (evt is not null)
         {
             w.WritePropertyName("qmp");

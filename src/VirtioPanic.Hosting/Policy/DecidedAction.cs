@@ -22,6 +22,9 @@ internal readonly record struct DecidedAction
 
     internal static DecidedAction GuestReset { get; } = new(DecidedActionKind.GuestReset, "guest-reset");
 
+    // An escalation step that was due found the guest recovered: nothing done, the escalation ends.
+    internal static DecidedAction Cancelled { get; } = new(DecidedActionKind.Cancelled, "cancelled");
+
     internal DecidedActionKind Kind { get; }
 
     internal string Name { get; }

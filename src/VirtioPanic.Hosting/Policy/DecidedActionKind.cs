@@ -10,4 +10,5 @@ internal enum DecidedActionKind
     Continue,
     GuestReset,
     Ignored,
+    Cancelled,
 }

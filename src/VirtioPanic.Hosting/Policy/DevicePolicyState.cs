@@ -15,4 +15,7 @@ internal sealed record DevicePolicyState
     internal bool StormGuard { get; init; }
 
     internal PendingDeadline? Deadline { get; init; }
+
+    // A staged escalation in progress, if any (independent of Deadline: a grace window and a watchdog escalation can both run).
+    internal Escalation? Escalation { get; init; }
 }

@@ -15,4 +15,13 @@ internal sealed record PolicyDecision
     internal string? Note { get; init; }
 
     internal bool StormTripped { get; init; }
+
+    // The escalation step this decision carries out (the first when it starts one), if any.
+    internal EscalationMark? EscalationStep { get; init; }
+
+    // The escalation this decision stopped before its next step, if any.
+    internal CancelledEscalation? Cancelled { get; init; }
+
+    // False for an escalation step with steps after it: a failed call takes no fallback, the next step runs at once instead.
+    internal bool Fallbacks { get; init; } = true;
 }

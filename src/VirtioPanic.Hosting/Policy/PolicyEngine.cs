@@ -35,18 +35,61 @@ internal static class PolicyEngine
 
     internal static PolicyDecision OnEvent(DevicePolicyState state, DevicePolicy policy, WatchdogEvent evt, DateTimeOffset now) => evt switch
     {
-        GuestPanickedEvent panic => OnPanic(state, policy, panic, now),
-        GuestCrashLoadedEvent crash => OnCrashLoaded(state, policy, crash, now),
-        WatchdogExpiredEvent => new PolicyDecision
-        {
-            State = state,
-            Action = DecidedAction.Watchdog(policy.OnWatchdog),
-            Steps = WatchdogSteps(policy.OnWatchdog),
-        },
-        GuestShutdownEvent => OnGuestFinished(state, "guest reported shutdown"),
-        DriverResetEvent => OnDriverReset(state),
+        GuestPanickedEvent panic => WithCancel(OnPanic(Cancel(state, s_allKinds, "panic", "a panic report took over", out CancelledEscalation? c1), policy, panic, now), c1),
+        GuestCrashLoadedEvent crash => WithCancel(OnCrashLoaded(Cancel(state, s_allKinds, "crash-loaded", "a crash kernel took over", out CancelledEscalation? c2), policy, crash, now), c2),
+        WatchdogExpiredEvent expired => OnExpired(state, policy, expired, now),
+        GuestShutdownEvent => WithCancel(OnGuestFinished(Cancel(state, s_allKinds, "shutdown", "the guest reported a shutdown", out CancelledEscalation? c3), "guest reported shutdown"), c3),
+        DriverResetEvent => WithCancel(OnDriverReset(Cancel(state, s_allKinds, "driver-reset", "the guest's driver reset the device", out CancelledEscalation? c4)), c4),
+        WatchdogArmedEvent => WithCancel(new PolicyDecision { State = Cancel(state, EscalationKind.Watchdog, "recovered", "the watchdog was armed again (keepalive)", out CancelledEscalation? c5), Action = DecidedAction.Log }, c5),
         _ => new PolicyDecision { State = state, Action = DecidedAction.Log },
     };
+
+    // An escalation step's time came. watchdogArmed: the device's watchdog is armed now (the guest
+    // re-armed it after the expiry, even if that event was dropped or is still queued), which
+    // cancels a watchdog escalation instead of acting.
+    internal static PolicyDecision OnEscalationDue(DevicePolicyState state, DateTimeOffset now, bool watchdogArmed)
+    {
+        if (state.Escalation is not { } escalation || now < escalation.Due)
+        {
+            return new PolicyDecision { State = state, Action = DecidedAction.Ignored };
+        }
+
+        if (escalation.Kind == EscalationKind.Watchdog && watchdogArmed)
+        {
+            DevicePolicyState cancelled = Cancel(state, EscalationKind.Watchdog, "recovered", "the watchdog was armed again (keepalive)", out CancelledEscalation? why);
+            return WithCancel(new PolicyDecision { State = cancelled, Action = DecidedAction.Cancelled }, why);
+        }
+
+        EscalationStepPlan step = escalation.Next;
+        int number = escalation.Done + 1;
+        bool last = number == escalation.StepCount;
+        Escalation? next = last ? null : escalation with { Done = number, Due = now + escalation.Later[number - 1].After };
+        string note = $"{KindName(escalation.Kind)} escalation '{escalation.Plan}': step {number} of {escalation.StepCount} ({step.Action.Name}) after {EscalationText.Delay(step.After)} {Without(escalation)}"
+            + (next is null ? string.Empty : $"; {next.Next.Action.Name} in {EscalationText.Delay(next.Next.After)} unless {Recovery(next)}");
+        return new PolicyDecision
+        {
+            State = state with { Escalation = next },
+            Action = step.Action,
+            Steps = step.Calls,
+            Note = note,
+            EscalationStep = escalation.Mark(number),
+            Fallbacks = last,
+        };
+    }
+
+    // After an escalation step's calls: the next step's delay counts from now, or it is due at
+    // once when this step failed (its delay was the guest's chance after a step that did not happen).
+    internal static DevicePolicyState AfterStep(DevicePolicyState state, PolicyDecision decision, IReadOnlyList<ActionOutcome> outcomes, DateTimeOffset now)
+    {
+        if (decision.EscalationStep is not { } mark || state.Escalation is not { } escalation
+            || escalation.TriggerSequence != mark.TriggerSequence || escalation.Done != mark.Step || escalation.Kind != mark.Kind)
+        {
+            return state;
+        }
+
+        bool failed = outcomes.Count > 0 && !outcomes[^1].Succeeded;
+        return state with { Escalation = escalation with { Due = failed ? now : now + escalation.Next.After } };
+    }
 
     // A pending deadline's time came (the service re-checks 'now' under the device's lock).
     internal static PolicyDecision OnDeadline(DevicePolicyState state, DevicePolicy policy, DateTimeOffset now)
@@ -60,17 +103,26 @@ internal static class PolicyEngine
         string note = deadline.Kind == PendingDeadlineKind.PanicGrace
             ? $"grace window elapsed without a guest reset; applying {PolicyNames.Of(action)}"
             : $"crash kernel did not finish within {policy.CrashKernelDeadline}; applying {PolicyNames.Of(action)}";
-        return new PolicyDecision
+        var decision = new PolicyDecision
         {
             State = state with { Deadline = null, Condition = GuestCondition.Panicked },
             Action = DecidedAction.Panic(action),
             Steps = PanicSteps(action),
             Note = note,
         };
+        return deadline.Kind == PendingDeadlineKind.PanicGrace && !state.StormGuard
+            ? BeginPanic(decision, policy, deadline.TriggerSequence, trigger: null, now)
+            : decision;
     }
 
     // Management Continue: resume a VM the policy paused and clear the panicked state.
     internal static PolicyDecision OnContinue(DevicePolicyState state)
+    {
+        state = Cancel(state, s_allKinds, "continue", "a management continue", out CancelledEscalation? cancelled);
+        return WithCancel(Continue(state), cancelled);
+    }
+
+    private static PolicyDecision Continue(DevicePolicyState state)
     {
         string note = state.Condition switch
         {
@@ -88,7 +140,11 @@ internal static class PolicyEngine
     }
 
     // The hypervisor saw the guest reset (reboot) by itself: pending deadlines are moot.
-    internal static PolicyDecision OnGuestReset(DevicePolicyState state) => OnGuestFinished(state, "hypervisor reported a guest reset") with { Action = DecidedAction.GuestReset };
+    internal static PolicyDecision OnGuestReset(DevicePolicyState state)
+    {
+        state = Cancel(state, s_allKinds, "guest-reset", "the hypervisor reported a guest reset", out CancelledEscalation? cancelled);
+        return WithCancel(OnGuestFinished(state, "hypervisor reported a guest reset") with { Action = DecidedAction.GuestReset }, cancelled);
+    }
 
     // A new policy: the storm guard starts over.
     internal static DevicePolicyState OnPolicyChanged(DevicePolicyState state) => state with { StormGuard = false, RecentPanics = [] };
@@ -147,7 +203,7 @@ internal static class PolicyEngine
             };
         }
 
-        return new PolicyDecision
+        var decision = new PolicyDecision
         {
             State = next with { Deadline = null },
             Action = DecidedAction.Panic(action),
@@ -157,7 +213,114 @@ internal static class PolicyEngine
                 ? $"panic storm: {recent.Length} panics within {policy.StormWindow}; panic action switched from {PolicyNames.Of(policy.OnPanic)} to preserve until the policy is set again"
                 : null,
         };
+        return tripped ? decision : BeginPanic(decision, policy, panic.Sequence, panic, now);
     }
+
+    private static PolicyDecision OnExpired(DevicePolicyState state, DevicePolicy policy, WatchdogExpiredEvent expired, DateTimeOffset now)
+    {
+        var decision = new PolicyDecision
+        {
+            State = state,
+            Action = DecidedAction.Watchdog(policy.OnWatchdog),
+            Steps = WatchdogSteps(policy.OnWatchdog),
+        };
+        if (policy.WatchdogEscalation.Count == 0)
+        {
+            return decision;
+        }
+
+        ImmutableArray<EscalationStepPlan> later = [.. policy.WatchdogEscalation.Select(s => new EscalationStepPlan(s.After, DecidedAction.Watchdog(s.Action), WatchdogSteps(s.Action)))];
+        return Begin(decision, EscalationKind.Watchdog, EscalationText.Plan(policy.OnWatchdog, policy.WatchdogEscalation), expired.Sequence, expired, later, [], now);
+    }
+
+    // A panic action applied now (at once, or when the grace window ended): with a sequence, it is its first step.
+    private static PolicyDecision BeginPanic(PolicyDecision decision, DevicePolicy policy, long triggerSequence, WatchdogEvent? trigger, DateTimeOffset now)
+    {
+        if (policy.PanicEscalation.Count == 0)
+        {
+            return decision;
+        }
+
+        ImmutableArray<EscalationStepPlan> later = [.. policy.PanicEscalation.Select(s => new EscalationStepPlan(s.After, DecidedAction.Panic(s.Action), PanicSteps(s.Action)))];
+        return Begin(decision, EscalationKind.Panic, EscalationText.Plan(policy.OnPanic, policy.PanicEscalation), triggerSequence, trigger, later, [], now);
+    }
+
+    // Makes a first step's decision the start of an escalation; one in progress is replaced (superseded).
+    private static PolicyDecision Begin(PolicyDecision first, EscalationKind kind, string plan, long triggerSequence, WatchdogEvent? trigger, ImmutableArray<EscalationStepPlan> later, ImmutableArray<uint> vcpus, DateTimeOffset now)
+    {
+        DevicePolicyState state = Cancel(first.State, s_allKinds, "superseded", $"a new {KindName(kind)} escalation (sequence {triggerSequence}) replaced it", out CancelledEscalation? superseded);
+        var escalation = new Escalation
+        {
+            Kind = kind,
+            Plan = plan,
+            TriggerSequence = triggerSequence,
+            Trigger = trigger,
+            Later = later,
+            Due = now + later[0].After,
+            Vcpus = vcpus,
+        };
+        string note = $"{KindName(kind)} escalation '{plan}': step 1 of {escalation.StepCount} ({first.Action.Name}); {later[0].Action.Name} in {EscalationText.Delay(later[0].After)} unless {Recovery(escalation)}";
+        return WithCancel(
+            first with
+            {
+                State = state with { Escalation = escalation },
+                EscalationStep = escalation.Mark(1),
+                Fallbacks = false,
+                Note = first.Note is null ? note : $"{first.Note}; {note}",
+            },
+            superseded);
+    }
+
+    private static readonly EscalationKind[] s_allKinds = [EscalationKind.Watchdog, EscalationKind.Panic, EscalationKind.VcpuStall];
+
+    private static DevicePolicyState Cancel(DevicePolicyState state, EscalationKind kind, string code, string reason, out CancelledEscalation? cancelled) =>
+        Cancel(state, [kind], code, reason, out cancelled);
+
+    // Ends the escalation in progress when it is of one of the kinds; says which step it stopped before.
+    private static DevicePolicyState Cancel(DevicePolicyState state, ReadOnlySpan<EscalationKind> kinds, string code, string reason, out CancelledEscalation? cancelled)
+    {
+        cancelled = null;
+        if (state.Escalation is not { } escalation || !kinds.Contains(escalation.Kind))
+        {
+            return state;
+        }
+
+        cancelled = new CancelledEscalation(escalation.Mark(escalation.Done + 1), escalation.Next.Action.Name, code, reason);
+        return state with { Escalation = null };
+    }
+
+    // Adds the cancellation to a decision (and to its note).
+    private static PolicyDecision WithCancel(PolicyDecision decision, CancelledEscalation? cancelled)
+    {
+        if (cancelled is not { } c)
+        {
+            return decision;
+        }
+
+        string note = $"{KindName(c.Next.Kind)} escalation '{c.Next.Plan}' cancelled before step {c.Next.Step} of {c.Next.StepCount} ({c.NextAction}): {c.Reason}";
+        return decision with { Cancelled = c, Note = decision.Note is null ? note : $"{note}; {decision.Note}" };
+    }
+
+    internal static string KindName(EscalationKind kind) => kind switch
+    {
+        EscalationKind.Watchdog => "watchdog",
+        EscalationKind.Panic => "panic",
+        _ => "vcpu-stall",
+    };
+
+    private static string Recovery(Escalation escalation) => escalation.Kind switch
+    {
+        EscalationKind.Watchdog => "the watchdog is armed again",
+        EscalationKind.Panic => "the guest reboots",
+        _ => escalation.Vcpus.Length == 1 ? $"vCPU {escalation.Vcpus[0]} pets again" : $"vCPUs {string.Join(", ", escalation.Vcpus)} pet again",
+    };
+
+    private static string Without(Escalation escalation) => escalation.Kind switch
+    {
+        EscalationKind.Watchdog => "without a keepalive",
+        EscalationKind.Panic => "without a guest reboot",
+        _ => "without the stalled vCPU petting again",
+    };
 
     private static PolicyDecision OnCrashLoaded(DevicePolicyState state, DevicePolicy policy, GuestCrashLoadedEvent crash, DateTimeOffset now)
     {
