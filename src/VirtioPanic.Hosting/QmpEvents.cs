@@ -13,7 +13,9 @@ namespace VirtioPanic.Hosting;
 /// <para>Names: a panic is <c>GUEST_PANICKED</c>, a crash-loaded report <c>GUEST_CRASHLOADED</c>, a
 /// shutdown report <c>GUEST_PVSHUTDOWN</c>, an expiry <c>WATCHDOG</c>. Kinds QEMU has no event for are
 /// <c>VIRTIO_WDT_ARMED</c>, <c>VIRTIO_WDT_STOPPED</c>, <c>VIRTIO_WDT_PRETIMEOUT</c>,
-/// <c>VIRTIO_WDT_PROTOCOL_ERROR</c> and <c>VIRTIO_WDT_DRIVER_RESET</c>.</para>
+/// <c>VIRTIO_WDT_PROTOCOL_ERROR</c>, <c>VIRTIO_WDT_DRIVER_RESET</c>, and the vCPU stall's
+/// <c>VIRTIO_WDT_VCPU_STALLED</c> (stage one), <c>VIRTIO_WDT_VCPU_RECOVERED</c> and
+/// <c>VIRTIO_WDT_VCPU_STALL_EXPIRED</c> (stage two, which the stall policy acts on).</para>
 /// <para><c>data</c> holds exactly what QEMU's schema (<c>qapi/run-state.json</c>) gives the event
 /// of that name, so a client that validates against it accepts ours: <c>GUEST_PANICKED</c> and
 /// <c>GUEST_CRASHLOADED</c> carry <c>action</c> (GuestPanicAction: <c>pause</c>, <c>poweroff</c>,
@@ -30,7 +32,8 @@ namespace VirtioPanic.Hosting;
 /// action), <c>run-time-ms</c>, <c>guest-time-ns</c>, <c>source</c>, <c>message</c>, <c>log-tail</c>,
 /// <c>codes</c>, <c>code-format</c>, <c>coalesced</c>, and per kind <c>timeout-ms</c>,
 /// <c>time-left-ms</c>, <c>pretimeout-ms</c>, <c>by-heartbeat</c>, <c>reason</c>, <c>error</c>,
-/// <c>queue</c>, <c>detail</c>, <c>watchdog-kept-running</c>.</para>
+/// <c>queue</c>, <c>detail</c>, <c>watchdog-kept-running</c>, and for the vCPU-stall events
+/// <c>stalled-for-ms</c>, <c>second-stage-ms</c>, <c>since-stall-ms</c>.</para>
 /// </remarks>
 public static class QmpEvents
 {
@@ -47,6 +50,9 @@ public static class QmpEvents
         WatchdogEventKind.Stopped => "VIRTIO_WDT_STOPPED",
         WatchdogEventKind.Pretimeout => "VIRTIO_WDT_PRETIMEOUT",
         WatchdogEventKind.ProtocolError => "VIRTIO_WDT_PROTOCOL_ERROR",
+        WatchdogEventKind.VcpuStalled => "VIRTIO_WDT_VCPU_STALLED",
+        WatchdogEventKind.VcpuRecovered => "VIRTIO_WDT_VCPU_RECOVERED",
+        WatchdogEventKind.VcpuStallExpired => "VIRTIO_WDT_VCPU_STALL_EXPIRED",
         _ => "VIRTIO_WDT_DRIVER_RESET",
     };
 
@@ -223,6 +229,18 @@ public static class QmpEvents
                 writer.WriteString("error", error.Error.ToString());
                 writer.WriteNumber("queue", error.QueueIndex);
                 writer.WriteString("detail", error.Detail);
+                break;
+            case VcpuStalledEvent stalled:
+                writer.WriteNumber("stalled-for-ms", (long)stalled.StalledFor.TotalMilliseconds);
+                writer.WriteNumber("timeout-ms", (long)stalled.Timeout.TotalMilliseconds);
+                writer.WriteNumber("second-stage-ms", (long)stalled.SecondStage.TotalMilliseconds);
+                break;
+            case VcpuRecoveredEvent recovered:
+                writer.WriteNumber("since-stall-ms", (long)recovered.SinceStall.TotalMilliseconds);
+                break;
+            case VcpuStallExpiredEvent expired:
+                writer.WriteNumber("since-stall-ms", (long)expired.SinceStall.TotalMilliseconds);
+                writer.WriteNumber("stalled-for-ms", (long)expired.StalledFor.TotalMilliseconds);
                 break;
             case DriverResetEvent reset:
                 writer.WriteBoolean("watchdog-kept-running", reset.WatchdogKeptRunning);

@@ -25,6 +25,15 @@ internal static partial class VirtioPanicLog
     [LoggerMessage(EventId = 6006, Level = LogLevel.Information, Message = "{DeviceId} {EventName} (sequence {Sequence})")]
     internal static partial void OtherEvent(ILogger logger, string deviceId, string eventName, long sequence);
 
+    [LoggerMessage(EventId = 6070, Level = LogLevel.Warning, Message = "vCPU {VcpuId} on {DeviceId} stalled: {StalledForMs:0} ms of its run time without a pet (sequence {Sequence}); the guest was told, stage two in {SecondStageMs:0} ms")]
+    internal static partial void VcpuStalled(ILogger logger, string deviceId, int vcpuId, double stalledForMs, long sequence, double secondStageMs);
+
+    [LoggerMessage(EventId = 6071, Level = LogLevel.Information, Message = "vCPU {VcpuId} on {DeviceId} recovered {SinceStallMs:0} ms after its stall (sequence {Sequence})")]
+    internal static partial void VcpuRecovered(ILogger logger, string deviceId, int vcpuId, double sinceStallMs, long sequence);
+
+    [LoggerMessage(EventId = 6072, Level = LogLevel.Error, Message = "vCPU {VcpuId} on {DeviceId} is still stalled {SinceStallMs:0} ms after the guest was told (stage two, sequence {Sequence}) → policy {Action}")]
+    internal static partial void VcpuStallExpired(ILogger logger, string deviceId, int vcpuId, double sinceStallMs, long sequence, string action);
+
     [LoggerMessage(EventId = 6007, Level = LogLevel.Warning, Message = "{DeviceId}: {Note}")]
     internal static partial void PolicyNote(ILogger logger, string deviceId, string note);
 
@@ -107,6 +116,15 @@ internal static partial class VirtioPanicLog
                 break;
             case GuestShutdownEvent:
                 GuestShutdown(logger, evt.DeviceId, evt.Sequence);
+                break;
+            case VcpuStalledEvent stalled:
+                VcpuStalled(logger, evt.DeviceId, stalled.Vcpu, stalled.StalledFor.TotalMilliseconds, evt.Sequence, stalled.SecondStage.TotalMilliseconds);
+                break;
+            case VcpuRecoveredEvent recovered:
+                VcpuRecovered(logger, evt.DeviceId, recovered.Vcpu, recovered.SinceStall.TotalMilliseconds, evt.Sequence);
+                break;
+            case VcpuStallExpiredEvent expired:
+                VcpuStallExpired(logger, evt.DeviceId, expired.Vcpu, expired.SinceStall.TotalMilliseconds, evt.Sequence, action);
                 break;
             default:
                 if (logger.IsEnabled(LogLevel.Information))

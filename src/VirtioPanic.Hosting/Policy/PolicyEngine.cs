@@ -40,6 +40,8 @@ internal static class PolicyEngine
         WatchdogExpiredEvent expired => OnExpired(state, policy, expired, now),
         GuestShutdownEvent => WithCancel(OnGuestFinished(Cancel(state, s_allKinds, "shutdown", "the guest reported a shutdown", out CancelledEscalation? c3), "guest reported shutdown"), c3),
         DriverResetEvent => WithCancel(OnDriverReset(Cancel(state, s_allKinds, "driver-reset", "the guest's driver reset the device", out CancelledEscalation? c4)), c4),
+        VcpuStallExpiredEvent stall => OnVcpuStallExpired(state, policy, stall, now),
+        VcpuRecoveredEvent recovered => OnVcpuRecovered(state, recovered),
         WatchdogArmedEvent => WithCancel(new PolicyDecision { State = Cancel(state, EscalationKind.Watchdog, "recovered", "the watchdog was armed again (keepalive)", out CancelledEscalation? c5), Action = DecidedAction.Log }, c5),
         _ => new PolicyDecision { State = state, Action = DecidedAction.Log },
     };
@@ -231,6 +233,59 @@ internal static class PolicyEngine
 
         ImmutableArray<EscalationStepPlan> later = [.. policy.WatchdogEscalation.Select(s => new EscalationStepPlan(s.After, DecidedAction.Watchdog(s.Action), WatchdogSteps(s.Action)))];
         return Begin(decision, EscalationKind.Watchdog, EscalationText.Plan(policy.OnWatchdog, policy.WatchdogEscalation), expired.Sequence, expired, later, [], now);
+    }
+
+    // Stage two of a vCPU stall: the stall policy, unless a stall escalation is in progress, which this vCPU joins.
+    private static PolicyDecision OnVcpuStallExpired(DevicePolicyState state, DevicePolicy policy, VcpuStallExpiredEvent stall, DateTimeOffset now)
+    {
+        uint vcpu = (uint)stall.Vcpu;
+        if (state.Escalation is { Kind: EscalationKind.VcpuStall } running)
+        {
+            return new PolicyDecision
+            {
+                State = running.Vcpus.Contains(vcpu) ? state : state with { Escalation = running with { Vcpus = running.Vcpus.Add(vcpu) } },
+                Action = DecidedAction.Log,
+                Note = $"vCPU {vcpu} stalled too; it joins the vcpu-stall escalation '{running.Plan}' (step {running.Done} of {running.StepCount} done)",
+            };
+        }
+
+        var decision = new PolicyDecision
+        {
+            State = state,
+            Action = DecidedAction.Watchdog(policy.OnVcpuStall),
+            Steps = WatchdogSteps(policy.OnVcpuStall),
+        };
+        if (policy.VcpuStallEscalation.Count == 0)
+        {
+            return decision;
+        }
+
+        ImmutableArray<EscalationStepPlan> later = [.. policy.VcpuStallEscalation.Select(s => new EscalationStepPlan(s.After, DecidedAction.Watchdog(s.Action), WatchdogSteps(s.Action)))];
+        return Begin(decision, EscalationKind.VcpuStall, EscalationText.Plan(policy.OnVcpuStall, policy.VcpuStallEscalation), stall.Sequence, stall, later, [vcpu], now);
+    }
+
+    // A stalled vCPU pet again: a stall escalation waiting for it ends when no stalled vCPU is left.
+    private static PolicyDecision OnVcpuRecovered(DevicePolicyState state, VcpuRecoveredEvent recovered)
+    {
+        uint vcpu = (uint)recovered.Vcpu;
+        if (state.Escalation is not { Kind: EscalationKind.VcpuStall } running || !running.Vcpus.Contains(vcpu))
+        {
+            return new PolicyDecision { State = state, Action = DecidedAction.Log };
+        }
+
+        ImmutableArray<uint> left = running.Vcpus.Remove(vcpu);
+        if (!left.IsEmpty)
+        {
+            return new PolicyDecision
+            {
+                State = state with { Escalation = running with { Vcpus = left } },
+                Action = DecidedAction.Log,
+                Note = $"vCPU {vcpu} recovered; the vcpu-stall escalation '{running.Plan}' still waits for vCPU {string.Join(", ", left)}",
+            };
+        }
+
+        DevicePolicyState cancelled = Cancel(state, EscalationKind.VcpuStall, "recovered", $"vCPU {vcpu} pets again", out CancelledEscalation? why);
+        return WithCancel(new PolicyDecision { State = cancelled, Action = DecidedAction.Log }, why);
     }
 
     // A panic action applied now (at once, or when the grace window ended): with a sequence, it is its first step.
