@@ -81,6 +81,99 @@ public sealed class ConfigurationTests
     }
 
     [Test]
+    public void GoodConfiguration_SequencesInTheActionKeys_BindAsFirstActionAndLaterSteps()
+    {
+        using var directory = new TempDirectory();
+        using IHost host = Build(
+            directory,
+            ("VirtioPanic:Policy:OnWatchdog", "inject-nmi; 10s dump; 00:01:00 reset"),
+            ("VirtioPanic:Policy:OnVcpuStall", "none;500ms poweroff"),
+            ("VirtioPanic:Devices:vm1:OnPanic", " log-only ; 30s preserve ; 2m coredump-destroy "));
+
+        host.StartAsync().GetAwaiter().GetResult();
+        VirtioPanicOptions options = host.Services.GetRequiredService<IOptions<VirtioPanicOptions>>().Value;
+        host.StopAsync().GetAwaiter().GetResult();
+
+        var watchdog = new DevicePolicy
+        {
+            OnWatchdog = WatchdogAction.InjectNmi,
+            WatchdogEscalation = [new(TimeSpan.FromSeconds(10), WatchdogAction.Dump), new(TimeSpan.FromMinutes(1), WatchdogAction.Reset)],
+            OnVcpuStall = WatchdogAction.None,
+            VcpuStallEscalation = [new(TimeSpan.FromMilliseconds(500), WatchdogAction.Poweroff)],
+        };
+        Assert.Multiple(() =>
+        {
+            Assert.That(options.Policy, Is.EqualTo(watchdog), "value equality of the steps");
+            Assert.That(options.PolicyFor("vm1"), Is.EqualTo(watchdog with { OnPanic = PanicAction.LogOnly, PanicEscalation = [new(TimeSpan.FromSeconds(30), PanicAction.Preserve), new(TimeSpan.FromMinutes(2), PanicAction.CoredumpDestroy)] }));
+            Assert.That(PolicyNames.WatchdogPlan(options.Policy), Is.EqualTo("inject-nmi; 10s dump; 1m reset"));
+            Assert.That(PolicyNames.PanicPlan(options.PolicyFor("vm1")), Is.EqualTo("log-only; 30s preserve; 2m coredump-destroy"));
+            Assert.That(PolicyNames.VcpuStallPlan(options.Policy), Is.EqualTo("none; 500ms poweroff"));
+            Assert.That(PolicyNames.WatchdogPlan(new DevicePolicy()), Is.EqualTo("reset"), "the single action is the one-step plan");
+        });
+    }
+
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "inject-nmi; dump", "Step 2 ('dump') needs a delay")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "10s reset", "write 'none; 10s reset'")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "inject-nmi; 10s explode", "Step 2: 'explode' is not a valid WatchdogAction")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "inject-nmi; soon reset", "Step 2: 'soon' is not a delay")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "inject-nmi;; 10s reset", "Step 2 is empty")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "reset; 10s dump", "step 1 (reset) resets or powers off the VM")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "inject-nmi; 0s reset", "step 2 (reset) must come a positive time")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "inject-nmi; 25h reset", "step 2 (reset) must come a positive time")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "dump; 10s none", "step 2 is none, which does nothing")]
+    [TestCase("VirtioPanic:Policy:OnWatchdog", "dump; 1s dump; 1s dump; 1s dump; 1s dump; 1s dump; 1s dump; 1s dump; 1s reset", "at most 8")]
+    [TestCase("VirtioPanic:Devices:vm1:OnPanic", "restart; 10s destroy", "step 1 (restart) resets or powers off the VM")]
+    [TestCase("VirtioPanic:Devices:vm1:OnPanic", "preserve; 10s log-only", "step 2 is log-only, which does nothing")]
+    [TestCase("VirtioPanic:Policy:OnVcpuStall", "inject-nmi; 10s poweroff; 10s reset", "step 2 (poweroff) resets or powers off the VM")]
+    [TestCase("VirtioPanic:Policy:OnVcpuStall", "sometimes", "'sometimes' is not a valid WatchdogAction")]
+    public void BadSequence_FailsAtStart_NamingTheKeyAndTheStep(string key, string value, string why)
+    {
+        using var directory = new TempDirectory();
+        using IHost host = Build(directory, (key, value));
+
+        Exception? failure = null;
+        try
+        {
+            host.StartAsync().GetAwaiter().GetResult();
+            host.StopAsync().GetAwaiter().GetResult();
+        }
+        catch (Exception ex)
+        {
+            failure = ex;
+        }
+
+        Assert.That(failure, Is.Not.Null, "the host started");
+        Assert.That(failure!.Message, Does.Contain(key).And.Contain(why));
+    }
+
+    [Test]
+    public void DevicePolicy_EscalationSteps_AreCopiedWhenSet()
+    {
+        WatchdogStep[] steps = [new(TimeSpan.FromSeconds(10), WatchdogAction.Reset)];
+        var policy = new DevicePolicy { OnWatchdog = WatchdogAction.InjectNmi, WatchdogEscalation = steps };
+        steps[0] = new WatchdogStep(TimeSpan.FromSeconds(1), WatchdogAction.Poweroff);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(policy.WatchdogEscalation.Single(), Is.EqualTo(new WatchdogStep(TimeSpan.FromSeconds(10), WatchdogAction.Reset)));
+            Assert.That(policy, Is.EqualTo(new DevicePolicy { OnWatchdog = WatchdogAction.InjectNmi, WatchdogEscalation = [new(TimeSpan.FromSeconds(10), WatchdogAction.Reset)] }));
+            Assert.That(policy, Is.Not.EqualTo(new DevicePolicy { OnWatchdog = WatchdogAction.InjectNmi }));
+            Assert.That(new DevicePolicy { WatchdogEscalation = null! }.WatchdogEscalation, Is.Empty);
+        });
+    }
+
+    [Test]
+    public void SetPolicy_InvalidSequence_IsRefusedNamingTheStep()
+    {
+        using var directory = new TempDirectory();
+        using IHost host = Build(directory);
+        var manager = host.Services.GetRequiredService<PolicyService>();
+
+        Assert.That(() => manager.Attach(new Device.WatchdogDevice(new Device.WatchdogDeviceOptions()), new FakeVmControl(), new DevicePolicy { OnWatchdog = WatchdogAction.Poweroff, WatchdogEscalation = [new(TimeSpan.FromSeconds(1), WatchdogAction.Reset)] }),
+            Throws.ArgumentException.With.Message.Contains("DevicePolicy:OnWatchdog: step 1 (poweroff)"));
+    }
+
+    [Test]
     public void SetPolicy_InvalidPolicy_IsRefusedNamingTheProperty()
     {
         using var directory = new TempDirectory();
