@@ -58,6 +58,14 @@ internal sealed class GuestRig : IDisposable
         Assert.That(result, Is.EqualTo(WatchdogResult.Ok));
     }
 
+    // A guest that recovers after an expiry starts its watchdog again (the device refuses a KEEPALIVE
+    // of a disarmed watchdog; START or a baseline heartbeat re-arms it: VIRTIO_WDT_ARMED).
+    public void Rearm()
+    {
+        WatchdogDriver driver = _driver ?? throw new InvalidOperationException("Boot() first");
+        Assert.That(_kernel.Run(driver.Start), Is.EqualTo(WatchdogResult.Ok));
+    }
+
     // The managed thread the guest's vCPU runs on (its register accesses reach the device there).
     public int VcpuThreadId() => _kernel.Run(() => Environment.CurrentManagedThreadId);
 
