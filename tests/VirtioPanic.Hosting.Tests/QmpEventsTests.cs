@@ -147,6 +147,25 @@ public sealed class QmpEventsTests
         }
     }
 
+    [Test]
+    public void NameOf_EveryKind_HasItsOwnName_AndTheStallEventsCarryTheirMembers()
+    {
+        string[] names = [.. Enum.GetValues<WatchdogEventKind>().Select(QmpEvents.NameOf)];
+        JsonElement stalled = JsonDocument.Parse(QmpEvents.ToJson(SampleEvents().OfType<VcpuStalledEvent>().Single(), "log")).RootElement;
+        JsonElement expired = JsonDocument.Parse(QmpEvents.ToJson(SampleEvents().OfType<VcpuStallExpiredEvent>().Single(), "reset")).RootElement;
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(names, Is.Unique);
+            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuStalled), Is.EqualTo("VIRTIO_WDT_VCPU_STALLED"));
+            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuRecovered), Is.EqualTo("VIRTIO_WDT_VCPU_RECOVERED"));
+            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuStallExpired), Is.EqualTo("VIRTIO_WDT_VCPU_STALL_EXPIRED"));
+            Assert.That(stalled.TryGetProperty("data", out _), Is.False);
+            Assert.That((stalled.GetProperty("virtio-wdt").GetProperty("vcpu").GetInt32(), stalled.GetProperty("virtio-wdt").GetProperty("stalled-for-ms").GetInt64(), stalled.GetProperty("virtio-wdt").GetProperty("second-stage-ms").GetInt64()), Is.EqualTo((1, 10000L, 5000L)));
+            Assert.That((expired.GetProperty("virtio-wdt").GetProperty("policy").GetString(), expired.GetProperty("virtio-wdt").GetProperty("since-stall-ms").GetInt64()), Is.EqualTo(("reset", 5000L)));
+        });
+    }
+
     private static IEnumerable<WatchdogEvent> SampleEvents()
     {
         yield return new GuestPanickedEvent { DeviceId = "d", Sequence = 1, VmRunTime = default, HostTime = s_time, Source = WatchdogEventSource.EventRecord, CodeFormat = PanicCodeFormat.HyperVCrash, Codes = [1, 2, 3, 4, 5], Message = "m", VcpuId = 1 };
@@ -160,5 +179,8 @@ public sealed class QmpEventsTests
         yield return new WatchdogStoppedEvent { DeviceId = "d", Sequence = 9, VmRunTime = default, HostTime = s_time, Reason = WatchdogStopReason.DriverStop };
         yield return new GuestProtocolErrorEvent { DeviceId = "d", Sequence = 10, VmRunTime = default, HostTime = s_time, Error = WatchdogProtocolError.MalformedRecord, QueueIndex = 1, Detail = "x" };
         yield return new DriverResetEvent { DeviceId = "d", Sequence = 11, VmRunTime = default, HostTime = s_time, WatchdogKeptRunning = true };
+        yield return new VcpuStalledEvent { DeviceId = "d", Sequence = 12, VmRunTime = default, HostTime = s_time, Vcpu = 1, VcpuId = 1, StalledFor = TimeSpan.FromSeconds(10), Timeout = TimeSpan.FromSeconds(10), SecondStage = TimeSpan.FromSeconds(5) };
+        yield return new VcpuRecoveredEvent { DeviceId = "d", Sequence = 13, VmRunTime = default, HostTime = s_time, Vcpu = 1, VcpuId = 1, SinceStall = TimeSpan.FromSeconds(2) };
+        yield return new VcpuStallExpiredEvent { DeviceId = "d", Sequence = 14, VmRunTime = default, HostTime = s_time, Vcpu = 1, VcpuId = 1, SinceStall = TimeSpan.FromSeconds(5), StalledFor = TimeSpan.FromSeconds(10) };
     }
 }

@@ -146,6 +146,40 @@ public sealed class ManagementSocketTests
         }
     }
 
+    [Test]
+    public async Task SetPolicy_Sequence_IsCheckedLikeConfiguration_AndQueryDeviceShowsTheStep()
+    {
+        await using PolicyRig rig = await PolicyRig.StartAsync();
+        string path = rig.Directory.File("control.sock");
+        await using var socket = new ManagementSocket(rig.Manager, path);
+        using var client = new Client(path);
+        await client.NegotiateAsync();
+
+        (JsonElement set, _) = await client.ExecuteAsync("set-policy", """{"device": "wdt0", "policy": {"on-watchdog": "inject-nmi; 10s reset", "on-vcpu-stall": "none; 5s poweroff"}}""");
+        (JsonElement badDelay, _) = await client.ExecuteAsync("set-policy", """{"device": "wdt0", "policy": {"on-watchdog": "inject-nmi; 10x reset"}}""");
+        (JsonElement badOrder, _) = await client.ExecuteAsync("set-policy", """{"device": "wdt0", "policy": {"on-panic": "destroy; 10s preserve"}}""");
+        rig.Guest.Boot();
+        rig.Guest.Heartbeat();
+        await rig.NextAsync("VIRTIO_WDT_ARMED");
+        rig.Time.Advance(TimeSpan.FromSeconds(5));
+        await rig.NextAsync("WATCHDOG");
+        (JsonElement device, _) = await client.ExecuteAsync("query-device", """{"device": "wdt0"}""");
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(set.GetProperty("return").GetProperty("on-watchdog").GetString(), Is.EqualTo("inject-nmi; 10s reset"));
+            Assert.That(set.GetProperty("return").GetProperty("on-vcpu-stall").GetString(), Is.EqualTo("none; 5s poweroff"));
+            Assert.That(badDelay.GetProperty("error").GetProperty("desc").GetString(), Does.Contain("on-watchdog").And.Contain("'10x' is not a delay"));
+            Assert.That(badOrder.GetProperty("error").GetProperty("desc").GetString(), Does.Contain("OnPanic: step 1 (destroy)"));
+            Assert.That(rig.Manager.GetPolicy("wdt0").OnPanic, Is.EqualTo(PanicAction.Destroy), "the refused change changed nothing");
+            JsonElement escalation = device.GetProperty("return").GetProperty("escalation");
+            Assert.That((escalation.GetProperty("kind").GetString(), escalation.GetProperty("step").GetInt32(), escalation.GetProperty("of").GetInt32(), escalation.GetProperty("next-action").GetString()),
+                Is.EqualTo(("watchdog", 1, 2, "reset")));
+            Assert.That(escalation.GetProperty("next-due").GetDateTimeOffset(), Is.EqualTo(rig.Time.GetUtcNow() + TimeSpan.FromSeconds(10)));
+            Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.InjectNmi }));
+        }
+    }
+
     // A panic with preserve: the event reaches the client, and `continue` resumes the VM.
     [Test]
     public async Task PanicEvent_ReachesTheClient_ContinueResumesThePreservedVm()
