@@ -113,7 +113,7 @@ public sealed partial class WatchdogDriver
         queue.Callback = OnNotice;
     }
 
-    // noticeq interrupt: hand each notice to the pretimeout governor and post the buffer again.
+    // noticeq interrupt: hand each notice to the pretimeout governor (or, for VCPU_STALL, to the stall handling) and post the buffer again.
     private void OnNotice(GuestVirtqueue queue)
     {
         bool reposted = false;
@@ -131,6 +131,10 @@ public sealed partial class WatchdogDriver
                     Milliseconds(BinaryPrimitives.ReadUInt32LittleEndian(notice[12..])));
                 _notices.Add(received);
                 PretimeoutGovernor?.Invoke(received);
+            }
+            else if (used.Length >= WatchdogWire.NoticeSize && BinaryPrimitives.ReadUInt16LittleEndian(notice) == WatchdogWire.NoticeTypeVcpuStall)
+            {
+                OnVcpuStallNotice(notice);
             }
 
             Memory.TryWrite(buffer, zero);

@@ -13,7 +13,8 @@ namespace VirtioPanic.GuestDriver.Watchdog;
 //               accept offered features, never PRETIMEOUT without CONTROL or LOG_TAIL without EVENTS;
 //               read the timeout bounds; set up watchdogq (+ eventq, + noticeq); post record
 //               buffers (state != COMMITTED, status PENDING) and notice buffers; DRIVER_OK; with
-//               CONTROL, GET_STATUS: a watchdog found ARMED is kept alive by the core's worker
+//               CONTROL, GET_STATUS: a watchdog found ARMED is kept alive by the core's worker;
+//               with VCPU_STALL the slot count and timeouts (per-CPU petting: WatchdogDriver.Vcpu.cs)
 //   core ops    start/stop/ping/set_timeout/set_pretimeout/get_timeleft, nowayout, the
 //               /dev/watchdog open/write/release protocol with magic close ('V'), and the core's
 //               keepalive worker (every timeout/2) for a watchdog that runs with nobody holding it open
@@ -374,6 +375,7 @@ public sealed partial class WatchdogDriver
         Timeout = Milliseconds(defaultTimeout);
         MinTimeout = HasControl ? Milliseconds(_device.ReadConfigUInt32(WatchdogWire.ConfigMinTimeout)) : Timeout;
         MaxTimeout = HasControl ? Milliseconds(_device.ReadConfigUInt32(WatchdogWire.ConfigMaxTimeout)) : Timeout;
+        ReadVcpuConfig();
 
         // Step 4: the queues the features use.
         List<QueueSetup> queues = [new QueueSetup(WatchdogWire.WatchdogQueue, 16)];
@@ -382,7 +384,9 @@ public sealed partial class WatchdogDriver
             queues.Add(new QueueSetup(WatchdogWire.EventQueue, 32));
         }
 
-        if ((Features & WatchdogFeatures.Pretimeout) != 0)
+        // noticeq: with PRETIMEOUT or VCPU_STALL (WDT-DRV-20).
+        bool notices = (Features & (WatchdogFeatures.Pretimeout | WatchdogFeatures.VcpuStall)) != 0;
+        if (notices)
         {
             queues.Add(new QueueSetup(WatchdogWire.NoticeQueue, 8));
         }
@@ -404,7 +408,7 @@ public sealed partial class WatchdogDriver
             PostRecordBuffers();
         }
 
-        if ((Features & WatchdogFeatures.Pretimeout) != 0)
+        if (notices)
         {
             PostNoticeBuffers();
         }

@@ -34,6 +34,10 @@ public sealed class WatchdogDriverOptions
     /// <remarks>Defaults to 1 second.</remarks>
     public TimeSpan RequestTimeout { get; init; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>The <c>vcpu_stall_panic</c> module parameter: a VCPU_STALL notice panics the guest with a message naming the CPU; false only logs it (<see cref="WatchdogDriver.VcpuStallHandler"/> still runs).</summary>
+    /// <remarks>Defaults to true, as in the reference driver.</remarks>
+    public bool VcpuStallPanic { get; init; } = true;
+
     /// <summary>How many times the panic notifier polls a committed record's status before it falls back to <c>panic_events</c> (a bounded wait, interrupts off).</summary>
     /// <remarks>Defaults to 10000.</remarks>
     public int PanicStatusPolls { get; init; } = 10_000;
