@@ -49,9 +49,9 @@ internal static class Program
         string libraryOnPanic = PolicyNames.PanicPlan(library), libraryOnWatchdog = PolicyNames.WatchdogPlan(library);
         var scenario = new Option<string>("--scenario", "-s")
         {
-            Description = $"What the demo guest does: panic (arm, pet, panic with a message), watchdog-stall (stop petting; pretimeout, then expiry), crash-kernel (panic with kdump: crash-loaded, crash kernel, reboot), shutdown (clean shutdown), panic-storm (panics at every boot until the storm guard preserves it). Default: {Default("Demo:Scenario", "panic")} (Demo:Scenario).",
+            Description = $"What the demo guest does: panic (arm, pet, panic with a message), watchdog-stall (stop petting; pretimeout, then expiry), crash-kernel (panic with kdump: crash-loaded, crash kernel, reboot), shutdown (clean shutdown), panic-storm (panics at every boot until the storm guard preserves it), vcpu-stall (two vCPUs pet their stall-detector slots, one hard-locks: the device's VCPU_STALL notice, the guest panics naming it, the policy acts). Default: {Default("Demo:Scenario", "panic")} (Demo:Scenario).",
         };
-        scenario.AcceptOnlyFromAmong("panic", "watchdog-stall", "crash-kernel", "shutdown", "panic-storm");
+        scenario.AcceptOnlyFromAmong("panic", "watchdog-stall", "crash-kernel", "shutdown", "panic-storm", "vcpu-stall");
         var transport = new Option<string>("--transport", "-t") { Description = $"How the guest finds the device: pci (virtio-pci) or mmio (virtio-mmio). Default: {Default("Demo:Transport", "pci")} (Demo:Transport)." };
         transport.AcceptOnlyFromAmong("pci", "mmio");
         var ring = new Option<string>("--ring", "-r") { Description = $"Virtqueue format the guest negotiates: split or packed. Default: {Default("Demo:Ring", "split")} (Demo:Ring)." };

@@ -151,7 +151,7 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
         if (!Policy.EscalationText.TryParse(section.Value, waitAction, out first, out rest, out string? error))
         {
             string example = typeof(TAction) == typeof(PanicAction) ? "log-only; 30s coredump-restart" : "inject-nmi; 10s dump; 10s reset";
-            throw Failure($"Configuration key '{section.Path}' has an invalid value '{section.Value}': {error} Allowed: one action, or a sequence of steps separated by ';', each later one after a delay (500ms, 10s, 2m, 1h, 00:00:10), for example '{example}'.");
+            throw Failure($"Failed to convert configuration value '{section.Value}' at '{section.Path}' to a {typeof(TAction).Name} or a sequence of steps: {error} Allowed: one action, or a sequence of steps separated by ';', each later one after a delay (500ms, 10s, 2m, 1h, 00:00:10), for example '{example}'.");
         }
 
         return true;
@@ -161,7 +161,7 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
         where TAction : struct, Enum =>
         PolicyNames.TryParse(section.Value, out TAction action)
             ? action
-            : throw Failure($"Configuration key '{section.Path}' has an invalid value '{section.Value}': use one of: {PolicyNames.List<TAction>()}.");
+            : throw Failure($"Failed to convert configuration value '{section.Value}' at '{section.Path}' to {typeof(TAction).Name}: use one of: {PolicyNames.List<TAction>()}.");
 
     private static void CheckKeys(IConfigurationSection section, string[] known)
     {

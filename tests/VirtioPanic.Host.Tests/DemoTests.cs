@@ -92,6 +92,30 @@ public sealed class DemoTests
     }
 
     [Test]
+    public void Demo_VcpuStall_OneCpuStops_TheNotice_TheGuestsPanicNamingIt_AndThePolicysAction()
+    {
+        using var directory = new TempDirectory();
+        (int code, string output, string error) = Run(directory, "--scenario", "vcpu-stall");
+
+        JsonElement[] journal = Journal(directory);
+        JsonElement stalled = journal.Single(r => r.GetProperty("type").GetString() == "event" && r.GetProperty("name").GetString() == "VIRTIO_WDT_VCPU_STALLED");
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, error);
+            Assert.That(output, Does.Contain("Summary — scenario vcpu-stall, virtio-pci, split rings"));
+            Assert.That(output, Does.Contain("per-CPU stall detection on 2 CPUs"));
+            Assert.That(Row(output, "VIRTIO_WDT_VCPU_STALLED"), Does.Contain("| 1 ").And.Contain("| log "), "the device reported the stalled vCPU");
+            Assert.That(output, Does.Contain("VCPU_STALL notice: CPU 1"), "the guest got the notice");
+            Assert.That(Row(output, "GUEST_PANICKED"), Does.Contain("| restart ").And.Contain("reset (").And.Contain("| ok ").And.Contain("virtio_wdt: vCPU 1 stalled for"));
+            Assert.That(output, Does.Contain("boot reason PANIC"), "the policy's restart, read by the next boot");
+            Assert.That(Row(output, "VIRTIO_WDT_VCPU_STALL_EXPIRED"), Does.StartWith("(no "), "the guest's panic took over before stage two");
+            Assert.That(stalled.GetProperty("qmp").GetProperty("virtio-wdt").GetProperty("vcpu").GetInt32(), Is.EqualTo(1));
+            Assert.That(stalled.GetProperty("qmp").TryGetProperty("data", out _), Is.False, "our own event, no QEMU data");
+            Assert.That(output, Does.Contain("Demo finished."));
+        });
+    }
+
+    [Test]
     public void Demo_CoredumpDestroy_WritesTheDumpAndPowersOff()
     {
         using var directory = new TempDirectory();
@@ -124,7 +148,7 @@ public sealed class DemoTests
         Assert.Multiple(() =>
         {
             Assert.That(code, Is.Zero);
-            foreach (string option in new[] { "--scenario", "--transport", "--ring", "--on-panic", "--on-watchdog", "--panic-grace", "--journal", "--dump-dir", "--no-countdown", "--log-json", "serve", "appsettings.json", "watchdog-stall", "coredump-restart", "inject-nmi" })
+            foreach (string option in new[] { "--scenario", "--transport", "--ring", "--on-panic", "--on-watchdog", "--panic-grace", "--journal", "--dump-dir", "--no-countdown", "--log-json", "serve", "appsettings.json", "watchdog-stall", "vcpu-stall", "coredump-restart", "inject-nmi", "10s dump" })
             {
                 Assert.That(output, Does.Contain(option));
             }

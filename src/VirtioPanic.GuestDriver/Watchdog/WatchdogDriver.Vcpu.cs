@@ -181,7 +181,19 @@ public sealed partial class WatchdogDriver
             Milliseconds(BinaryPrimitives.ReadUInt32LittleEndian(notice[8..])),
             Milliseconds(BinaryPrimitives.ReadUInt32LittleEndian(notice[12..])));
         _stallNotices.Add(received);
-        PanicReportPath? path = _options.VcpuStallPanic ? Panic(new PanicReport { Message = VcpuStallMessage(received) }) : null;
+        PanicReportPath? path = null;
+        if (_options.VcpuStallPanic)
+        {
+            // A panicking kernel stops the other CPUs and runs no hrtimers: nothing pets from here on.
+            foreach (ITimer? timer in _vcpuTimers)
+            {
+                timer?.Dispose();
+            }
+
+            Array.Clear(_vcpuTimers);
+            path = Panic(new PanicReport { Message = VcpuStallMessage(received) });
+        }
+
         VcpuStallHandler?.Invoke(received, path);
     }
 }

@@ -24,6 +24,14 @@ internal static class DemoRunner
             builder.Configuration["VirtioPanic:Policy:OnPanic"] = "restart";
         }
 
+        if (scenario == DemoScenario.VcpuStall)
+        {
+            // Per-vCPU stall detection needs the device to know the vCPUs (two here); short stages keep the demo brief.
+            builder.Configuration["Device:VcpuCount"] = builder.Configuration["Device:VcpuCount"] is { Length: > 0 } count && count != "0" ? count : "2";
+            builder.Configuration["Device:VcpuStallTimeout"] ??= "00:00:01";
+            builder.Configuration["Device:VcpuStallSecondStage"] ??= "00:00:02";
+        }
+
         using IHost host = HostBuilder.Build(builder, failures);
         await host.StartAsync(cancellationToken).ConfigureAwait(false);
         ILoggerFactory loggers = HostBuilder.Loggers(host);

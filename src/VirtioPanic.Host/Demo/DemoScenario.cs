@@ -17,4 +17,7 @@ internal enum DemoScenario
 
     // Panics at every boot: the policy restarts it until the storm guard preserves it.
     PanicStorm,
+
+    // Two vCPUs pet their vcpu_heartbeat slots; one hard-locks: the device's VCPU_STALL notice, the guest panics naming it.
+    VcpuStall,
 }

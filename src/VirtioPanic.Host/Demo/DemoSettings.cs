@@ -11,7 +11,7 @@ internal sealed class DemoSettings
     private static readonly string[] s_transports = ["pci", "mmio"];
     private static readonly string[] s_rings = ["split", "packed"];
 
-    // panic, watchdog-stall, crash-kernel, shutdown or panic-storm (see ScenarioKind).
+    // panic, watchdog-stall, crash-kernel, shutdown, panic-storm or vcpu-stall (see ScenarioKind).
     public string Scenario { get; set; } = "panic";
 
     internal DemoScenario ScenarioKind => PolicyNames.TryParse(Scenario, out DemoScenario kind)

@@ -44,6 +44,9 @@ internal sealed partial class DemoVm
                 case DemoScenario.PanicStorm:
                     StormBoot();
                     break;
+                case DemoScenario.VcpuStall:
+                    VcpuStallBoot();
+                    break;
             }
         }
         catch (GuestNmiException)
@@ -209,6 +212,41 @@ internal sealed partial class DemoVm
         StartWatchdog(TimeSpan.Zero);
         Run(TimeSpan.FromMilliseconds(200), allowInterrupts: false);
         Panic("Kernel panic - not syncing: VFS: Unable to mount root fs on unknown-block(0,0)", "[    1.234567] VFS: Cannot open root device \"vda1\" or unknown-block(0,0): error -6");
+        Panicked();
+    }
+
+    // Every CPU's hrtimer pets its vcpu_heartbeat slot, the watchdog daemon pets watchdog0 from CPU 0;
+    // then CPU 1 hard-locks with interrupts off. The device's VCPU_STALL notice arrives on another
+    // CPU, and the driver panics naming CPU 1 (vcpu_stall_panic=1); the policy acts on the panic.
+    private void VcpuStallBoot()
+    {
+        StartWatchdog(TimeSpan.Zero);
+        int cpus = OnCpu(d => d.VcpuCount);
+        if (cpus < 2)
+        {
+            Kernel($"virtio_wdt: VIRTIO_WDT_F_VCPU_STALL not negotiated (vcpu_count {cpus}); nothing to show");
+            CleanShutdown();
+            return;
+        }
+
+        Check(OnCpu(d => d.StartVcpuPetting()), "vcpu petting");
+        TimeSpan interval = OnCpu(d => d.VcpuPetInterval);
+        Kernel($"virtio_wdt: per-CPU stall detection on {cpus} CPUs: each CPU pets every {interval.TotalMilliseconds:0} ms, stall after {OnCpu(d => d.VcpuTimeout).TotalSeconds:0.0} s of its run time");
+        PetFor(2);
+        Kernel("CPU#1: spinning with interrupts off in a broken driver (hard LOCKUP); its hrtimer stops");
+        OnCpu(d =>
+        {
+            d.StallCpu(1);
+            return 0;
+        });
+
+        // CPU 0 runs on: the daemon pets watchdog0 until the notice comes (bounded).
+        for (int i = 0; i < 40 && !_vcpuStallPanic; i++)
+        {
+            Run(TimeSpan.FromMilliseconds(250));
+            Check(OnCpu(d => d.Ping()), "ping");
+        }
+
         Panicked();
     }
 

@@ -42,6 +42,7 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
     private long _interrupts;
     private volatile bool _nmi;
     private volatile bool _powerButton;
+    private volatile bool _vcpuStallPanic;
 
     internal DemoVm(DemoSettings settings, WatchdogDevice device, ILoggerFactory loggers)
     {
@@ -354,6 +355,7 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
         _boot = new CancellationTokenSource();
         _nmi = false;
         _powerButton = false;
+        _vcpuStallPanic = false;
         _uptime = Stopwatch.StartNew();
         int boot = ++_boots;
         CancellationToken token = _boot.Token;
@@ -378,6 +380,15 @@ internal sealed partial class DemoVm : IVmControl, IDisposable
         var options = new WatchdogDriverOptions { RingFeatures = VirtioFeatures.EventIndex | (Packed ? VirtioFeatures.RingPacked : 0) };
         WatchdogDriver driver = kernel.Run(() => WatchdogDriver.Probe(kernel.FindVirtioDevice(WatchdogDevice.VirtioDeviceId), options));
         driver.PretimeoutGovernor = notice => Kernel($"watchdog: watchdog0: pretimeout governor: {notice.TimeLeft.TotalMilliseconds:0} ms left — dumping state before the bite");
+        driver.VcpuStallHandler = (notice, path) =>
+        {
+            Kernel($"virtio_wdt: VCPU_STALL notice: CPU {notice.Vcpu} ran {notice.StalledFor.TotalMilliseconds:0} ms without a pet (stage two in {notice.Stage2Left.TotalMilliseconds:0} ms)");
+            if (path is { } reported)
+            {
+                Kernel($"Kernel panic - not syncing: {WatchdogDriver.VcpuStallMessage(notice)} (reported through {reported})");
+                _vcpuStallPanic = true;
+            }
+        };
         lock (_lock)
         {
             _driver = token.IsCancellationRequested ? null : driver;
