@@ -250,6 +250,105 @@ public sealed class PolicyServiceEscalationTests
         });
     }
 
+    [Test]
+    public async Task VcpuStallPolicy_StageTwo_StartsItsSequence_TheLaterStepRunsAtItsTime()
+    {
+        await using PolicyRig rig = await StallRigAsync();
+        var meters = rig.Host.Services.GetRequiredService<IMeterFactory>();
+        using var steps = new MetricCollector<long>(meters, "VirtioPanic.Hosting", "virtiopanic.escalation.steps");
+
+        (HandledEvent stalled, HandledEvent expired) = await StallCpuOneAsync(rig);
+        PendingEscalation? escalation = rig.Manager.GetDevice("wdt0")!.Escalation;
+        rig.Guest.Advance(TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(250));
+        HandledEvent reset = await rig.NextAsync(PolicyService.EscalationStepName);
+
+        JsonElement record = rig.JournalLines().Select(l => JsonDocument.Parse(l).RootElement)
+            .Single(r => r.GetProperty("type").GetString() == "event" && r.GetProperty("name").GetString() == "VIRTIO_WDT_VCPU_STALLED");
+        Assert.Multiple(() =>
+        {
+            Assert.That((stalled.PolicyAction, stalled.Steps.Count, ((VcpuStalledEvent)stalled.Event!).Vcpu), Is.EqualTo(("log", 0, 1)));
+            Assert.That(record.GetProperty("qmp").GetProperty("virtio-wdt").GetProperty("vcpu").GetInt32(), Is.EqualTo(1), "journaled in QMP shape, naming the vCPU");
+            Assert.That((expired.PolicyAction, ((VcpuStallExpiredEvent)expired.Event!).Vcpu), Is.EqualTo(("inject-nmi", 1)));
+            Assert.That((escalation?.Kind, escalation?.Plan, escalation?.NextAction), Is.EqualTo(((EscalationKind?)EscalationKind.VcpuStall, "inject-nmi; 5s reset", "reset")));
+            Assert.That(escalation!.Vcpus, Is.EqualTo(new uint[] { 1 }));
+            Assert.That(reset.PolicyAction, Is.EqualTo("reset"));
+            Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.InjectNmi, VmOperation.Reset }));
+            Assert.That(rig.Vm.BootReasonsAtReset, Is.EqualTo(new[] { WatchdogBootReason.Watchdog }));
+            Assert.That(steps.GetMeasurementSnapshot().Select(m => (string)m.Tags["kind"]!), Is.EqualTo(new[] { "vcpu-stall", "vcpu-stall" }));
+        });
+    }
+
+    [Test]
+    public async Task VcpuStallPolicy_GuestPanicsAfterTheNmi_TheRemainingStepIsCancelled()
+    {
+        await using PolicyRig rig = await StallRigAsync();
+        await StallCpuOneAsync(rig);
+
+        rig.Guest.Panic();
+        HandledEvent panic = await rig.NextAsync("GUEST_PANICKED");
+        rig.Guest.Advance(TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500));
+        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(panic.Note, Does.Contain("vcpu-stall escalation 'inject-nmi; 5s reset' cancelled before step 2 of 2 (reset): a panic report took over"));
+            Assert.That(rest.Select(r => r.Name), Has.None.EqualTo(PolicyService.EscalationStepName));
+            Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.InjectNmi, VmOperation.Pause }));
+        });
+    }
+
+    [Test]
+    public async Task VcpuStallPolicy_CpuPetsAgainBeforeStageTwo_RecoveredIsJournaled_AndNothingIsDone()
+    {
+        await using PolicyRig rig = await StallRigAsync();
+        rig.Guest.Boot();
+        rig.Guest.Run(d => d.StartVcpuPetting());
+        rig.Guest.Advance(TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(250));
+        rig.Guest.Run(d =>
+        {
+            d.StallCpu(1);
+            return 0;
+        });
+        rig.Guest.Advance(TimeSpan.FromSeconds(2.5), TimeSpan.FromMilliseconds(250));
+        await rig.NextAsync("VIRTIO_WDT_VCPU_STALLED");
+
+        rig.Guest.Run(d => d.StartVcpuPetting([1]));
+        HandledEvent recovered = await rig.NextAsync("VIRTIO_WDT_VCPU_RECOVERED");
+        rig.Guest.Advance(TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500));
+        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That((recovered.PolicyAction, ((VcpuRecoveredEvent)recovered.Event!).Vcpu), Is.EqualTo(("log", 1)));
+            Assert.That(rest.Select(r => r.Name), Has.None.EqualTo("VIRTIO_WDT_VCPU_STALL_EXPIRED"));
+            Assert.That(rig.Vm.Operations, Is.Empty);
+        });
+    }
+
+    // A guest with two stall-detector slots whose driver only logs a VCPU_STALL notice (so the
+    // device's stage two comes), under "inject-nmi; 5s reset" for a stall and preserve for a panic.
+    private static Task<PolicyRig> StallRigAsync() => PolicyRig.StartAsync(
+        new DevicePolicy { OnPanic = PanicAction.Preserve, OnVcpuStall = WatchdogAction.InjectNmi, VcpuStallEscalation = [new(TimeSpan.FromSeconds(5), WatchdogAction.Reset)] },
+        guest: time => new GuestRig(time, vcpus: 2, driverOptions: new GuestDriver.Watchdog.WatchdogDriverOptions { VcpuStallPanic = false }));
+
+    // Both CPUs pet; CPU 1 stops: stage one after 2 s of its run time, stage two 2 s later.
+    private static async Task<(HandledEvent Stalled, HandledEvent Expired)> StallCpuOneAsync(PolicyRig rig)
+    {
+        rig.Guest.Boot();
+        rig.Guest.Run(d => d.StartVcpuPetting());
+        rig.Guest.Advance(TimeSpan.FromSeconds(1), TimeSpan.FromMilliseconds(250));
+        rig.Guest.Run(d =>
+        {
+            d.StallCpu(1);
+            return 0;
+        });
+        rig.Guest.Advance(TimeSpan.FromSeconds(2.5), TimeSpan.FromMilliseconds(250));
+        HandledEvent stalled = await rig.NextAsync("VIRTIO_WDT_VCPU_STALLED");
+        rig.Guest.Advance(TimeSpan.FromSeconds(2), TimeSpan.FromMilliseconds(250));
+        HandledEvent expired = await rig.NextAsync("VIRTIO_WDT_VCPU_STALL_EXPIRED");
+        return (stalled, expired);
+    }
+
     // Boots, arms, and lets the 5 s watchdog expire.
     private static async Task ExpireAsync(PolicyRig rig)
     {

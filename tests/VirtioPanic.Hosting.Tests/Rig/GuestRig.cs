@@ -13,15 +13,23 @@ namespace VirtioPanic.Hosting.Tests.Rig;
 // core and panic-notifier semantics) once Boot() has probed it.
 internal sealed class GuestRig : IDisposable
 {
+    private readonly WatchdogDriverOptions? _driverOptions;
     private GuestKernel _kernel;
     private WatchdogDriver? _driver;
 
-    public GuestRig(FakeTimeProvider time, string id = "wdt0", TimeSpan? timeout = null)
+    // vcpus > 0: per-vCPU stall detection with that many slots (2 s stage one, 2 s stage two);
+    // driverOptions: how Boot() probes (VcpuStallPanic, features).
+    public GuestRig(FakeTimeProvider time, string id = "wdt0", TimeSpan? timeout = null, int vcpus = 0, WatchdogDriverOptions? driverOptions = null)
     {
         Time = time;
+        _driverOptions = driverOptions;
         Machine = new TestMachine(new TestMachineOptions { Clock = time });
         Device = new WatchdogDevice(
-            new WatchdogDeviceOptions { DeviceId = id, DefaultTimeout = timeout ?? TimeSpan.FromSeconds(5), MinTimeout = TimeSpan.FromSeconds(1), ResumeGrace = TimeSpan.FromSeconds(1) },
+            new WatchdogDeviceOptions
+            {
+                DeviceId = id, DefaultTimeout = timeout ?? TimeSpan.FromSeconds(5), MinTimeout = TimeSpan.FromSeconds(1), ResumeGrace = TimeSpan.FromSeconds(1),
+                VcpuCount = vcpus, VcpuStallTimeout = TimeSpan.FromSeconds(2), VcpuStallSecondStage = TimeSpan.FromSeconds(2),
+            },
             time);
         Pci = Machine.AddPciDevice(Device);
         _kernel = BootKernel();
@@ -38,7 +46,25 @@ internal sealed class GuestRig : IDisposable
     private GuestVirtioDevice VirtioDevice => _kernel.FindVirtioDevice(WatchdogDevice.VirtioDeviceId);
 
     // The driver's probe (features, queues, posted record and notice buffers, DRIVER_OK).
-    public void Boot() => _driver = _kernel.Run(() => WatchdogDriver.Probe(VirtioDevice));
+    public void Boot() => _driver = _kernel.Run(() => WatchdogDriver.Probe(VirtioDevice, _driverOptions));
+
+    // The driver, for what the helpers here do not cover; call it through Run.
+    public WatchdogDriver Driver => _driver ?? throw new InvalidOperationException("Boot() first");
+
+    // Machine time passes in steps; the guest's timers (its hrtimers) run in between.
+    public void Advance(TimeSpan total, TimeSpan step)
+    {
+        for (TimeSpan done = TimeSpan.Zero; done < total; done += step)
+        {
+            _kernel.WaitForQuiescence();
+            Time.Advance(step < total - done ? step : total - done);
+        }
+
+        _kernel.WaitForQuiescence();
+    }
+
+    // Guest code on the vCPU.
+    public T Run<T>(Func<WatchdogDriver, T> step) => _kernel.Run(() => step(Driver));
 
     // The guest reboots by itself: the platform resets (the device learns no reason) and a fresh kernel probes again.
     public void Reboot()
