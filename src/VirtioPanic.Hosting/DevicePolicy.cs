@@ -42,8 +42,8 @@ public sealed record DevicePolicy
     private IReadOnlyList<PanicStep> _panicEscalation = Policy.StepList<PanicStep>.Empty;
     private IReadOnlyList<WatchdogStep> _vcpuStallEscalation = Policy.StepList<WatchdogStep>.Empty;
 
-    /// <summary>The action for a guest panic.</summary>
-    /// <remarks>Defaults to <see cref="PanicAction.Destroy"/>, libvirt's <c>on_crash</c> default. Configuration key <c>OnPanic</c>.</remarks>
+    /// <summary>The action for a guest panic; with <see cref="PanicEscalation"/>, the first step of its sequence.</summary>
+    /// <remarks>Defaults to <see cref="PanicAction.Destroy"/>, libvirt's <c>on_crash</c> default. Configuration key <c>OnPanic</c>, whose value may be a whole sequence (<c>log-only; 30s coredump-restart</c>).</remarks>
     public PanicAction OnPanic { get; init; } = PanicAction.Destroy;
 
     /// <summary>The action for a watchdog expiry; with <see cref="WatchdogEscalation"/>, the first step of its sequence.</summary>
