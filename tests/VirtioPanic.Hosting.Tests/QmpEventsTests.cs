@@ -162,18 +162,13 @@ public sealed class QmpEventsTests
     }
 
     [Test]
-    public void NameOf_EveryKind_HasItsOwnName_AndTheStallEventsCarryTheirMembers()
+    public void VcpuStallEvents_CarryTheirMembersUnderVirtioWdt()
     {
-        string[] names = [.. Enum.GetValues<WatchdogEventKind>().Select(QmpEvents.NameOf)];
         JsonElement stalled = JsonDocument.Parse(QmpEvents.ToJson(SampleEvents().OfType<VcpuStalledEvent>().Single(), "log")).RootElement;
         JsonElement expired = JsonDocument.Parse(QmpEvents.ToJson(SampleEvents().OfType<VcpuStallExpiredEvent>().Single(), "reset")).RootElement;
 
         Assert.Multiple(() =>
         {
-            Assert.That(names, Is.Unique);
-            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuStalled), Is.EqualTo("VIRTIO_WDT_VCPU_STALLED"));
-            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuRecovered), Is.EqualTo("VIRTIO_WDT_VCPU_RECOVERED"));
-            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuStallExpired), Is.EqualTo("VIRTIO_WDT_VCPU_STALL_EXPIRED"));
             Assert.That(stalled.TryGetProperty("data", out _), Is.False);
             Assert.That((stalled.GetProperty("virtio-wdt").GetProperty("vcpu").GetInt32(), stalled.GetProperty("virtio-wdt").GetProperty("stalled-for-ms").GetInt64(), stalled.GetProperty("virtio-wdt").GetProperty("second-stage-ms").GetInt64()), Is.EqualTo((1, 10000L, 5000L)));
             Assert.That((expired.GetProperty("virtio-wdt").GetProperty("policy").GetString(), expired.GetProperty("virtio-wdt").GetProperty("since-stall-ms").GetInt64()), Is.EqualTo(("reset", 5000L)));
