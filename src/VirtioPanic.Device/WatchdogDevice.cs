@@ -94,8 +94,8 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         options.Validate();
         Id = options.DeviceId;
 
-        // VCPU_STALL is offered only with a vCPU count (WDT-DEV-40); without it the configuration stays 20 bytes.
-        _offered = options.VcpuCount > 0 ? options.Features : options.Features & ~WatchdogFeatures.VcpuStall;
+        // VCPU_STALL is offered exactly with a vCPU count (WDT-DEV-40); without it the configuration stays 20 bytes.
+        _offered = (options.Features & WatchdogFeatures.All) | (options.VcpuCount > 0 ? WatchdogFeatures.VcpuStall : WatchdogFeatures.None);
         _vcpuClock = vcpuClock;
         _defaultTimeoutMs = WatchdogTimer.ToMilliseconds(options.DefaultTimeout);
         _minTimeoutMs = WatchdogTimer.ToMilliseconds(options.MinTimeout);
@@ -349,7 +349,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     public bool AcceptFeatures(ulong features)
     {
         // WDT-DEV-2: no feature without its prerequisite.
-        var device = (WatchdogFeatures)(features & (ulong)WatchdogFeatures.All);
+        var device = (WatchdogFeatures)(features & (ulong)WatchdogDeviceOptions.KnownFeatures);
         if ((device & WatchdogFeatures.Pretimeout) != 0 && (device & WatchdogFeatures.Control) == 0)
         {
             return false;

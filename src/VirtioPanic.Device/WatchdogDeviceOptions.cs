@@ -8,9 +8,9 @@ public sealed class WatchdogDeviceOptions
     public string DeviceId { get; set; } = "watchdog0";
 
     /// <summary>The feature bits the device offers (the baseline protocol is always present).</summary>
-    /// <remarks>Defaults to <see cref="WatchdogFeatures.All"/>. PRETIMEOUT needs CONTROL and LOG_TAIL needs EVENTS. VCPU_STALL is
-    /// offered only when <see cref="VcpuCount"/> is not 0 as well (without it the bit is left out and the configuration stays
-    /// 20 bytes, as QEMU command lines with <c>config_size=20</c> expect).</remarks>
+    /// <remarks>Defaults to <see cref="WatchdogFeatures.All"/>. PRETIMEOUT needs CONTROL and LOG_TAIL needs EVENTS. VCPU_STALL
+    /// need not be listed: it is offered exactly when <see cref="VcpuCount"/> is not 0 (listing it without a count is an error);
+    /// without it the configuration stays 20 bytes, as QEMU command lines with <c>config_size=20</c> expect.</remarks>
     public WatchdogFeatures Features { get; set; } = WatchdogFeatures.All;
 
     /// <summary>The timeout after a reset, and the only one without CONTROL (<c>default_timeout_ms</c>).</summary>
@@ -51,6 +51,9 @@ public sealed class WatchdogDeviceOptions
     /// <remarks>Defaults to 10 seconds. Whole milliseconds, from 1 ms to 2^32 - 1 ms. Used only with <see cref="VcpuCount"/>.</remarks>
     public TimeSpan VcpuStallSecondStage { get; set; } = TimeSpan.FromSeconds(10);
 
+    // Every bit a device can offer: the 20-byte configuration's and VCPU_STALL.
+    internal const WatchdogFeatures KnownFeatures = WatchdogFeatures.All | WatchdogFeatures.VcpuStall;
+
     /// <summary>The largest <see cref="VcpuCount"/> (VIRTIO_WDT_VCPU_MAX, spec §4).</summary>
     public const int MaxVcpuCount = 1024;
 
@@ -66,9 +69,14 @@ public sealed class WatchdogDeviceOptions
             throw new ArgumentException("WatchdogDeviceOptions.DeviceId must not be empty.", nameof(DeviceId));
         }
 
-        if ((Features & ~WatchdogFeatures.All) != 0)
+        if ((Features & ~KnownFeatures) != 0)
         {
-            throw new ArgumentException($"WatchdogDeviceOptions.Features has unknown bits 0x{(ulong)(Features & ~WatchdogFeatures.All):x}.", nameof(Features));
+            throw new ArgumentException($"WatchdogDeviceOptions.Features has unknown bits 0x{(ulong)(Features & ~KnownFeatures):x}.", nameof(Features));
+        }
+
+        if ((Features & WatchdogFeatures.VcpuStall) != 0 && VcpuCount == 0)
+        {
+            throw new ArgumentException("WatchdogDeviceOptions.Features: VcpuStall is offered only with a VcpuCount (the VM's vCPU count).", nameof(Features));
         }
 
         if ((Features & WatchdogFeatures.Pretimeout) != 0 && (Features & WatchdogFeatures.Control) == 0)

@@ -37,9 +37,14 @@ internal sealed class WatchdogDeviceOptionsValidator : IValidateOptions<Watchdog
         }
 
         WatchdogFeatures features = options.Features;
-        if ((features & ~WatchdogFeatures.All) != 0)
+        const WatchdogFeatures known = WatchdogFeatures.All | WatchdogFeatures.VcpuStall;
+        if ((features & ~known) != 0)
         {
-            failures.Add($"{Root}:Features = '{features}': has unknown bits 0x{(ulong)(features & ~WatchdogFeatures.All):x}; allowed: {string.Join(", ", Enum.GetNames<WatchdogFeatures>())}.");
+            failures.Add($"{Root}:Features = '{features}': has unknown bits 0x{(ulong)(features & ~known):x}; allowed: {string.Join(", ", Enum.GetNames<WatchdogFeatures>())}.");
+        }
+        else if ((features & WatchdogFeatures.VcpuStall) != 0 && options.VcpuCount == 0)
+        {
+            failures.Add($"{Root}:Features = '{features}': VcpuStall is offered only with {Root}:VcpuCount (the VM's vCPU count); set that instead.");
         }
         else if ((features & WatchdogFeatures.Pretimeout) != 0 && (features & WatchdogFeatures.Control) == 0)
         {

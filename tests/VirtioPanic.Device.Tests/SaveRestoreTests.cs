@@ -366,7 +366,7 @@ public sealed class SaveRestoreTests
             ResumeGrace = TimeSpan.FromSeconds(1),
         };
         byte[] valid;
-        using (WatchdogRig source = WatchdogRig.Started(WatchdogFeatures.All, options))
+        using (WatchdogRig source = WatchdogRig.Started(WatchdogFeatures.All | WatchdogFeatures.VcpuStall, options))
         {
             source.WriteConfig32(0x20, 1u | 1u << 16);
             source.Time.Advance(TimeSpan.FromSeconds(2.5));
@@ -395,7 +395,7 @@ public sealed class SaveRestoreTests
             {
                 using var rig = new WatchdogRig(options);
                 SnapshotStatus status = rig.Device.RestoreState(image);
-                rig.Activate(WatchdogFeatures.All);
+                rig.Activate(WatchdogFeatures.All | WatchdogFeatures.VcpuStall);
                 rig.Device.Resume();
                 WatchdogDeviceStatus after = rig.Device.GetStatus();
                 int live = after.TrackedVcpus + after.StalledVcpus;

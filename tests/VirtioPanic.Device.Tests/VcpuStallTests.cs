@@ -76,6 +76,7 @@ public sealed class VcpuStallTests
     public void WDT_DEV_40_WithAVcpuCount_BitOffered_36ByteLayout_HeartbeatReadsZero()
     {
         using var rig = new WatchdogRig(Options(vcpus: 8));
+        Assert.That(rig.Device.OfferedFeatures, Is.EqualTo(WatchdogFeatures.All | WatchdogFeatures.VcpuStall), "a count is enough: Features (All) need not list it");
 
         byte[] image = new byte[36];
         rig.Device.ReadConfig(0, image);
@@ -107,6 +108,9 @@ public sealed class VcpuStallTests
             Assert.That(rig.Virtio.AcceptFeatures((ulong)WatchdogFeatures.VcpuStall | VirtioFeatures.Version1), Is.False, "not offered, so refused");
             Assert.That(tail, Is.EqualTo(new byte[4]), "nothing beyond 20 bytes");
             Assert.That(rig.Device.GetStatus().VcpuClock, Is.EqualTo(VcpuClockSource.NotOffered));
+            Assert.That(WatchdogFeatures.All & WatchdogFeatures.VcpuStall, Is.EqualTo(WatchdogFeatures.None), "All is the 20-byte device's set");
+            Assert.That(() => new WatchdogDeviceOptions { Features = WatchdogFeatures.All | WatchdogFeatures.VcpuStall }.Validate(),
+                Throws.ArgumentException.With.Message.Contains("VcpuStall is offered only with a VcpuCount"));
         });
     }
 

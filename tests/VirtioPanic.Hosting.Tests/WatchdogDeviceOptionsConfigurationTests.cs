@@ -72,6 +72,7 @@ public sealed class WatchdogDeviceOptionsConfigurationTests
     [TestCase("Device:Features", "Pretimeout", "Pretimeout requires Control")]
     [TestCase("Device:Features", "LogTail", "LogTail requires Events")]
     [TestCase("Device:DeviceId", "", "must not be empty")]
+    [TestCase("Device:Features", "All, VcpuStall", "VcpuStall is offered only with Device:VcpuCount")]
     [TestCase("Device:VcpuCount", "-1", "must be from 0 (no per-vCPU stall detection) to 1024")]
     [TestCase("Device:VcpuCount", "1025", "must be from 0 (no per-vCPU stall detection) to 1024")]
     [TestCase("Device:VcpuCount", "all", "not a whole number")]
@@ -145,6 +146,8 @@ public sealed class WatchdogDeviceOptionsConfigurationTests
         yield return new WatchdogDeviceOptions { EventCapacity = 4 };
         yield return new WatchdogDeviceOptions { EventCapacity = 3 };
         yield return new WatchdogDeviceOptions { VcpuCount = 1024 };
+        yield return new WatchdogDeviceOptions { Features = WatchdogFeatures.All | WatchdogFeatures.VcpuStall };
+        yield return new WatchdogDeviceOptions { Features = WatchdogFeatures.All | WatchdogFeatures.VcpuStall, VcpuCount = 2 };
         yield return new WatchdogDeviceOptions { VcpuCount = 1025 };
         yield return new WatchdogDeviceOptions { VcpuCount = -1 };
         yield return new WatchdogDeviceOptions { VcpuStallTimeout = TimeSpan.FromMilliseconds(999) };
