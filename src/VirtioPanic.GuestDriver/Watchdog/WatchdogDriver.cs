@@ -116,6 +116,9 @@ public sealed partial class WatchdogDriver
     /// <summary>Whether a crash kernel is loaded (<c>kexec_crash_loaded()</c>): panics are then reported as CRASH_LOADED.</summary>
     public bool CrashKernelLoaded { get; set; }
 
+    // Every device-specific bit the driver knows: the 20-byte configuration's and VCPU_STALL.
+    private const WatchdogFeatures KnownFeatures = WatchdogFeatures.All | WatchdogFeatures.VcpuStall;
+
     private GuestMemory Memory => _kernel.Memory;
 
     private bool HasControl => (Features & WatchdogFeatures.Control) != 0;
@@ -342,7 +345,7 @@ public sealed partial class WatchdogDriver
 
         // §5 step 1: the default timeout; step 2: the boot reason, read before it is cleared.
         uint defaultTimeout = _device.ReadConfigUInt32(WatchdogWire.ConfigDefaultTimeout);
-        OfferedFeatures = (WatchdogFeatures)(_device.ReadDeviceFeatures() & (ulong)WatchdogFeatures.All);
+        OfferedFeatures = (WatchdogFeatures)(_device.ReadDeviceFeatures() & (ulong)KnownFeatures);
         if ((OfferedFeatures & WatchdogFeatures.BootReason) != 0)
         {
             uint reason = _device.ReadConfigUInt32(WatchdogWire.ConfigBootReason);
@@ -371,7 +374,7 @@ public sealed partial class WatchdogDriver
             throw new InvalidOperationException($"{_device.Location}: feature negotiation failed ({result}).");
         }
 
-        Features = (WatchdogFeatures)(_device.NegotiatedFeatures & (ulong)WatchdogFeatures.All);
+        Features = (WatchdogFeatures)(_device.NegotiatedFeatures & (ulong)KnownFeatures);
         Timeout = Milliseconds(defaultTimeout);
         MinTimeout = HasControl ? Milliseconds(_device.ReadConfigUInt32(WatchdogWire.ConfigMinTimeout)) : Timeout;
         MaxTimeout = HasControl ? Milliseconds(_device.ReadConfigUInt32(WatchdogWire.ConfigMaxTimeout)) : Timeout;

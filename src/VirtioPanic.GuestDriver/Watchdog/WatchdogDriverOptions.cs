@@ -7,8 +7,8 @@ namespace VirtioPanic.GuestDriver.Watchdog;
 public sealed class WatchdogDriverOptions
 {
     /// <summary>The device features the driver supports; it accepts what the device offers of them, never one without its prerequisite.</summary>
-    /// <remarks>Defaults to <see cref="WatchdogFeatures.All"/>.</remarks>
-    public WatchdogFeatures Features { get; init; } = WatchdogFeatures.All;
+    /// <remarks>Defaults to <see cref="WatchdogFeatures.All"/> and <see cref="WatchdogFeatures.VcpuStall"/> (which a device offers only with a vCPU count).</remarks>
+    public WatchdogFeatures Features { get; init; } = WatchdogFeatures.All | WatchdogFeatures.VcpuStall;
 
     /// <summary>Ring features the driver supports (VIRTIO_F_EVENT_IDX, VIRTIO_F_RING_PACKED).</summary>
     /// <remarks>Defaults to VIRTIO_F_EVENT_IDX.</remarks>

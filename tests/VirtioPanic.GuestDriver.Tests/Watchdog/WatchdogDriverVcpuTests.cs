@@ -21,7 +21,7 @@ public sealed class WatchdogDriverVcpuTests
     {
         using WatchdogRig rig = Rig(vcpus: 3);
 
-        WatchdogDriver driver = rig.Probe(new WatchdogDriverOptions { Features = WatchdogFeatures.All & ~WatchdogFeatures.Pretimeout });
+        WatchdogDriver driver = rig.Probe(new WatchdogDriverOptions { Features = (WatchdogFeatures.All | WatchdogFeatures.VcpuStall) & ~WatchdogFeatures.Pretimeout });
 
         using (Assert.EnterMultipleScope())
         {
@@ -72,7 +72,7 @@ public sealed class WatchdogDriverVcpuTests
         using WatchdogRig rig = Rig(vcpus: 2);
         WatchdogDriver driver = rig.Probe();
         using WatchdogRig plain = Rig(vcpus: 2);
-        WatchdogDriver without = plain.Probe(new WatchdogDriverOptions { Features = WatchdogFeatures.All & ~WatchdogFeatures.VcpuStall });
+        WatchdogDriver without = plain.Probe(new WatchdogDriverOptions { Features = WatchdogFeatures.All });
 
         (WatchdogResult high, WatchdogResult negative, WatchdogResult start) = rig.Run(() => (driver.PetVcpu(2), driver.PetVcpu(-1), driver.StartVcpuPetting([0, 2])));
         (WatchdogResult notNegotiated, WatchdogResult startWithout) = plain.Run(() => (without.PetVcpu(0), without.StartVcpuPetting()));
