@@ -200,6 +200,7 @@ public sealed partial class PolicyService : IDisposable
 
             JournalRecoveryReport report = _journal.Open();
             Volatile.Write(ref _recovery, report);
+            _recoveriesClaimed.Clear();
             _running = true;
             TimeSpan period = ActionRunner.SweepPeriod(_options.ActionTimeout);
             _sweeper = _time.CreateTimer(static state => ((PolicyService)state!).Sweep(), this, period, period);
@@ -225,6 +226,7 @@ public sealed partial class PolicyService : IDisposable
             entries = [.. _devices.Values];
         }
 
+        await StopRecoveriesAsync().ConfigureAwait(false);
         await Task.WhenAll(entries.Select(StopPumpAsync)).ConfigureAwait(false);
         _logs.LogFinalSuppressedSummaries(_devices.Values);
         lock (_lifecycle)
@@ -241,6 +243,7 @@ public sealed partial class PolicyService : IDisposable
         lock (_lifecycle)
         {
             _running = false;
+            _recoveryStop?.Cancel();
             foreach (DeviceEntry entry in _devices.Values)
             {
                 entry.Device.SetReportAcceptedObserver(null);
@@ -290,6 +293,9 @@ public sealed partial class PolicyService : IDisposable
         // The inline observer is registered only once the journal is open: before that, events wait for the pump.
         entry.Pump ??= new DevicePump(entry, HandleEventAsync);
         entry.Pump.Start(_options.InlinePanicHandling);
+
+        // Decisions an earlier run made for this device and did not carry out (PolicyService.Recovery.cs).
+        StartRecoveryUnsynchronized(entry);
     }
 
     private async Task StopPumpAsync(DeviceEntry entry)
