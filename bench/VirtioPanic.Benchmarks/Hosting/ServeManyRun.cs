@@ -42,17 +42,26 @@ internal static class ServeManyRun
         var watchdogs = new WatchdogDevice[devices];
         var backends = new VhostUserBackend[devices];
         var serving = new Task[devices];
+        // The device with serve's default options (every feature offered, the default event capacity) and its policy registration.
         for (int i = 0; i < devices; i++)
         {
             string id = "vm" + i.ToString(CultureInfo.InvariantCulture);
             watchdogs[i] = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = id, DefaultTimeout = TimeSpan.FromSeconds(5), MinTimeout = TimeSpan.FromSeconds(1) });
             manager.Attach(watchdogs[i], vm);
-            backends[i] = new VhostUserBackend(watchdogs[i], Path.Combine(sockets, id + ".sock"));
+        }
+
+        long managedDevices = (SoakRun.ManagedBytes() - managedBefore) / devices;
+
+        // Its vhost-user back end, listening on its own socket.
+        for (int i = 0; i < devices; i++)
+        {
+            backends[i] = new VhostUserBackend(watchdogs[i], Path.Combine(sockets, watchdogs[i].Id + ".sock"));
             VhostUserBackend backend = backends[i];
             serving[i] = Task.Run(() => backend.RunAsync(stop.Token));
         }
 
         long managedListening = (SoakRun.ManagedBytes() - managedBefore) / devices;
+        long workingSetListening = (Environment.WorkingSet - workingSetBefore) / devices;
         using Process guests = StartGuests(sockets, devices, seconds);
         string? ready = guests.StandardOutput.ReadLine();
         if (ready != "ready")
@@ -65,16 +74,16 @@ internal static class ServeManyRun
         long managedPerDevice = (SoakRun.ManagedBytes() - managedBefore) / devices;
         long workingSetPerDevice = (Environment.WorkingSet - workingSetBefore) / devices;
         int threads = Process.GetCurrentProcess().Threads.Count - threadsBefore;
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{devices} devices on {devices} vhost-user sockets, {sessions} armed by their front end's first ping: managed heap {managedPerDevice} B/device ({managedListening} B listening, before the front ends connected), working set {workingSetPerDevice} B/device, {threads} more threads ({(double)threads / devices:0.00} per device)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{devices} devices on {devices} vhost-user sockets, {sessions} armed by their front end's first ping: managed heap {managedPerDevice} B/device (device + policy registration {managedDevices} B, + listening back end {managedListening - managedDevices} B, + connected session {managedPerDevice - managedListening} B), working set {workingSetPerDevice} B/device ({workingSetListening} B before the front ends connected), {threads} more threads ({(double)threads / devices:0.00} per device)"));
 
         // Steady state: from 5 s after the guests are up to 5 s before they stop.
         Thread.Sleep(TimeSpan.FromSeconds(5));
         TimeSpan cpuStart = Process.GetCurrentProcess().TotalProcessorTime;
-        Dictionary<string, double> threadsStart = SoakRun.ThreadsCpuSeconds();
+        Dictionary<string, double> threadsStart = ThreadsCpuSeconds();
         var wall = Stopwatch.StartNew();
         Thread.Sleep(TimeSpan.FromSeconds(seconds - 10));
         double cpu = (Process.GetCurrentProcess().TotalProcessorTime - cpuStart).TotalSeconds;
-        Dictionary<string, double> threadsEnd = SoakRun.ThreadsCpuSeconds();
+        Dictionary<string, double> threadsEnd = ThreadsCpuSeconds();
         double elapsed = wall.Elapsed.TotalSeconds;
         int armed = watchdogs.Count(w => w.GetStatus() is { Armed: true, Expired: false });
         double share = 100 * cpu / elapsed;
@@ -82,7 +91,8 @@ internal static class ServeManyRun
         var byName = new Dictionary<string, double>();
         foreach ((string key, double end) in threadsEnd)
         {
-            string name = key[(key.IndexOf(':', StringComparison.Ordinal) + 1)..];
+            // Threads of one kind summed (digits dropped: one session thread per connection).
+            string name = string.Concat(key[(key.IndexOf(':', StringComparison.Ordinal) + 1)..].Where(c => !char.IsAsciiDigit(c)));
             byName[name] = byName.GetValueOrDefault(name) + end - threadsStart.GetValueOrDefault(key);
         }
 
@@ -186,6 +196,28 @@ internal static class ServeManyRun
                 FakeFrontEnd.Signal(kicks[i]);
             }
         }
+    }
+
+    // Every thread's time on a CPU by "tid:name", in seconds, from /proc/self/task/*/schedstat (ns,
+    // exact; stat's utime/stime are whole ticks, and a hundred session threads of a few ms each read 0).
+    private static Dictionary<string, double> ThreadsCpuSeconds()
+    {
+        var result = new Dictionary<string, double>();
+        foreach (string task in Directory.GetDirectories("/proc/self/task"))
+        {
+            try
+            {
+                string name = File.ReadAllText(Path.Combine(task, "comm")).Trim();
+                string schedstat = File.ReadAllText(Path.Combine(task, "schedstat"));
+                result[Path.GetFileName(task) + ":" + name] = long.Parse(schedstat.AsSpan(0, schedstat.IndexOf(' ', StringComparison.Ordinal)), CultureInfo.InvariantCulture) / 1e9;
+            }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+            {
+                // The thread ended meanwhile.
+            }
+        }
+
+        return result;
     }
 
     private static Process StartGuests(string sockets, int devices, int seconds)
