@@ -95,6 +95,72 @@ public sealed class RecoveryTests
         await AssertNothingLeftAsync(directory);
     }
 
+    // The VMM comes back some time after the restart: the decision waits for it, then is carried out once.
+    [Test]
+    public async Task VmmReachableOnlyLater_DecisionWaitsForIt_ThenCarriedOutOnce()
+    {
+        using var directory = new TempDirectory();
+        await File.WriteAllTextAsync(directory.File("journal.jsonl"), Start + ResetDecided);
+
+        await using (PolicyRig rig = await PolicyRig.StartAsync(directory: directory, start: false, configure: o => o.RecoveryTimeout = TimeSpan.FromMinutes(1)))
+        {
+            rig.Vm.RunState = null;   // the monitor does not answer yet
+            await rig.Host.StartAsync();
+            Task recovered = rig.Manager.WhenRecoveredAsync();
+            await AdvanceAsync(rig, TimeSpan.FromSeconds(30), () => rig.Vm.StateQueries >= 3);
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(recovered.IsCompleted, Is.False, "still waiting for the VMM");
+                Assert.That(rig.Vm.StateQueries, Is.GreaterThanOrEqualTo(3), "asked again while it did not answer");
+                Assert.That(rig.Vm.Operations, Is.Empty);
+            }
+
+            rig.Vm.RunState = true;
+            await AdvanceAsync(rig, TimeSpan.FromSeconds(30), () => recovered.IsCompleted);
+            await recovered.WaitAsync(TimeSpan.FromSeconds(15));
+            Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.Reset }));
+        }
+
+        await AssertNothingLeftAsync(directory);
+    }
+
+    // The VMM never answers within RecoveryTimeout: reported, not carried out.
+    [Test]
+    public async Task VmmNeverReachable_ReportedAfterRecoveryTimeout()
+    {
+        using var directory = new TempDirectory();
+        await File.WriteAllTextAsync(directory.File("journal.jsonl"), Start + ResetDecided);
+
+        await using (PolicyRig rig = await PolicyRig.StartAsync(directory: directory, start: false, configure: o => o.RecoveryTimeout = TimeSpan.FromSeconds(10)))
+        {
+            rig.Vm.RunState = null;
+            await rig.Host.StartAsync();
+            Task recovered = rig.Manager.WhenRecoveredAsync();
+            await AdvanceAsync(rig, TimeSpan.FromSeconds(60), () => recovered.IsCompleted);
+            await recovered.WaitAsync(TimeSpan.FromSeconds(15));
+            HandledEvent reported = await rig.NextAsync("RECOVERY");
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(rig.Vm.Operations, Is.Empty);
+                Assert.That(reported.Note, Does.Contain("did not answer query-status within 00:00:10"));
+                Assert.That(rig.Vm.StateQueries, Is.InRange(2, 12), "asked again (once a second) until the timeout");
+            }
+        }
+
+        await AssertNothingLeftAsync(directory);
+    }
+
+    // Moves the rig's fake clock on in 100 ms steps, up to 'limit' of fake time or until 'done'
+    // (the recovery's poll registers its next one-second wait on another thread).
+    private static async Task AdvanceAsync(PolicyRig rig, TimeSpan limit, Func<bool> done)
+    {
+        for (TimeSpan moved = TimeSpan.Zero; moved < limit && !done(); moved += TimeSpan.FromMilliseconds(100))
+        {
+            rig.Time.Advance(TimeSpan.FromMilliseconds(100));
+            await Task.Delay(5);
+        }
+    }
+
     // A decision without a journaled VM state (a VM control that cannot tell it) is only reported.
     [Test]
     public async Task DecidedWithoutVmState_IsReportedNotCarriedOut()
