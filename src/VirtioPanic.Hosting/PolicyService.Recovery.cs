@@ -15,8 +15,10 @@ namespace VirtioPanic.Hosting;
 // been made, or nothing says what state the VM was in). When that device is attached and the
 // service runs, RecoverAsync waits until the VMM answers query-status (bounded by RecoveryTimeout),
 // then, under the device's gate:
-//   - the VM is not in the state the decision was made for (running vs stopped): the recover record
-//     gets an outcome "not-acted" with the reason, and the event is logged as not carried out;
+//   - the VM is not in the state the decision was made for (running vs stopped), or the device has
+//     had events handled since this process started (the guest moved on; acting as well could act
+//     twice, once on the new event and once on the old decision): the recover record gets an
+//     outcome "not-acted" with the reason, and the event is logged as not carried out;
 //   - the decision had deferred its action (a panic grace window, a crash kernel's deadline): the
 //     deadline is armed again at its original due time (at once if past), so the ordinary deadline
 //     path acts (or a guest reset cancels it) and settles the recover record;
@@ -153,6 +155,7 @@ public sealed partial class PolicyService
             null when entry.Vm is not IVmRunStateSource => "the VM control cannot report the VM's run state",
             null => $"the VMM did not answer query-status within {_options.RecoveryTimeout}",
             { } now when now.Running != pending.VmRunning => $"the VM is {now.Status} now; the decision was made for a {wanted} VM",
+            _ when entry.EventsHandled > 0 => $"the device reported {entry.EventsHandled} event(s) since this process started, after the decision was made: the guest is not where it was",
             _ when pending.DeferredUntil is not null => null,
             _ => TryRebuild(entry, pending, out decision),
         };

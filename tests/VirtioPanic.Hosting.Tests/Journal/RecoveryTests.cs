@@ -161,6 +161,36 @@ public sealed class RecoveryTests
         }
     }
 
+    // The guest reported something in this run before the VMM answered: the old decision is not
+    // carried out as well (it could act twice: on the new event and on the old decision).
+    [Test]
+    public async Task DeviceReportedSinceTheRestart_OldDecisionReportedNotCarriedOut()
+    {
+        using var directory = new TempDirectory();
+        await File.WriteAllTextAsync(directory.File("journal.jsonl"), Start + ResetDecided);
+
+        await using (PolicyRig rig = await PolicyRig.StartAsync(new DevicePolicy { OnPanic = PanicAction.Preserve, StormThreshold = 0 }, directory: directory, start: false, configure: o => o.RecoveryTimeout = TimeSpan.FromMinutes(1)))
+        {
+            rig.Vm.RunState = null;   // the monitor does not answer yet
+            await rig.Host.StartAsync();
+            rig.Guest.Boot();
+            rig.Guest.Panic();
+            await rig.NextAsync("GUEST_PANICKED");
+            rig.Vm.RunState = true;
+            Task recovered = rig.Manager.WhenRecoveredAsync();
+            await AdvanceAsync(rig, TimeSpan.FromSeconds(30), () => recovered.IsCompleted);
+            await recovered.WaitAsync(TimeSpan.FromSeconds(15));
+            HandledEvent reported = await rig.NextAsync("RECOVERY");
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.Pause }), "only the new panic's preserve, not the old reset");
+                Assert.That(reported.Note, Does.Contain("since this process started"));
+            }
+        }
+
+        await AssertNothingLeftAsync(directory);
+    }
+
     // A decision without a journaled VM state (a VM control that cannot tell it) is only reported.
     [Test]
     public async Task DecidedWithoutVmState_IsReportedNotCarriedOut()
