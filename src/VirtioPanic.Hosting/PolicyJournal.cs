@@ -10,6 +10,9 @@ namespace VirtioPanic.Hosting;
 // their durability, and the degraded state the status query and the gauge show.
 internal sealed class PolicyJournal
 {
+    // The operations' names, made once: the attempt record is on every acting decision's path.
+    private static readonly string[] s_operationNames = [.. Enum.GetValues<VmOperation>().Select(PolicyNames.Of)];
+
     private readonly VirtioPanicOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -104,7 +107,7 @@ internal sealed class PolicyJournal
     internal ValueTask<bool> TryAppendAttemptAsync(EventJournal? journal, long id, string deviceId, VmOperation operation) =>
         journal is null
             ? ValueTask.FromResult(false)
-            : journal.AppendAsync(new JournalItem(JournalRecords.Attempt(journal.Run, _time.GetUtcNow(), id, PolicyNames.Of(operation)), FlushToDisk: false, JournalMarks.None, 0, deviceId));
+            : journal.AppendAsync(new JournalItem(JournalRecords.Attempt(journal.Run, _time.GetUtcNow(), id, s_operationNames[(int)operation]), FlushToDisk: false, JournalMarks.None, 0, deviceId));
 
     // The outcome of an acting decision, always fsynced: only now does the event count as handled.
     // 'settles' resolves a deferred decision whose deadline the calls cleared; 'note' says why a recovered decision was not carried out.
