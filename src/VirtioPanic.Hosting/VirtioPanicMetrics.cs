@@ -12,9 +12,11 @@ namespace VirtioPanic.Hosting;
 //   virtiopanic.journal.failures  counter   {write}
 //   virtiopanic.journal.degraded  gauge     {state}  1 while the journal does not work (the service runs degraded), else 0
 //   virtiopanic.log.suppressed    counter   {line}   per-event log lines held back by the rate limit
+//   virtiopanic.devices.armed     gauge     {device} attached devices whose watchdog is armed
+//   virtiopanic.watchdog.time_left.min gauge s      the smallest time left of an armed watchdog (none when none is armed)
 internal sealed class VirtioPanicMetrics : IDisposable
 {
-    internal const string MeterName = "VirtioPanic.Hosting";
+    internal const string MeterName = PolicyServiceMetrics.MeterName;
 
     private readonly Meter _meter;
     private readonly Counter<long> _events;
@@ -25,7 +27,7 @@ internal sealed class VirtioPanicMetrics : IDisposable
     private readonly Counter<long> _journalFailures;
     private readonly Counter<long> _suppressed;
 
-    internal VirtioPanicMetrics(IMeterFactory? factory, Func<bool> journalDegraded)
+    internal VirtioPanicMetrics(IMeterFactory? factory, Func<bool> journalDegraded, Func<IEnumerable<WatchdogDevice>>? devices = null)
     {
         _meter = factory?.Create(MeterName) ?? new Meter(MeterName);
         _events = _meter.CreateCounter<long>("virtiopanic.events", "{event}", "Device events handled, by kind");
@@ -36,6 +38,9 @@ internal sealed class VirtioPanicMetrics : IDisposable
         _journalFailures = _meter.CreateCounter<long>("virtiopanic.journal.failures", "{write}", "Journal writes that failed");
         _meter.CreateObservableGauge("virtiopanic.journal.degraded", () => journalDegraded() ? 1 : 0, "{state}", "1 while the journal does not work and the service runs degraded");
         _suppressed = _meter.CreateCounter<long>("virtiopanic.log.suppressed", "{line}", "Per-event log lines held back by the rate limit");
+        devices ??= () => [];
+        _meter.CreateObservableGauge("virtiopanic.devices.armed", () => ArmedCount(devices()), "{device}", "Attached devices whose watchdog is armed");
+        _meter.CreateObservableGauge("virtiopanic.watchdog.time_left.min", () => SmallestTimeLeft(devices()), "s", "The smallest run time left before an armed watchdog expires; no measurement while none is armed");
     }
 
     internal void Event(WatchdogEventKind kind) => _events.Add(1, new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
@@ -58,4 +63,30 @@ internal sealed class VirtioPanicMetrics : IDisposable
     internal void Suppressed() => _suppressed.Add(1);
 
     public void Dispose() => _meter.Dispose();
+
+    // The gauges read each device's status when a collector asks (not on any device path).
+    private static int ArmedCount(IEnumerable<WatchdogDevice> devices)
+    {
+        int armed = 0;
+        foreach (WatchdogDevice device in devices)
+        {
+            armed += device.GetStatus().Armed ? 1 : 0;
+        }
+
+        return armed;
+    }
+
+    private static IEnumerable<Measurement<double>> SmallestTimeLeft(IEnumerable<WatchdogDevice> devices)
+    {
+        TimeSpan? smallest = null;
+        foreach (WatchdogDevice device in devices)
+        {
+            if (device.GetStatus() is { Armed: true, TimeLeft: TimeSpan left } && (smallest is null || left < smallest))
+            {
+                smallest = left;
+            }
+        }
+
+        return smallest is TimeSpan s ? [new Measurement<double>(s.TotalSeconds)] : [];
+    }
 }
