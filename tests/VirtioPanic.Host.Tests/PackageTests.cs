@@ -14,7 +14,7 @@ public sealed class PackageTests
 {
     private static readonly string[] s_expected =
     [
-        "VirtioPanic.Device", "VirtioPanic.GuestDriver", "VirtioPanic.Hosting",
+        "VirtioPanic.Device", "VirtioPanic.GuestDriver", "VirtioPanic.Hosting", "VirtioPanic.OpenTelemetry",
         "VirtioPanic.Transport", "VirtioPanic.VhostUser", "VirtioPanic.Virtio",
     ];
 
