@@ -1,17 +1,17 @@
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
-using OpenTelemetry;
 using OpenTelemetry.Exporter;
 using OpenTelemetry.Logs;
 using OpenTelemetry.Metrics;
 using OpenTelemetry.Resources;
+using OpenTelemetry.Trace;
 using VirtioPanic.OpenTelemetry;
 
 namespace VirtioPanic.Host;
 
-// Section Telemetry: OTLP export of the meters, the log lines and the handled events, off unless
+// Section Telemetry: OTLP export of the meters, the log lines, the handled events and the action spans, off unless
 // an endpoint is configured (Telemetry:Otlp:Endpoint, else the standard OTEL_EXPORTER_OTLP_ENDPOINT).
-//   Telemetry:Otlp:Endpoint     absolute http(s) URI of the collector (with http/protobuf, the base: /v1/metrics and /v1/logs are appended)
+//   Telemetry:Otlp:Endpoint     absolute http(s) URI of the collector (with http/protobuf, the base: /v1/metrics, /v1/logs and /v1/traces are appended)
 //   Telemetry:Otlp:Protocol     http/protobuf (default) or grpc
 //   Telemetry:Otlp:ServiceName  service.name of the exported resource (default virtiopanic)
 internal sealed record HostTelemetry(Uri? Endpoint, bool FromEnvironment, OtlpExportProtocol Protocol, string ServiceName)
@@ -77,7 +77,7 @@ internal sealed record HostTelemetry(Uri? Endpoint, bool FromEnvironment, OtlpEx
         return new HostTelemetry(endpoint, fromEnvironment, protocol, serviceName);
     }
 
-    // The OTLP exporters for metrics and logs, with AddVirtioPanicTelemetry (meters, log lines, handled events).
+    // The OTLP exporters for metrics, logs and traces, with AddVirtioPanicTelemetry (meters, log lines, handled events, action spans).
     internal void AddTo(IServiceCollection services)
     {
         if (!Enabled)
@@ -89,7 +89,8 @@ internal sealed record HostTelemetry(Uri? Endpoint, bool FromEnvironment, OtlpEx
             .ConfigureResource(r => r.AddService(ServiceName))
             .AddVirtioPanicTelemetry()
             .WithMetrics(m => m.AddOtlpExporter(o => Configure(o, "v1/metrics")))
-            .WithLogging(l => l.AddOtlpExporter(o => Configure(o, "v1/logs")));
+            .WithLogging(l => l.AddOtlpExporter(o => Configure(o, "v1/logs")))
+            .WithTracing(t => t.AddOtlpExporter(o => Configure(o, "v1/traces")));
     }
 
     private void Configure(OtlpExporterOptions options, string signalPath)

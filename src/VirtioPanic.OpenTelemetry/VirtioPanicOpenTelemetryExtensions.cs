@@ -3,6 +3,7 @@ using Microsoft.Extensions.DependencyInjection.Extensions;
 using Microsoft.Extensions.Hosting;
 using OpenTelemetry;
 using OpenTelemetry.Metrics;
+using VirtioPanic.Hosting;
 
 namespace VirtioPanic.OpenTelemetry;
 
@@ -21,8 +22,9 @@ public static class VirtioPanicOpenTelemetryExtensions
     /// <summary>
     /// Adds VirtioPanic to an OpenTelemetry set-up (<c>services.AddOpenTelemetry()</c>): every
     /// VirtioPanic meter, OpenTelemetry logging (so the libraries' log lines that reach the host's
-    /// logger factory are exported too), and the policy service's handled events, one log record
-    /// per event, in category <see cref="VirtioPanicTelemetry.EventsCategory"/>. Add the exporters
+    /// logger factory are exported too), the policy service's handled events, one log record
+    /// per event, in category <see cref="VirtioPanicTelemetry.EventsCategory"/>, and tracing of the
+    /// action spans (<see cref="PolicyServiceMetrics.ActivitySourceName"/>). Add the exporters
     /// (OTLP, in-memory...) as usual.
     /// </summary>
     /// <param name="builder">The OpenTelemetry builder.</param>
@@ -42,9 +44,29 @@ public static class VirtioPanicOpenTelemetryExtensions
     public static IOpenTelemetryBuilder AddVirtioPanicTelemetry(this IOpenTelemetryBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
+        Add(builder);
+        return builder;
+    }
+
+    /// <summary>
+    /// Adds VirtioPanic to <c>services.AddOpenTelemetry()</c>, as
+    /// <see cref="AddVirtioPanicTelemetry(IOpenTelemetryBuilder)"/> does, and keeps the concrete
+    /// builder so that <c>WithMetrics</c> and <c>WithLogging</c> chain on without another <c>using</c>.
+    /// </summary>
+    /// <param name="builder">The builder <c>AddOpenTelemetry</c> returned.</param>
+    /// <returns><paramref name="builder"/>.</returns>
+    public static OpenTelemetryBuilder AddVirtioPanicTelemetry(this OpenTelemetryBuilder builder)
+    {
+        ArgumentNullException.ThrowIfNull(builder);
+        Add(builder);
+        return builder;
+    }
+
+    private static void Add(IOpenTelemetryBuilder builder)
+    {
         builder.WithMetrics(metrics => metrics.AddVirtioPanicInstrumentation());
         builder.WithLogging();
+        builder.WithTracing(tracing => tracing.AddSource(PolicyServiceMetrics.ActivitySourceName));
         builder.Services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, HandledEventExporter>());
-        return builder;
     }
 }

@@ -12,7 +12,7 @@ public sealed class TelemetryExportTests
     private static readonly TimeSpan s_limit = TimeSpan.FromSeconds(90);
 
     [Test]
-    public async Task Demo_WithAnOtlpEndpoint_PostsMetricsAndLogsToTheReceiver()
+    public async Task Demo_WithAnOtlpEndpoint_PostsMetricsLogsAndTracesToTheReceiver()
     {
         using var directory = new TempDirectory();
         await using var receiver = OtlpReceiver.Start();
@@ -28,7 +28,7 @@ public sealed class TelemetryExportTests
         {
             Assert.That(code, Is.Zero, error);
             Assert.That(output, Does.Contain("Demo finished."));
-            foreach (string path in new[] { "/v1/metrics", "/v1/logs" })
+            foreach (string path in new[] { "/v1/metrics", "/v1/logs", "/v1/traces" })
             {
                 OtlpReceiver.Request[] posts = [.. requests.Where(r => r.Path == path)];
                 Assert.That(posts, Is.Not.Empty, $"a POST to {path}; received: {string.Join(", ", requests.Select(r => r.Path))}");
@@ -38,6 +38,7 @@ public sealed class TelemetryExportTests
             // The resource's service.name travels in every request (protobuf strings are plain UTF-8).
             Assert.That(requests.Any(r => r.Path == "/v1/logs" && r.Contains("otlp-test") && r.Contains("GUEST_PANICKED")), Is.True, "the panic's event record was exported");
             Assert.That(requests.Any(r => r.Path == "/v1/metrics" && r.Contains("virtiopanic.events")), Is.True, "the service's meter was exported");
+            Assert.That(requests.Any(r => r.Path == "/v1/traces" && r.Contains("virtiopanic.action") && r.Contains("reset")), Is.True, "the restart's action span was exported");
         });
     }
 

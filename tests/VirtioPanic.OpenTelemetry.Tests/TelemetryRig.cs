@@ -1,9 +1,9 @@
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Time.Testing;
-using OpenTelemetry;
 using OpenTelemetry.Logs;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Trace;
 using VirtioPanic.Device;
 using VirtioPanic.GuestDriver.Kernel;
 using VirtioPanic.GuestDriver.Machine;
@@ -38,7 +38,8 @@ internal sealed class TelemetryRig : IAsyncDisposable
         builder.Services.AddOpenTelemetry()
             .AddVirtioPanicTelemetry()
             .WithMetrics(m => m.AddInMemoryExporter(Metrics))
-            .WithLogging(l => l.AddInMemoryExporter(Logs));
+            .WithLogging(l => l.AddInMemoryExporter(Logs))
+            .WithTracing(t => t.AddInMemoryExporter(Spans));
         Host = builder.Build();
 
         Machine = new TestMachine(new TestMachineOptions { Clock = Time });
@@ -70,6 +71,8 @@ internal sealed class TelemetryRig : IAsyncDisposable
     public List<Metric> Metrics { get; } = [];
 
     public List<LogRecord> Logs { get; } = [];
+
+    public List<System.Diagnostics.Activity> Spans { get; } = [];
 
     // Every handled event, in order.
     public List<HandledEvent> Handled { get; } = [];

@@ -85,6 +85,30 @@ public sealed class VirtioPanicOpenTelemetryExtensionsTests
     }
 
     [Test]
+    public async Task AddVirtioPanicTelemetry_PanicWithRestart_ExportsOneActionSpanWithItsCalls()
+    {
+        await using TelemetryRig rig = await TelemetryRig.StartAsync("otel-spans");
+        rig.BootAndArm();
+        await rig.NextAsync("VIRTIO_WDT_ARMED");
+        rig.PanicWithUnknownBit();
+        HandledEvent panic = await rig.NextAsync("GUEST_PANICKED");
+        await rig.StopAsync();
+
+        System.Diagnostics.Activity[] spans = [.. rig.Spans.Where(s => s.OperationName == "virtiopanic.action" && Equals(s.GetTagItem("virtiopanic.device.id"), "otel-spans"))];
+        Assert.That(spans, Has.Length.EqualTo(1), "one span: the panic's restart (arming makes no VM-control call)");
+        System.Diagnostics.Activity span = spans[0];
+        Assert.Multiple(() =>
+        {
+            Assert.That(span.Source.Name, Is.EqualTo(PolicyServiceMetrics.ActivitySourceName));
+            Assert.That(span.GetTagItem("virtiopanic.event.name"), Is.EqualTo("GUEST_PANICKED"));
+            Assert.That(span.GetTagItem("virtiopanic.event.sequence"), Is.EqualTo(panic.Sequence));
+            Assert.That(span.GetTagItem("virtiopanic.policy.action"), Is.EqualTo("restart"));
+            Assert.That(span.Events.Select(e => (e.Name, e.Tags.Single(t => t.Key == "virtiopanic.outcome").Value)), Is.EqualTo(new[] { ("reset", (object?)"succeeded") }));
+            Assert.That(span.Status, Is.EqualTo(System.Diagnostics.ActivityStatusCode.Ok));
+        });
+    }
+
+    [Test]
     public void MeterNames_AreTheLibrariesPublicConstants()
     {
         Assert.That(VirtioPanicTelemetry.MeterNames, Is.EqualTo(new[] { "VirtioPanic.Device", "VirtioPanic.Transport", "VirtioPanic.VhostUser", "VirtioPanic.Hosting" }));
