@@ -12,11 +12,13 @@ namespace VirtioPanic.Host;
 // Section Telemetry: OTLP export of the meters, the log lines, the handled events and the action spans, off unless
 // an endpoint is configured (Telemetry:Otlp:Endpoint, else the standard OTEL_EXPORTER_OTLP_ENDPOINT).
 //   Telemetry:Otlp:Endpoint     absolute http(s) URI of the collector (with http/protobuf, the base: /v1/metrics, /v1/logs and /v1/traces are appended)
-//   Telemetry:Otlp:Protocol     http/protobuf (default) or grpc
+//   Telemetry:Otlp:Protocol     http/protobuf or grpc; unset: OTEL_EXPORTER_OTLP_PROTOCOL when the endpoint came from
+//                               OTEL_EXPORTER_OTLP_ENDPOINT, else http/protobuf
 //   Telemetry:Otlp:ServiceName  service.name of the exported resource (default virtiopanic)
-internal sealed record HostTelemetry(Uri? Endpoint, bool FromEnvironment, OtlpExportProtocol Protocol, string ServiceName)
+internal sealed record HostTelemetry(Uri? Endpoint, OtlpExportProtocol Protocol, string ServiceName)
 {
     internal const string StandardEndpointVariable = "OTEL_EXPORTER_OTLP_ENDPOINT";
+    internal const string StandardProtocolVariable = "OTEL_EXPORTER_OTLP_PROTOCOL";
     private static readonly string[] s_otlpKeys = ["Endpoint", "Protocol", "ServiceName"];
 
     internal bool Enabled => Endpoint is not null;
@@ -60,21 +62,26 @@ internal sealed record HostTelemetry(Uri? Endpoint, bool FromEnvironment, OtlpEx
             }
         }
 
+        // The protocol: Telemetry:Otlp:Protocol, else (with the standard endpoint) OTEL_EXPORTER_OTLP_PROTOCOL, else http/protobuf.
+        string? envProtocol = Environment.GetEnvironmentVariable(StandardProtocolVariable);
+        (string protocolKey, string? protocolText) = !string.IsNullOrEmpty(otlp["Protocol"]) ? ("Telemetry:Otlp:Protocol", otlp["Protocol"])
+            : fromEnvironment && !string.IsNullOrEmpty(envProtocol) ? (StandardProtocolVariable, envProtocol)
+            : ("Telemetry:Otlp:Protocol", null);
         OtlpExportProtocol protocol = OtlpExportProtocol.HttpProtobuf;
-        switch (otlp["Protocol"])
+        switch (protocolText)
         {
             case null or "" or "http/protobuf":
                 break;
             case "grpc":
                 protocol = OtlpExportProtocol.Grpc;
                 break;
-            case string other:
-                failures.Add($"Telemetry:Otlp:Protocol = '{other}': allowed values are http/protobuf, grpc.");
+            default:
+                failures.Add($"{protocolKey} = '{protocolText}': allowed values are http/protobuf, grpc.");
                 break;
         }
 
         string serviceName = otlp["ServiceName"] is { Length: > 0 } name ? name : "virtiopanic";
-        return new HostTelemetry(endpoint, fromEnvironment, protocol, serviceName);
+        return new HostTelemetry(endpoint, protocol, serviceName);
     }
 
     // The OTLP exporters for metrics, logs and traces, with AddVirtioPanicTelemetry (meters, log lines, handled events, action spans).
@@ -93,16 +100,13 @@ internal sealed record HostTelemetry(Uri? Endpoint, bool FromEnvironment, OtlpEx
             .WithTracing(t => t.AddOtlpExporter(o => Configure(o, "v1/traces")));
     }
 
+    // The exporter would read the OTEL_* variables from the host's configuration, which holds only
+    // VIRTIOPANIC_-prefixed ones: the endpoint and protocol are set here whichever way they came,
+    // and with http/protobuf the signal's path is appended as the OTLP specification says for the
+    // standard variable (an endpoint set in code is otherwise taken as it is).
     private void Configure(OtlpExporterOptions options, string signalPath)
     {
         options.Protocol = Protocol;
-        if (FromEnvironment)
-        {
-            // The exporter reads OTEL_EXPORTER_OTLP_ENDPOINT itself and appends the signal's path.
-            return;
-        }
-
-        // Set in code, the endpoint is taken as it is: with http/protobuf it must name the signal's path.
         options.Endpoint = Protocol == OtlpExportProtocol.HttpProtobuf
             ? new Uri(Endpoint!.AbsoluteUri.TrimEnd('/') + "/" + signalPath)
             : Endpoint!;

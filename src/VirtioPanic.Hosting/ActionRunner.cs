@@ -78,7 +78,7 @@ internal sealed class ActionRunner
         var outcomes = new List<ActionOutcome>(decision.Steps.Length + 1);
         if (trigger is not null)
         {
-            _metrics.Latency(trigger.Kind, _time.GetUtcNow() - trigger.HostTime);
+            _metrics.Latency(entry.Id, trigger.Kind, _time.GetUtcNow() - trigger.HostTime);
         }
 
         string action = decision.Action.Name;
@@ -225,7 +225,7 @@ internal sealed class ActionRunner
         }
 
         TimeSpan elapsed = Stopwatch.GetElapsedTime(start);
-        _metrics.Action(step.Operation, result.Succeeded, elapsed);
+        _metrics.Action(entry.Id, step.Operation, result.Succeeded, elapsed);
         string operation = PolicyNames.Of(step.Operation);
         if (result.Succeeded)
         {

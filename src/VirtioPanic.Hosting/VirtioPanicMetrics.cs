@@ -4,10 +4,10 @@ using VirtioPanic.Device;
 namespace VirtioPanic.Hosting;
 
 // The service's instruments on the "VirtioPanic.Hosting" meter:
-//   virtiopanic.events            counter   {event}  tag kind (QMP-style name)
-//   virtiopanic.actions           counter   {action} tags operation, outcome (succeeded | failed)
-//   virtiopanic.action.duration   histogram s        tags operation, outcome
-//   virtiopanic.action.latency    histogram s        tag kind: from the device's event to the first VM-control call
+//   virtiopanic.events            counter   {event}  tags device, kind (QMP-style name)
+//   virtiopanic.actions           counter   {action} tags device, operation, outcome (succeeded | failed)
+//   virtiopanic.action.duration   histogram s        tags device, operation, outcome
+//   virtiopanic.action.latency    histogram s        tags device, kind: from the device's event to the first VM-control call
 //   virtiopanic.storm_guard.trips counter   {trip}
 //   virtiopanic.journal.failures  counter   {write}
 //   virtiopanic.journal.degraded  gauge     {state}  1 while the journal does not work (the service runs degraded), else 0
@@ -43,18 +43,21 @@ internal sealed class VirtioPanicMetrics : IDisposable
         _meter.CreateObservableGauge("virtiopanic.watchdog.time_left.min", () => SmallestTimeLeft(devices()), "s", "The smallest run time left before an armed watchdog expires; no measurement while none is armed");
     }
 
-    internal void Event(WatchdogEventKind kind) => _events.Add(1, new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
+    // The device tag is the attached device's id (bounded by the host's configuration).
+    internal void Event(string deviceId, WatchdogEventKind kind) =>
+        _events.Add(1, new KeyValuePair<string, object?>("device", deviceId), new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
 
-    internal void Action(VmOperation operation, bool succeeded, TimeSpan duration)
+    internal void Action(string deviceId, VmOperation operation, bool succeeded, TimeSpan duration)
     {
+        var device = new KeyValuePair<string, object?>("device", deviceId);
         var op = new KeyValuePair<string, object?>("operation", PolicyNames.Of(operation));
         var outcome = new KeyValuePair<string, object?>("outcome", succeeded ? "succeeded" : "failed");
-        _actions.Add(1, op, outcome);
-        _duration.Record(duration.TotalSeconds, op, outcome);
+        _actions.Add(1, device, op, outcome);
+        _duration.Record(duration.TotalSeconds, device, op, outcome);
     }
 
-    internal void Latency(WatchdogEventKind kind, TimeSpan latency) =>
-        _latency.Record(Math.Max(latency.TotalSeconds, 0), new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
+    internal void Latency(string deviceId, WatchdogEventKind kind, TimeSpan latency) =>
+        _latency.Record(Math.Max(latency.TotalSeconds, 0), new KeyValuePair<string, object?>("device", deviceId), new KeyValuePair<string, object?>("kind", QmpEvents.NameOf(kind)));
 
     internal void StormTrip() => _stormTrips.Add(1);
 

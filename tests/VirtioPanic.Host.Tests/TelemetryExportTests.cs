@@ -43,6 +43,28 @@ public sealed class TelemetryExportTests
     }
 
     [Test]
+    public async Task Demo_WithTheStandardOtlpVariables_PostsToTheReceiver()
+    {
+        using var directory = new TempDirectory();
+        await using var receiver = OtlpReceiver.Start();
+
+        (int code, _, string error) = HostProcess.Run(s_limit, new Dictionary<string, string>
+        {
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = receiver.Endpoint,
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+        }, "--journal", directory.File("journal.jsonl"), "--dump-dir", directory.File("dumps"), "--no-countdown");
+
+        OtlpReceiver.Request[] requests = [.. receiver.Requests];
+        Assert.Multiple(() =>
+        {
+            Assert.That(code, Is.Zero, error);
+            Assert.That((string[])[.. requests.Select(r => r.Path).Distinct().Order()], Is.EqualTo(new[] { "/v1/logs", "/v1/metrics", "/v1/traces" }), "the exporter appended each signal's path");
+            Assert.That(requests.All(r => r.ContentType == "application/x-protobuf" && r.Length > 0), Is.True);
+            Assert.That(requests.Any(r => r.Path == "/v1/logs" && r.Contains("virtiopanic") && r.Contains("GUEST_PANICKED")), Is.True, "default service name and the panic's record");
+        });
+    }
+
+    [Test]
     public void Demo_WithABadOtlpEndpoint_FailsWithOneLineNamingTheKey()
     {
         (int code, string output, string error) = HostProcess.Run(s_limit, new Dictionary<string, string>
