@@ -73,6 +73,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private long _protocolErrors;
     private long _faults;       // unexpected exceptions caught in workers and the timer; Interlocked only (the first increment logs), orders nothing else
     private bool _disposed;
+    private readonly KeyValuePair<string, object?> _metricTag;   // the device tag of every measurement (WatchdogDeviceMetrics)
 
     /// <summary>Creates a device.</summary>
     /// <param name="options">Host settings; validated here.</param>
@@ -84,6 +85,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Id = options.DeviceId;
+        _metricTag = WatchdogDeviceMetrics.DeviceTag(Id);
         _offered = options.Features;
         _defaultTimeoutMs = WatchdogTimer.ToMilliseconds(options.DefaultTimeout);
         _minTimeoutMs = WatchdogTimer.ToMilliseconds(options.MinTimeout);

@@ -20,7 +20,7 @@ public sealed partial class PolicyService
         {
             DateTimeOffset now = _time.GetUtcNow();
             PolicyDecision decision = PolicyEngine.OnEvent(entry.State, entry.Policy, evt, now);
-            _metrics.Event(evt.Kind);
+            _metrics.Event(evt.DeviceId, evt.Kind);
             if (_logs.ShouldLog(entry, LogLevel.Error))
             {
                 VirtioPanicLog.Event(_logger, evt, decision.Action.Name);

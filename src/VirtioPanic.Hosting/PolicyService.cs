@@ -50,7 +50,7 @@ public sealed partial class PolicyService : IDisposable
         _time = time;
         _logger = logger ?? (ILogger)NullLogger.Instance;
         // The gauge is read only after construction, when _journal is set.
-        _metrics = new VirtioPanicMetrics(meterFactory, () => _journal!.Error is not null);
+        _metrics = new VirtioPanicMetrics(meterFactory, () => _journal!.Error is not null, () => _devices.Values.Select(static e => e.Device));
         _logs = new EventLogLimiter(_logger, time, _metrics);
         _journal = new PolicyJournal(_options, time, _logger, _metrics);
         _actions = new ActionRunner(_options, time, _logger, _metrics, _logs);
