@@ -37,9 +37,14 @@ internal sealed class WatchdogDeviceOptionsValidator : IValidateOptions<Watchdog
         }
 
         WatchdogFeatures features = options.Features;
-        if ((features & ~WatchdogFeatures.All) != 0)
+        const WatchdogFeatures known = WatchdogFeatures.All | WatchdogFeatures.VcpuStall;
+        if ((features & ~known) != 0)
         {
-            failures.Add($"{Root}:Features = '{features}': has unknown bits 0x{(ulong)(features & ~WatchdogFeatures.All):x}; allowed: {string.Join(", ", Enum.GetNames<WatchdogFeatures>())}.");
+            failures.Add($"{Root}:Features = '{features}': has unknown bits 0x{(ulong)(features & ~known):x}; allowed: {string.Join(", ", Enum.GetNames<WatchdogFeatures>())}.");
+        }
+        else if ((features & WatchdogFeatures.VcpuStall) != 0 && options.VcpuCount == 0)
+        {
+            failures.Add($"{Root}:Features = '{features}': VcpuStall is offered only with {Root}:VcpuCount (the VM's vCPU count); set that instead.");
         }
         else if ((features & WatchdogFeatures.Pretimeout) != 0 && (features & WatchdogFeatures.Control) == 0)
         {
@@ -67,6 +72,18 @@ internal sealed class WatchdogDeviceOptionsValidator : IValidateOptions<Watchdog
         {
             failures.Add($"{Root}:EventCapacity = '{options.EventCapacity}': must be {MinEventCapacity} or more.");
         }
+
+        if (options.VcpuCount is < 0 or > WatchdogDeviceOptions.MaxVcpuCount)
+        {
+            failures.Add($"{Root}:VcpuCount = '{options.VcpuCount}': must be from 0 (no per-vCPU stall detection) to {WatchdogDeviceOptions.MaxVcpuCount}.");
+        }
+
+        if (CheckMilliseconds(options.VcpuStallTimeout, "VcpuStallTimeout", failures) && options.VcpuStallTimeout < WatchdogDeviceOptions.MinVcpuStallTimeout)
+        {
+            failures.Add($"{Root}:VcpuStallTimeout = '{Format(options.VcpuStallTimeout)}': must be at least {Format(WatchdogDeviceOptions.MinVcpuStallTimeout)} and {s_millisecondRange}.");
+        }
+
+        CheckMilliseconds(options.VcpuStallSecondStage, "VcpuStallSecondStage", failures);
 
         // A key that did not bind keeps its default: a range failure of that default would blame a value nobody wrote.
         for (int i = failures.Count - 1; i >= bindingFailures; i--)
