@@ -34,6 +34,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
 
     private readonly Lock _lock = new();
     private readonly WatchdogFeatures _offered;
+    private readonly IVcpuRunClock? _vcpuClock;
     private readonly uint _defaultTimeoutMs;
     private readonly uint _minTimeoutMs;
     private readonly uint _maxTimeoutMs;
@@ -78,13 +79,18 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     /// <param name="options">Host settings; validated here.</param>
     /// <param name="timeProvider">Clock and timers; <see cref="TimeProvider.System"/> when null.</param>
     /// <param name="logger">Where the device logs; nothing when null.</param>
+    /// <param name="vcpuClock">Each vCPU's run time, for per-vCPU stall detection (<see cref="WatchdogDeviceOptions.VcpuCount"/>);
+    /// when null, every vCPU's run time is the VM's run time (spec §6.12, WDT-DEV-49).</param>
     /// <exception cref="ArgumentException">An option is invalid.</exception>
-    public WatchdogDevice(WatchdogDeviceOptions options, TimeProvider? timeProvider = null, ILogger? logger = null)
+    public WatchdogDevice(WatchdogDeviceOptions options, TimeProvider? timeProvider = null, ILogger? logger = null, IVcpuRunClock? vcpuClock = null)
     {
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Id = options.DeviceId;
-        _offered = options.Features;
+
+        // VCPU_STALL is offered only with a vCPU count (WDT-DEV-40); without it the configuration stays 20 bytes.
+        _offered = options.VcpuCount > 0 ? options.Features : options.Features & ~WatchdogFeatures.VcpuStall;
+        _vcpuClock = vcpuClock;
         _defaultTimeoutMs = WatchdogTimer.ToMilliseconds(options.DefaultTimeout);
         _minTimeoutMs = WatchdogTimer.ToMilliseconds(options.MinTimeout);
         _maxTimeoutMs = WatchdogTimer.ToMilliseconds(options.MaxTimeout);
@@ -122,7 +128,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     public int QueueCount => WatchdogProtocol.QueueCount;
 
     /// <inheritdoc />
-    public int ConfigSize => WatchdogConfig.Size;
+    public int ConfigSize => (_offered & WatchdogFeatures.VcpuStall) != 0 ? WatchdogConfig.VcpuStallSize : WatchdogConfig.Size;
 
     internal WatchdogTimer Timer => _timer;
 

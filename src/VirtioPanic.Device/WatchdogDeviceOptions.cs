@@ -8,7 +8,9 @@ public sealed class WatchdogDeviceOptions
     public string DeviceId { get; set; } = "watchdog0";
 
     /// <summary>The feature bits the device offers (the baseline protocol is always present).</summary>
-    /// <remarks>Defaults to <see cref="WatchdogFeatures.All"/>. PRETIMEOUT needs CONTROL and LOG_TAIL needs EVENTS.</remarks>
+    /// <remarks>Defaults to <see cref="WatchdogFeatures.All"/>. PRETIMEOUT needs CONTROL and LOG_TAIL needs EVENTS. VCPU_STALL is
+    /// offered only when <see cref="VcpuCount"/> is not 0 as well (without it the bit is left out and the configuration stays
+    /// 20 bytes, as QEMU command lines with <c>config_size=20</c> expect).</remarks>
     public WatchdogFeatures Features { get; set; } = WatchdogFeatures.All;
 
     /// <summary>The timeout after a reset, and the only one without CONTROL (<c>default_timeout_ms</c>).</summary>
@@ -34,6 +36,26 @@ public sealed class WatchdogDeviceOptions
     /// <summary>Whether the device starts paused: its run-time clock waits for <see cref="WatchdogDevice.Resume"/>.</summary>
     /// <remarks>Defaults to false (the VM is taken to be running).</remarks>
     public bool StartPaused { get; set; }
+
+    /// <summary>How many vCPUs per-vCPU stall detection tracks (<c>vcpu_count</c>, spec §6.12): the VM's vCPU count.</summary>
+    /// <remarks>Defaults to 0: VIRTIO_WDT_F_VCPU_STALL is not offered and the configuration is 20 bytes. From 1 to
+    /// <see cref="MaxVcpuCount"/> (1024) the bit is offered (when <see cref="Features"/> has it) and the configuration is 36 bytes.
+    /// The device keeps about 64 bytes per vCPU.</remarks>
+    public int VcpuCount { get; set; }
+
+    /// <summary>Stage one of per-vCPU stall detection (<c>vcpu_timeout_ms</c>): the vCPU run time without a pet after which a vCPU is reported stalled.</summary>
+    /// <remarks>Defaults to 10 seconds. Whole milliseconds, from 1 second to 2^32 - 1 ms. Used only with <see cref="VcpuCount"/>.</remarks>
+    public TimeSpan VcpuStallTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Stage two of per-vCPU stall detection (<c>vcpu_stage2_ms</c>): the VM run time after stage one without a pet of that vCPU after which the host's stall policy acts.</summary>
+    /// <remarks>Defaults to 10 seconds. Whole milliseconds, from 1 ms to 2^32 - 1 ms. Used only with <see cref="VcpuCount"/>.</remarks>
+    public TimeSpan VcpuStallSecondStage { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>The largest <see cref="VcpuCount"/> (VIRTIO_WDT_VCPU_MAX, spec §4).</summary>
+    public const int MaxVcpuCount = 1024;
+
+    /// <summary>The smallest <see cref="VcpuStallTimeout"/>.</summary>
+    public static readonly TimeSpan MinVcpuStallTimeout = TimeSpan.FromSeconds(1);
 
     /// <summary>Throws when a setting is out of range.</summary>
     /// <exception cref="ArgumentException">A setting is invalid; the message names it.</exception>
@@ -76,6 +98,19 @@ public sealed class WatchdogDeviceOptions
         {
             throw new ArgumentException("WatchdogDeviceOptions.EventCapacity must be at least 4.", nameof(EventCapacity));
         }
+
+        if (VcpuCount is < 0 or > MaxVcpuCount)
+        {
+            throw new ArgumentException($"WatchdogDeviceOptions.VcpuCount must be from 0 to {MaxVcpuCount}.", nameof(VcpuCount));
+        }
+
+        CheckMilliseconds(VcpuStallTimeout, nameof(VcpuStallTimeout));
+        if (VcpuStallTimeout < MinVcpuStallTimeout)
+        {
+            throw new ArgumentException("WatchdogDeviceOptions.VcpuStallTimeout must be at least 1 second.", nameof(VcpuStallTimeout));
+        }
+
+        CheckMilliseconds(VcpuStallSecondStage, nameof(VcpuStallSecondStage));
     }
 
     private static void CheckMilliseconds(TimeSpan value, string name)

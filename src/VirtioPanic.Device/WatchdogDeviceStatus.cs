@@ -65,4 +65,16 @@ public sealed record WatchdogDeviceStatus
 
     /// <summary>Events waiting for the host to read them.</summary>
     public required int PendingEvents { get; init; }
+
+    /// <summary>The vCPU slots per-vCPU stall detection has (<see cref="WatchdogDeviceOptions.VcpuCount"/>; 0 when VIRTIO_WDT_F_VCPU_STALL is not offered).</summary>
+    public int VcpuCount { get; init; }
+
+    /// <summary>vCPUs being tracked (pet at least once, not stalled, not offline), not counting <see cref="StalledVcpus"/>.</summary>
+    public int TrackedVcpus { get; init; }
+
+    /// <summary>vCPUs past stage one and not yet recovered or at stage two.</summary>
+    public int StalledVcpus { get; init; }
+
+    /// <summary>Which clock each vCPU's run time is counted on (the VM's run time when the hypervisor gave no <see cref="IVcpuRunClock"/>).</summary>
+    public VcpuClockSource VcpuClock { get; init; }
 }

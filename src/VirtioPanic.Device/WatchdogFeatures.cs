@@ -28,6 +28,14 @@ public enum WatchdogFeatures : ulong
     /// <summary>VIRTIO_WDT_F_LOG_TAIL (bit 5): event records may carry a kernel-log tail. Requires <see cref="Events"/>.</summary>
     LogTail = 1UL << 5,
 
-    /// <summary>Every feature this device implements.</summary>
-    All = Events | PanicConfig | Control | Pretimeout | BootReason | LogTail,
+    /// <summary>
+    /// VIRTIO_WDT_F_VCPU_STALL (bit 6): per-vCPU stall detection (spec §6.12): <c>vcpu_count</c>,
+    /// <c>vcpu_timeout_ms</c>, <c>vcpu_stage2_ms</c> and <c>vcpu_heartbeat</c> in a 36-byte
+    /// configuration, VCPU_STALL notices on the notice queue. Offered only when
+    /// <see cref="WatchdogDeviceOptions.VcpuCount"/> is not 0.
+    /// </summary>
+    VcpuStall = 1UL << 6,
+
+    /// <summary>Every feature this device implements. <see cref="VcpuStall"/> among them is offered only with a <see cref="WatchdogDeviceOptions.VcpuCount"/>.</summary>
+    All = Events | PanicConfig | Control | Pretimeout | BootReason | LogTail | VcpuStall,
 }

@@ -16,7 +16,7 @@ namespace VirtioPanic.Hosting;
 // with the other sections' (ValidateOnStart).
 internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDeviceOptions>
 {
-    internal static readonly string[] Keys = ["DeviceId", "Features", "DefaultTimeout", "MinTimeout", "MaxTimeout", "ResumeGrace", "EventCapacity", "StartPaused"];
+    internal static readonly string[] Keys = ["DeviceId", "Features", "DefaultTimeout", "MinTimeout", "MaxTimeout", "ResumeGrace", "EventCapacity", "StartPaused", "VcpuCount", "VcpuStallTimeout", "VcpuStallSecondStage"];
 
     private const string TimeSpanForm = "a time span [d.]hh:mm:ss[.fffffff] (for example 00:00:20 or 00:00:00.500)";
 
@@ -105,6 +105,23 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
                         failures.Add((child.Key, $"{child.Path} = '{value}': allowed: true or false."));
                     }
 
+                    break;
+                case "VCPUCOUNT":
+                    if (int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int vcpus))
+                    {
+                        options.VcpuCount = vcpus;
+                    }
+                    else
+                    {
+                        failures.Add((child.Key, $"{child.Path} = '{value}': not a whole number; allowed: 0 (no per-vCPU stall detection) to {WatchdogDeviceOptions.MaxVcpuCount}."));
+                    }
+
+                    break;
+                case "VCPUSTALLTIMEOUT":
+                    options.VcpuStallTimeout = TimeSpanOr(child, options.VcpuStallTimeout, failures);
+                    break;
+                case "VCPUSTALLSECONDSTAGE":
+                    options.VcpuStallSecondStage = TimeSpanOr(child, options.VcpuStallSecondStage, failures);
                     break;
                 default:
                     failures.Add((child.Key, Unknown(child, section)));

@@ -68,6 +68,18 @@ internal sealed class WatchdogDeviceOptionsValidator : IValidateOptions<Watchdog
             failures.Add($"{Root}:EventCapacity = '{options.EventCapacity}': must be {MinEventCapacity} or more.");
         }
 
+        if (options.VcpuCount is < 0 or > WatchdogDeviceOptions.MaxVcpuCount)
+        {
+            failures.Add($"{Root}:VcpuCount = '{options.VcpuCount}': must be from 0 (no per-vCPU stall detection) to {WatchdogDeviceOptions.MaxVcpuCount}.");
+        }
+
+        if (CheckMilliseconds(options.VcpuStallTimeout, "VcpuStallTimeout", failures) && options.VcpuStallTimeout < WatchdogDeviceOptions.MinVcpuStallTimeout)
+        {
+            failures.Add($"{Root}:VcpuStallTimeout = '{Format(options.VcpuStallTimeout)}': must be at least {Format(WatchdogDeviceOptions.MinVcpuStallTimeout)} and {s_millisecondRange}.");
+        }
+
+        CheckMilliseconds(options.VcpuStallSecondStage, "VcpuStallSecondStage", failures);
+
         // A key that did not bind keeps its default: a range failure of that default would blame a value nobody wrote.
         for (int i = failures.Count - 1; i >= bindingFailures; i--)
         {

@@ -5,7 +5,7 @@ namespace VirtioPanic.Device;
 /// per-device sequence number, the vCPU when known, and guest and host timestamps.
 /// </summary>
 /// <remarks>
-/// <para>Guest panics, crash-loaded and shutdown reports and watchdog expiries are never dropped.
+/// <para>Guest panics, crash-loaded and shutdown reports, watchdog expiries and vCPU-stall events are never dropped.
 /// When the host falls behind they may be <em>coalesced</em>: further events of the same kind are
 /// folded into one, whose <see cref="CoalescedCount"/> says how many it stands for. Other kinds may
 /// be dropped under pressure; their sequence numbers are then missing, which makes the loss
@@ -37,7 +37,8 @@ public abstract record WatchdogEvent
     /// <summary>The kind of event (one per derived type).</summary>
     public abstract WatchdogEventKind Kind { get; }
 
-    /// <summary>Whether this kind is never dropped (only coalesced): panics, crash-loaded, shutdown, expiry.</summary>
+    /// <summary>Whether this kind is never dropped (only coalesced): panics, crash-loaded, shutdown, expiry, and the three vCPU-stall events.</summary>
     public bool IsCritical => Kind is WatchdogEventKind.GuestPanicked or WatchdogEventKind.GuestCrashLoaded
-        or WatchdogEventKind.GuestShutdown or WatchdogEventKind.Expired;
+        or WatchdogEventKind.GuestShutdown or WatchdogEventKind.Expired
+        or WatchdogEventKind.VcpuStalled or WatchdogEventKind.VcpuRecovered or WatchdogEventKind.VcpuStallExpired;
 }

@@ -29,4 +29,13 @@ public enum WatchdogEventKind
 
     /// <summary><see cref="DriverResetEvent"/>.</summary>
     DriverReset,
+
+    /// <summary><see cref="VcpuStalledEvent"/> (stage one of a vCPU stall).</summary>
+    VcpuStalled,
+
+    /// <summary><see cref="VcpuRecoveredEvent"/>.</summary>
+    VcpuRecovered,
+
+    /// <summary><see cref="VcpuStallExpiredEvent"/> (stage two of a vCPU stall).</summary>
+    VcpuStallExpired,
 }

@@ -10,16 +10,17 @@ namespace VirtioPanic.Device.Events;
 //   - non-critical events (armed, stopped, pretimeout, protocol error, driver reset) while fewer
 //     than half the capacity are pending; otherwise they are dropped and counted (their sequence
 //     numbers are then missing, so the host sees the gap);
-//   - critical events (panicked, crash-loaded, shutdown, expired) while fewer than the capacity are
+//   - critical events (panicked, crash-loaded, shutdown, expired, and the three vCPU-stall events)
+//     while fewer than the capacity are
 //     pending; otherwise the newest one of each kind is parked in an overflow slot and later ones
 //     of that kind are folded into it (CoalescedCount). As the host reads, parked events are
-//     released. So at most Capacity + 4 events exist at once, and the fact that a panic or expiry
+//     released. So at most Capacity + 7 events exist at once, and the fact that a panic or expiry
 //     happened, its count and its latest payload always reach the host.
 // One Lock guards the counters and slots; it is never held while touching guest memory and the
 // channel writes under it never block (unbounded channel).
 internal sealed class WatchdogEventSink
 {
-    private const int CriticalKinds = 4;
+    private const int CriticalKinds = 7;
 
     private readonly Lock _lock = new();
     private readonly Channel<WatchdogEvent> _channel;
@@ -160,6 +161,9 @@ internal sealed class WatchdogEventSink
         WatchdogEventKind.GuestPanicked => 0,
         WatchdogEventKind.GuestCrashLoaded => 1,
         WatchdogEventKind.GuestShutdown => 2,
+        WatchdogEventKind.VcpuStalled => 4,
+        WatchdogEventKind.VcpuRecovered => 5,
+        WatchdogEventKind.VcpuStallExpired => 6,
         _ => 3,
     };
 

@@ -29,4 +29,7 @@ public enum WatchdogProtocolError
 
     /// <summary>A record held when the device was reset, or restored from a snapshot, no longer maps to guest memory; it was forgotten.</summary>
     LostRecordBuffer,
+
+    /// <summary>A <c>vcpu_heartbeat</c> write (VIRTIO_WDT_F_VCPU_STALL) that was not 4 bytes wide, named a vCPU index at or above <c>vcpu_count</c>, or came without the feature offered; ignored.</summary>
+    InvalidVcpuHeartbeat,
 }
