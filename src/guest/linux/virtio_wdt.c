@@ -160,6 +160,12 @@ struct virtio_wdt {
 	struct hlist_node cpuhp_node;	/* instance of virtio_wdt_cpuhp_state */
 	struct mutex vcpu_lock;		/* serialises adding and removing the instance */
 	bool vcpu_started;		/* the instance is added: every online CPU pets (vcpu_lock) */
+	/*
+	 * Set by the reboot notifier: each CPU's timer writes OFFLINE at its next expiry and stops.
+	 * A plain flag (WRITE_ONCE/READ_ONCE): the timers need only see it eventually, and each
+	 * one's OFFLINE is still ordered after its own last PET because both run on that CPU.
+	 */
+	bool vcpu_stopping;
 	u32 vcpu_count;			/* slots the device tracks; 0: per-CPU heartbeats off */
 	u32 vcpu_timeout_ms;
 	u32 vcpu_stage2_ms;
@@ -585,6 +591,11 @@ static enum hrtimer_restart virtio_wdt_vcpu_timer(struct hrtimer *timer)
 {
 	struct virtio_wdt_vcpu *vc = container_of(timer, struct virtio_wdt_vcpu, timer);
 
+	if (READ_ONCE(vc->vw->vcpu_stopping)) {
+		vc->petting = false;
+		virtio_wdt_vcpu_write(vc, VIRTIO_WDT_VCPU_OFFLINE);
+		return HRTIMER_NORESTART;
+	}
 	virtio_wdt_vcpu_write(vc, 0);
 	hrtimer_forward_now(timer, vc->vw->vcpu_period);
 	return HRTIMER_RESTART;
@@ -633,6 +644,7 @@ static void virtio_wdt_start_vcpus(struct virtio_wdt *vw)
 	if (!vw->vcpu_count)
 		return;
 	mutex_lock(&vw->vcpu_lock);
+	WRITE_ONCE(vw->vcpu_stopping, false);
 	if (!vw->vcpu_started) {
 		err = cpuhp_state_add_instance(virtio_wdt_cpuhp_state, &vw->cpuhp_node);
 		vw->vcpu_started = !err;
@@ -645,7 +657,9 @@ static void virtio_wdt_start_vcpus(struct virtio_wdt *vw)
 /*
  * When this returns, no per-CPU timer is armed or running and every CPU that petted has written
  * OFFLINE (the offline callback on each online CPU; CPUs that went offline wrote it then). Called
- * before the device is reset or its queues deleted, and from the reboot notifier.
+ * before the device is reset or its queues deleted. It waits for every online CPU's hotplug
+ * thread, so the reboot notifier, which must not hang on a hard-locked CPU, uses
+ * vw->vcpu_stopping instead.
  */
 static void virtio_wdt_stop_vcpus(struct virtio_wdt *vw)
 {
@@ -924,8 +938,12 @@ static int virtio_wdt_reboot_notify(struct notifier_block *nb, unsigned long act
 	/* codes[0] (GENERIC) is the reboot action: 1 restart, 2 halt, 3 power off. */
 	if (!atomic_xchg(&vw->shutdown_reported, 1))
 		virtio_wdt_report(vw, VIRTIO_WDT_RECORD_SHUTDOWN, what, action, true);
-	/* The CPUs are about to be stopped without hotplug: say OFFLINE for each first. */
-	virtio_wdt_stop_vcpus(vw);
+	/*
+	 * The CPUs are about to be stopped without hotplug: each running CPU says OFFLINE from its
+	 * own timer within a period, without this thread waiting for a CPU that may be hard-locked
+	 * (which, not petting, is rightly reported).
+	 */
+	WRITE_ONCE(vw->vcpu_stopping, true);
 	return NOTIFY_DONE;
 }
 
