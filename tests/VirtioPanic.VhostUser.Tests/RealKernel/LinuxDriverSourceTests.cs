@@ -96,6 +96,22 @@ internal sealed partial class LinuxDriverSourceTests
         }
     }
 
+    // At reboot the CPUs are stopped without hotplug. The notifier must not wait for each CPU's
+    // hotplug thread (a hard-locked CPU would hang the reboot): each timer says OFFLINE itself.
+    [Test]
+    public void RebootNotifier_DoesNotWaitForTheCpus_EachTimerWritesOfflineAndStops()
+    {
+        string reboot = FunctionBody(Source, "virtio_wdt_reboot_notify");
+        string timer = FunctionBody(Source, "virtio_wdt_vcpu_timer");
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(reboot, Does.Contain("WRITE_ONCE(vw->vcpu_stopping, true)"));
+            Assert.That(reboot, Does.Not.Contain("virtio_wdt_stop_vcpus").And.Not.Contain("cpuhp_"), "no wait for the CPUs' hotplug threads");
+            Assert.That(timer, Does.Match(@"if \(READ_ONCE\(vc->vw->vcpu_stopping\)\) \{[^}]*virtio_wdt_vcpu_write\(vc, VIRTIO_WDT_VCPU_OFFLINE\);\s*return HRTIMER_NORESTART;"), "OFFLINE from that CPU, then the timer stops");
+        }
+    }
+
     [Test]
     public void StartQueues_StartsCpuTimersOnlyAfterDriverOkAndTheNoticeBuffers()
     {
