@@ -215,6 +215,12 @@ public sealed partial class WatchdogDevice
             WatchdogDeviceLog.GuestReport(_logger, Id, kind, source, vcpu, message);
         }
 
+        if (kind is WatchdogEventKind.GuestPanicked or WatchdogEventKind.GuestCrashLoaded)
+        {
+            // WDT-DEV-47: the guest's panic path owns the VM now; no vCPU of it is reported stalled.
+            _vcpus?.UntrackAll();
+        }
+
         Volatile.Read(ref _acceptedObserver)?.Invoke(report);
 
         // One consumer per report, decided before it is published: the inline observer takes a
@@ -297,6 +303,70 @@ public sealed partial class WatchdogDevice
         }
 
         Publish(evt);
+    }
+
+    private void OnVcpuTransition(in VcpuStallTransition transition)
+    {
+        VcpuStallMonitor vcpus = _vcpus!;
+        long sequence = _sink.NextSequence();
+        DateTimeOffset now = _time.GetUtcNow();
+        uint vcpu = (uint)transition.Vcpu;
+        WatchdogEvent evt;
+        switch (transition.Kind)
+        {
+            case VcpuStallTransitionKind.Stalled:
+                // Rate-limited: with 1024 vCPUs a guest could make a thousand of these a second.
+                if (_stallLogs.TryAcquire(out _))
+                {
+                    WatchdogDeviceLog.VcpuStalled(_logger, Id, transition.Vcpu, transition.StalledFor);
+                }
+
+                evt = new VcpuStalledEvent
+                {
+                    DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, VcpuId = vcpu,
+                    Vcpu = transition.Vcpu, StalledFor = transition.StalledFor, Timeout = vcpus.Timeout, SecondStage = vcpus.SecondStage,
+                };
+                break;
+            case VcpuStallTransitionKind.Recovered:
+                if (_stateLogs.TryAcquire(out _))
+                {
+                    WatchdogDeviceLog.VcpuRecovered(_logger, Id, transition.Vcpu, transition.SinceStall);
+                }
+
+                evt = new VcpuRecoveredEvent
+                {
+                    DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, VcpuId = vcpu,
+                    Vcpu = transition.Vcpu, SinceStall = transition.SinceStall,
+                };
+                break;
+            default:
+                if (_stallLogs.TryAcquire(out _))
+                {
+                    WatchdogDeviceLog.VcpuStallExpired(_logger, Id, transition.Vcpu, transition.SinceStall);
+                }
+
+                evt = new VcpuStallExpiredEvent
+                {
+                    DeviceId = Id, Sequence = sequence, VmRunTime = transition.VmRunTime, HostTime = now, VcpuId = vcpu,
+                    Vcpu = transition.Vcpu, SinceStall = transition.SinceStall, StalledFor = transition.StalledFor,
+                };
+                break;
+        }
+
+        Publish(evt);
+    }
+
+    private sealed class StallListener : IVcpuStallListener
+    {
+        private readonly WatchdogDevice _device;
+
+        internal StallListener(WatchdogDevice device) => _device = device;
+
+        public void OnTransition(in VcpuStallTransition transition) => _device.OnVcpuTransition(transition);
+
+        public void OnNoticePending() => _device.Kick(_device._noticeWorker);
+
+        public void OnFault(Exception exception) => _device.ReportTimerFault(exception);
     }
 
     private sealed class TimerListener : IWatchdogTimerListener

@@ -36,7 +36,7 @@ public sealed partial class WatchdogDevice
     private static bool IsWanted(int queueIndex, WatchdogFeatures negotiated) => queueIndex switch
     {
         WatchdogProtocol.EventQueue => (negotiated & WatchdogFeatures.Events) != 0,
-        WatchdogProtocol.NoticeQueue => (negotiated & WatchdogFeatures.Pretimeout) != 0,
+        WatchdogProtocol.NoticeQueue => (negotiated & (WatchdogFeatures.Pretimeout | WatchdogFeatures.VcpuStall)) != 0,
         _ => true,
     };
 

@@ -7,7 +7,8 @@ using VirtioPanic.Virtio.Queue;
 
 namespace VirtioPanic.Device;
 
-// Snapshot and restore of the device state, versioned. Layout of version 1 (little-endian):
+// Snapshot and restore of the device state, versioned. Layout of version 2 (little-endian); version
+// 1, which RestoreState still reads, is the same without the vCPU part at the end:
 //
 //   u32 magic 'VPWD' (0x44575056)   u32 version (1)
 //   u32 boot_reason                  i64 event sequence          i64 protocol errors
@@ -16,6 +17,11 @@ namespace VirtioPanic.Device;
 //   i64 countdown
 //   u32 held record count, then per record: u16 token id, u16 slot count, u8 readable buffers,
 //       u8 buffers, then per buffer u64 guest address, u32 length
+//   vCPU part (version 2): u32 vcpu count (0 without VIRTIO_WDT_F_VCPU_STALL offered),
+//       i64 vCPU grace floor (VM run time), i64 the pending pretimeout notice's order (0: none),
+//       then per vCPU: u8 state (0 untracked, 1 tracked, 2 stalled), i64 its run time since its
+//       last pet, i64 VM run time at stage one, i64 its run time since the pet at stage one,
+//       i64 its pending notice's order (0: none); an untracked slot is all zero
 //
 // The queues' own state (indices, addresses) is the transport's to save (VirtqueueState); the
 // held eventq chains are the device's, saved here by guest address and re-validated on restore.
@@ -32,7 +38,9 @@ namespace VirtioPanic.Device;
 public sealed partial class WatchdogDevice
 {
     /// <summary>The state format version <see cref="SaveState"/> writes and <see cref="RestoreState"/> reads.</summary>
-    public const int StateVersion = 1;
+    public const int StateVersion = 2;
+
+    private const int LegacyStateVersion = 1;
 
     private const uint StateMagic = 0x44575056;
 
@@ -52,8 +60,9 @@ public sealed partial class WatchdogDevice
 
     /// <summary>
     /// Captures the device state for a snapshot or migration: the watchdog (armed, NOWAYOUT,
-    /// timeout, pretimeout, time left in VM run time), the boot reason, the sequence counters and the
-    /// record buffers the device holds. Call with the VM's vCPUs stopped.
+    /// timeout, pretimeout, time left in VM run time), the boot reason, the sequence counters, the
+    /// record buffers the device holds and every vCPU slot of per-vCPU stall detection (its state,
+    /// run time since its last pet, a stall's stage-two time and pending notice). Call with the VM's vCPUs stopped.
     /// </summary>
     /// <returns>A versioned, self-describing byte image.</returns>
     public byte[] SaveState()
@@ -96,6 +105,19 @@ public sealed partial class WatchdogDevice
             }
         }
 
+        VcpuSlotState[] slots = _vcpus?.Save() ?? [];
+        writer.WriteUInt32((uint)slots.Length);
+        writer.WriteUInt64((ulong)(_vcpus?.GraceFloor ?? TimeSpan.Zero).Ticks);
+        writer.WriteUInt64((ulong)timer.NoticeOrder);
+        foreach (VcpuSlotState slot in slots)
+        {
+            writer.WriteByte((byte)slot.State);
+            writer.WriteUInt64((ulong)slot.SincePet.Ticks);
+            writer.WriteUInt64((ulong)slot.StalledAt.Ticks);
+            writer.WriteUInt64((ulong)slot.StalledFor.Ticks);
+            writer.WriteUInt64((ulong)slot.NoticeOrder);
+        }
+
         return writer.ToArray();
     }
 
@@ -113,7 +135,7 @@ public sealed partial class WatchdogDevice
     /// <see cref="SnapshotStatus.Ok"/>; <see cref="SnapshotStatus.Malformed"/> for an image that is
     /// not a watchdog device state, is truncated or has trailing bytes;
     /// <see cref="SnapshotStatus.UnsupportedVersion"/> for a version other than
-    /// <see cref="StateVersion"/>; <see cref="SnapshotStatus.InvalidState"/> for a value this device
+    /// <see cref="StateVersion"/> and 1 (the format before per-vCPU stall detection, read with every vCPU untracked); <see cref="SnapshotStatus.InvalidState"/> for a value this device
     /// could never have had. Never throws for any input.
     /// </returns>
     public SnapshotStatus RestoreState(ReadOnlySpan<byte> state)
@@ -127,6 +149,7 @@ public sealed partial class WatchdogDevice
 
         // Validated: from here on nothing can fail, so nothing is ever half-restored.
         _timer.Restore(parsed.Timer);
+        _vcpus?.Restore(parsed.Vcpus, parsed.VcpuGraceFloor);
         _sink.RestoreSequence(parsed.Sequence);
         Interlocked.Exchange(ref _protocolErrors, parsed.ProtocolErrors);
         Volatile.Write(ref _bootReason, (int)parsed.BootReason);
@@ -166,9 +189,9 @@ public sealed partial class WatchdogDevice
             return SnapshotStatus.Malformed;
         }
 
-        if (version != StateVersion)
+        if (version is not StateVersion and not LegacyStateVersion)
         {
-            reason = $"version {version}; this build reads version {StateVersion} only";
+            reason = $"version {version}; this build reads versions {LegacyStateVersion} and {StateVersion} only";
             return SnapshotStatus.UnsupportedVersion;
         }
 
@@ -270,13 +293,103 @@ public sealed partial class WatchdogDevice
             return SnapshotStatus.Malformed;
         }
 
+        VcpuSlotState[] vcpus = new VcpuSlotState[_vcpus?.Count ?? 0];
+        TimeSpan vcpuGraceFloor = TimeSpan.Zero;
+        if (version == StateVersion)
+        {
+            SnapshotStatus vcpuStatus = TryParseVcpus(ref reader, timer, vcpus, out vcpuGraceFloor, out long pretimeoutOrder, out reason);
+            if (vcpuStatus != SnapshotStatus.Ok)
+            {
+                return vcpuStatus;
+            }
+
+            timer = timer with { NoticeOrder = pretimeoutOrder };
+        }
+
         if (!reader.AtEnd)
         {
             reason = "trailing bytes";
             return SnapshotStatus.Malformed;
         }
 
-        parsed = new ParsedState(timer, (WatchdogBootReason)bootReason, sequence, protocolErrors, (flags & FlagNeedsReset) != 0, held);
+        parsed = new ParsedState(timer, (WatchdogBootReason)bootReason, sequence, protocolErrors, (flags & FlagNeedsReset) != 0, held, vcpus, vcpuGraceFloor);
+        reason = string.Empty;
+        return SnapshotStatus.Ok;
+    }
+
+    // The vCPU part of a version-2 image (spec §6.12), bounded by what this device's stall monitor
+    // can reach: its vCPU count, states, times within the run time and the stage-one timeout,
+    // distinct notice orders (the pretimeout notice's among them), a grace floor no further ahead
+    // than its resume grace.
+    private SnapshotStatus TryParseVcpus(ref SnapshotReader reader, in WatchdogTimerState timer, VcpuSlotState[] slots,
+        out TimeSpan graceFloor, out long pretimeoutOrder, out string reason)
+    {
+        uint count = reader.ReadUInt32();
+        graceFloor = TimeSpan.FromTicks((long)reader.ReadUInt64());
+        pretimeoutOrder = (long)reader.ReadUInt64();
+        if (reader.Failed)
+        {
+            reason = "truncated";
+            return SnapshotStatus.Malformed;
+        }
+
+        if (count != (uint)slots.Length)
+        {
+            reason = $"{count} vCPU slots; this device has {slots.Length}";
+            return SnapshotStatus.InvalidState;
+        }
+
+        if (graceFloor < TimeSpan.Zero || graceFloor > timer.RunTime + _timer.Grace)
+        {
+            reason = "vCPU grace floor further ahead than this device's resume grace";
+            return SnapshotStatus.InvalidState;
+        }
+
+        if (timer.NoticePending ? !IsCounter(pretimeoutOrder) || pretimeoutOrder == 0 : pretimeoutOrder != 0)
+        {
+            reason = "a pretimeout notice order without a pending notice, or out of range";
+            return SnapshotStatus.InvalidState;
+        }
+
+        var orders = new HashSet<long>();
+        if (pretimeoutOrder != 0)
+        {
+            orders.Add(pretimeoutOrder);
+        }
+
+        TimeSpan timeout = _vcpus?.Timeout ?? TimeSpan.Zero;
+        for (int i = 0; i < slots.Length; i++)
+        {
+            int state = reader.ReadByte();
+            var sincePet = TimeSpan.FromTicks((long)reader.ReadUInt64());
+            var stalledAt = TimeSpan.FromTicks((long)reader.ReadUInt64());
+            var stalledFor = TimeSpan.FromTicks((long)reader.ReadUInt64());
+            long order = (long)reader.ReadUInt64();
+            if (reader.Failed)
+            {
+                reason = "truncated";
+                return SnapshotStatus.Malformed;
+            }
+
+            bool valid = state switch
+            {
+                VcpuStallMonitor.Untracked => sincePet == TimeSpan.Zero && stalledAt == TimeSpan.Zero && stalledFor == TimeSpan.Zero && order == 0,
+                VcpuStallMonitor.Tracked => sincePet >= TimeSpan.Zero && sincePet <= WatchdogTimer.MaxRunTime
+                    && stalledAt == TimeSpan.Zero && stalledFor == TimeSpan.Zero && order == 0,
+                VcpuStallMonitor.Stalled => stalledFor >= timeout && stalledFor <= WatchdogTimer.MaxRunTime && sincePet >= stalledFor
+                    && sincePet <= WatchdogTimer.MaxRunTime && stalledAt >= TimeSpan.Zero && stalledAt <= timer.RunTime
+                    && IsCounter(order) && (order == 0 || orders.Add(order)),
+                _ => false,
+            };
+            if (!valid)
+            {
+                reason = $"vCPU {i}: a slot this device could not have had (state, times or notice order)";
+                return SnapshotStatus.InvalidState;
+            }
+
+            slots[i] = new VcpuSlotState(state, sincePet, stalledAt, stalledFor, order);
+        }
+
         reason = string.Empty;
         return SnapshotStatus.Ok;
     }
@@ -349,5 +462,7 @@ public sealed partial class WatchdogDevice
         long Sequence,
         long ProtocolErrors,
         bool NeedsReset,
-        HeldRecordState[] Held);
+        HeldRecordState[] Held,
+        VcpuSlotState[] Vcpus,
+        TimeSpan VcpuGraceFloor);
 }

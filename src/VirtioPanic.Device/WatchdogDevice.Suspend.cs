@@ -150,6 +150,7 @@ public sealed partial class WatchdogDevice
         if (!_hostPaused)
         {
             _timer.Resume();
+            _vcpus?.OnResumed();   // WDT-DEV-48: the grace applies to both stages
         }
     }
 }

@@ -35,6 +35,10 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private readonly Lock _lock = new();
     private readonly WatchdogFeatures _offered;
     private readonly IVcpuRunClock? _vcpuClock;
+    private readonly NoticeOrder _noticeOrder = new();
+
+    // Per-vCPU stall detection (spec §6.12); null when VCPU_STALL is not offered.
+    private readonly VcpuStallMonitor? _vcpus;
     private readonly uint _defaultTimeoutMs;
     private readonly uint _minTimeoutMs;
     private readonly uint _maxTimeoutMs;
@@ -47,6 +51,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private readonly LogRateLimiter _warnings;
     private readonly LogRateLimiter _reportLogs;
     private readonly LogRateLimiter _stateLogs;
+    private readonly LogRateLimiter _stallLogs;
     private readonly WatchdogTimer _timer;
     private readonly WatchdogEventSink _sink;
     private readonly WatchdogQueueWorker _watchdogWorker;
@@ -71,6 +76,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     // (QEMU's generic vhost-user device) writes back. See WriteConfigFields.
     private int _presentedBootReason;
     private int _presentedPanicEvents;
+    private int _presentedVcpuHeartbeat;
     private long _protocolErrors;
     private long _faults;       // unexpected exceptions caught in workers and the timer; Interlocked only (the first increment logs), orders nothing else
     private bool _disposed;
@@ -99,12 +105,19 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         _warnings = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _reportLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _stateLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
+        _stallLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _sink = new WatchdogEventSink(options.EventCapacity);
-        _timer = new WatchdogTimer(_time, options, new TimerListener(this));
+        _timer = new WatchdogTimer(_time, options, new TimerListener(this), _noticeOrder);
+        if ((_offered & WatchdogFeatures.VcpuStall) != 0)
+        {
+            _vcpus = new VcpuStallMonitor(_timer, vcpuClock, options.VcpuCount, options.VcpuStallTimeout, options.VcpuStallSecondStage,
+                options.ResumeGrace, _time, _noticeOrder, new StallListener(this));
+        }
+
         var host = new QueueHost(this);
         _watchdogWorker = new WatchdogQueueWorker(host, _timer);
         _eventWorker = new EventQueueWorker(host);
-        _noticeWorker = new NoticeQueueWorker(host, _timer);
+        _noticeWorker = new NoticeQueueWorker(host, _timer, _vcpus);
     }
 
     /// <summary>The instance identifier every event carries (<see cref="WatchdogDeviceOptions.DeviceId"/>).</summary>
@@ -148,14 +161,16 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     /// <inheritdoc />
     public void ReadConfig(uint offset, Span<byte> data)
     {
-        Span<byte> image = stackalloc byte[WatchdogConfig.Size];
+        Span<byte> image = stackalloc byte[WatchdogConfig.VcpuStallSize];
+        image = image[..ConfigSize];
         FillConfigImage(image);
         Volatile.Write(ref _presentedBootReason, BinaryPrimitives.ReadInt32LittleEndian(image[(int)WatchdogConfig.BootReason..]));
         Volatile.Write(ref _presentedPanicEvents, BinaryPrimitives.ReadInt32LittleEndian(image[(int)WatchdogConfig.PanicEvents..]));
+        Volatile.Write(ref _presentedVcpuHeartbeat, 0);
 
         // The transport guarantees the range; stay defensive anyway and fill every byte.
         data.Clear();
-        if (offset < WatchdogConfig.Size)
+        if (offset < (uint)image.Length)
         {
             ReadOnlySpan<byte> source = image[(int)offset..];
             source[..Math.Min(source.Length, data.Length)].CopyTo(data);
@@ -171,15 +186,39 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.PanicEvents..], (_offered & WatchdogFeatures.PanicConfig) != 0 ? WatchdogConfig.SupportedPanicEvents : 0);
         BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.MinTimeoutMs..], control ? _minTimeoutMs : _defaultTimeoutMs);
         BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.MaxTimeoutMs..], control ? _maxTimeoutMs : _defaultTimeoutMs);
+        if (_vcpus is not null && image.Length >= WatchdogConfig.VcpuStallSize)
+        {
+            // WDT-DEV-40: constant fields; vcpu_heartbeat reads 0.
+            BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.VcpuCount..], (uint)_vcpus.Count);
+            BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.VcpuTimeoutMs..], WatchdogTimer.ToMilliseconds(_vcpus.Timeout));
+            BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.VcpuStage2Ms..], WatchdogTimer.ToMilliseconds(_vcpus.SecondStage));
+            BinaryPrimitives.WriteUInt32LittleEndian(image[(int)WatchdogConfig.VcpuHeartbeat..], 0);
+        }
     }
 
     /// <inheritdoc />
     public void WriteConfig(uint offset, ReadOnlySpan<byte> data)
     {
-        if (!data.IsEmpty && offset < WatchdogConfig.Size && data.Length <= WatchdogConfig.Size - offset
+        uint size = (uint)ConfigSize;
+        if (!data.IsEmpty && offset < size && data.Length <= size - offset
             && offset / WatchdogConfig.FieldSize != (offset + (uint)data.Length - 1) / WatchdogConfig.FieldSize)
         {
             WriteConfigFields(offset, data);
+            return;
+        }
+
+        if (_vcpus is not null && offset >= WatchdogConfig.VcpuHeartbeat && offset < WatchdogConfig.VcpuHeartbeat + WatchdogConfig.FieldSize)
+        {
+            if (offset == WatchdogConfig.VcpuHeartbeat && data.Length == sizeof(uint))
+            {
+                VcpuHeartbeat(BinaryPrimitives.ReadUInt32LittleEndian(data));
+            }
+            else
+            {
+                // WDT-DEV-42: only one 4-byte write is a command.
+                ReportProtocolError(-1, WatchdogProtocolError.InvalidVcpuHeartbeat, "vcpu_heartbeat write not 4 bytes wide at 0x20");
+            }
+
             return;
         }
 
@@ -210,7 +249,8 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     // writes changed it, was not written: it reports nothing, clears nothing and is no error.
     private void WriteConfigFields(uint offset, ReadOnlySpan<byte> data)
     {
-        Span<byte> image = stackalloc byte[WatchdogConfig.Size];
+        Span<byte> image = stackalloc byte[WatchdogConfig.VcpuStallSize];
+        image = image[..ConfigSize];
         FillConfigImage(image);
         bool ignored = false;
         uint end = offset + (uint)data.Length;
@@ -233,6 +273,19 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
                     ReportPanicEvents((uint)value);
                     Volatile.Write(ref _presentedPanicEvents, value);
                 }
+            }
+            else if (whole && field == WatchdogConfig.VcpuHeartbeat && _vcpus is not null)
+            {
+                // §4.1: a value equal to the front end's copy was not written (hence the sequence bits).
+                if (value != Volatile.Read(ref _presentedVcpuHeartbeat))
+                {
+                    Volatile.Write(ref _presentedVcpuHeartbeat, value);
+                    VcpuHeartbeat((uint)value);
+                }
+            }
+            else if (!whole && field == WatchdogConfig.VcpuHeartbeat && _vcpus is not null)
+            {
+                ReportProtocolError(-1, WatchdogProtocolError.InvalidVcpuHeartbeat, "vcpu_heartbeat written in part inside a multi-field write");
             }
             else if (whole && field == WatchdogConfig.BootReason && (_offered & WatchdogFeatures.BootReason) != 0)
             {
@@ -258,6 +311,35 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         {
             // WDT-DEV-3: the parts that would change a read-only field (or write a field in part) are ignored.
             ReportProtocolError(-1, WatchdogProtocolError.InvalidConfigWrite, "ignored part of a multi-field configuration write");
+        }
+    }
+
+    // One vcpu_heartbeat command (spec §6.12): O(1), no timer work for a pet of a tracked vCPU.
+    private void VcpuHeartbeat(uint value)
+    {
+        VcpuStallMonitor vcpus = _vcpus!;
+        uint index = value & WatchdogConfig.HeartbeatIndexMask;
+        if ((_negotiated & WatchdogFeatures.VcpuStall) == 0)
+        {
+            // WDT-DRV-18: only with the feature negotiated (after DRIVER_OK); nothing is tracked before.
+            ReportProtocolError(-1, WatchdogProtocolError.InvalidVcpuHeartbeat, "vcpu_heartbeat written without VCPU_STALL negotiated");
+            return;
+        }
+
+        if (index >= (uint)vcpus.Count)
+        {
+            // WDT-DEV-42: a hostile index changes nothing.
+            ReportProtocolError(-1, WatchdogProtocolError.InvalidVcpuHeartbeat, "vcpu_heartbeat index at or above vcpu_count");
+            return;
+        }
+
+        if ((value & WatchdogConfig.HeartbeatOffline) != 0)
+        {
+            vcpus.Offline((int)index);
+        }
+        else
+        {
+            vcpus.Pet((int)index);
         }
     }
 
@@ -343,6 +425,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             // WDT-DEV-30: committed records whose notification never came still reach the host.
             DrainHeldRecordsUnsynchronized();
             keptRunning = _timer.Reset(vmReset: false);
+            _vcpus?.UntrackAll();   // WDT-DEV-47
             _context = null;
             _negotiated = WatchdogFeatures.None;
             _restoredHeld = null;
@@ -410,7 +493,12 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             _hostPaused = false;
             if (!_suspended)
             {
+                bool wasPaused = _timer.GetStatus().Paused;
                 _timer.Resume();
+                if (wasPaused)
+                {
+                    _vcpus?.OnResumed();
+                }
             }
         }
     }
@@ -442,12 +530,14 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     {
         SetBootReason(reason);
         _timer.Reset(vmReset: true);
+        _vcpus?.UntrackAll();
     }
 
     /// <summary>The device's state for the host's management query.</summary>
     public WatchdogDeviceStatus GetStatus()
     {
         WatchdogTimerStatus timer = _timer.GetStatus();
+        (int Tracked, int Stalled) vcpuCounts = _vcpus?.Counts() ?? (0, 0);
         bool disposed;
         bool bound;
         WatchdogFeatures negotiated;
@@ -481,6 +571,10 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
             DroppedEvents = _sink.Dropped,
             CoalescedEvents = _sink.Coalesced,
             PendingEvents = _sink.Pending,
+            VcpuCount = _vcpus?.Count ?? 0,
+            TrackedVcpus = vcpuCounts.Tracked,
+            StalledVcpus = vcpuCounts.Stalled,
+            VcpuClock = _vcpus is null ? VcpuClockSource.NotOffered : _vcpus.HasVcpuClock ? VcpuClockSource.VcpuRunTime : VcpuClockSource.VmRunTime,
         };
     }
 
@@ -502,6 +596,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         }
 
         _timer.Dispose();
+        _vcpus?.Dispose();
         _sink.Complete();
     }
 

@@ -51,4 +51,13 @@ internal static partial class WatchdogDeviceLog
 
     [LoggerMessage(EventId = 5015, Level = LogLevel.Information, Message = "Device {DeviceId} resumed: its rings restarted where they stopped")]
     internal static partial void Resumed(ILogger logger, string deviceId);
+
+    [LoggerMessage(EventId = 5016, Level = LogLevel.Warning, Message = "Device {DeviceId}: vCPU {Vcpu} stalled ({StalledFor} of its run time without a pet); the guest was sent a notice")]
+    internal static partial void VcpuStalled(ILogger logger, string deviceId, int vcpu, TimeSpan stalledFor);
+
+    [LoggerMessage(EventId = 5017, Level = LogLevel.Information, Message = "Device {DeviceId}: vCPU {Vcpu} recovered {SinceStall} after its stall")]
+    internal static partial void VcpuRecovered(ILogger logger, string deviceId, int vcpu, TimeSpan sinceStall);
+
+    [LoggerMessage(EventId = 5018, Level = LogLevel.Error, Message = "Device {DeviceId}: vCPU {Vcpu} still stalled {SinceStall} after the notice (second stage); it is no longer tracked")]
+    internal static partial void VcpuStallExpired(ILogger logger, string deviceId, int vcpu, TimeSpan sinceStall);
 }

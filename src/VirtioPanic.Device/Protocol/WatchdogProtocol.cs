@@ -28,6 +28,7 @@ namespace VirtioPanic.Device.Protocol;
 //
 // Notice (noticeq, device-writable, 16 bytes)
 //   0x00 le16 type (1 PRETIMEOUT)  0x02 le16 reserved (zero)  0x04 le32 time_left_ms  0x08 le32 timeout_ms  0x0C le32 pretimeout_ms
+//   0x00 le16 type (2 VCPU_STALL)  0x02 le16 vcpu             0x04 le32 stalled_ms    0x08 le32 timeout_ms  0x0C le32 stage2_ms   (§6.12)
 internal static class WatchdogProtocol
 {
     internal const int WatchdogQueue = 0;
@@ -121,6 +122,10 @@ internal static class WatchdogProtocol
     // Notices (§6.4: struct virtio_wdt_notice).
     internal const int NoticeSize = 16;
     internal const ushort NoticeTypePretimeout = 1;
+    internal const ushort NoticeTypeVcpuStall = 2;
+    internal const int NoticeVcpu = 0x02;
+    internal const int NoticeStalledMs = 0x04;
+    internal const int NoticeStage2Ms = 0x0C;
     internal const int NoticeType = 0x00;
     internal const int NoticeReserved = 0x02;
     internal const int NoticeTimeLeftMs = 0x04;

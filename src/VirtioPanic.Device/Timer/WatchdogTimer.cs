@@ -54,6 +54,7 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
     private readonly TimeProvider _time;
     private readonly WatchdogTimerQueue _timers;
     private readonly IWatchdogTimerListener _listener;
+    private readonly NoticeOrder _order;
     private readonly TimeSpan _defaultTimeout;
     private readonly TimeSpan _minTimeout;
     private readonly TimeSpan _maxTimeout;
@@ -80,6 +81,7 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
     private bool _noticePending;
     private long _noticeCountdown;
     private TimeSpan _noticeTimeLeft;
+    private long _noticeOrder;
 
     // Timer: DueHint (inherited) is the due (a timestamp of _time) of the next action this timer
     // published to _timers, long.MaxValue when it holds no entry or the entry has fired (OnDue
@@ -87,8 +89,9 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
     // under the queue's lock to move a pinged entry later without calling us).
     private bool _disposed;
 
-    internal WatchdogTimer(TimeProvider time, WatchdogDeviceOptions options, IWatchdogTimerListener listener)
+    internal WatchdogTimer(TimeProvider time, WatchdogDeviceOptions options, IWatchdogTimerListener listener, NoticeOrder? order = null)
     {
+        _order = order ?? new NoticeOrder();
         _time = time;
         _listener = listener;
         _defaultTimeout = options.DefaultTimeout;
@@ -104,6 +107,16 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
     // The resume grace (WatchdogDeviceOptions.ResumeGrace): a grace floor is never further ahead
     // of the run time than this.
     internal TimeSpan Grace => _grace;
+
+    // The VM run time and whether it is counting (not paused, not suspended).
+    internal TimeSpan GetRunTime(out bool running)
+    {
+        lock (_lock)
+        {
+            running = !_paused;
+            return RunNowUnsynchronized();
+        }
+    }
 
     internal TimeSpan RunTime
     {
@@ -201,7 +214,7 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
     {
         lock (_lock)
         {
-            notice = new PendingNotice(_noticeCountdown, _noticeTimeLeft, _timeout, _pretimeout);
+            notice = new PendingNotice(_noticeCountdown, _noticeTimeLeft, _timeout, _pretimeout, _noticeOrder);
             return _noticePending;
         }
     }
@@ -305,6 +318,7 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
                 Countdown = _countdown,
                 NoticePending = _noticePending,
                 NoticeTimeLeft = _noticeTimeLeft,
+                NoticeOrder = _noticePending ? _noticeOrder : 0,
             };
         }
     }
@@ -330,6 +344,8 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
             _noticePending = state.NoticePending;
             _noticeCountdown = state.Countdown;
             _noticeTimeLeft = state.NoticeTimeLeft;
+            _noticeOrder = state.NoticePending ? (state.NoticeOrder != 0 ? state.NoticeOrder : _order.Next()) : 0;
+            _order.AtLeast(_noticeOrder);
             ApplyGraceUnsynchronized(_runBase);
 
             // Paused until Resume, which reschedules; a queued entry is dropped when it comes due.
@@ -566,6 +582,7 @@ internal sealed class WatchdogTimer : WatchdogTimerEntry, IDisposable
                     _noticePending = true;
                     _noticeCountdown = _countdown;
                     _noticeTimeLeft = left;
+                    _noticeOrder = _order.Next();
                     notice = true;
                 }
             }

@@ -26,4 +26,8 @@ internal readonly record struct WatchdogTimerState
     public bool NoticePending { get; init; }
 
     public TimeSpan NoticeTimeLeft { get; init; }
+
+    // When the pending notice fired among all notices (NoticeOrder); 0 when none is pending or
+    // unknown (a version-1 image).
+    public long NoticeOrder { get; init; }
 }

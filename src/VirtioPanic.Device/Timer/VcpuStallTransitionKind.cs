@@ -1,0 +1,9 @@
+namespace VirtioPanic.Device.Timer;
+
+internal enum VcpuStallTransitionKind
+{
+    None,
+    Stalled,
+    Recovered,
+    Expired,
+}
