@@ -101,8 +101,9 @@ enum virtio_wdt_slot_state {
 
 /*
  * One CPU's heartbeat (§6.12). sequence and petting are touched only on that CPU: by its pinned
- * hrtimer (hard interrupt) and by its hotplug callbacks (its hotplug thread), which write only
- * before the timer is started or after hrtimer_cancel() returned, so they need no lock.
+ * hrtimer (hard interrupt), by its hotplug callbacks (its hotplug thread), which write only
+ * before the timer is started or after hrtimer_cancel() returned, and by a stall panic starting
+ * there (hard interrupt, so not while the timer runs). They need no lock.
  */
 struct virtio_wdt_vcpu {
 	struct hrtimer timer;		/* HRTIMER_MODE_REL_PINNED: fires on this CPU only */
@@ -636,6 +637,24 @@ static int virtio_wdt_cpu_offline(unsigned int cpu, struct hlist_node *node)
 	return 0;
 }
 
+/*
+ * Stage one's panic is about to start on this CPU (a noticeq callback: hard interrupt, local
+ * interrupts off, so this CPU's timer cannot run meanwhile). panic() keeps interrupts off here
+ * while smp_send_stop() waits for the stalled CPU, so this CPU stops petting: say OFFLINE for it,
+ * or the device would report the panicking CPU too before the panic record arrives. The stalled
+ * CPU stays STALLED, so the host's stage two still acts if the panic never reports.
+ */
+static void virtio_wdt_vcpu_panicking(struct virtio_wdt *vw)
+{
+	struct virtio_wdt_vcpu *vc = this_cpu_ptr(vw->vcpus);
+
+	if (!vc->petting)
+		return;
+	hrtimer_try_to_cancel(&vc->timer);
+	vc->petting = false;
+	virtio_wdt_vcpu_write(vc, VIRTIO_WDT_VCPU_OFFLINE);
+}
+
 /* After DRIVER_OK and the notice buffers (§5): every online CPU pets, and each one that comes online. */
 static void virtio_wdt_start_vcpus(struct virtio_wdt *vw)
 {
@@ -1012,9 +1031,11 @@ repost:
 	if (fired)
 		watchdog_notify_pretimeout(&vw->wdd);
 	/* Stage one (§6.12): the guest's chance to panic before the host's stage two acts. */
-	if (stalled && vcpu_stall_panic)
+	if (stalled && vcpu_stall_panic) {
+		virtio_wdt_vcpu_panicking(vw);
 		panic("virtio_wdt: vCPU %u stalled for %u ms", le16_to_cpu(stall.vcpu),
 		      le32_to_cpu(stall.vcpu_stall.stalled_ms));
+	}
 }
 
 /* ---- configuration ---- */
