@@ -81,6 +81,43 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
         }
     }
 
+    // vcpu_stall_panic=0: the guest only logs the notice, CPU 1 stays locked, and the device's
+    // stage two fires vcpu_stage2_ms of VM run time later (the host's stall policy acts then).
+    // The guest cannot end this run itself (its poweroff waits for CPU 1), so the test kills QEMU
+    // once stage two was reported.
+    [Test]
+    public async Task Pci_Cpu1HardLocked_LogOnly_NoGuestPanic_DeviceFiresStageTwoForVcpu1()
+    {
+        using WatchdogDevice device = NewStallDevice(secondStage: TimeSpan.FromSeconds(4));
+        string initramfs = BuildInitramfs("lockup", LockupScript, withLockupModule: true, parameters: "vcpu_stall_panic=0");
+        await using var recorder = new PolicyRecorder(device, Policy);
+        await using var host = new VhostUserBackendHost(device, WorkPath("wdt.sock"));
+        using var end = new CancellationTokenSource();
+
+        Task<QemuRun> boot = BootAsync(Options("lockup", initramfs, host), end.Token);
+        VcpuStallExpiredEvent? expired = await recorder.WaitForAsync<VcpuStallExpiredEvent>(TimeSpan.FromSeconds(60));
+        await end.CancelAsync();
+        QemuRun run = await boot;
+        IReadOnlyList<VcpuStalledEvent> stalls = recorder.Of<VcpuStalledEvent>();
+        VcpuStalledEvent? stalled = stalls.Count > 0 ? stalls[0] : null;
+
+        using (Assert.EnterMultipleScope())
+        {
+            AssertNegotiated(run, host);
+            Assert.That(run.SerialLog, Does.Contain("VP-STALL-LOCK"), run.ToString());
+            Assert.That(run.SerialLog, Does.Contain("virtio_wdt: vCPU 1 stalled for "), "the notice, logged\n" + run);
+            Assert.That(run.SerialLog, Does.Not.Contain("Kernel panic"), "vcpu_stall_panic=0: no panic\n" + run);
+            Assert.That(recorder.Of<GuestPanickedEvent>(), Is.Empty, recorder.ToString());
+            Assert.That(recorder.Of<VcpuStalledEvent>().Select(e => e.Vcpu), Is.EqualTo(new[] { 1 }), recorder.ToString());
+            Assert.That(expired, Is.Not.Null, "stage two for the vCPU that never pet again\n" + recorder);
+            Assert.That(expired?.Vcpu, Is.EqualTo(1));
+            Assert.That(expired?.SinceStall, Is.GreaterThanOrEqualTo(TimeSpan.FromSeconds(4)), "vcpu_stage2_ms of VM run time after stage one");
+            Assert.That(expired?.StalledFor, Is.EqualTo(stalled?.StalledFor));
+            Assert.That(recorder.Of<VcpuRecoveredEvent>(), Is.Empty, "CPU 1 never pet again");
+            Assert.That(run.TimedOut, Is.True, "the test ended the run (QEMU killed by its PID)");
+        }
+    }
+
     // Both CPUs idle (the shell sleeps) for three stall timeouts: the pinned hrtimers keep petting
     // on idle CPUs, so nothing stalls although every vCPU's run time is the VM's. Then rmmod with
     // the timers running: they are stopped before the device is reset (no oops, no stray write).
@@ -185,7 +222,7 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
         return next == wanted.Length;
     }
 
-    private static WatchdogDevice NewStallDevice() => new(new WatchdogDeviceOptions
+    private static WatchdogDevice NewStallDevice(TimeSpan? secondStage = null) => new(new WatchdogDeviceOptions
     {
         DeviceId = "wdt-stall",
         Features = WatchdogFeatures.All,
@@ -194,7 +231,7 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
         MaxTimeout = TimeSpan.FromSeconds(60),
         VcpuCount = 2,
         VcpuStallTimeout = s_stallTimeout,
-        VcpuStallSecondStage = TimeSpan.FromSeconds(20),   // longer than the guest's way to its panic
+        VcpuStallSecondStage = secondStage ?? TimeSpan.FromSeconds(20),   // by default longer than the guest's way to its panic
     });
 
     private QemuMachineOptions Options(string action, string initramfs, VhostUserBackendHost host) => new()
@@ -210,13 +247,13 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
         Timeout = TimeSpan.FromSeconds(90),
     };
 
-    private string BuildInitramfs(string action, string script, bool withLockupModule = false)
+    private string BuildInitramfs(string action, string script, bool withLockupModule = false, string? parameters = null)
     {
         string path = WorkPath($"initramfs-{action}.cpio.gz");
         InitramfsBuilder builder = NewInitramfs()
             .AddModule("virtio_pci")
             .AddModule("watchdog")
-            .AddKernelObject(Driver(Kernel))
+            .AddKernelObject(Driver(Kernel), parameters)
             .AddAction(action, script);
         if (withLockupModule)
         {
