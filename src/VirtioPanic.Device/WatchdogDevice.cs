@@ -145,6 +145,8 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
 
     internal WatchdogTimer Timer => _timer;
 
+    internal VcpuStallMonitor? VcpuMonitor => _vcpus;
+
     internal WatchdogFeatures NegotiatedDeviceFeatures => _negotiated;
 
     internal int HeldRecordCount => _eventWorker.HeldCount;

@@ -350,6 +350,81 @@ public sealed class SaveRestoreTests
         });
     }
 
+    // The same property for the vCPU part (spec §6.12, issue 15): a device with four vCPU slots, one
+    // stalled with its notice pending, one tracked. Whatever the image, RestoreState never throws,
+    // and after a resume no slot is left wedged: nobody pets, so every tracked or stalled vCPU the
+    // restored device reports reaches stage two within grace + timeout + second stage, and then
+    // none is tracked.
+    [Test]
+    public void Restore_RandomAndMutatedVcpuParts_NeverThrow_EveryRestoredSlotReachesStageTwo()
+    {
+        var options = new WatchdogDeviceOptions
+        {
+            VcpuCount = 4,
+            VcpuStallTimeout = TimeSpan.FromSeconds(2),
+            VcpuStallSecondStage = TimeSpan.FromSeconds(3),
+            ResumeGrace = TimeSpan.FromSeconds(1),
+        };
+        byte[] valid;
+        using (WatchdogRig source = WatchdogRig.Started(WatchdogFeatures.All, options))
+        {
+            source.WriteConfig32(0x20, 1u | 1u << 16);
+            source.Time.Advance(TimeSpan.FromSeconds(2.5));
+            source.WriteConfig32(0x20, 2u | 1u << 16);
+            source.Time.Advance(TimeSpan.FromSeconds(1));
+            source.Device.Pause();
+            valid = source.Device.SaveState();
+        }
+
+        int vcpuPart = 4 + 8 + 8 + 4 * 33;
+        Gen<byte[]> mutated = Gen.Select(Gen.Int[valid.Length - vcpuPart, valid.Length - 1].Array[1, 4], Gen.Byte.Array[4], Gen.Int[0, 7], (at, with, trim) =>
+        {
+            byte[] image = (byte[])valid.Clone();
+            for (int i = 0; i < at.Length; i++)
+            {
+                image[at[i]] = trim == 1 ? (byte)(image[at[i]] ^ (1 << (with[i] & 7))) : with[i];
+            }
+
+            return trim == 0 ? image[..^at.Length] : image;
+        });
+        int accepted = 0;
+        int slotsChecked = 0;
+
+        mutated.Sample(
+            image =>
+            {
+                using var rig = new WatchdogRig(options);
+                SnapshotStatus status = rig.Device.RestoreState(image);
+                rig.Activate(WatchdogFeatures.All);
+                rig.Device.Resume();
+                WatchdogDeviceStatus after = rig.Device.GetStatus();
+                int live = after.TrackedVcpus + after.StalledVcpus;
+                accepted += status == SnapshotStatus.Ok ? 1 : 0;
+                slotsChecked += live;
+                for (int step = 0; step < 70; step++)
+                {
+                    rig.Time.Advance(TimeSpan.FromMilliseconds(100));
+                }
+
+                WatchdogDeviceStatus end = rig.Device.GetStatus();
+                Assert.Multiple(() =>
+                {
+                    Assert.That(rig.Drain<VcpuStallExpiredEvent>().Select(e => e.Vcpu).Distinct().Count(), Is.EqualTo(live), "every restored slot reached stage two");
+                    Assert.That(end.TrackedVcpus + end.StalledVcpus, Is.Zero, "no slot is left wedged");
+                });
+                Assert.That(rig.Heartbeat(), Is.EqualTo(1), "the device still answers");
+                rig.ResetDevice();
+            },
+            iter: 1000,
+            threads: 1);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(accepted, Is.GreaterThan(20), "some mutations are benign and restore");
+            Assert.That(slotsChecked, Is.GreaterThan(40), "restored slots were checked");
+        });
+    }
+
     // Property: every truncation of a real image, random bytes and mutations of it, restored into a
     // device that is bound, armed, holds a record buffer and has a boot reason. RestoreState never
     // throws, every truncation is Malformed, and a refused image leaves the device exactly as it was

@@ -27,6 +27,10 @@ namespace VirtioPanic.Device.Timer;
 // (a vCPU that ran less than the wall time needs another, later check). While the VM is paused a
 // due check does nothing and Resume schedules the next one.
 //
+// A vCPU whose clock lagged the wall clock is re-checked no sooner than 1% of the timeout later
+// (_lagFloor), so a guest cannot make checks arbitrarily frequent by halting a vCPU just before
+// its deadline; stage one is then at most that late, never early.
+//
 // Bounded work: a check is O(vcpu_count) (at most 1024 slots) with no allocation unless something
 // fires; events are collected under _lock and raised after it is released. Lock order:
 // WatchdogDevice._lock -> VcpuStallMonitor._lock -> WatchdogTimer._lock -> WatchdogTimerQueue._lock.
@@ -46,6 +50,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
     private readonly WatchdogTimerQueue _timers;
     private readonly IVcpuStallListener _listener;
     private readonly NoticeOrder _order;
+    private readonly TimeSpan _lagFloor;
 
     // Lock-free fields, with the contract of the design note: _state written with Volatile.Write or
     // Interlocked under _lock, read anywhere with Volatile.Read; _lastPet written by pets with
@@ -70,6 +75,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
         Timeout = timeout;
         SecondStage = secondStage;
         Grace = grace;
+        _lagFloor = timeout / 100;
         _order = order;
         _listener = listener;
         _timers = WatchdogTimerQueue.For(time);
@@ -134,8 +140,10 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
         {
             TimeSpan vm = _vm.GetRunTime(out _);
             _graceFloor = WatchdogTimer.Max(_graceFloor, vm + Grace);
-            RescheduleUnsynchronized(WatchdogTimer.Max(_graceFloor - vm, s_minDue));
         }
+
+        // The next check at the earliest time anything can come due (nothing fires from here).
+        Check(fire: false);
     }
 
     internal (int Tracked, int Stalled) Counts()
@@ -267,7 +275,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
         }
     }
 
-    internal override void OnDue() => Check();
+    internal override void OnDue() => Check(fire: true);
 
     internal override void OnFault(Exception exception)
     {
@@ -338,15 +346,21 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
         }
     }
 
-    private void Check()
+    // fire: the queue's call (the entry is out of the queue; stages that are due fire). Otherwise a
+    // resume's look at when the next check is due, which changes no slot.
+    private void Check(bool fire)
     {
         List<VcpuStallTransition>? fired = null;
         bool notice = false;
         lock (_lock)
         {
-            // The queue took the entry out before calling: whatever is queued from here on is new.
             AssertInvariants();
-            Volatile.Write(ref DueHint, long.MaxValue);
+            if (fire)
+            {
+                // The queue took the entry out before calling: whatever is queued from here on is new.
+                Volatile.Write(ref DueHint, long.MaxValue);
+            }
+
             TimeSpan vm = _vm.GetRunTime(out bool running);
             if (_disposed || !running)
             {
@@ -355,7 +369,12 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
 
             if (vm < _graceFloor)
             {
-                RescheduleUnsynchronized(_graceFloor - vm);
+                // Inside the resume grace nothing fires (WDT-DEV-48); look again when it ends.
+                if (HasSlotsUnsynchronized())
+                {
+                    RescheduleUnsynchronized(_graceFloor - vm);
+                }
+
                 return;
             }
 
@@ -368,9 +387,15 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
                         {
                             long last = Volatile.Read(ref _lastPet[i]);
                             TimeSpan elapsed = VcpuNow(i) - TimeSpan.FromTicks(last);
-                            if (elapsed < Timeout)
+                            if (elapsed < Timeout || !fire)
                             {
-                                next = Min(next, Timeout - elapsed);
+                                // A vCPU that ran less than the wall time since the last check is
+                                // looked at again no sooner than 1% of the timeout from now: a guest
+                                // that halts a vCPU just short of its deadline cannot make the shared
+                                // timer thread scan every millisecond. Stage one is then at most that
+                                // late, never early (spec §6.12).
+                                TimeSpan remaining = Timeout - elapsed;
+                                next = Min(next, fire && _clock is not null && remaining > TimeSpan.Zero && remaining < _lagFloor ? _lagFloor : remaining);
                                 break;
                             }
 
@@ -400,7 +425,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
                     case Stalled:
                         {
                             TimeSpan since = vm - TimeSpan.FromTicks(_stalledAt[i]);
-                            if (since < SecondStage)
+                            if (since < SecondStage || !fire)
                             {
                                 next = Min(next, SecondStage - since);
                                 break;
@@ -449,7 +474,9 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
             return;
         }
 
-        due = due < s_minDue ? s_minDue : due > s_maxDue ? s_maxDue : due;
+        // A deadline already reached is looked at 1 ms from now (as WatchdogTimer does); any other
+        // due is exact, so a stage fires when its time comes and not a millisecond later.
+        due = due <= TimeSpan.Zero ? s_minDue : due > s_maxDue ? s_maxDue : due;
         long at = _timers.TimestampAfter(due);
         if (at >= DueHint)
         {
@@ -461,6 +488,19 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
     }
 
     private static TimeSpan Min(TimeSpan a, TimeSpan b) => a < b ? a : b;
+
+    private bool HasSlotsUnsynchronized()
+    {
+        for (int i = 0; i < Count; i++)
+        {
+            if (Volatile.Read(ref _state[i]) != Untracked)
+            {
+                return true;
+            }
+        }
+
+        return false;
+    }
 
     [Conditional("DEBUG")]
     private void AssertInvariants()

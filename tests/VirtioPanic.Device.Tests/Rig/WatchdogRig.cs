@@ -18,14 +18,14 @@ internal sealed class WatchdogRig : IDisposable
 
     private readonly bool _ownsMemory;
 
-    public WatchdogRig(WatchdogDeviceOptions? options = null, GuestMemory? memory = null, ulong allocatorBase = RamBase, ulong allocatorSize = RamSize)
+    public WatchdogRig(WatchdogDeviceOptions? options = null, GuestMemory? memory = null, ulong allocatorBase = RamBase, ulong allocatorSize = RamSize, IVcpuRunClock? vcpuClock = null)
     {
         Time = new FakeTimeProvider(new DateTimeOffset(2025, 1, 1, 0, 0, 0, TimeSpan.Zero));
         _ownsMemory = memory is null;
         Memory = memory ?? GuestMemory.CreateAnonymous(RamSize, RamBase);
         Allocator = new GuestAllocator(Memory, allocatorBase, allocatorSize);
         Options = options ?? new WatchdogDeviceOptions();
-        Device = new WatchdogDevice(Options, Time);
+        Device = new WatchdogDevice(Options, Time, vcpuClock: vcpuClock);
     }
 
     public FakeTimeProvider Time { get; }
@@ -53,9 +53,11 @@ internal sealed class WatchdogRig : IDisposable
         return rig;
     }
 
-    // Driver initialization: accept features, set up the queues they need, DRIVER_OK.
+    // Driver initialization: accept features (those of `features` the device offers: All leaves out
+    // VCPU_STALL without a vCPU count), set up the queues they need, DRIVER_OK.
     public void Activate(WatchdogFeatures features, bool? eventQueue = null, bool? noticeQueue = null, bool eventIndex = false, ushort size = 16)
     {
+        features &= Device.OfferedFeatures;
         ulong negotiated = (ulong)features | VirtioFeatures.Version1 | (eventIndex ? VirtioFeatures.EventIndex : 0);
         Assert.That(Device.AcceptFeatures(negotiated), Is.True, "the device refused the feature set");
         SetUpQueue(0, size, eventIndex);
@@ -64,7 +66,7 @@ internal sealed class WatchdogRig : IDisposable
             SetUpQueue(1, size, eventIndex);
         }
 
-        if (noticeQueue ?? (features & WatchdogFeatures.Pretimeout) != 0)
+        if (noticeQueue ?? (features & (WatchdogFeatures.Pretimeout | WatchdogFeatures.VcpuStall)) != 0)
         {
             SetUpQueue(2, size, eventIndex);
         }

@@ -1,7 +1,9 @@
 using System.Buffers.Binary;
+using VirtioPanic.Device;
 using VirtioPanic.GuestDriver.Rings;
 using VirtioPanic.VhostUser.Protocol;
 using VirtioPanic.VhostUser.Tests.Devices;
+using VirtioPanic.VhostUser.Tests.RealKernel;
 using VirtioPanic.Virtio.Device;
 
 namespace VirtioPanic.VhostUser.Tests.Protocol;
@@ -286,6 +288,69 @@ internal sealed class VhostUserBackendTests
             Assert.That(device.ConfigWrites, Has.Count.EqualTo(1));
             Assert.That(device.ConfigWrites[0].Offset, Is.EqualTo(2));
             Assert.That(device.ConfigWrites[0].Data, Is.EqualTo(new byte[] { 0x11, 0x22 }));
+        }
+    }
+
+    // Issue 15: with VIRTIO_WDT_F_VCPU_STALL offered the watchdog's configuration is 36 bytes, and
+    // QEMU's generic front end (config_size=36) reads and writes all of it: GET_CONFIG of 36 bytes
+    // shows vcpu_count and the two stages, a whole-image SET_CONFIG with a new vcpu_heartbeat is one
+    // pet, the same image again is none, and a range past 36 bytes is refused.
+    [Test]
+    public async Task GetAndSetConfig_WatchdogWithVcpuStall_36Bytes_WholeImagePetReachesTheDevice()
+    {
+        string directory = TestPaths.CreateTempDirectory("vp-vu");
+        using var device = new WatchdogDevice(new WatchdogDeviceOptions { VcpuCount = 2, VcpuStallTimeout = TimeSpan.FromSeconds(5) });
+        try
+        {
+            await using var host = new VhostUserBackendHost(device, Path.Combine(directory, "backend.sock"));
+            using var front = new FakeFrontEnd(host.SocketPath);
+            front.SendU64(VhostUserRequest.SetProtocolFeatures, (ulong)(VhostUserProtocolFeatures.Config | VhostUserProtocolFeatures.ReplyAck));
+            front.SendU64(VhostUserRequest.SetFeatures, VirtioFeatures.Version1 | VhostUserBackend.ProtocolFeaturesBit | (ulong)WatchdogFeatures.VcpuStall);
+            front.SendQemuStyleMemTable();
+            front.AttachRing(0, 8, eventIndex: false, out _, out _);
+            front.SendState(VhostUserRequest.SetVringEnable, 0, 1);
+            _ = front.GetFeatures();
+
+            byte[] get = new byte[12 + 36];
+            BinaryPrimitives.WriteUInt32LittleEndian(get.AsSpan(4), 36);
+            front.Send(VhostUserRequest.GetConfig, get);
+            (_, _, byte[] reply) = front.ReadReply();
+            byte[] image = reply.AsSpan(12).ToArray();
+
+            byte[] tooFar = new byte[12 + 4];
+            BinaryPrimitives.WriteUInt32LittleEndian(tooFar, 36);
+            BinaryPrimitives.WriteUInt32LittleEndian(tooFar.AsSpan(4), 4);
+            front.Send(VhostUserRequest.GetConfig, tooFar);
+            (_, _, byte[] refused) = front.ReadReply();
+
+            byte[] set = new byte[12 + 36];
+            BinaryPrimitives.WriteUInt32LittleEndian(set.AsSpan(4), 36);
+            image.CopyTo(set.AsSpan(12));
+            BinaryPrimitives.WriteUInt32LittleEndian(set.AsSpan(12 + 0x20), 1u | 1u << 16);   // PET of vCPU 1, sequence 1
+            front.Send(VhostUserRequest.SetConfig, set, needReply: true);
+            ulong ack = front.ReadU64Reply(VhostUserRequest.SetConfig);
+            WatchdogDeviceStatus afterPet = device.GetStatus();
+            front.Send(VhostUserRequest.SetConfig, set, needReply: true);                        // the front end's copy again
+            ulong ackAgain = front.ReadU64Reply(VhostUserRequest.SetConfig);
+
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(reply, Has.Length.EqualTo(12 + 36));
+                Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(image.AsSpan(0x14)), Is.EqualTo(2u), "vcpu_count");
+                Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(image.AsSpan(0x18)), Is.EqualTo(5000u), "vcpu_timeout_ms");
+                Assert.That(BinaryPrimitives.ReadUInt32LittleEndian(image.AsSpan(0x20)), Is.Zero, "vcpu_heartbeat reads 0");
+                Assert.That(refused, Is.Empty, "a range past 36 bytes gets the empty (failed) reply");
+                Assert.That(ack, Is.Zero);
+                Assert.That(ackAgain, Is.Zero);
+                Assert.That(afterPet.NegotiatedFeatures & WatchdogFeatures.VcpuStall, Is.EqualTo(WatchdogFeatures.VcpuStall));
+                Assert.That(afterPet.TrackedVcpus, Is.EqualTo(1), "the pet in the image reached the device");
+                Assert.That(afterPet.VcpuClock, Is.EqualTo(VcpuClockSource.VmRunTime), "a vhost-user back end has only the VM's run time");
+                Assert.That(device.GetStatus().ProtocolErrors, Is.Zero, "neither image was an error");
+            }
+        }
+        finally
+        {
+            Directory.Delete(directory, recursive: true);
         }
     }
 
