@@ -49,7 +49,7 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
 
         using (Assert.EnterMultipleScope())
         {
-            AssertNegotiated(run, host);
+            AssertNegotiated(run, host, device);
             Assert.That(run.SerialLog, Does.Contain("VP-STALL-LOCK"), run.ToString());
             Assert.That(run.SerialLog, Does.Not.Contain("VP-STALL-NO-PANIC"), "the guest panicked at stage one\n" + run);
 
@@ -103,7 +103,7 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
 
         using (Assert.EnterMultipleScope())
         {
-            AssertNegotiated(run, host);
+            AssertNegotiated(run, host, device);
             Assert.That(run.SerialLog, Does.Contain("VP-STALL-LOCK"), run.ToString());
             Assert.That(run.SerialLog, Does.Contain("virtio_wdt: vCPU 1 stalled for "), "the notice, logged\n" + run);
             Assert.That(run.SerialLog, Does.Not.Contain("Kernel panic"), "vcpu_stall_panic=0: no panic\n" + run);
@@ -144,7 +144,7 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
         using (Assert.EnterMultipleScope())
         {
             Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run.ToString());
-            AssertNegotiated(run, host);
+            AssertNegotiated(run, host, device);
             Assert.That(Line(run, "VP-STALL cpus "), Is.EqualTo("0-1"));
             Assert.That(run.SerialLog, Does.Contain("VP-STALL-IDLE-DONE"));
             Assert.That(Line(run, "VP-STALL-RMMOD "), Is.EqualTo("0"), run.ToString());
@@ -184,7 +184,7 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
         using (Assert.EnterMultipleScope())
         {
             Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run.ToString());
-            AssertNegotiated(run, host);
+            AssertNegotiated(run, host, device);
             Assert.That(Line(run, "VP-STALL offline "), Is.EqualTo("0 online 0"), run.ToString());
             Assert.That(Line(run, "VP-STALL back "), Is.EqualTo("1"));
             Assert.That(recorder.Of<VcpuStalledEvent>(), Is.Empty, "no stall for the CPU that went offline\n" + recorder);
@@ -194,8 +194,9 @@ internal sealed partial class Qemu11VcpuStallTests : RealKernelTest
         }
     }
 
-    private static void AssertNegotiated(QemuRun run, VhostUserBackendHost host)
+    private static void AssertNegotiated(QemuRun run, VhostUserBackendHost host, WatchdogDevice device)
     {
+        Assert.That(device.GetStatus().VcpuClock, Is.EqualTo(VcpuClockSource.VmRunTime), "behind vhost-user the device counts the VM's run time for every vCPU and says so (WDT-DEV-49)");
         Assert.That(host.Backend.Statistics.NegotiatedFeatures & (ulong)WatchdogFeatures.VcpuStall, Is.Not.Zero, "VIRTIO_WDT_F_VCPU_STALL negotiated\n" + run);
         Assert.That(run.SerialLog, Does.Contain("per-CPU heartbeats: 2 vCPU slots, stall after 3000 ms, pet every 750 ms"), run.ToString());
     }
