@@ -47,6 +47,9 @@ public static class QmpEvents
         WatchdogEventKind.Stopped => "VIRTIO_WDT_STOPPED",
         WatchdogEventKind.Pretimeout => "VIRTIO_WDT_PRETIMEOUT",
         WatchdogEventKind.ProtocolError => "VIRTIO_WDT_PROTOCOL_ERROR",
+        WatchdogEventKind.VcpuStalled => "VIRTIO_WDT_VCPU_STALLED",
+        WatchdogEventKind.VcpuRecovered => "VIRTIO_WDT_VCPU_RECOVERED",
+        WatchdogEventKind.VcpuStallExpired => "VIRTIO_WDT_VCPU_STALL_EXPIRED",
         _ => "VIRTIO_WDT_DRIVER_RESET",
     };
 

@@ -13,6 +13,7 @@ public sealed class ServeBoundaryTests
     internal const uint GetFeatures = 1;
     internal const uint SetOwner = 3;
     internal const uint SetProtocolFeatures = 16;
+    internal const uint GetConfig = 24;
     internal const uint SetConfig = 25;
     private const uint Version = 0x1;
     internal const ulong ProtocolFeatureConfig = 1UL << 9;

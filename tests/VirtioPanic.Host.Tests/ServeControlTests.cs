@@ -160,6 +160,99 @@ public sealed class ServeControlTests
         Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
     }
 
+    // Issue 15: serve reaches the per-vCPU options: Device:VcpuCount for every VM, Serve:Vms:n:VcpuCount
+    // for one; a VM with a vCPU count serves the 36-byte configuration (vcpu_count at 0x14), one
+    // with 0 the 20-byte one (a read at 0x14 is refused with the empty GET_CONFIG reply).
+    [Test]
+    public void ManyVms_VcpuCountFromTheDeviceSectionOrPerVm_ReachesEachDevicesConfig()
+    {
+        using var directory = new TempDirectory();
+        var environment = new Dictionary<string, string>
+        {
+            ["VIRTIOPANIC_Device__VcpuCount"] = "2",
+            ["VIRTIOPANIC_Serve__Vms__0__DeviceId"] = "vm1",
+            ["VIRTIOPANIC_Serve__Vms__0__VhostUser"] = directory.File("vm1.sock"),
+            ["VIRTIOPANIC_Serve__Vms__0__VcpuCount"] = "3",
+            ["VIRTIOPANIC_Serve__Vms__1__DeviceId"] = "vm2",
+            ["VIRTIOPANIC_Serve__Vms__1__VhostUser"] = directory.File("vm2.sock"),
+            ["VIRTIOPANIC_Serve__Vms__2__DeviceId"] = "vm3",
+            ["VIRTIOPANIC_Serve__Vms__2__VhostUser"] = directory.File("vm3.sock"),
+            ["VIRTIOPANIC_Serve__Vms__2__VcpuCount"] = "0",
+        };
+
+        using HostProcess serve = HostProcess.Start(environment, "serve", "--journal", directory.File("serve.jsonl"), "--dump-dir", directory.File("dumps"));
+        byte[]? VcpuCountField(string vm)
+        {
+            WaitForSocket(serve, directory.File(vm + ".sock"));
+            using Socket front = Connect(directory.File(vm + ".sock"));
+            Send(front, SetOwner, []);
+            Span<byte> u64 = stackalloc byte[8];
+            BinaryPrimitives.WriteUInt64LittleEndian(u64, ProtocolFeatureConfig);
+            Send(front, SetProtocolFeatures, u64);
+            byte[] get = new byte[12 + 4];
+            BinaryPrimitives.WriteUInt32LittleEndian(get, 0x14);
+            BinaryPrimitives.WriteUInt32LittleEndian(get.AsSpan(4), 4);
+            Send(front, GetConfig, get);
+            byte[] header = new byte[12];
+            Assert.That(ReceiveInto(front, header), Is.True, "GET_CONFIG answered");
+            byte[] payload = new byte[BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(8))];
+            Assert.That(ReceiveInto(front, payload), Is.True);
+            return payload.Length == 0 ? null : payload[12..];
+        }
+
+        byte[]? vm1 = VcpuCountField("vm1");
+        byte[]? vm2 = VcpuCountField("vm2");
+        byte[]? vm3 = VcpuCountField("vm3");
+        serve.Terminate();
+        int code = serve.WaitForExit(TimeSpan.FromSeconds(30));
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(vm1, Is.EqualTo(new byte[] { 3, 0, 0, 0 }), "Serve:Vms:0:VcpuCount");
+            Assert.That(vm2, Is.EqualTo(new byte[] { 2, 0, 0, 0 }), "Device:VcpuCount");
+            Assert.That(vm3, Is.Null, "VcpuCount 0: a 20-byte configuration");
+            Assert.That(code, Is.Zero, serve.Error);
+        }
+    }
+
+    [Test]
+    public void ManyVms_BadVcpuCount_OneClearErrorLine_ExitCode2()
+    {
+        using var directory = new TempDirectory();
+        var environment = new Dictionary<string, string>
+        {
+            ["VIRTIOPANIC_Serve__Vms__0__DeviceId"] = "vm1",
+            ["VIRTIOPANIC_Serve__Vms__0__VhostUser"] = directory.File("a.sock"),
+            ["VIRTIOPANIC_Serve__Vms__0__VcpuCount"] = "1025",
+        };
+
+        (int code, string output, string error) = HostProcess.Run(s_limit, environment, "serve", "--journal", directory.File("serve.jsonl"));
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(code, Is.EqualTo(2));
+            Assert.That(error, Does.Contain("error: Serve:Vms:0:VcpuCount = '1025': allowed: 0 (no per-vCPU stall detection) to 1024"));
+            Assert.That(output + error, Does.Not.Contain("   at "), "no stack trace");
+        }
+    }
+
+    private static bool ReceiveInto(Socket socket, byte[] buffer)
+    {
+        int received = 0;
+        while (received < buffer.Length)
+        {
+            int n = socket.Receive(buffer, received, buffer.Length - received, SocketFlags.None);
+            if (n == 0)
+            {
+                return false;
+            }
+
+            received += n;
+        }
+
+        return true;
+    }
+
     [Test]
     public void ManyVms_ADeviceIdTwice_OneClearErrorLine_ExitCode2()
     {

@@ -58,6 +58,20 @@ public sealed class QmpEventsTests
         Assert.That(QmpEvents.QmpAction(WatchdogEventKind.Expired, policy), Is.EqualTo(qmp));
 
     [Test]
+    public void EveryEventKind_HasItsOwnName_TheVcpuStallKindsIncluded()
+    {
+        string[] names = [.. Enum.GetValues<WatchdogEventKind>().Select(QmpEvents.NameOf)];
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(names, Is.Unique);
+            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuStalled), Is.EqualTo("VIRTIO_WDT_VCPU_STALLED"));
+            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuRecovered), Is.EqualTo("VIRTIO_WDT_VCPU_RECOVERED"));
+            Assert.That(QmpEvents.NameOf(WatchdogEventKind.VcpuStallExpired), Is.EqualTo("VIRTIO_WDT_VCPU_STALL_EXPIRED"));
+        }
+    }
+
+    [Test]
     public void CrashLoadedAndShutdown_UseQemusNames()
     {
         var crash = new GuestCrashLoadedEvent { DeviceId = "d", Sequence = 1, VmRunTime = default, HostTime = s_time, Source = WatchdogEventSource.ConfigField };

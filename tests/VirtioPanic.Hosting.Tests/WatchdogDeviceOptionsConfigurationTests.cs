@@ -22,7 +22,10 @@ public sealed class WatchdogDeviceOptionsConfigurationTests
             ("Device:MaxTimeout", "00:10:00"),
             ("Device:ResumeGrace", "00:00:00"),
             ("Device:EventCapacity", "16"),
-            ("Device:StartPaused", "true"));
+            ("Device:StartPaused", "true"),
+            ("Device:VcpuCount", "8"),
+            ("Device:VcpuStallTimeout", "00:00:05"),
+            ("Device:VcpuStallSecondStage", "00:00:00.250"));
 
         host.StartAsync().GetAwaiter().GetResult();
         WatchdogDeviceOptions options = host.Services.GetRequiredService<IOptions<WatchdogDeviceOptions>>().Value;
@@ -36,6 +39,7 @@ public sealed class WatchdogDeviceOptionsConfigurationTests
             Assert.That(options.ResumeGrace, Is.EqualTo(TimeSpan.Zero));
             Assert.That(options.EventCapacity, Is.EqualTo(16));
             Assert.That(options.StartPaused, Is.True);
+            Assert.That((options.VcpuCount, options.VcpuStallTimeout, options.VcpuStallSecondStage), Is.EqualTo((8, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(250))));
         }
     }
 
@@ -68,6 +72,12 @@ public sealed class WatchdogDeviceOptionsConfigurationTests
     [TestCase("Device:Features", "Pretimeout", "Pretimeout requires Control")]
     [TestCase("Device:Features", "LogTail", "LogTail requires Events")]
     [TestCase("Device:DeviceId", "", "must not be empty")]
+    [TestCase("Device:VcpuCount", "-1", "must be from 0 (no per-vCPU stall detection) to 1024")]
+    [TestCase("Device:VcpuCount", "1025", "must be from 0 (no per-vCPU stall detection) to 1024")]
+    [TestCase("Device:VcpuCount", "all", "not a whole number")]
+    [TestCase("Device:VcpuStallTimeout", "00:00:00.999", "must be at least 00:00:01")]
+    [TestCase("Device:VcpuStallTimeout", "later", "not a time span")]
+    [TestCase("Device:VcpuStallSecondStage", "00:00:00", "a whole number of milliseconds")]
     public void BadKey_FailsAtStart_WithOneLineNamingKeyValueAndWhatIsAllowed(string key, string value, string allowed)
     {
         using IHost host = Build((key, value));
@@ -134,6 +144,15 @@ public sealed class WatchdogDeviceOptionsConfigurationTests
         yield return new WatchdogDeviceOptions { ResumeGrace = TimeSpan.FromMilliseconds(uint.MaxValue + 1L) };
         yield return new WatchdogDeviceOptions { EventCapacity = 4 };
         yield return new WatchdogDeviceOptions { EventCapacity = 3 };
+        yield return new WatchdogDeviceOptions { VcpuCount = 1024 };
+        yield return new WatchdogDeviceOptions { VcpuCount = 1025 };
+        yield return new WatchdogDeviceOptions { VcpuCount = -1 };
+        yield return new WatchdogDeviceOptions { VcpuStallTimeout = TimeSpan.FromMilliseconds(999) };
+        yield return new WatchdogDeviceOptions { VcpuStallTimeout = TimeSpan.FromSeconds(1) };
+        yield return new WatchdogDeviceOptions { VcpuStallTimeout = TimeSpan.FromTicks(TimeSpan.TicksPerSecond * 2 + 1) };
+        yield return new WatchdogDeviceOptions { VcpuStallSecondStage = TimeSpan.Zero };
+        yield return new WatchdogDeviceOptions { VcpuStallSecondStage = TimeSpan.FromMilliseconds(1) };
+        yield return new WatchdogDeviceOptions { VcpuStallSecondStage = TimeSpan.FromMilliseconds(uint.MaxValue + 1L) };
     }
 
     private static OptionsValidationException StartFails(IHost host)

@@ -12,13 +12,15 @@ namespace VirtioPanic.Host.Serve;
 
 // serve --vhost-user PATH [--qmp QMP]: our device behind a vhost-user socket, under the policy
 // service, until Ctrl-C; with a QMP monitor the service acts on the VM. Without --vhost-user,
-// section Serve:Vms lists many VMs for one process (each: DeviceId, VhostUser, Qmp optional), each
+// section Serve:Vms lists many VMs for one process (each: DeviceId, VhostUser, Qmp and VcpuCount
+// optional; VcpuCount, the VM's vCPU count for per-vCPU stall detection, defaults to
+// Device:VcpuCount), each
 // with its own device, back end, QMP connection and policy (VirtioPanic:Devices:<id>), all under
 // one policy service and one journal (every record names its device).
 internal static class ServeRunner
 {
     // One VM served by this process.
-    private sealed record ServedVm(string DeviceId, string VhostUserSocket, string? QmpSocket);
+    private sealed record ServedVm(string DeviceId, string VhostUserSocket, string? QmpSocket, int? VcpuCount = null);
 
     internal static async Task<int> RunAsync(string? socketPath, IDictionary<string, string?> overrides, bool jsonLogs, CancellationToken cancellationToken)
     {
@@ -85,10 +87,10 @@ internal static class ServeRunner
         IConfigurationSection[] entries = [.. configuration.GetSection("Serve:Vms").GetChildren()];
         if (entries.Length == 0)
         {
-            return (vms, "nothing to serve: give --vhost-user PATH, or list VMs in Serve:Vms (each with DeviceId, VhostUser and optionally Qmp)");
+            return (vms, "nothing to serve: give --vhost-user PATH, or list VMs in Serve:Vms (each with DeviceId, VhostUser and optionally Qmp and VcpuCount)");
         }
 
-        string[] known = ["DeviceId", "VhostUser", "Qmp"];
+        string[] known = ["DeviceId", "VhostUser", "Qmp", "VcpuCount"];
         foreach (IConfigurationSection entry in entries)
         {
             if (entry.GetChildren().FirstOrDefault(k => !known.Contains(k.Key, StringComparer.OrdinalIgnoreCase)) is { } unknown)
@@ -113,7 +115,19 @@ internal static class ServeRunner
                 return (vms, $"{entry.Path}:VhostUser: '{socket}' is used twice; every VM needs its own socket");
             }
 
-            vms.Add(new ServedVm(device, socket, entry["Qmp"] is { Length: > 0 } qmp ? qmp : null));
+            int? vcpus = null;
+            if (entry["VcpuCount"] is { } text)
+            {
+                if (!int.TryParse(text, System.Globalization.NumberStyles.Integer, System.Globalization.CultureInfo.InvariantCulture, out int count)
+                    || count is < 0 or > WatchdogDeviceOptions.MaxVcpuCount)
+                {
+                    return (vms, $"{entry.Path}:VcpuCount = '{text}': allowed: 0 (no per-vCPU stall detection) to {WatchdogDeviceOptions.MaxVcpuCount}, the VM's vCPU count");
+                }
+
+                vcpus = count;
+            }
+
+            vms.Add(new ServedVm(device, socket, entry["Qmp"] is { Length: > 0 } qmp ? qmp : null, vcpus));
         }
 
         return (vms, null);
@@ -149,6 +163,11 @@ internal static class ServeRunner
                 StartPaused = deviceOptions.StartPaused,
                 Features = deviceOptions.Features,
                 EventCapacity = deviceOptions.EventCapacity,
+
+                // vhost-user: the back end sees no vCPUs, so stall detection counts VM run time (WDT-DEV-49).
+                VcpuCount = vm.VcpuCount ?? deviceOptions.VcpuCount,
+                VcpuStallTimeout = deviceOptions.VcpuStallTimeout,
+                VcpuStallSecondStage = deviceOptions.VcpuStallSecondStage,
             }, TimeProvider.System, loggers.CreateLogger("VirtioPanic.Device"));
 
             // With a QMP monitor the policy's actions are carried out on the VM and the VM's run
