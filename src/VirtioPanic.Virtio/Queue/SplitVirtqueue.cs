@@ -576,10 +576,15 @@ internal sealed partial class SplitVirtqueue
         }
 
         // Release: the used elements and the bytes written into the buffers become visible no
-        // later than the new used.idx (§2.7.8.2 device MUST set len before updating idx).
-        _used.StoreIndex(_nextUsed);
+        // later than the new used.idx (§2.7.8.2 device MUST set len before updating idx). And a
+        // full fence after it (store used.idx -> load used_event/avail.flags): without it we could
+        // read a stale used_event from before the driver re-armed callbacks, while the driver
+        // reads the old used.idx after re-arming: both sides conclude the other will act, and the
+        // driver never gets its interrupt (§2.7.7, the race Linux closes with virtio_mb). One
+        // exchange is both (UsedRing: the Exchange* forms).
+        _used.ExchangeIndex(_nextUsed);
         _publishedUsed = _nextUsed;
-        return NeedsNotification();
+        return Decide();
     }
 
     internal VirtqueueState SaveState()
