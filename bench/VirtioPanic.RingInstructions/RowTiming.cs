@@ -15,7 +15,12 @@ internal static class RowTiming
         const int RoundsPerPass = 200;
         var samples = chosen.Select(_ => new List<double>(Passes * RoundsPerPass)).ToArray();
         long sink = 0;
-        for (int warm = 0; warm < 3000; warm++)
+        // Warm up for two seconds of rounds, not a count: the JIT's call counting starts after
+        // 100 ms without new Tier-0 code and its background compiler shares the machine with the
+        // neighbours, so a short row measured after a fixed count can still be running Tier-0 or
+        // OSR code.
+        long warmEnd = Stopwatch.GetTimestamp() + (2 * Stopwatch.Frequency);
+        while (Stopwatch.GetTimestamp() < warmEnd)
         {
             foreach (var row in chosen)
             {
