@@ -38,6 +38,29 @@ internal sealed partial class SplitVirtqueue
     // re-arm before the avail.idx re-check). Returns EnableNotification's answer.
     internal bool EndRound(out bool notify)
     {
+        // The round of a healthy EVENT_IDX queue (Ok implies activated), with the values in
+        // locals; EndRoundGeneral decides every other case the same way.
+        if (_status == VirtqueueStatus.Ok && _eventIndex)
+        {
+            ushort nextUsed = _nextUsed;
+            bool flush = nextUsed != _publishedUsed;
+            if (flush)
+            {
+                _used.StoreIndex(nextUsed);
+                _publishedUsed = nextUsed;
+            }
+
+            ushort nextAvail = _nextAvail;
+            _used.ExchangeAvailEvent(nextAvail);
+            notify = flush && DecideEventIndex(nextUsed);
+            return _avail.LoadIndex() != nextAvail;
+        }
+
+        return EndRoundGeneral(out notify);
+    }
+
+    private bool EndRoundGeneral(out bool notify)
+    {
         notify = false;
         if (_memory is null)
         {
@@ -94,7 +117,6 @@ internal sealed partial class SplitVirtqueue
         _used.StoreFlags(SplitRingLayout.UsedFlagNoNotify);
     }
 
-
     // The used-buffer notification decision; the caller has fenced after publishing used.idx.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private bool Decide()
@@ -105,7 +127,13 @@ internal sealed partial class SplitVirtqueue
             return (_avail.LoadFlags() & SplitRingLayout.AvailFlagNoInterrupt) == 0;
         }
 
-        ushort newUsed = _publishedUsed;
+        return DecideEventIndex(_publishedUsed);
+    }
+
+    // Decide with EVENT_IDX, newUsed being the used.idx just published.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private bool DecideEventIndex(ushort newUsed)
+    {
         ushort oldUsed = _signalledUsed;
         bool valid = _signalledValid;
         _signalledUsed = newUsed;

@@ -220,7 +220,50 @@ internal sealed partial class SplitVirtqueue
     // at (a longer chain, an indirect one, or one that fails a check) is popped here by
     // TryPopChain, which validates it completely and reports the typed error. So every chain
     // passes exactly TryPopChain's checks, in its order (ProcessChainsEquivalencePropertyTests).
+    //
+    // The entry is small on purpose: the round of a device woken for every kick (one plain
+    // one-descriptor chain, or none) is decided here with few live values, so this frame saves no
+    // callee-saved registers and makes no call; everything else goes to ProcessBatch. Both load
+    // avail.idx at most once per call and validate it the same way (RefreshAvail's checks).
     internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        if (_status == VirtqueueStatus.Ok && maxChains > 0 && _nextAvail == _shadowAvail)
+        {
+            // RefreshAvail, inline: the acquire load and the runaway checks.
+            ushort availIndex = _avail.LoadIndex();
+            ushort pending = (ushort)(availIndex - _nextAvail);
+            ushort outstanding = (ushort)(availIndex - _publishedUsed);
+            if (outstanding > _size || pending > outstanding)
+            {
+                processed = 0;
+                return Fail(VirtqueueStatus.AvailIndexRunaway);
+            }
+
+            _shadowAvail = availIndex;
+            if (pending == 0)
+            {
+                processed = 0;
+                return VirtqueueStatus.Empty;
+            }
+
+            // One chain waiting: a plain one-descriptor chain costs less through ProcessSingle
+            // than through setting up the batch loops' views for it.
+            if (pending == 1 && ProcessSingle(ref handler))
+            {
+                processed = 1;
+                return maxChains == 1 ? VirtqueueStatus.Ok : VirtqueueStatus.Empty;
+            }
+        }
+
+        return ProcessBatch(ref handler, maxChains, out processed);
+    }
+
+    // ProcessChains for everything but the lone chain: runs of plain one-descriptor chains
+    // through ProcessDirect, runs of longer and indirect ones through ProcessWalked, the rest
+    // through ProcessGeneral (TryPopChain).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private VirtqueueStatus ProcessBatch<THandler>(ref THandler handler, int maxChains, out int processed)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
         processed = 0;
@@ -242,15 +285,7 @@ internal sealed partial class SplitVirtqueue
             }
         }
 
-        // One chain waiting (the per-chain round of a device woken for every kick): a plain
-        // one-descriptor chain costs less through ProcessSingle than through setting up the batch
-        // loops' views for it.
         int done = 0;
-        if ((ushort)(_shadowAvail - _nextAvail) == 1 && ProcessSingle(ref handler))
-        {
-            done = 1;
-        }
-
         while (done < maxChains && _nextAvail != _shadowAvail)
         {
             int run = ProcessDirect(ref handler, maxChains - done);
@@ -655,7 +690,8 @@ internal sealed partial class SplitVirtqueue
         // head descriptor), counted from the last used.idx it could have seen. A larger distance,
         // or an index that moved backwards, is a runaway (QEMU: "Guest moved used index").
         ushort outstanding = (ushort)(availIndex - _publishedUsed);
-        if (pending > _size || outstanding > _size || pending > outstanding)
+        // (pending > Size is refused too: pending <= outstanding <= Size.)
+        if (outstanding > _size || pending > outstanding)
         {
             return Fail(VirtqueueStatus.AvailIndexRunaway);
         }
