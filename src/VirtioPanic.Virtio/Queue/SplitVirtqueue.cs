@@ -449,9 +449,10 @@ internal sealed partial class SplitVirtqueue
         uint mask = _mask;
         ushort next = _nextAvail;
         ushort nextUsed = _nextUsed;
-        int remaining = Math.Min(budget, (ushort)(_shadowAvail - next));
-        int done = 0;
-        while (done < remaining)
+        // One loop bound instead of a count and a limit (one value fewer in the loop).
+        ushort start = next;
+        ushort end = (ushort)(next + Math.Min(budget, (ushort)(_shadowAvail - next)));
+        while (next != end)
         {
             uint head = AvailRing.Entry(ring[(int)(next & mask)]);
             if (head >= (uint)table.Length)
@@ -489,14 +490,15 @@ internal sealed partial class SplitVirtqueue
                     descriptor = source[0];
                 }
 
-                // TryPopChainSlow's two bounds in one: it refuses a descriptor after `ttl` of them
-                // (the table's entry count) and a buffer past the scratch capacity; here every
-                // descriptor walked is one buffer, so both are "count reached the smaller one".
-                uint ttl = (uint)source.Length;
+                // TryPopChainSlow's bounds: a buffer past the scratch capacity, and a TTL of the
+                // table's entry count, which here is the count itself (every descriptor walked
+                // is one buffer): a NEXT after as many descriptors as the table has is refused.
+                // Four values run along the walk: the count, the readable count, the total and the
+                // total at the last readable buffer (the readable bytes; the rest is writable).
                 int count = 0;
                 int readable = 0;
                 uint total = 0;
-                uint writableLength = 0;
+                uint readableLength = 0;
                 while (true)
                 {
                     flags = descriptor.Flags;
@@ -517,29 +519,27 @@ internal sealed partial class SplitVirtqueue
                     }
 
                     scratch[count] = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
-                    count++;
-                    if ((flags & DescriptorFlags.Write) != 0)
+                    if ((flags & DescriptorFlags.Write) == 0)
                     {
-                        writableLength += length;
-                    }
-                    else
-                    {
-                        // §2.7.4.2: device-readable buffers come first.
-                        if (writableLength != 0)
+                        // §2.7.4.2: device-readable buffers come first: every one before this
+                        // one was readable.
+                        if (readable != count)
                         {
                             goto Stop;
                         }
 
-                        readable = count;
+                        readable = count + 1;
+                        readableLength = total;
                     }
 
+                    count++;
                     if ((flags & DescriptorFlags.Next) == 0)
                     {
                         break;
                     }
 
                     uint index = descriptor.Next;
-                    if (--ttl == 0 || index >= (uint)source.Length)
+                    if ((uint)count == (uint)source.Length || index >= (uint)source.Length)
                     {
                         goto Stop;
                     }
@@ -547,7 +547,7 @@ internal sealed partial class SplitVirtqueue
                     descriptor = source[(int)index];
                 }
 
-                chain = new DescriptorChain(new ChainToken((ushort)head, 1), scratch[..count], readable, total - writableLength, writableLength);
+                chain = new DescriptorChain(new ChainToken((ushort)head, 1), scratch[..count], readable, readableLength, total - readableLength);
             }
 
             next++;
@@ -559,13 +559,11 @@ internal sealed partial class SplitVirtqueue
                 usedElements[(int)(nextUsed & mask)] = UsedRing.Element(head, written);
                 nextUsed++;
             }
-
-            done++;
         }
 
     Stop:
         _nextUsed = nextUsed;
-        return done;
+        return (ushort)(next - start);
     }
 
     // Guest address -> slice, the first region from this object's copy of it (see _regionBase).
