@@ -24,12 +24,14 @@ namespace VirtioPanic.Virtio.Queue;
 internal readonly struct UsedRing
 {
     private readonly GuestMemorySlice _slice;
+    private readonly GuestMemorySlice _availEvent;   // the 2 bytes of avail_event, for its exchange
     private readonly uint _availEventOffset;
 
     internal UsedRing(GuestMemorySlice slice, ushort queueSize)
     {
         _slice = slice;
         _availEventOffset = SplitRingLayout.AvailEventOffset(queueSize);
+        _availEvent = slice.Slice(_availEventOffset, sizeof(ushort));
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -69,7 +71,10 @@ internal readonly struct UsedRing
     internal void ExchangeFlags(ushort flags) => Exchange(SplitRingLayout.UsedFlags, flags);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal void ExchangeAvailEvent(ushort index) => Exchange(_availEventOffset, index);
+    internal void ExchangeAvailEvent(ushort index) =>
+        Interlocked.Exchange(
+            ref MemoryMarshal.Cast<byte, ushort>(_availEvent.Span)[0],
+            BitConverter.IsLittleEndian ? index : BinaryPrimitives.ReverseEndianness(index));
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void StoreFlags(ushort flags) => _slice.StoreUInt16Release(SplitRingLayout.UsedFlags, flags);
