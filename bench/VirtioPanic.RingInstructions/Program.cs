@@ -31,6 +31,11 @@ var rows = new (string Name, int ChainsPerRound, Func<long> Round)[]
     ("Packed_IndirectOfThree_FullRingBatch", 256, () => packed.Packed_IndirectOfThree_FullRingBatch()),
 };
 
+if (args.Length >= 1 && args[0] == "--time")
+{
+    return RowTiming.Run(rows, args[1..]);
+}
+
 if (args.Length != 2 || !int.TryParse(args[1], out int rounds) || rounds < 0)
 {
     foreach (var row in rows)

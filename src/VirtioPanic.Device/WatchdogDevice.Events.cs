@@ -142,6 +142,7 @@ public sealed partial class WatchdogDevice
     internal void ReportProtocolError(int queueIndex, WatchdogProtocolError error, string detail, ushort? declaredType = null)
     {
         Interlocked.Increment(ref _protocolErrors);
+        WatchdogDeviceMetrics.ProtocolErrors.Add(1, _metricTag, WatchdogDeviceMetrics.KindTag(error));
         if (_warnings.TryAcquire(out long suppressed))
         {
             WatchdogDeviceLog.ProtocolError(_logger, Id, queueIndex, error, detail, suppressed);
@@ -163,6 +164,7 @@ public sealed partial class WatchdogDevice
     private void LogFault(int queueIndex, Exception exception)
     {
         long faults = Interlocked.Increment(ref _faults);
+        WatchdogDeviceMetrics.Faults.Add(1, _metricTag, new KeyValuePair<string, object?>("where", queueIndex < 0 ? "timer" : "worker"));
         if (faults == 1)
         {
             string where = queueIndex < 0
@@ -244,9 +246,11 @@ public sealed partial class WatchdogDevice
         switch (_sink.Publish(evt))
         {
             case WatchdogEventSink.Admission.Coalesced:
+                WatchdogDeviceMetrics.EventsCoalesced.Add(1, _metricTag, WatchdogDeviceMetrics.KindTag(evt.Kind));
                 WatchdogDeviceLog.EventCoalesced(_logger, Id, evt.Kind, _sink.Coalesced);
                 break;
             case WatchdogEventSink.Admission.Dropped:
+                WatchdogDeviceMetrics.EventsDropped.Add(1, _metricTag, WatchdogDeviceMetrics.KindTag(evt.Kind));
                 WatchdogDeviceLog.EventDropped(_logger, Id, evt.Kind, _sink.Dropped);
                 break;
             default:

@@ -103,6 +103,7 @@ public sealed partial class WatchdogDevice
     private void ReportQueueStopped(int queueIndex, WatchdogProtocolError error, string detail)
     {
         SignalNeedsReset();
+        WatchdogDeviceMetrics.QueueErrors.Add(1, _metricTag, WatchdogDeviceMetrics.QueueTag(queueIndex), WatchdogDeviceMetrics.KindTag(error));
         ReportProtocolError(queueIndex, error, detail);
     }
 

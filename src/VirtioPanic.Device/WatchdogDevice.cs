@@ -80,6 +80,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
     private long _protocolErrors;
     private long _faults;       // unexpected exceptions caught in workers and the timer; Interlocked only (the first increment logs), orders nothing else
     private bool _disposed;
+    private readonly KeyValuePair<string, object?> _metricTag;   // the device tag of every measurement (WatchdogDeviceMetrics)
 
     /// <summary>Creates a device.</summary>
     /// <param name="options">Host settings; validated here.</param>
@@ -93,6 +94,7 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         ArgumentNullException.ThrowIfNull(options);
         options.Validate();
         Id = options.DeviceId;
+        _metricTag = WatchdogDeviceMetrics.DeviceTag(Id);
 
         // VCPU_STALL is offered exactly with a vCPU count (WDT-DEV-40); without it the configuration stays 20 bytes.
         _offered = (options.Features & WatchdogFeatures.All) | (options.VcpuCount > 0 ? WatchdogFeatures.VcpuStall : WatchdogFeatures.None);

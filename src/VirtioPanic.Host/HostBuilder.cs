@@ -24,6 +24,8 @@ internal static class HostBuilder
             .AddJsonFile(Path.Combine(AppContext.BaseDirectory, "appsettings.json"), optional: true)
             .AddEnvironmentVariables("VIRTIOPANIC_")
             .AddInMemoryCollection(overrides);
+        // Section Telemetry (HostTelemetry): its mistakes are reported by Build with the others.
+        HostTelemetry telemetry = HostTelemetry.Read(builder.Configuration, []);
         builder.Services.AddSerilog((_, logger) =>
         {
             logger.ReadFrom.Configuration(builder.Configuration).Enrich.FromLogContext().Enrich.With<SourceEnricher>();
@@ -39,7 +41,8 @@ internal static class HostBuilder
                     theme: interactive ? AnsiConsoleTheme.Code : ConsoleTheme.None,
                     formatProvider: System.Globalization.CultureInfo.InvariantCulture);
             }
-        });
+        }, writeToProviders: telemetry.Enabled);   // with OTLP on, every log line reaches OpenTelemetry's provider too
+        telemetry.AddTo(builder.Services);
         builder.Services.AddVirtioPanic();
         // The Device section is bound and validated by the library too, at start, before the journal opens.
         builder.Services.AddWatchdogDeviceOptions();
@@ -54,6 +57,7 @@ internal static class HostBuilder
     {
         IHost host = builder.Build();
         var all = new List<string>(failures);
+        HostTelemetry.Read(builder.Configuration, all);   // an invalid section added no exporter
         try
         {
             host.Services.GetService<IStartupValidator>()?.Validate();

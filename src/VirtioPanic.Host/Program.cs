@@ -68,7 +68,7 @@ internal static class Program
             "VirtioPanic host: runs a demonstration VM with the virtio watchdog/panic device (ID 35) under the policy service. " +
             "The guest boots over virtio-pci (or mmio), arms the watchdog, pets it, then panics (or stalls, ...); the policy service " +
             "journals the event and acts on the VM; a summary table closes the run. Settings: appsettings.json next to the program " +
-            "(sections VirtioPanic, Device, Demo, Serilog) and VIRTIOPANIC_-prefixed environment variables (e.g. VIRTIOPANIC_VirtioPanic__Policy__OnPanic=preserve); options below override them; each option's default shown is the value in force there. " +
+            "(sections VirtioPanic, Device, Demo, Telemetry, Serilog) and VIRTIOPANIC_-prefixed environment variables (e.g. VIRTIOPANIC_VirtioPanic__Policy__OnPanic=preserve); options below override them; each option's default shown is the value in force there. " +
             "Exit codes: 0 the demo finished, 1 it did not finish in time, 2 the settings are invalid (one line per mistake on stderr: the key, the value, what is allowed).");
         foreach (Option option in new Option[] { scenario, transport, ring, onPanic, onWatchdog, grace, journal, dumps, noCountdown, logJson })
         {

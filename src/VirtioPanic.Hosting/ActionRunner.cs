@@ -42,14 +42,44 @@ internal sealed class ActionRunner
     internal static TimeSpan SweepPeriod(TimeSpan timeout) =>
         TimeSpan.FromTicks(Math.Clamp(timeout.Ticks / 4, TimeSpan.TicksPerMillisecond * 10, TimeSpan.TicksPerSecond));
 
-    // Runs under the device's gate: every step, with fallbacks; the outcomes in the order they ran.
+    // The action's span (PolicyServiceMetrics.ActivitySourceName) around ExecuteStepsAsync, only
+    // when the decision makes calls and a listener samples it: one event per call, the last call's status.
     // cause: for an escalation's later step, the event that started it (the calls' VmActionContext.Trigger).
     internal async Task<IReadOnlyList<ActionOutcome>> ExecuteAsync(DeviceEntry entry, PolicyDecision decision, long sequence, WatchdogEvent? trigger, WatchdogEvent? cause = null)
+    {
+        using Activity? span = decision.Steps.Length == 0 ? null : PolicyServiceMetrics.Activities.StartActivity("virtiopanic.action");
+        if (span is null)
+        {
+            return await ExecuteStepsAsync(entry, decision, sequence, trigger, cause).ConfigureAwait(false);
+        }
+
+        span.SetTag("virtiopanic.device.id", entry.Id);
+        span.SetTag("virtiopanic.event.name", trigger is null ? null : QmpEvents.NameOf(trigger.Kind));
+        span.SetTag("virtiopanic.event.sequence", sequence);
+        span.SetTag("virtiopanic.policy.action", decision.Action.Name);
+        IReadOnlyList<ActionOutcome> outcomes = await ExecuteStepsAsync(entry, decision, sequence, trigger, cause).ConfigureAwait(false);
+        foreach (ActionOutcome o in outcomes)
+        {
+            span.AddEvent(new ActivityEvent(PolicyNames.Of(o.Operation), tags: new ActivityTagsCollection
+            {
+                ["virtiopanic.outcome"] = o.Succeeded ? "succeeded" : "failed",
+                ["virtiopanic.error"] = o.Error,
+                ["virtiopanic.duration_s"] = o.Duration.TotalSeconds,
+            }));
+        }
+
+        bool succeeded = outcomes.Count == 0 || outcomes[^1].Succeeded;
+        span.SetStatus(succeeded ? ActivityStatusCode.Ok : ActivityStatusCode.Error, succeeded ? null : outcomes[^1].Error);
+        return outcomes;
+    }
+
+    // Runs under the device's gate: every step, with fallbacks; the outcomes in the order they ran.
+    private async Task<IReadOnlyList<ActionOutcome>> ExecuteStepsAsync(DeviceEntry entry, PolicyDecision decision, long sequence, WatchdogEvent? trigger, WatchdogEvent? cause)
     {
         var outcomes = new List<ActionOutcome>(decision.Steps.Length + 1);
         if (trigger is not null)
         {
-            _metrics.Latency(trigger.Kind, _time.GetUtcNow() - trigger.HostTime);
+            _metrics.Latency(entry.Id, trigger.Kind, _time.GetUtcNow() - trigger.HostTime);
         }
 
         string action = decision.Action.Name;
@@ -207,7 +237,7 @@ internal sealed class ActionRunner
         }
 
         TimeSpan elapsed = Stopwatch.GetElapsedTime(start);
-        _metrics.Action(step.Operation, result.Succeeded, elapsed);
+        _metrics.Action(entry.Id, step.Operation, result.Succeeded, elapsed);
         string operation = PolicyNames.Of(step.Operation);
         if (result.Succeeded)
         {

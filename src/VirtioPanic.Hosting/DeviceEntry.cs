@@ -45,6 +45,11 @@ internal sealed class DeviceEntry
 
     internal bool Detached { get; set; }
 
+    // Guarded by Gate: the journal id of the record that armed State.Deadline (a grace window, a
+    // crash kernel's deadline, or a recovery re-arming one); the record that fires or cancels the
+    // deadline settles it. 0 when none (or no journal).
+    internal long DeferredBy { get; set; }
+
     internal DevicePolicy Policy
     {
         get => Volatile.Read(ref _policy);

@@ -13,7 +13,7 @@ public sealed record HandledEvent
     /// <summary>The device event's sequence number; for a deadline, that of the event that armed it; 0 for a management request.</summary>
     public required long Sequence { get; init; }
 
-    /// <summary>The event's QMP-style name (<c>GUEST_PANICKED</c>, <c>WATCHDOG</c>, <c>GUEST_CRASHLOADED</c>, <c>GUEST_PVSHUTDOWN</c>, <c>VIRTIO_WDT_*</c>), or <c>DEADLINE</c>, <c>ESCALATION_STEP</c> (a later step of a staged escalation; <see cref="Sequence"/> is its trigger's), <c>CONTINUE</c>, <c>GUEST_RESET</c>.</summary>
+    /// <summary>The event's QMP-style name (<c>GUEST_PANICKED</c>, <c>WATCHDOG</c>, <c>GUEST_CRASHLOADED</c>, <c>GUEST_PVSHUTDOWN</c>, <c>VIRTIO_WDT_*</c>), or for items without a device event <c>DEADLINE</c>, <c>ESCALATION_STEP</c> (a later step of a staged escalation; <see cref="Sequence"/> is its trigger's), <c>CONTINUE</c>, <c>GUEST_RESET</c>, <c>RECOVERY</c> (a decision of an earlier run carried out or reported after a restart); their <see cref="Json"/> is the event <c>VIRTIO_WDT_</c> + that name.</summary>
     public required string Name { get; init; }
 
     /// <summary>The device event; null for a deadline or a management request.</summary>

@@ -20,4 +20,8 @@ public sealed record JournalRecoveryReport
 
     /// <summary>Records read.</summary>
     public int Records { get; init; }
+
+    // The recoverable entries carried into this run (one per device, the latest), each with the id
+    // of its recover record; written by EventJournal.Open, resolved by PolicyService.Recovery.cs.
+    internal IReadOnlyList<(UnactedJournalEntry Entry, long RecoverId)> Recoveries { get; init; } = [];
 }

@@ -10,6 +10,9 @@ namespace VirtioPanic.Hosting;
 // their durability, and the degraded state the status query and the gauge show.
 internal sealed class PolicyJournal
 {
+    // The operations' names, made once: the attempt record is on every acting decision's path.
+    private static readonly string[] s_operationNames = [.. Enum.GetValues<VmOperation>().Select(PolicyNames.Of)];
+
     private readonly VirtioPanicOptions _options;
     private readonly TimeProvider _time;
     private readonly ILogger _logger;
@@ -84,22 +87,34 @@ internal sealed class PolicyJournal
     // sequence; an acting one stays open until its outcome. Fsynced when not acting, or when acting
     // under FlushBeforeAction. False without a journal (before start, or degraded: reported once).
     // Not async: the journal's ValueTask is handed on as it is (no state machine per record).
-    internal ValueTask<bool> TryAppendDecisionAsync(EventJournal? journal, long id, string type, string deviceId, long sequence, string name, DecidedAction action, bool acting, string? note, WatchdogEvent? trigger, Action<System.Text.Json.Utf8JsonWriter>? extra = null) =>
+    // A decision that arms a deadline (facts.Deferred) stays open too, until a later record settles it.
+    internal ValueTask<bool> TryAppendDecisionAsync(EventJournal? journal, long id, string type, string deviceId, long sequence, string name, DecidedAction action, bool acting, string? note, WatchdogEvent? trigger, DecisionFacts facts = default, Action<System.Text.Json.Utf8JsonWriter>? extra = null) =>
         journal is null
             ? ValueTask.FromResult(false)
             : journal.AppendAsync(new JournalItem(
-                JournalRecords.Decision(type, journal.Run, id, _time.GetUtcNow(), deviceId, sequence, name, action.Name, acting, note, trigger, extra),
+                JournalRecords.Decision(type, journal.Run, id, _time.GetUtcNow(), deviceId, sequence, name, action.Name, acting, note, trigger, facts, extra),
                 FlushToDisk: !acting || _options.JournalDurability == JournalDurability.FlushBeforeAction,
-                JournalMarks.Decides | (acting ? JournalMarks.Opens : JournalMarks.None),
+                JournalMarks.Decides | (acting || facts.Deferred is not null ? JournalMarks.Opens : JournalMarks.None),
                 id,
                 deviceId,
-                sequence));
+                sequence,
+                facts.Settles));
 
-    // The outcome of an acting decision, always fsynced: only now does the event count as handled.
-    internal ValueTask<bool> TryAppendOutcomeAsync(EventJournal? journal, long id, string deviceId, long sequence, string outcome, IReadOnlyList<ActionOutcome> outcomes) =>
+    // Just before the first VM-control call of acting decision 'id': a restart that finds it
+    // without an outcome reports it instead of carrying it out again. Written to the operating
+    // system, not fsynced: it guards against a crash of this process (the VMM lives on), and costs
+    // the panic path one write, not another fsync.
+    internal ValueTask<bool> TryAppendAttemptAsync(EventJournal? journal, long id, string deviceId, VmOperation operation) =>
         journal is null
             ? ValueTask.FromResult(false)
-            : journal.AppendAsync(new JournalItem(JournalRecords.Outcome(journal.Run, id, _time.GetUtcNow(), outcome, outcomes), FlushToDisk: true, JournalMarks.Closes, id, deviceId, sequence));
+            : journal.AppendAsync(new JournalItem(JournalRecords.Attempt(journal.Run, _time.GetUtcNow(), id, s_operationNames[(int)operation]), FlushToDisk: false, JournalMarks.None, 0, deviceId));
+
+    // The outcome of an acting decision, always fsynced: only now does the event count as handled.
+    // 'settles' resolves a deferred decision whose deadline the calls cleared; 'note' says why a recovered decision was not carried out.
+    internal ValueTask<bool> TryAppendOutcomeAsync(EventJournal? journal, long id, string deviceId, long sequence, string outcome, IReadOnlyList<ActionOutcome> outcomes, long settles = 0, string? note = null) =>
+        journal is null
+            ? ValueTask.FromResult(false)
+            : journal.AppendAsync(new JournalItem(JournalRecords.Outcome(journal.Run, id, _time.GetUtcNow(), outcome, outcomes, settles, note), FlushToDisk: true, JournalMarks.Closes, id, deviceId, sequence, settles));
 
     // From the journal's writer, after a batch: null when it was written (only sent after
     // failures), else why not. Logged once per change of state; every failure is counted.
@@ -144,7 +159,12 @@ internal sealed class PolicyJournal
 
         foreach (UnactedJournalEntry entry in report.UnactedEvents)
         {
-            VirtioPanicLog.UnactedEvent(_logger, entry.Name, entry.DeviceId, entry.Sequence, entry.Run, entry.Time, entry.PolicyAction.Length == 0 ? "(accepted, none decided yet)" : entry.PolicyAction);
+            VirtioPanicLog.UnactedEvent(_logger, entry.Name, entry.DeviceId, entry.Sequence, entry.Run, entry.Time, entry.PolicyAction.Length == 0 ? "(accepted, none decided yet)" : entry.Attempted ? entry.PolicyAction + " (a call was under way: not repeated)" : entry.PolicyAction);
+        }
+
+        foreach ((UnactedJournalEntry entry, _) in report.Recoveries)
+        {
+            VirtioPanicLog.RecoveryPending(_logger, entry.DeviceId, entry.PolicyAction, entry.Name, entry.Sequence, entry.Run, entry.VmRunning == true ? "running" : "stopped");
         }
     }
 }

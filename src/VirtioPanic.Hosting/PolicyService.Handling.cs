@@ -20,7 +20,7 @@ public sealed partial class PolicyService
         {
             DateTimeOffset now = _time.GetUtcNow();
             PolicyDecision decision = PolicyEngine.OnEvent(entry.State, entry.Policy, evt, now);
-            _metrics.Event(evt.Kind);
+            _metrics.Event(evt.DeviceId, evt.Kind);
             if (_logs.ShouldLog(entry, LogLevel.Error))
             {
                 VirtioPanicLog.Event(_logger, evt, decision.Action.Name);
@@ -104,25 +104,38 @@ public sealed partial class PolicyService
             }
         }
 
-        // 1. Journal the decision before acting on it.
+        // 1. Journal the decision before acting on it, with the VM's run state it was made for and
+        // the deadline it arms or settles (what a restart needs to carry it out or report it).
         EventJournal? journal = _journal.Current;
         long id = journal?.NextId() ?? 0;
-        bool journaled = await _journal.TryAppendDecisionAsync(journal, id, type, entry.Id, sequence, name, decision.Action, acting, decision.Note, trigger, EscalationMembers(decision)).ConfigureAwait(false);
-
-        // 2. The new state and its deadline.
         PendingDeadline? previous = entry.State.Deadline;
         Escalation? previousEscalation = entry.State.Escalation;
+        bool rearmed = !Equals(previous, decision.State.Deadline);
+        DecisionFacts facts = Facts(entry, decision, rearmed);
+        bool journaled = await _journal.TryAppendDecisionAsync(journal, id, type, entry.Id, sequence, name, decision.Action, acting, decision.Note, trigger, facts, EscalationMembers(decision)).ConfigureAwait(false);
+
+        // 2. The new state and its deadline.
         entry.State = decision.State;
-        if (!Equals(previous, decision.State.Deadline))
+        if (rearmed)
         {
+            entry.DeferredBy = decision.State.Deadline is not null && journaled ? id : 0;
             RescheduleDeadline(entry);
         }
 
-        // 3. Act, with fallbacks.
-        IReadOnlyList<ActionOutcome> outcomes = acting ? await _actions.ExecuteAsync(entry, decision, sequence, trigger, cause).ConfigureAwait(false) : [];
+        // 3. Act, with fallbacks; the attempt is journaled first, so a restart never repeats a call that may have been made.
+        IReadOnlyList<ActionOutcome> outcomes = [];
+        if (acting)
+        {
+            _ = await _journal.TryAppendAttemptAsync(journal, id, entry.Id, decision.Steps[0].Operation).ConfigureAwait(false);
+            outcomes = await _actions.ExecuteAsync(entry, decision, sequence, trigger, cause).ConfigureAwait(false);
+        }
+
         entry.State = PolicyEngine.AfterStep(PolicyEngine.AfterExecution(entry.State, outcomes), decision, outcomes, _time.GetUtcNow());
+        long settledByOutcome = 0;
         if (!Equals(decision.State.Deadline, entry.State.Deadline))
         {
+            settledByOutcome = entry.DeferredBy;
+            entry.DeferredBy = 0;
             RescheduleDeadline(entry);
         }
 
@@ -148,7 +161,7 @@ public sealed partial class PolicyService
         if (acting)
         {
             string outcome = handled.Outcome;
-            bool closed = await _journal.TryAppendOutcomeAsync(journal, id, entry.Id, sequence, outcome, outcomes).ConfigureAwait(false);
+            bool closed = await _journal.TryAppendOutcomeAsync(journal, id, entry.Id, sequence, outcome, outcomes, settledByOutcome).ConfigureAwait(false);
             handled = handled with { Journaled = journaled & closed };
         }
 
@@ -175,6 +188,19 @@ public sealed partial class PolicyService
         return handled;
     }
 
+    // What the decision record carries for a restart: the VM's run state as the VM control last
+    // knew it (no query on the decision's path), the deadline the decision arms with the action due
+    // then, and the deferred decision it settles (the deadline it fires, replaces or cancels).
+    private static DecisionFacts Facts(DeviceEntry entry, PolicyDecision decision, bool rearmed)
+    {
+        bool? running = (entry.Vm as IVmRunStateSource)?.VmRunning;
+        PendingDeadline? deferred = rearmed ? decision.State.Deadline : null;
+        string? deferredAction = deferred is null
+            ? null
+            : PolicyNames.Of(deferred.Kind == PendingDeadlineKind.PanicGrace ? PolicyEngine.EffectivePanicAction(decision.State, entry.Policy) : entry.Policy.OnCrashKernelTimeout);
+        return new DecisionFacts(running, deferred, deferredAction, rearmed ? entry.DeferredBy : 0);
+    }
+
     // Runs under entry.Gate: points the device's one deadline timer at State.Deadline.
     private void RescheduleDeadline(DeviceEntry entry)
     {
@@ -197,12 +223,20 @@ public sealed partial class PolicyService
             Timeout.InfiniteTimeSpan);
     }
 
-    private static string ManagementJson(string name, string deviceId, long sequence, string action) => System.Text.Encoding.UTF8.GetString(
+    // A deadline, management request or recovery has no device event, and QEMU has no event of that
+    // name: it is our own VIRTIO_WDT_<NAME> event, QMP-shaped (event, timestamp) with no data, and
+    // our members under virtio-wdt, like QmpEvents' own events (the schema rule).
+    private string ManagementJson(string name, string deviceId, long sequence, string action) => System.Text.Encoding.UTF8.GetString(
         EventJournal.Line(w =>
         {
+            long microseconds = _time.GetUtcNow().ToUnixTimeMilliseconds() * 1000;
             w.WriteStartObject();
-            w.WriteString("event", name);
-            w.WriteStartObject("data");
+            w.WriteString("event", "VIRTIO_WDT_" + name);
+            w.WriteStartObject("timestamp");
+            w.WriteNumber("seconds", microseconds / 1_000_000);
+            w.WriteNumber("microseconds", microseconds % 1_000_000);
+            w.WriteEndObject();
+            w.WriteStartObject("virtio-wdt");
             w.WriteString("device", deviceId);
             w.WriteNumber("sequence", sequence);
             w.WriteString("policy", action);

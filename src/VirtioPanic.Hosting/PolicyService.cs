@@ -50,7 +50,7 @@ public sealed partial class PolicyService : IDisposable
         _time = time;
         _logger = logger ?? (ILogger)NullLogger.Instance;
         // The gauge is read only after construction, when _journal is set.
-        _metrics = new VirtioPanicMetrics(meterFactory, () => _journal!.Error is not null);
+        _metrics = new VirtioPanicMetrics(meterFactory, () => _journal!.Error is not null, () => _devices.Values.Select(static e => e.Device));
         _logs = new EventLogLimiter(_logger, time, _metrics);
         _journal = new PolicyJournal(_options, time, _logger, _metrics);
         _actions = new ActionRunner(_options, time, _logger, _metrics, _logs);
@@ -200,6 +200,7 @@ public sealed partial class PolicyService : IDisposable
 
             JournalRecoveryReport report = _journal.Open();
             Volatile.Write(ref _recovery, report);
+            _recoveriesClaimed.Clear();
             _running = true;
             TimeSpan period = ActionRunner.SweepPeriod(_options.ActionTimeout);
             _sweeper = _time.CreateTimer(static state => ((PolicyService)state!).Sweep(), this, period, period);
@@ -225,6 +226,7 @@ public sealed partial class PolicyService : IDisposable
             entries = [.. _devices.Values];
         }
 
+        await StopRecoveriesAsync().ConfigureAwait(false);
         await Task.WhenAll(entries.Select(StopPumpAsync)).ConfigureAwait(false);
         _logs.LogFinalSuppressedSummaries(_devices.Values);
         lock (_lifecycle)
@@ -241,6 +243,7 @@ public sealed partial class PolicyService : IDisposable
         lock (_lifecycle)
         {
             _running = false;
+            _recoveryStop?.Cancel();
             foreach (DeviceEntry entry in _devices.Values)
             {
                 entry.Device.SetReportAcceptedObserver(null);
@@ -291,6 +294,9 @@ public sealed partial class PolicyService : IDisposable
         // The inline observer is registered only once the journal is open: before that, events wait for the pump.
         entry.Pump ??= new DevicePump(entry, HandleEventAsync);
         entry.Pump.Start(_options.InlinePanicHandling);
+
+        // Decisions an earlier run made for this device and did not carry out (PolicyService.Recovery.cs).
+        StartRecoveryUnsynchronized(entry);
     }
 
     private async Task StopPumpAsync(DeviceEntry entry)

@@ -26,4 +26,25 @@ public sealed record UnactedJournalEntry
 
     /// <summary>The journal line as written.</summary>
     public required string Line { get; init; }
+
+    /// <summary>Whether a VM-control call for the decision had started when the process stopped: it may have been carried out, so it is reported and never repeated.</summary>
+    public bool Attempted { get; init; }
+
+    /// <summary>Whether the VM was running when the decision was made, as the VM control knew it (<see cref="Qmp.QmpVmControl"/> does); null when unknown.</summary>
+    public bool? VmRunning { get; init; }
+
+    /// <summary>For a decision that deferred its action (a panic grace window, a crash kernel's deadline): when the action was due; null otherwise.</summary>
+    public DateTimeOffset? DeferredUntil { get; init; }
+
+    /// <summary>
+    /// Whether the service carries the decision out once the VMM is reachable again, if
+    /// <c>query-status</c> then shows the VM still in the state the decision was made for: a
+    /// decided action with a known VM state and no call started. Otherwise it is only reported.
+    /// </summary>
+    public bool Recoverable => PolicyAction.Length > 0 && !Attempted && VmRunning is not null;
+
+    // The original record's type (event, deadline, continue, guest-reset); a recover record's is its of-type.
+    internal string RecordType { get; init; } = "event";
+
+    internal PendingDeadlineKind DeferredKind { get; init; }
 }

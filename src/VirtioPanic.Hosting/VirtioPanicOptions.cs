@@ -50,6 +50,14 @@ public sealed class VirtioPanicOptions
     public TimeSpan ActionTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
     /// <summary>
+    /// After a restart: how long the service waits for a VM's monitor to become reachable before it
+    /// gives up on a decision the journal shows as decided but not carried out (it is then reported,
+    /// not acted on).
+    /// </summary>
+    /// <remarks>Defaults to 5 minutes. Positive, at most one day. Only VM controls that can report the VM's run state (<see cref="Qmp.QmpVmControl"/>) get such decisions carried out; see <see cref="UnactedJournalEntry.Recoverable"/>.</remarks>
+    public TimeSpan RecoveryTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+    /// <summary>
     /// Whether a guest's write to <c>panic_events</c> (the minimal panic path) is handled on the
     /// vCPU thread that wrote it: the decision, its journal record and the VM-control call start
     /// before the write returns, with no thread-pool hop in between.

@@ -11,7 +11,7 @@ namespace VirtioPanic.Hosting;
 // host's start-up validation reports them with the other sections' (a host prints their lines).
 internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOptions>
 {
-    private static readonly string[] s_rootKeys = ["JournalPath", "JournalDurability", "JournalMaxFileSize", "JournalMaxFiles", "DumpDirectory", "ActionTimeout", "InlinePanicHandling", "Policy", "Devices"];
+    private static readonly string[] s_rootKeys = ["JournalPath", "JournalDurability", "JournalMaxFileSize", "JournalMaxFiles", "DumpDirectory", "ActionTimeout", "RecoveryTimeout", "InlinePanicHandling", "Policy", "Devices"];
     private static readonly string[] s_policyKeys = ["OnPanic", "OnWatchdog", "PanicGracePeriod", "CrashKernelDeadline", "OnCrashKernelTimeout", "StormThreshold", "StormWindow", "OnVcpuStall"];
 
     private readonly IServiceProvider _services;
@@ -83,6 +83,9 @@ internal sealed class VirtioPanicOptionsSetup : IConfigureOptions<VirtioPanicOpt
                 break;
             case "ACTIONTIMEOUT":
                 options.ActionTimeout = Convert<TimeSpan>(child);
+                break;
+            case "RECOVERYTIMEOUT":
+                options.RecoveryTimeout = Convert<TimeSpan>(child);
                 break;
             case "INLINEPANICHANDLING":
                 options.InlinePanicHandling = Convert<bool>(child);

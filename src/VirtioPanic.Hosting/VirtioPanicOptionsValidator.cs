@@ -44,6 +44,11 @@ internal sealed class VirtioPanicOptionsValidator : IValidateOptions<VirtioPanic
             failures.Add($"{Root}:ActionTimeout must be positive and at most {s_maxActionTimeout} (got {options.ActionTimeout}).");
         }
 
+        if (options.RecoveryTimeout <= TimeSpan.Zero || options.RecoveryTimeout > TimeSpan.FromDays(1))
+        {
+            failures.Add($"{Root}:RecoveryTimeout must be positive and at most one day (got {options.RecoveryTimeout}).");
+        }
+
         if (options.Policy is null)
         {
             failures.Add($"{Root}:Policy must be set.");

@@ -14,11 +14,18 @@ internal sealed class AccessReporter
     private readonly LogRateLimiter _limiter;
     private readonly long[] _counts = new long[(int)InvalidAccessKind.Rejected + 1];
     private long _deviceFaults;   // Interlocked.Increment only: the first increment (and only it) logs
+    private readonly KeyValuePair<string, object?> _metricTag;   // the transport tag of every measurement (TransportMetrics)
+
+    // A refused status or register write has no AccessRegion of its own: it is a common-config
+    // (PCI) or register-window (MMIO) write the state machine refused.
+    private static readonly KeyValuePair<string, object?> s_statusRegion = new("region", "device_status");
+    private static readonly KeyValuePair<string, object?> s_registerRegion = new("region", "register");
 
     internal AccessReporter(ILogger logger, string transport, VirtioTransportOptions options)
     {
         _logger = logger;
         _transport = transport;
+        _metricTag = TransportMetrics.TransportTag(transport);
         _limiter = new LogRateLimiter(options.TimeProvider, options.InvalidAccessLogLimitPerSecond, TimeSpan.FromSeconds(1));
     }
 
@@ -46,6 +53,7 @@ internal sealed class AccessReporter
     internal void Invalid(InvalidAccessKind kind, AccessRegion region, ulong offset, int width, bool write)
     {
         Interlocked.Increment(ref _counts[(int)kind]);
+        TransportMetrics.InvalidAccesses.Add(1, _metricTag, TransportMetrics.KindTag(kind), TransportMetrics.RegionTag(region));
         if (ShouldLog())
         {
             TransportLog.InvalidAccess(_logger, _transport, write ? "write" : "read", width, region, offset, kind);
@@ -71,6 +79,7 @@ internal sealed class AccessReporter
     // a guest that can provoke it in a loop cannot flood the log.
     internal void DeviceFault(string operation, Exception exception)
     {
+        TransportMetrics.DeviceFaults.Add(1, _metricTag, new KeyValuePair<string, object?>("operation", operation));
         if (Interlocked.Increment(ref _deviceFaults) == 1)
         {
             TransportLog.DeviceFault(_logger, exception, _transport, operation);
@@ -83,6 +92,7 @@ internal sealed class AccessReporter
         if (refused)
         {
             Interlocked.Increment(ref _counts[(int)InvalidAccessKind.Rejected]);
+            TransportMetrics.InvalidAccesses.Add(1, _metricTag, TransportMetrics.KindTag(InvalidAccessKind.Rejected), s_statusRegion);
         }
 
         // Lifecycle transitions are logged too (a guest can loop them, so they share the budget).
@@ -101,6 +111,7 @@ internal sealed class AccessReporter
         }
 
         Interlocked.Increment(ref _counts[(int)InvalidAccessKind.Rejected]);
+        TransportMetrics.InvalidAccesses.Add(1, _metricTag, TransportMetrics.KindTag(InvalidAccessKind.Rejected), s_registerRegion);
         if (ShouldLog())
         {
             TransportLog.RegisterWriteRejected(_logger, _transport, register, value, result);

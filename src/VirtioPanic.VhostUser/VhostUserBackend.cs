@@ -211,6 +211,7 @@ public sealed class VhostUserBackend : IDisposable
                     if (!serving.IsCompleted)
                     {
                         Statistics.OnConnectionRefused();
+                        VhostUserMetrics.Connections.Add(1, VhostUserMetrics.Refused);
                         VhostUserLog.ConnectionRefused(Logger, Statistics.ConnectionsAccepted);
                         client.Dispose();
                         continue;
@@ -252,6 +253,8 @@ public sealed class VhostUserBackend : IDisposable
         using Socket owned = client;
         long connection = Statistics.ConnectionsAccepted + 1;
         Statistics.OnConnectionAccepted();
+        VhostUserMetrics.Connections.Add(1, VhostUserMetrics.Accepted);
+        VhostUserMetrics.ActiveConnections.Add(1);
         VhostUserLog.Connected(Logger, connection);
         var session = new VhostUserSession(this, client.SafeHandle, connection);
         lock (_lock)
@@ -275,6 +278,7 @@ public sealed class VhostUserBackend : IDisposable
             }
 
             Statistics.OnConnectionClosed();
+            VhostUserMetrics.ActiveConnections.Add(-1);
         }
     }
 

@@ -90,6 +90,7 @@ internal sealed partial class VhostUserSession
     private void Reject(VhostUserRequest request, string reason)
     {
         _statistics.OnMessageRejected();
+        VhostUserMetrics.MessagesRefused.Add(1, VhostUserMetrics.RequestTag(request));
         VhostUserLog.MessageRejected(_logger, request, (uint)request, reason);
     }
 
@@ -172,6 +173,7 @@ internal sealed partial class VhostUserSession
         }
         catch (Exception e)
         {
+            VhostUserMetrics.DeviceFault(nameof(IVirtioDevice.AcceptFeatures));
             VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.AcceptFeatures));
             accepted = false;
         }
@@ -539,6 +541,7 @@ internal sealed partial class VhostUserSession
         }
         catch (Exception e)
         {
+            VhostUserMetrics.DeviceFault(nameof(IVirtioDevice.ReadConfig));
             VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.ReadConfig));
             Reply(VhostUserRequest.GetConfig, []);
             return "the device failed to read its configuration";
@@ -570,6 +573,7 @@ internal sealed partial class VhostUserSession
         }
         catch (Exception e)
         {
+            VhostUserMetrics.DeviceFault(nameof(IVirtioDevice.WriteConfig));
             VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.WriteConfig));
             return "the device failed to write its configuration";
         }

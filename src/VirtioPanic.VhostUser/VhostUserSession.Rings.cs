@@ -117,6 +117,7 @@ internal sealed partial class VhostUserSession
         }
         catch (Exception e)
         {
+            VhostUserMetrics.DeviceFault(nameof(IVirtioDevice.Activate));
             VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Activate));
             OnNeedsReset();
             return;
@@ -326,6 +327,7 @@ internal sealed partial class VhostUserSession
         }
         catch (Exception e)
         {
+            VhostUserMetrics.DeviceFault(nameof(IVirtioDevice.Suspend));
             VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Suspend));
             kept = false;
             ResetDevice();
@@ -390,6 +392,7 @@ internal sealed partial class VhostUserSession
         }
         catch (Exception e)
         {
+            VhostUserMetrics.DeviceFault(nameof(IVirtioDevice.Reset));
             VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Reset));
         }
     }

@@ -328,6 +328,7 @@ internal sealed partial class VhostUserSession : IDisposable
         }
         catch (Exception e)
         {
+            VhostUserMetrics.DeviceFault(nameof(IVirtioDevice.Notify));
             VhostUserLog.DeviceFault(_logger, e, _device.DeviceId, nameof(IVirtioDevice.Notify));
             OnNeedsReset();
         }

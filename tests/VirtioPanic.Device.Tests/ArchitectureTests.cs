@@ -26,7 +26,7 @@ public sealed class ArchitectureTests
         Assert.That(exported, Is.EquivalentTo(new[]
         {
             "DriverResetEvent", "GuestCrashLoadedEvent", "GuestPanickedEvent", "GuestProtocolErrorEvent", "GuestReportEvent", "GuestShutdownEvent",
-            "IVcpuRunClock", "PanicCodeFormat", "VcpuClockSource", "VcpuRecoveredEvent", "VcpuStallExpiredEvent", "VcpuStalledEvent", "WatchdogArmedEvent", "WatchdogBootReason", "WatchdogDevice", "WatchdogDeviceOptions", "WatchdogDeviceStatus",
+            "IVcpuRunClock", "PanicCodeFormat", "VcpuClockSource", "VcpuRecoveredEvent", "VcpuStallExpiredEvent", "VcpuStalledEvent", "WatchdogArmedEvent", "WatchdogBootReason", "WatchdogDevice", "WatchdogDeviceMetrics", "WatchdogDeviceOptions", "WatchdogDeviceStatus",
             "WatchdogEvent", "WatchdogEventKind", "WatchdogEventSource", "WatchdogExpiredEvent", "WatchdogFeatures", "WatchdogPretimeoutEvent",
             "WatchdogProtocolError", "WatchdogStopReason", "WatchdogStoppedEvent",
         }));

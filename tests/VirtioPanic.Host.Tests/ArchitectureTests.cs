@@ -2,7 +2,7 @@ using System.Reflection;
 
 namespace VirtioPanic.Host.Tests;
 
-// Guards style.md §6 for VirtioPanic.Host: any src project, Microsoft.Extensions.*, Serilog.*,
+// Guards style.md §6 for VirtioPanic.Host: any src project, Microsoft.Extensions.*, Serilog.*, OpenTelemetry.* (the OTLP export),
 // System.CommandLine and the BCL; never tests or bench; no public types.
 public sealed class ArchitectureTests
 {
@@ -28,6 +28,7 @@ public sealed class ArchitectureTests
         name is "System" or "netstandard" or "mscorlib" or "System.CommandLine" or "Serilog"
         || (name.StartsWith("VirtioPanic.", StringComparison.Ordinal) && !name.EndsWith(".Tests", StringComparison.Ordinal) && name != "VirtioPanic.Benchmarks")
         || name.StartsWith("Serilog.", StringComparison.Ordinal)
+        || name == "OpenTelemetry" || name.StartsWith("OpenTelemetry.", StringComparison.Ordinal)
         || name.StartsWith("Microsoft.Extensions.", StringComparison.Ordinal)
         || name.StartsWith("System.", StringComparison.Ordinal);
 }

@@ -14,10 +14,20 @@ using VirtioPanic.Hosting;
 // storm <journal> <devices>: that many devices, each panicking in a loop on its own thread (a
 //   vCPU), under a VM control that sometimes completes at once and sometimes a little later;
 //   prints "ack <device> <sequence>" after each panic_events write returned, until killed.
-if (args.Length < 2 || args[0] is not ("block" or "storm"))
+// qmp <journal> <qmp-socket> destroy|grace: one device whose VM control is a real QmpVmControl on
+//   the parent's scripted monitor; once connected (the VM's run state read), the guest panics and
+//   the child prints "PANICKED", then "HANDLED <action>" for each handled event. destroy: the
+//   policy's `quit` waits for a monitor that never answers (killed during the call); grace: restart
+//   after a 30 s grace window (killed inside it).
+if (args.Length < 2 || args[0] is not ("block" or "storm" or "qmp") || (args[0] == "qmp" && args.Length < 4))
 {
-    Console.Error.WriteLine("usage: VirtioPanic.Hosting.CrashChild block <journal> | storm <journal> <devices>");
+    Console.Error.WriteLine("usage: VirtioPanic.Hosting.CrashChild block <journal> | storm <journal> <devices> | qmp <journal> <qmp-socket> destroy|grace");
     return 64;
+}
+
+if (args[0] == "qmp")
+{
+    return await QmpChild.RunAsync(args[1], args[2], args[3] == "grace");
 }
 
 bool storm = args[0] == "storm";
@@ -144,5 +154,43 @@ internal sealed class JitteryVmControl : IVmControl
         }
 
         return VmControlResult.Success;
+    }
+}
+
+internal static class QmpChild
+{
+    internal static async Task<int> RunAsync(string journal, string socket, bool grace)
+    {
+        HostApplicationBuilder builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
+        builder.Services.AddVirtioPanic(o =>
+        {
+            o.JournalPath = journal;
+            o.Policy = grace
+                ? new DevicePolicy { OnPanic = PanicAction.Restart, PanicGracePeriod = TimeSpan.FromSeconds(30), StormThreshold = 0 }
+                : new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 };
+        });
+        using IHost host = builder.Build();
+        var manager = host.Services.GetRequiredService<PolicyService>();
+        var output = TextWriter.Synchronized(Console.Out);
+        manager.EventHandled += (_, handled) =>
+        {
+            output.WriteLine("HANDLED " + handled.PolicyAction);
+            output.Flush();
+        };
+        using var device = new WatchdogDevice(new WatchdogDeviceOptions { DeviceId = "crash-child" });
+        await using var vm = new VirtioPanic.Hosting.Qmp.QmpVmControl(new VirtioPanic.Hosting.Qmp.QmpVmControlOptions { SocketPath = socket, CommandTimeout = TimeSpan.FromSeconds(60) });
+        if (!await vm.WaitConnectedAsync(TimeSpan.FromSeconds(30)))
+        {
+            Console.Error.WriteLine("the monitor was not reached");
+            return 4;
+        }
+
+        manager.Attach(device, vm);
+        await host.StartAsync();
+        device.WriteConfig(8, [1, 0, 0, 0]);
+        output.WriteLine("PANICKED");
+        output.Flush();
+        await Task.Delay(TimeSpan.FromSeconds(60));
+        return 3;
     }
 }

@@ -20,6 +20,8 @@ public sealed class ConfigurationTests
     [TestCase("VirtioPanic:Devices:vm1:CrashKernelDeadline", "2.00:00:00")]
     [TestCase("VirtioPanic:ActionTimeout", "0")]
     [TestCase("VirtioPanic:ActionTimeout", "soon")]
+    [TestCase("VirtioPanic:RecoveryTimeout", "0")]
+    [TestCase("VirtioPanic:RecoveryTimeout", "2.00:00:00")]
     [TestCase("VirtioPanic:JournalPath", "")]
     [TestCase("VirtioPanic:JournalDurability", "Sometimes")]
     [TestCase("VirtioPanic:Policy:OnPanik", "destroy")]
@@ -60,6 +62,7 @@ public sealed class ConfigurationTests
             ("VirtioPanic:Devices:vm1:OnPanic", "log-only"),
             ("VirtioPanic:Devices:vm2:OnWatchdog", "Poweroff"),
             ("VirtioPanic:ActionTimeout", "00:00:05"),
+            ("VirtioPanic:RecoveryTimeout", "00:01:00"),
             ("VirtioPanic:JournalDurability", "FlushAfterAction"),
             ("VirtioPanic:JournalMaxFileSize", "65536"),
             ("VirtioPanic:JournalMaxFiles", "9"));
@@ -75,6 +78,7 @@ public sealed class ConfigurationTests
             Assert.That(options.PolicyFor("vm2"), Is.EqualTo(options.Policy with { OnWatchdog = WatchdogAction.Poweroff }));
             Assert.That(options.PolicyFor("other"), Is.SameAs(options.Policy));
             Assert.That(options.ActionTimeout, Is.EqualTo(TimeSpan.FromSeconds(5)));
+            Assert.That(options.RecoveryTimeout, Is.EqualTo(TimeSpan.FromMinutes(1)));
             Assert.That(options.JournalDurability, Is.EqualTo(JournalDurability.FlushAfterAction));
             Assert.That((options.JournalMaxFileSize, options.JournalMaxFiles), Is.EqualTo((65536L, 9)));
         });

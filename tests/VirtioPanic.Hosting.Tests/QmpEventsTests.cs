@@ -175,6 +175,58 @@ public sealed class QmpEventsTests
         });
     }
 
+    // Deadlines, management requests and restart recoveries have no device event and no QEMU name:
+    // they are our own VIRTIO_WDT_* events, QMP-shaped (event, timestamp), without data, our
+    // members under virtio-wdt; so is the management socket's own VIRTIO_WDT_EVENTS_LOST.
+    [Test]
+    public async Task ServiceOwnEvents_AreVirtioWdtEvents_WithTimestamp_WithoutData()
+    {
+        await using Rig.PolicyRig rig = await Rig.PolicyRig.StartAsync(new DevicePolicy { OnPanic = PanicAction.Preserve, PanicGracePeriod = TimeSpan.FromSeconds(5), StormThreshold = 0 });
+        rig.Guest.Boot();
+        rig.Guest.Panic();
+        await rig.NextAsync("GUEST_PANICKED");
+        rig.Time.Advance(TimeSpan.FromSeconds(6));
+        HandledEvent deadline = await rig.NextAsync("DEADLINE");
+        HandledEvent continued = await rig.Manager.ContinueAsync(rig.Guest.Device.Id);
+        HandledEvent reset = await rig.Manager.NotifyGuestResetAsync(rig.Guest.Device.Id);
+        string[] lines = [deadline.Json, continued.Json, reset.Json, VirtioPanic.Hosting.Control.ManagementCommands.EventsLost(3)];
+
+        var problems = new List<string>();
+        foreach (string line in lines)
+        {
+            JsonElement root = JsonDocument.Parse(line).RootElement;
+            string name = root.GetProperty("event").GetString()!;
+            if (!name.StartsWith("VIRTIO_WDT_", StringComparison.Ordinal) || QmpSchema.Events.ContainsKey(name))
+            {
+                problems.Add($"{name}: not one of our own VIRTIO_WDT_* names");
+            }
+
+            if (root.TryGetProperty("data", out _))
+            {
+                problems.Add($"{name}: has data");
+            }
+
+            if (!root.TryGetProperty("timestamp", out JsonElement timestamp) || !timestamp.EnumerateObject().Select(p => p.Name).Order().SequenceEqual(["microseconds", "seconds"]))
+            {
+                problems.Add($"{name}: timestamp");
+            }
+
+            if (!root.TryGetProperty("virtio-wdt", out JsonElement ours) || ours.ValueKind != JsonValueKind.Object)
+            {
+                problems.Add($"{name}: no virtio-wdt member");
+            }
+
+            problems.AddRange(root.EnumerateObject().Select(p => p.Name).Except(["event", "timestamp", "virtio-wdt"]).Select(m => $"{name}: top-level member {m}"));
+        }
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(problems, Is.Empty);
+            Assert.That(lines.Select(l => JsonDocument.Parse(l).RootElement.GetProperty("event").GetString()), Is.EqualTo(new[] { "VIRTIO_WDT_DEADLINE", "VIRTIO_WDT_CONTINUE", "VIRTIO_WDT_GUEST_RESET", "VIRTIO_WDT_EVENTS_LOST" }));
+            Assert.That(JsonDocument.Parse(continued.Json).RootElement.GetProperty("virtio-wdt").GetProperty("policy").GetString(), Is.EqualTo("continue"));
+        }
+    }
+
     private static IEnumerable<WatchdogEvent> SampleEvents()
     {
         yield return new GuestPanickedEvent { DeviceId = "d", Sequence = 1, VmRunTime = default, HostTime = s_time, Source = WatchdogEventSource.EventRecord, CodeFormat = PanicCodeFormat.HyperVCrash, Codes = [1, 2, 3, 4, 5], Message = "m", VcpuId = 1 };

@@ -28,7 +28,7 @@ public sealed class ArchitectureTests
     {
         string[] expected =
         [
-            "InvalidAccessKind", "VirtioTransportOptions",
+            "InvalidAccessKind", "TransportMetrics", "VirtioTransportOptions",
             "MsixRegisters", "PciBarChangedEventArgs", "PciBarMapping", "PciConfigRegisters", "VirtioDoorbell",
             "VirtioPciCapabilityRegisters", "VirtioPciCommonConfigRegisters", "VirtioPciFunction", "VirtioPciFunctionOptions",
             "VirtioMmioTransport", "VirtioMmioOptions", "VirtioMmioRegisters",

@@ -201,7 +201,7 @@ internal static class SoakRun
         return missing == 0 ? 0 : 1;
     }
 
-    private static long ManagedBytes()
+    internal static long ManagedBytes()
     {
         GC.Collect();
         GC.WaitForPendingFinalizers();
@@ -210,7 +210,7 @@ internal static class SoakRun
     }
 
     // Every thread's user + system CPU time by "tid:name", from /proc/self/task (Linux; empty elsewhere).
-    private static Dictionary<string, double> ThreadsCpuSeconds()
+    internal static Dictionary<string, double> ThreadsCpuSeconds()
     {
         var result = new Dictionary<string, double>();
         try

@@ -191,6 +191,11 @@ internal sealed partial class EventJournal
             {
                 _pending.Remove(item.Id);
             }
+
+            if (item.Settles != 0)
+            {
+                _pending.Remove(item.Settles);
+            }
         }
     }
 

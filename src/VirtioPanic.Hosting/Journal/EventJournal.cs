@@ -20,6 +20,14 @@ namespace VirtioPanic.Hosting.Journal;
 //              and "escalation-cancelled" {"kind","plan","trigger-seq","step","of","action","reason","code"}
 //   outcome    {"type":"outcome","run","id","time","result","steps":[{"op","ok","error"?,"fallback-for"?,"ms","path"?}]}
 //   recovered  {"type":"recovered","run","time","of-run","of-id"}: an unacted record was reported
+//   attempt    {"type":"attempt","run","time","of-id","op"}: the first VM-control call of acting
+//              decision of-id is about to be made; a restart reports that decision, never repeats it
+//   recover    {"type":"recover","run","id","time","device","seq","name","action","acting":true,
+//              "of-type","of-run","of-id","vm","defer"?}: an earlier run's decision that was decided
+//              but not attempted, carried into this run to be carried out or reported
+// Decision records may carry "vm":{"running"} (the VM's run state the decision was made for),
+// "defer":{"kind","due","action"} (the decision armed a deadline: pending until a later record of
+// the device "settles" it, when the deadline fires or is cancelled) and "settles": id.
 //   torn       {"type":"torn","run","time","bytes"}: a torn last line was cut off at start
 //   rotated    {"type":"rotated","run","time","carried"}: first line of a file a rotation started;
 //              the "carried" records still pending follow it, verbatim
@@ -138,6 +146,27 @@ internal sealed partial class EventJournal : IDisposable
                 items.Add(new(JournalRecords.Recovered(run, now, entry.Run, entry.RecordId), FlushToDisk: true));
             }
 
+            // Each device's latest recoverable decision is carried into this run as a recover
+            // record (pending here, so a rotation carries it and a crash before it is resolved
+            // finds it again); the earlier ones of the same device are superseded, reported only.
+            var latest = new Dictionary<string, UnactedJournalEntry>(StringComparer.Ordinal);
+            foreach (UnactedJournalEntry entry in report.UnactedEvents)
+            {
+                if (entry.Recoverable)
+                {
+                    latest[entry.DeviceId] = entry;
+                }
+            }
+
+            var recoveries = new List<(UnactedJournalEntry Entry, long RecoverId)>();
+            foreach (UnactedJournalEntry entry in latest.Values)
+            {
+                long id = journal.NextId();
+                items.Add(new(JournalRecords.Recover(run, id, now, entry), FlushToDisk: true, JournalMarks.Opens, id, entry.DeviceId, entry.Sequence));
+                recoveries.Add((entry, id));
+            }
+
+            report = report with { Recoveries = recoveries };
             journal.AppendMany(items);
             return journal;
         }

@@ -178,10 +178,28 @@ internal static class JournalReader
                 }
 
                 string runId = run.GetString() ?? string.Empty;
+                if (root.TryGetProperty("settles", out JsonElement settles))
+                {
+                    // A deadline that fired or was cancelled resolves the decision that armed it.
+                    _pending.Remove((runId, settles.GetInt64()));
+                }
+
                 switch (type.GetString())
                 {
                     case "outcome":
                         _pending.Remove((runId, root.GetProperty("id").GetInt64()));
+                        break;
+                    case "attempt":
+                        // A VM-control call started: from now on the decision may have been carried out.
+                        var attempted = (runId, root.GetProperty("of-id").GetInt64());
+                        if (_pending.TryGetValue(attempted, out UnactedJournalEntry? open))
+                        {
+                            _pending[attempted] = open with { Attempted = true };
+                        }
+
+                        break;
+                    case "recover":
+                        Add(Entry(root, runId, line, root.GetProperty("action").GetString() ?? string.Empty) with { RecordType = root.GetProperty("of-type").GetString() ?? "event" });
                         break;
                     case "recovered":
                         _pending.Remove((root.GetProperty("of-run").GetString() ?? string.Empty, root.GetProperty("of-id").GetInt64()));
@@ -216,7 +234,12 @@ internal static class JournalReader
 
                         if (root.GetProperty("acting").GetBoolean())
                         {
-                            Add(Entry(root, runId, line, root.GetProperty("action").GetString() ?? string.Empty));
+                            Add(Entry(root, runId, line, root.GetProperty("action").GetString() ?? string.Empty) with { RecordType = type.GetString()! });
+                        }
+                        else if (root.TryGetProperty("defer", out JsonElement defer))
+                        {
+                            // A grace window or crash-kernel deadline: the action is due later.
+                            Add(Entry(root, runId, line, defer.GetProperty("action").GetString() ?? string.Empty) with { RecordType = type.GetString()! });
                         }
 
                         break;
@@ -236,7 +259,26 @@ internal static class JournalReader
             _order.Add((entry.Run, entry.RecordId));
         }
 
-        private static UnactedJournalEntry Entry(JsonElement root, string run, ReadOnlySpan<byte> line, string action) => new()
+        private static UnactedJournalEntry Entry(JsonElement root, string run, ReadOnlySpan<byte> line, string action)
+        {
+            bool? running = root.TryGetProperty("vm", out JsonElement vm) && vm.ValueKind == JsonValueKind.Object && vm.TryGetProperty("running", out JsonElement r) && r.ValueKind is JsonValueKind.True or JsonValueKind.False
+                ? r.GetBoolean()
+                : null;
+            DateTimeOffset? due = null;
+            PendingDeadlineKind kind = default;
+            if (root.TryGetProperty("defer", out JsonElement defer) && defer.ValueKind == JsonValueKind.Object)
+            {
+                due = defer.GetProperty("due").GetDateTimeOffset();
+                if (!PolicyNames.TryParse(defer.GetProperty("kind").GetString(), out kind))
+                {
+                    throw new FormatException("unknown deadline kind");
+                }
+            }
+
+            return Base(root, run, line, action) with { VmRunning = running, DeferredUntil = due, DeferredKind = kind };
+        }
+
+        private static UnactedJournalEntry Base(JsonElement root, string run, ReadOnlySpan<byte> line, string action) => new()
         {
             Run = run,
             RecordId = root.GetProperty("id").GetInt64(),

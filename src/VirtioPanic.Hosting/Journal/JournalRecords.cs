@@ -48,7 +48,7 @@ internal static class JournalRecords
 
     // An event, deadline, escalation step or management request and the decision taken on it;
     // extra writes further members (the escalation's, see PolicyService.Escalation.cs) before "qmp".
-    internal static byte[] Decision(string type, string run, long id, DateTimeOffset now, string deviceId, long sequence, string name, string action, bool acting, string? note, WatchdogEvent? evt, Action<Utf8JsonWriter>? extra = null) => EventJournal.Line(w =>
+    internal static byte[] Decision(string type, string run, long id, DateTimeOffset now, string deviceId, long sequence, string name, string action, bool acting, string? note, WatchdogEvent? evt, DecisionFacts facts = default, Action<Utf8JsonWriter>? extra = null) => EventJournal.Line(w =>
     {
         Header(w, type, run, now);
         w.WriteNumber("id", id);
@@ -62,6 +62,7 @@ internal static class JournalRecords
             w.WriteString("note", note);
         }
 
+        WriteFacts(w, facts);
         extra?.Invoke(w);
         if (evt is not null)
         {
@@ -72,11 +73,76 @@ internal static class JournalRecords
         w.WriteEndObject();
     });
 
-    internal static byte[] Outcome(string run, long id, DateTimeOffset now, string result, IReadOnlyList<ActionOutcome> steps) => EventJournal.Line(w =>
+    // Before the first VM-control call of an acting decision: from here on a restart reports the
+    // decision instead of carrying it out, since the call may have been made. Not fsynced: it
+    // guards against a crash of this process, which leaves the VMM running.
+    internal static byte[] Attempt(string run, DateTimeOffset now, long ofId, string operation) => EventJournal.Line(w =>
+    {
+        Header(w, "attempt", run, now);
+        w.WriteNumber("of-id", ofId);
+        w.WriteString("op", operation);
+        w.WriteEndObject();
+    });
+
+    // An earlier run's decision, decided but not attempted, carried into this run at start: acting,
+    // pending until this run carries it out (attempt, outcome) or reports it (an outcome with
+    // result "not-acted"). "of-type" is the type of the original record.
+    internal static byte[] Recover(string run, long id, DateTimeOffset now, UnactedJournalEntry entry) => EventJournal.Line(w =>
+    {
+        Header(w, "recover", run, now);
+        w.WriteNumber("id", id);
+        w.WriteString("device", entry.DeviceId);
+        w.WriteNumber("seq", entry.Sequence);
+        w.WriteString("name", entry.Name);
+        w.WriteString("action", entry.PolicyAction);
+        w.WriteBoolean("acting", true);
+        w.WriteString("of-type", entry.RecordType);
+        w.WriteString("of-run", entry.Run);
+        w.WriteNumber("of-id", entry.RecordId);
+        PendingDeadline? deferred = entry.DeferredUntil is DateTimeOffset due ? new PendingDeadline(entry.DeferredKind, due, entry.Sequence) : null;
+        WriteFacts(w, new DecisionFacts(entry.VmRunning, deferred, deferred is null ? null : entry.PolicyAction, 0));
+        w.WriteEndObject();
+    });
+
+    private static void WriteFacts(Utf8JsonWriter w, DecisionFacts facts)
+    {
+        if (facts.VmRunning is bool running)
+        {
+            w.WriteStartObject("vm");
+            w.WriteBoolean("running", running);
+            w.WriteEndObject();
+        }
+
+        if (facts.Deferred is { } deferred)
+        {
+            w.WriteStartObject("defer");
+            w.WriteString("kind", PolicyNames.Of(deferred.Kind));
+            w.WriteString("due", deferred.Due);
+            w.WriteString("action", facts.DeferredAction ?? string.Empty);
+            w.WriteEndObject();
+        }
+
+        if (facts.Settles != 0)
+        {
+            w.WriteNumber("settles", facts.Settles);
+        }
+    }
+
+    internal static byte[] Outcome(string run, long id, DateTimeOffset now, string result, IReadOnlyList<ActionOutcome> steps, long settles = 0, string? note = null) => EventJournal.Line(w =>
     {
         Header(w, "outcome", run, now);
         w.WriteNumber("id", id);
         w.WriteString("result", result);
+        if (settles != 0)
+        {
+            w.WriteNumber("settles", settles);
+        }
+
+        if (note is not null)
+        {
+            w.WriteString("note", note);
+        }
+
         w.WriteStartArray("steps");
         foreach (ActionOutcome step in steps)
         {

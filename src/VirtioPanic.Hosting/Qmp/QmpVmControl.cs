@@ -27,7 +27,7 @@ namespace VirtioPanic.Hosting.Qmp;
 /// counts VM run time only, so a host pauses and resumes the device with it).
 /// </para>
 /// </remarks>
-public sealed class QmpVmControl : IVmControl, IAsyncDisposable
+public sealed class QmpVmControl : IVmControl, IAsyncDisposable, IVmRunStateSource
 {
     private readonly QmpVmControlOptions _options;
     private readonly ILogger _logger;
@@ -150,7 +150,11 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
 
     // query-status now: true running, false stopped, null when the monitor cannot say (not
     // connected, failed, timed out).
-    internal async Task<bool?> QueryRunningAsync(CancellationToken cancellationToken)
+    internal async Task<bool?> QueryRunningAsync(CancellationToken cancellationToken) =>
+        (await QueryRunStateAsync(cancellationToken).ConfigureAwait(false))?.Running;
+
+    // query-status now: {running, status} (qapi/run-state.json StatusInfo); null when the monitor cannot say.
+    internal async Task<VmRunState?> QueryRunStateAsync(CancellationToken cancellationToken)
     {
         QmpClient? client = Volatile.Read(ref _client);
         if (client is null)
@@ -159,10 +163,16 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable
         }
 
         QmpReply status = await client.ExecuteAsync("query-status", null, _options.CommandTimeout, cancellationToken).ConfigureAwait(false);
-        return status.Succeeded && status.Return.ValueKind == JsonValueKind.Object && status.Return.TryGetProperty("running", out JsonElement running) && running.ValueKind is JsonValueKind.True or JsonValueKind.False
-            ? running.GetBoolean()
-            : null;
+        if (!status.Succeeded || status.Return.ValueKind != JsonValueKind.Object || !status.Return.TryGetProperty("running", out JsonElement running) || running.ValueKind is not (JsonValueKind.True or JsonValueKind.False))
+        {
+            return null;
+        }
+
+        string name = status.Return.TryGetProperty("status", out JsonElement s) && s.ValueKind == JsonValueKind.String ? s.GetString()! : (running.GetBoolean() ? "running" : "stopped");
+        return new VmRunState(running.GetBoolean(), name);
     }
+
+    Task<VmRunState?> IVmRunStateSource.QueryRunStateAsync(CancellationToken cancellationToken) => QueryRunStateAsync(cancellationToken);
 
     /// <summary>Stops reconnecting and closes the monitor connection.</summary>
     /// <returns>A task that completes when the connection is closed.</returns>

@@ -284,6 +284,12 @@ internal sealed class PackedVirtqueue
         bool availWrap = _availWrap;
         ushort nextUsed = _nextUsed;
         bool usedWrap = _usedWrap;
+
+        // The wrap counters as the flag bits they stand for, toggled with them (an XOR of both
+        // bits): a slot is available when its two bits equal availBits (§2.8.1: AVAIL equal to
+        // the wrap counter, USED not), and a used slot gets usedBits (both equal to the counter).
+        DescriptorFlags availBits = availWrap ? DescriptorFlags.Available : DescriptorFlags.Used;
+        DescriptorFlags usedBits = usedWrap ? BothBits : 0;
         int outstanding = _outstandingSlots;
         int completed = 0;
         int done = 0;
@@ -291,7 +297,7 @@ internal sealed class PackedVirtqueue
         {
             // Acquire: the flags say the slot is ours; the descriptor is copied after.
             DescriptorFlags flags = (DescriptorFlags)Little(Volatile.Read(ref words[(nextAvail * 8) + 7]));
-            if (!IsAvailable(flags, availWrap))
+            if ((flags & BothBits) != availBits)
             {
                 break;
             }
@@ -315,6 +321,7 @@ internal sealed class PackedVirtqueue
             {
                 nextAvail = 0;
                 availWrap = !availWrap;
+                availBits ^= BothBits;
             }
 
             if (handler.Handle(DescriptorChain.OneBuffer(new ChainToken(id, 1), new ReadOnlySpan<GuestMemorySlice>(in slot), flags, length), out uint written))
@@ -322,9 +329,9 @@ internal sealed class PackedVirtqueue
                 // §2.8.4/§2.8.21: id and len first, then the flags with both bits equal to the
                 // used wrap counter (release), which hands the slot back to the driver.
                 int used = nextUsed * 8;
-                dwords[(used / 2) + 2] = BitConverter.IsLittleEndian ? written : BinaryPrimitives.ReverseEndianness(written);
+                dwords[(nextUsed * 4) + 2] = BitConverter.IsLittleEndian ? written : BinaryPrimitives.ReverseEndianness(written);
                 words[used + 6] = Little(id);
-                DescriptorFlags usedFlags = (usedWrap ? BothBits : 0) | (written != 0 ? DescriptorFlags.Write : 0);
+                DescriptorFlags usedFlags = usedBits | (written != 0 ? DescriptorFlags.Write : 0);
                 Volatile.Write(ref words[used + 7], Little((ushort)usedFlags));
                 inFlight[id] = false;
                 outstanding--;
@@ -333,6 +340,7 @@ internal sealed class PackedVirtqueue
                 {
                     nextUsed = 0;
                     usedWrap = !usedWrap;
+                    usedBits ^= BothBits;
                 }
             }
 

@@ -13,21 +13,21 @@ internal sealed partial class SplitVirtqueue
             return false;
         }
 
+        // The store with a full fence after it (store avail_event/flags -> load avail.idx).
+        // Without the fence the load can be satisfied before the store is visible: the driver
+        // publishes a buffer, reads the old avail_event, skips the kick, and we read the old
+        // avail.idx and go to sleep: a lost wakeup (§2.7.10, the mirror of §2.7.13 step 6 on the
+        // driver side). One exchange is both (UsedRing: the Exchange* forms).
         if (_eventIndex)
         {
             // §2.7.10: kick me once you write the entry numbered _nextAvail.
-            _used.StoreAvailEvent(_nextAvail);
+            _used.ExchangeAvailEvent(_nextAvail);
         }
         else
         {
-            _used.StoreFlags(0);
+            _used.ExchangeFlags(0);
         }
 
-        // Full fence (store avail_event/flags -> load avail.idx). Without it the load can be
-        // satisfied before the store is visible: the driver publishes a buffer, reads the old
-        // avail_event, skips the kick, and we read the old avail.idx and go to sleep: a lost
-        // wakeup (§2.7.10, the mirror of §2.7.13 step 6 on the driver side).
-        Interlocked.MemoryBarrier();
         return _avail.LoadIndex() != _nextAvail;
     }
 
@@ -37,6 +37,29 @@ internal sealed partial class SplitVirtqueue
     // two fences ordered is still ordered (the used.idx store before the used_event load, the
     // re-arm before the avail.idx re-check). Returns EnableNotification's answer.
     internal bool EndRound(out bool notify)
+    {
+        // The round of a healthy EVENT_IDX queue (Ok implies activated), with the values in
+        // locals; EndRoundGeneral decides every other case the same way.
+        if (_status == VirtqueueStatus.Ok && _eventIndex)
+        {
+            ushort nextUsed = _nextUsed;
+            bool flush = nextUsed != _publishedUsed;
+            if (flush)
+            {
+                _used.StoreIndex(nextUsed);
+                _publishedUsed = nextUsed;
+            }
+
+            ushort nextAvail = _nextAvail;
+            _used.ExchangeAvailEvent(nextAvail);
+            notify = flush && DecideEventIndex(nextUsed);
+            return _avail.LoadIndex() != nextAvail;
+        }
+
+        return EndRoundGeneral(out notify);
+    }
+
+    private bool EndRoundGeneral(out bool notify)
     {
         notify = false;
         if (_memory is null)
@@ -53,21 +76,26 @@ internal sealed partial class SplitVirtqueue
             _publishedUsed = _nextUsed;
         }
 
+        // Full fence: see FlushUsed and EnableNotification for the two races it closes.
+        // Re-arming, it is the re-arm store itself (an exchange: UsedRing's Exchange* forms), which
+        // also orders the used.idx store before it against the loads after it.
         bool arm = _status == VirtqueueStatus.Ok;
         if (arm)
         {
             if (_eventIndex)
             {
-                _used.StoreAvailEvent(_nextAvail);
+                _used.ExchangeAvailEvent(_nextAvail);
             }
             else
             {
-                _used.StoreFlags(0);
+                _used.ExchangeFlags(0);
             }
         }
+        else
+        {
+            Interlocked.MemoryBarrier();
+        }
 
-        // Full fence: see NeedsNotification and EnableNotification for the two races it closes.
-        Interlocked.MemoryBarrier();
         if (flush)
         {
             notify = Decide();
@@ -89,16 +117,6 @@ internal sealed partial class SplitVirtqueue
         _used.StoreFlags(SplitRingLayout.UsedFlagNoNotify);
     }
 
-    private bool NeedsNotification()
-    {
-        // Full fence (store used.idx -> load used_event/avail.flags). Without it we could read a
-        // stale used_event from before the driver re-armed callbacks, while the driver reads the
-        // old used.idx after re-arming: both sides conclude the other will act, and the driver
-        // never gets its interrupt (§2.7.7, the race Linux closes with virtio_mb).
-        Interlocked.MemoryBarrier();
-        return Decide();
-    }
-
     // The used-buffer notification decision; the caller has fenced after publishing used.idx.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     private bool Decide()
@@ -109,7 +127,13 @@ internal sealed partial class SplitVirtqueue
             return (_avail.LoadFlags() & SplitRingLayout.AvailFlagNoInterrupt) == 0;
         }
 
-        ushort newUsed = _publishedUsed;
+        return DecideEventIndex(_publishedUsed);
+    }
+
+    // Decide with EVENT_IDX, newUsed being the used.idx just published.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    private bool DecideEventIndex(ushort newUsed)
+    {
         ushort oldUsed = _signalledUsed;
         bool valid = _signalledValid;
         _signalledUsed = newUsed;

@@ -220,7 +220,50 @@ internal sealed partial class SplitVirtqueue
     // at (a longer chain, an indirect one, or one that fails a check) is popped here by
     // TryPopChain, which validates it completely and reports the typed error. So every chain
     // passes exactly TryPopChain's checks, in its order (ProcessChainsEquivalencePropertyTests).
+    //
+    // The entry is small on purpose: the round of a device woken for every kick (one plain
+    // one-descriptor chain, or none) is decided here with few live values, so this frame saves no
+    // callee-saved registers and makes no call; everything else goes to ProcessBatch. Both load
+    // avail.idx at most once per call and validate it the same way (RefreshAvail's checks).
     internal VirtqueueStatus ProcessChains<THandler>(ref THandler handler, int maxChains, out int processed)
+        where THandler : struct, IDescriptorChainHandler, allows ref struct
+    {
+        if (_status == VirtqueueStatus.Ok && maxChains > 0 && _nextAvail == _shadowAvail)
+        {
+            // RefreshAvail, inline: the acquire load and the runaway checks.
+            ushort availIndex = _avail.LoadIndex();
+            ushort pending = (ushort)(availIndex - _nextAvail);
+            ushort outstanding = (ushort)(availIndex - _publishedUsed);
+            if (outstanding > _size || pending > outstanding)
+            {
+                processed = 0;
+                return Fail(VirtqueueStatus.AvailIndexRunaway);
+            }
+
+            _shadowAvail = availIndex;
+            if (pending == 0)
+            {
+                processed = 0;
+                return VirtqueueStatus.Empty;
+            }
+
+            // One chain waiting: a plain one-descriptor chain costs less through ProcessSingle
+            // than through setting up the batch loops' views for it.
+            if (pending == 1 && ProcessSingle(ref handler))
+            {
+                processed = 1;
+                return maxChains == 1 ? VirtqueueStatus.Ok : VirtqueueStatus.Empty;
+            }
+        }
+
+        return ProcessBatch(ref handler, maxChains, out processed);
+    }
+
+    // ProcessChains for everything but the lone chain: runs of plain one-descriptor chains
+    // through ProcessDirect, runs of longer and indirect ones through ProcessWalked, the rest
+    // through ProcessGeneral (TryPopChain).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private VirtqueueStatus ProcessBatch<THandler>(ref THandler handler, int maxChains, out int processed)
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
         processed = 0;
@@ -242,15 +285,7 @@ internal sealed partial class SplitVirtqueue
             }
         }
 
-        // One chain waiting (the per-chain round of a device woken for every kick): a plain
-        // one-descriptor chain costs less through ProcessSingle than through setting up the batch
-        // loops' views for it.
         int done = 0;
-        if ((ushort)(_shadowAvail - _nextAvail) == 1 && ProcessSingle(ref handler))
-        {
-            done = 1;
-        }
-
         while (done < maxChains && _nextAvail != _shadowAvail)
         {
             int run = ProcessDirect(ref handler, maxChains - done);
@@ -414,9 +449,10 @@ internal sealed partial class SplitVirtqueue
         uint mask = _mask;
         ushort next = _nextAvail;
         ushort nextUsed = _nextUsed;
-        int remaining = Math.Min(budget, (ushort)(_shadowAvail - next));
-        int done = 0;
-        while (done < remaining)
+        // One loop bound instead of a count and a limit (one value fewer in the loop).
+        ushort start = next;
+        ushort end = (ushort)(next + Math.Min(budget, (ushort)(_shadowAvail - next)));
+        while (next != end)
         {
             uint head = AvailRing.Entry(ring[(int)(next & mask)]);
             if (head >= (uint)table.Length)
@@ -454,14 +490,15 @@ internal sealed partial class SplitVirtqueue
                     descriptor = source[0];
                 }
 
-                // TryPopChainSlow's two bounds in one: it refuses a descriptor after `ttl` of them
-                // (the table's entry count) and a buffer past the scratch capacity; here every
-                // descriptor walked is one buffer, so both are "count reached the smaller one".
-                uint ttl = (uint)source.Length;
+                // TryPopChainSlow's bounds: a buffer past the scratch capacity, and a TTL of the
+                // table's entry count, which here is the count itself (every descriptor walked
+                // is one buffer): a NEXT after as many descriptors as the table has is refused.
+                // Four values run along the walk: the count, the readable count, the total and the
+                // total at the last readable buffer (the readable bytes; the rest is writable).
                 int count = 0;
                 int readable = 0;
                 uint total = 0;
-                uint writableLength = 0;
+                uint readableLength = 0;
                 while (true)
                 {
                     flags = descriptor.Flags;
@@ -482,29 +519,27 @@ internal sealed partial class SplitVirtqueue
                     }
 
                     scratch[count] = new GuestMemorySlice(_regionHost + (nint)offset, address, length);
-                    count++;
-                    if ((flags & DescriptorFlags.Write) != 0)
+                    if ((flags & DescriptorFlags.Write) == 0)
                     {
-                        writableLength += length;
-                    }
-                    else
-                    {
-                        // §2.7.4.2: device-readable buffers come first.
-                        if (writableLength != 0)
+                        // §2.7.4.2: device-readable buffers come first: every one before this
+                        // one was readable.
+                        if (readable != count)
                         {
                             goto Stop;
                         }
 
-                        readable = count;
+                        readable = count + 1;
+                        readableLength = total;
                     }
 
+                    count++;
                     if ((flags & DescriptorFlags.Next) == 0)
                     {
                         break;
                     }
 
                     uint index = descriptor.Next;
-                    if (--ttl == 0 || index >= (uint)source.Length)
+                    if ((uint)count == (uint)source.Length || index >= (uint)source.Length)
                     {
                         goto Stop;
                     }
@@ -512,7 +547,7 @@ internal sealed partial class SplitVirtqueue
                     descriptor = source[(int)index];
                 }
 
-                chain = new DescriptorChain(new ChainToken((ushort)head, 1), scratch[..count], readable, total - writableLength, writableLength);
+                chain = new DescriptorChain(new ChainToken((ushort)head, 1), scratch[..count], readable, readableLength, total - readableLength);
             }
 
             next++;
@@ -524,13 +559,11 @@ internal sealed partial class SplitVirtqueue
                 usedElements[(int)(nextUsed & mask)] = UsedRing.Element(head, written);
                 nextUsed++;
             }
-
-            done++;
         }
 
     Stop:
         _nextUsed = nextUsed;
-        return done;
+        return (ushort)(next - start);
     }
 
     // Guest address -> slice, the first region from this object's copy of it (see _regionBase).
@@ -576,10 +609,15 @@ internal sealed partial class SplitVirtqueue
         }
 
         // Release: the used elements and the bytes written into the buffers become visible no
-        // later than the new used.idx (§2.7.8.2 device MUST set len before updating idx).
-        _used.StoreIndex(_nextUsed);
+        // later than the new used.idx (§2.7.8.2 device MUST set len before updating idx). And a
+        // full fence after it (store used.idx -> load used_event/avail.flags): without it we could
+        // read a stale used_event from before the driver re-armed callbacks, while the driver
+        // reads the old used.idx after re-arming: both sides conclude the other will act, and the
+        // driver never gets its interrupt (§2.7.7, the race Linux closes with virtio_mb). One
+        // exchange is both (UsedRing: the Exchange* forms).
+        _used.ExchangeIndex(_nextUsed);
         _publishedUsed = _nextUsed;
-        return NeedsNotification();
+        return Decide();
     }
 
     internal VirtqueueState SaveState()
@@ -650,7 +688,8 @@ internal sealed partial class SplitVirtqueue
         // head descriptor), counted from the last used.idx it could have seen. A larger distance,
         // or an index that moved backwards, is a runaway (QEMU: "Guest moved used index").
         ushort outstanding = (ushort)(availIndex - _publishedUsed);
-        if (pending > _size || outstanding > _size || pending > outstanding)
+        // (pending > Size is refused too: pending <= outstanding <= Size.)
+        if (outstanding > _size || pending > outstanding)
         {
             return Fail(VirtqueueStatus.AvailIndexRunaway);
         }

@@ -19,18 +19,25 @@
  * - A reboot notifier reports SHUTDOWN the same way.
  * - boot_reason (VIRTIO_WDT_F_BOOT_REASON, §6.7) sets WDIOF_CARDRESET in the boot status when the
  *   host reset the VM because this watchdog expired, and is shown in sysfs.
+ * - With VIRTIO_WDT_F_VCPU_STALL (§6.12) every online CPU pets vcpu_heartbeat from its own pinned
+ *   hrtimer every vcpu_timeout_ms / 4 (one register write), CPU hotplug starts and stops it, and
+ *   a VCPU_STALL notice on noticeq panics the guest naming the stalled CPU (vcpu_stall_panic=0:
+ *   only logs).
  */
 
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/completion.h>
+#include <linux/cpuhotplug.h>
 #include <linux/delay.h>
+#include <linux/hrtimer.h>
 #include <linux/jiffies.h>
 #include <linux/kexec.h>
 #include <linux/kmsg_dump.h>
 #include <linux/module.h>
 #include <linux/mutex.h>
 #include <linux/panic_notifier.h>
+#include <linux/percpu.h>
 #include <linux/reboot.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
@@ -78,11 +85,32 @@ static bool clear_boot_reason = true;
 module_param(clear_boot_reason, bool, 0444);
 MODULE_PARM_DESC(clear_boot_reason, "Clear boot_reason (write 0) once read");
 
+static bool vcpu_stall_panic = true;
+module_param(vcpu_stall_panic, bool, 0644);
+MODULE_PARM_DESC(vcpu_stall_panic, "Panic on a VCPU_STALL notice (0: only log it)");
+
+/* The dynamic CPU-hotplug state whose instances are the devices with VCPU_STALL (module init). */
+static enum cpuhp_state virtio_wdt_cpuhp_state;
+
 enum virtio_wdt_slot_state {
 	VIRTIO_WDT_SLOT_IDLE,		/* not available to the device */
 	VIRTIO_WDT_SLOT_POSTED,		/* available and uncommitted: free for the next report */
 	VIRTIO_WDT_SLOT_CLAIMED,	/* a reporter owns it: filling, or committed */
 	VIRTIO_WDT_SLOT_USED,		/* the device returned it */
+};
+
+/*
+ * One CPU's heartbeat (§6.12). sequence and petting are touched only on that CPU: by its pinned
+ * hrtimer (hard interrupt), by its hotplug callbacks (its hotplug thread), which write only
+ * before the timer is started or after hrtimer_cancel() returned, and by a stall panic starting
+ * there (hard interrupt, so not while the timer runs). They need no lock.
+ */
+struct virtio_wdt_vcpu {
+	struct hrtimer timer;		/* HRTIMER_MODE_REL_PINNED: fires on this CPU only */
+	struct virtio_wdt *vw;
+	u16 index;			/* the CPU number, i.e. the vCPU index (§4) */
+	u16 sequence;			/* of the last write: 1..VIRTIO_WDT_VCPU_SEQ_MAX, 0 before */
+	bool petting;			/* PET written since the CPU came online, no OFFLINE since */
 };
 
 /* One record buffer on eventq: the readable record and the writable status. */
@@ -128,6 +156,22 @@ struct virtio_wdt {
 	spinlock_t notice_vq_lock;
 	struct virtio_wdt_notice *notices;
 
+	/* per-CPU heartbeats (VCPU_STALL, §6.12) */
+	struct virtio_wdt_vcpu __percpu *vcpus;
+	struct hlist_node cpuhp_node;	/* instance of virtio_wdt_cpuhp_state */
+	struct mutex vcpu_lock;		/* serialises adding and removing the instance */
+	bool vcpu_started;		/* the instance is added: every online CPU pets (vcpu_lock) */
+	/*
+	 * Set by the reboot notifier: each CPU's timer writes OFFLINE at its next expiry and stops.
+	 * A plain flag (WRITE_ONCE/READ_ONCE): the timers need only see it eventually, and each
+	 * one's OFFLINE is still ordered after its own last PET because both run on that CPU.
+	 */
+	bool vcpu_stopping;
+	u32 vcpu_count;			/* slots the device tracks; 0: per-CPU heartbeats off */
+	u32 vcpu_timeout_ms;
+	u32 vcpu_stage2_ms;
+	ktime_t vcpu_period;		/* vcpu_timeout_ms / 4 */
+
 	/* configuration (§4) */
 	u32 default_timeout_ms;
 	u32 min_timeout_ms;
@@ -142,7 +186,9 @@ struct virtio_wdt {
 	atomic_t shutdown_reported;
 };
 
-static_assert(sizeof(struct virtio_wdt_config) == 20);
+static_assert(sizeof(struct virtio_wdt_config) == 36);
+static_assert(offsetof(struct virtio_wdt_config, vcpu_count) == 0x14);
+static_assert(offsetof(struct virtio_wdt_config, vcpu_heartbeat) == 0x20);
 static_assert(sizeof(struct virtio_wdt_ctrl_req) == 16);
 static_assert(sizeof(struct virtio_wdt_ctrl_resp) == 16);
 static_assert(sizeof(struct virtio_wdt_notice) == 16);
@@ -152,6 +198,13 @@ static_assert(sizeof(struct virtio_wdt_record_status) == 8);
 static bool virtio_wdt_has(const struct virtio_wdt *vw, unsigned int fbit)
 {
 	return vw->features & BIT_ULL(fbit);
+}
+
+/* §2: noticeq is present with PRETIMEOUT or VCPU_STALL (WDT-DRV-20). */
+static bool virtio_wdt_has_notices(const struct virtio_wdt *vw)
+{
+	return virtio_wdt_has(vw, VIRTIO_WDT_F_PRETIMEOUT) ||
+	       virtio_wdt_has(vw, VIRTIO_WDT_F_VCPU_STALL);
 }
 
 static const char *virtio_wdt_boot_reason_name(u32 reason)
@@ -514,6 +567,128 @@ static struct attribute *virtio_wdt_attrs[] = {
 };
 ATTRIBUTE_GROUPS(virtio_wdt);
 
+/* ---- per-CPU heartbeats (VCPU_STALL, §6.12) ---- */
+
+/*
+ * One write of vcpu_heartbeat for this CPU (WDT-DRV-18): its index, a sequence different from
+ * its previous write (1..32767, never 0, so the value is never 0 and never repeats twice in a
+ * row), and PET or OFFLINE. Runs on that CPU only. One 4-byte config->set(), no lock, no
+ * allocation: virtio_cwrite_le() is the same write but might_sleep(), and this runs in the
+ * hrtimer's hard interrupt context.
+ */
+static void virtio_wdt_vcpu_write(struct virtio_wdt_vcpu *vc, u32 command)
+{
+	struct virtio_device *vdev = vc->vw->vdev;
+	__le32 value;
+
+	vc->sequence = vc->sequence >= VIRTIO_WDT_VCPU_SEQ_MAX ? 1 : vc->sequence + 1;
+	value = cpu_to_le32(command | (u32)vc->sequence << VIRTIO_WDT_VCPU_SEQ_SHIFT | vc->index);
+	vdev->config->set(vdev, offsetof(struct virtio_wdt_config, vcpu_heartbeat),
+			  &value, sizeof(value));
+}
+
+/* The pinned per-CPU timer: a PET every vcpu_timeout_ms / 4, also on an idle CPU (WDT-DRV-19). */
+static enum hrtimer_restart virtio_wdt_vcpu_timer(struct hrtimer *timer)
+{
+	struct virtio_wdt_vcpu *vc = container_of(timer, struct virtio_wdt_vcpu, timer);
+
+	if (READ_ONCE(vc->vw->vcpu_stopping)) {
+		vc->petting = false;
+		virtio_wdt_vcpu_write(vc, VIRTIO_WDT_VCPU_OFFLINE);
+		return HRTIMER_NORESTART;
+	}
+	virtio_wdt_vcpu_write(vc, 0);
+	hrtimer_forward_now(timer, vc->vw->vcpu_period);
+	return HRTIMER_RESTART;
+}
+
+/* Hotplug online (on that CPU; also for every online CPU when the instance is added). */
+static int virtio_wdt_cpu_online(unsigned int cpu, struct hlist_node *node)
+{
+	struct virtio_wdt *vw = hlist_entry(node, struct virtio_wdt, cpuhp_node);
+	struct virtio_wdt_vcpu *vc = per_cpu_ptr(vw->vcpus, cpu);
+
+	if (cpu >= vw->vcpu_count) {
+		/* WDT-DRV-18: no index the device does not track. Never fail a CPU's bring-up. */
+		dev_warn(&vw->vdev->dev, "CPU %u is beyond the device's %u vCPU slots: not watched\n",
+			 cpu, vw->vcpu_count);
+		return 0;
+	}
+	virtio_wdt_vcpu_write(vc, 0);	/* PET: tracked from now */
+	vc->petting = true;
+	hrtimer_start(&vc->timer, vw->vcpu_period, HRTIMER_MODE_REL_PINNED);
+	return 0;
+}
+
+/*
+ * Hotplug offline (on that CPU, before it goes; also for every online CPU when the instance is
+ * removed): the timer is cancelled first, so OFFLINE is this CPU's last write (WDT-DRV-19).
+ */
+static int virtio_wdt_cpu_offline(unsigned int cpu, struct hlist_node *node)
+{
+	struct virtio_wdt *vw = hlist_entry(node, struct virtio_wdt, cpuhp_node);
+	struct virtio_wdt_vcpu *vc = per_cpu_ptr(vw->vcpus, cpu);
+
+	if (!vc->petting)
+		return 0;
+	hrtimer_cancel(&vc->timer);
+	vc->petting = false;
+	virtio_wdt_vcpu_write(vc, VIRTIO_WDT_VCPU_OFFLINE);
+	return 0;
+}
+
+/*
+ * Stage one's panic is about to start on this CPU (a noticeq callback: hard interrupt, local
+ * interrupts off, so this CPU's timer cannot run meanwhile). panic() keeps interrupts off here
+ * while smp_send_stop() waits for the stalled CPU, so this CPU stops petting: say OFFLINE for it,
+ * or the device would report the panicking CPU too before the panic record arrives. The stalled
+ * CPU stays STALLED, so the host's stage two still acts if the panic never reports.
+ */
+static void virtio_wdt_vcpu_panicking(struct virtio_wdt *vw)
+{
+	struct virtio_wdt_vcpu *vc = this_cpu_ptr(vw->vcpus);
+
+	if (!vc->petting)
+		return;
+	hrtimer_try_to_cancel(&vc->timer);
+	vc->petting = false;
+	virtio_wdt_vcpu_write(vc, VIRTIO_WDT_VCPU_OFFLINE);
+}
+
+/* After DRIVER_OK and the notice buffers (§5): every online CPU pets, and each one that comes online. */
+static void virtio_wdt_start_vcpus(struct virtio_wdt *vw)
+{
+	int err = 0;
+
+	if (!vw->vcpu_count)
+		return;
+	mutex_lock(&vw->vcpu_lock);
+	WRITE_ONCE(vw->vcpu_stopping, false);
+	if (!vw->vcpu_started) {
+		err = cpuhp_state_add_instance(virtio_wdt_cpuhp_state, &vw->cpuhp_node);
+		vw->vcpu_started = !err;
+	}
+	mutex_unlock(&vw->vcpu_lock);
+	if (err)
+		dev_err(&vw->vdev->dev, "per-CPU heartbeats not started: %d\n", err);
+}
+
+/*
+ * When this returns, no per-CPU timer is armed or running and every CPU that petted has written
+ * OFFLINE (the offline callback on each online CPU; CPUs that went offline wrote it then). Called
+ * before the device is reset or its queues deleted. It waits for every online CPU's hotplug
+ * thread, so the reboot notifier, which must not hang on a hard-locked CPU, uses
+ * vw->vcpu_stopping instead.
+ */
+static void virtio_wdt_stop_vcpus(struct virtio_wdt *vw)
+{
+	mutex_lock(&vw->vcpu_lock);
+	if (vw->vcpu_started)
+		cpuhp_state_remove_instance(virtio_wdt_cpuhp_state, &vw->cpuhp_node);
+	vw->vcpu_started = false;
+	mutex_unlock(&vw->vcpu_lock);
+}
+
 /* ---- eventq: records posted ahead, committed by reporters ---- */
 
 /* Makes a record buffer available (event_vq_lock held). */
@@ -782,10 +957,16 @@ static int virtio_wdt_reboot_notify(struct notifier_block *nb, unsigned long act
 	/* codes[0] (GENERIC) is the reboot action: 1 restart, 2 halt, 3 power off. */
 	if (!atomic_xchg(&vw->shutdown_reported, 1))
 		virtio_wdt_report(vw, VIRTIO_WDT_RECORD_SHUTDOWN, what, action, true);
+	/*
+	 * The CPUs are about to be stopped without hotplug: each running CPU says OFFLINE from its
+	 * own timer within a period, without this thread waiting for a CPU that may be hard-locked
+	 * (which, not petting, is rightly reported).
+	 */
+	WRITE_ONCE(vw->vcpu_stopping, true);
 	return NOTIFY_DONE;
 }
 
-/* ---- noticeq: pretimeout notices ---- */
+/* ---- noticeq: pretimeout and VCPU_STALL notices ---- */
 
 static int virtio_wdt_post_notice(struct virtio_wdt *vw, struct virtio_wdt_notice *notice)
 {
@@ -797,25 +978,64 @@ static int virtio_wdt_post_notice(struct virtio_wdt *vw, struct virtio_wdt_notic
 	return virtqueue_add_inbuf(vw->notice_vq, &sg, 1, notice, GFP_ATOMIC);
 }
 
+/*
+ * A VCPU_STALL notice (§6.12, WDT-DRV-20), logged as it is read (notice_vq_lock held; printk is
+ * safe there). Returns true for the first valid one of a batch, which is then copied to *first.
+ */
+static bool virtio_wdt_vcpu_notice(struct virtio_wdt *vw, const struct virtio_wdt_notice *notice,
+				   struct virtio_wdt_notice *first, bool have_first)
+{
+	u16 vcpu = le16_to_cpu(notice->vcpu);
+
+	if (vcpu >= vw->vcpu_count) {
+		dev_warn_ratelimited(&vw->vdev->dev, "stall notice for vCPU %u, beyond %u slots\n",
+				     vcpu, vw->vcpu_count);
+		return false;
+	}
+	pr_emerg("vCPU %u stalled for %u ms (timeout %u ms); the host acts in %u ms\n", vcpu,
+		 le32_to_cpu(notice->vcpu_stall.stalled_ms),
+		 le32_to_cpu(notice->vcpu_stall.timeout_ms),
+		 le32_to_cpu(notice->vcpu_stall.stage2_ms));
+	if (have_first)
+		return false;
+	*first = *notice;
+	return true;
+}
+
 static void virtio_wdt_notice_done(struct virtqueue *vq)
 {
 	struct virtio_wdt *vw = vq->vdev->priv;
-	struct virtio_wdt_notice *notice;
+	struct virtio_wdt_notice *notice, stall;
 	unsigned long flags;
 	unsigned int len;
-	bool fired = false;
+	bool fired = false, stalled = false;
 
 	spin_lock_irqsave(&vw->notice_vq_lock, flags);
 	while ((notice = virtqueue_get_buf(vq, &len))) {
-		if (len >= sizeof(*notice) &&
-		    le16_to_cpu(notice->type) == VIRTIO_WDT_NOTICE_PRETIMEOUT)
-			fired = true;
+		if (len < sizeof(*notice))
+			goto repost;
+		switch (le16_to_cpu(notice->type)) {
+		case VIRTIO_WDT_NOTICE_PRETIMEOUT:
+			fired |= virtio_wdt_has(vw, VIRTIO_WDT_F_PRETIMEOUT);
+			break;
+		case VIRTIO_WDT_NOTICE_VCPU_STALL:
+			if (vw->vcpu_count)
+				stalled |= virtio_wdt_vcpu_notice(vw, notice, &stall, stalled);
+			break;
+		}
+repost:
 		virtio_wdt_post_notice(vw, notice);
 	}
 	virtqueue_kick(vq);
 	spin_unlock_irqrestore(&vw->notice_vq_lock, flags);
 	if (fired)
 		watchdog_notify_pretimeout(&vw->wdd);
+	/* Stage one (§6.12): the guest's chance to panic before the host's stage two acts. */
+	if (stalled && vcpu_stall_panic) {
+		virtio_wdt_vcpu_panicking(vw);
+		panic("virtio_wdt: vCPU %u stalled for %u ms", le16_to_cpu(stall.vcpu),
+		      le32_to_cpu(stall.vcpu_stall.stalled_ms));
+	}
 }
 
 /* ---- configuration ---- */
@@ -872,6 +1092,24 @@ static int virtio_wdt_read_config(struct virtio_wdt *vw)
 		vw->panic_events = value & VIRTIO_WDT_PANIC_EVENTS_ALL;
 	}
 
+	/* §4: per-CPU heartbeats; a device with unusable values keeps everything else working. */
+	if (virtio_wdt_has(vw, VIRTIO_WDT_F_VCPU_STALL)) {
+		virtio_cread_le(vdev, struct virtio_wdt_config, vcpu_count, &vw->vcpu_count);
+		virtio_cread_le(vdev, struct virtio_wdt_config, vcpu_timeout_ms, &vw->vcpu_timeout_ms);
+		virtio_cread_le(vdev, struct virtio_wdt_config, vcpu_stage2_ms, &vw->vcpu_stage2_ms);
+		if (!vw->vcpu_count || vw->vcpu_count > VIRTIO_WDT_VCPU_MAX ||
+		    vw->vcpu_timeout_ms < VIRTIO_WDT_VCPU_MIN_TIMEOUT_MS || !vw->vcpu_stage2_ms) {
+			dev_err(&vdev->dev, "per-CPU heartbeats off: vcpu_count %u, vcpu_timeout_ms %u, vcpu_stage2_ms %u\n",
+				vw->vcpu_count, vw->vcpu_timeout_ms, vw->vcpu_stage2_ms);
+			vw->vcpu_count = 0;
+		} else if (nr_cpu_ids > vw->vcpu_count) {
+			dev_warn(&vdev->dev, "%u possible CPUs, the device tracks %u\n",
+				 nr_cpu_ids, vw->vcpu_count);
+		}
+		/* WDT-DRV-19: four pets per timeout, at least two even if one is late. */
+		vw->vcpu_period = ms_to_ktime(vw->vcpu_timeout_ms / 4);
+	}
+
 	/* §5 step 2, WDT-DRV-15: read before clearing, and clear only by writing 0. */
 	if (virtio_wdt_has(vw, VIRTIO_WDT_F_BOOT_REASON)) {
 		virtio_cread_le(vdev, struct virtio_wdt_config, boot_reason, &vw->boot_reason);
@@ -897,12 +1135,12 @@ static int virtio_wdt_find_vqs(struct virtio_wdt *vw)
 
 	/*
 	 * Queues are numbered by position, and Linux skips a NULL-named queue without keeping its
-	 * index: with PRETIMEOUT but not EVENTS, eventq is set up too (and never used) so that
-	 * noticeq is queue 2.
+	 * index: with PRETIMEOUT or VCPU_STALL but not EVENTS, eventq is set up too (and never used)
+	 * so that noticeq is queue 2.
 	 */
 	if (virtio_wdt_has(vw, VIRTIO_WDT_F_EVENTS))
 		nvqs = 2;
-	if (virtio_wdt_has(vw, VIRTIO_WDT_F_PRETIMEOUT))
+	if (virtio_wdt_has_notices(vw))
 		nvqs = 3;
 	err = virtio_find_vqs(vw->vdev, nvqs, vqs, callbacks, names, NULL);
 	if (err) {
@@ -911,7 +1149,7 @@ static int virtio_wdt_find_vqs(struct virtio_wdt *vw)
 	}
 	vw->watchdog_vq = vqs[0];
 	vw->event_vq = virtio_wdt_has(vw, VIRTIO_WDT_F_EVENTS) ? vqs[1] : NULL;
-	vw->notice_vq = virtio_wdt_has(vw, VIRTIO_WDT_F_PRETIMEOUT) ? vqs[2] : NULL;
+	vw->notice_vq = virtio_wdt_has_notices(vw) ? vqs[2] : NULL;
 	return 0;
 }
 
@@ -937,6 +1175,7 @@ static void virtio_wdt_free_buffers(struct virtio_wdt *vw)
 
 	for (i = 0; i < VIRTIO_WDT_RECORDS; i++)
 		kfree(vw->slots[i].record);
+	free_percpu(vw->vcpus);
 	kfree(vw->notices);
 	kfree(vw->resp);
 	kfree(vw->req);
@@ -946,6 +1185,7 @@ static void virtio_wdt_free_buffers(struct virtio_wdt *vw)
 static int virtio_wdt_alloc_buffers(struct virtio_wdt *vw)
 {
 	size_t status_offset;
+	unsigned int cpu;
 	int i;
 
 	vw->heartbeat = kzalloc(VIRTIO_WDT_HEARTBEAT_LEN, GFP_KERNEL);
@@ -954,10 +1194,25 @@ static int virtio_wdt_alloc_buffers(struct virtio_wdt *vw)
 	if (!vw->heartbeat || !vw->req || !vw->resp)
 		return -ENOMEM;
 
-	if (virtio_wdt_has(vw, VIRTIO_WDT_F_PRETIMEOUT)) {
+	if (virtio_wdt_has_notices(vw)) {
 		vw->notices = kcalloc(VIRTIO_WDT_NOTICES, sizeof(*vw->notices), GFP_KERNEL);
 		if (!vw->notices)
 			return -ENOMEM;
+	}
+
+	/* Every possible CPU's timer is initialised once, so cancelling any of them is safe. */
+	if (vw->vcpu_count) {
+		vw->vcpus = alloc_percpu(struct virtio_wdt_vcpu);
+		if (!vw->vcpus)
+			return -ENOMEM;
+		for_each_possible_cpu(cpu) {
+			struct virtio_wdt_vcpu *vc = per_cpu_ptr(vw->vcpus, cpu);
+
+			vc->vw = vw;
+			vc->index = cpu;
+			hrtimer_init(&vc->timer, CLOCK_MONOTONIC, HRTIMER_MODE_REL_PINNED);
+			vc->timer.function = virtio_wdt_vcpu_timer;
+		}
 	}
 
 	if (!virtio_wdt_has(vw, VIRTIO_WDT_F_EVENTS))
@@ -992,6 +1247,7 @@ static int virtio_wdt_start_queues(struct virtio_wdt *vw)
 	WRITE_ONCE(vw->ready, true);
 	mutex_unlock(&vw->request_lock);
 	virtio_wdt_post_buffers(vw);
+	virtio_wdt_start_vcpus(vw);	/* notice buffers are posted: a stall can be told */
 	return 0;
 }
 
@@ -1000,6 +1256,8 @@ static void virtio_wdt_stop_queues(struct virtio_wdt *vw)
 {
 	int i;
 
+	/* Every per-CPU timer cancelled, OFFLINE written, before the reset and del_vqs(). */
+	virtio_wdt_stop_vcpus(vw);
 	mutex_lock(&vw->request_lock);
 	WRITE_ONCE(vw->ready, false);
 	mutex_unlock(&vw->request_lock);
@@ -1098,6 +1356,12 @@ static int virtio_wdt_validate(struct virtio_device *vdev)
 {
 	if (!events)
 		__virtio_clear_bit(vdev, VIRTIO_WDT_F_EVENTS);
+	/*
+	 * User-Mode Linux's virtio_uml sends each configuration write as a vhost-user message it
+	 * allocates (GFP_KERNEL) and waits for: not something an hrtimer may do. It has one CPU.
+	 */
+	if (IS_ENABLED(CONFIG_UML))
+		__virtio_clear_bit(vdev, VIRTIO_WDT_F_VCPU_STALL);
 	/* WDT-DRV-1 */
 	if (!virtio_has_feature(vdev, VIRTIO_WDT_F_CONTROL))
 		__virtio_clear_bit(vdev, VIRTIO_WDT_F_PRETIMEOUT);
@@ -1123,6 +1387,7 @@ static int virtio_wdt_probe(struct virtio_device *vdev)
 	vdev->priv = vw;
 	vw->features = vdev->features;
 	mutex_init(&vw->request_lock);
+	mutex_init(&vw->vcpu_lock);
 	spin_lock_init(&vw->watchdog_vq_lock);
 	spin_lock_init(&vw->event_vq_lock);
 	spin_lock_init(&vw->notice_vq_lock);
@@ -1158,6 +1423,9 @@ static int virtio_wdt_probe(struct virtio_device *vdev)
 		 vw->panic_events ? ", panic_events" : "",
 		 virtio_wdt_has(vw, VIRTIO_WDT_F_BOOT_REASON) ?
 		 virtio_wdt_boot_reason_name(vw->boot_reason) : "unsupported");
+	if (vw->vcpu_count)
+		dev_info(&vdev->dev, "per-CPU heartbeats: %u vCPU slots, stall after %u ms, pet every %u ms\n",
+			 vw->vcpu_count, vw->vcpu_timeout_ms, vw->vcpu_timeout_ms / 4);
 	return 0;
 
 err_watchdog:
@@ -1217,6 +1485,7 @@ static unsigned int virtio_wdt_features[] = {
 	VIRTIO_WDT_F_PRETIMEOUT,
 	VIRTIO_WDT_F_BOOT_REASON,
 	VIRTIO_WDT_F_LOG_TAIL,
+	VIRTIO_WDT_F_VCPU_STALL,
 };
 
 static const struct virtio_device_id virtio_wdt_id_table[] = {
@@ -1240,7 +1509,34 @@ static struct virtio_driver virtio_wdt_driver = {
 	.restore = virtio_wdt_restore,
 #endif
 };
-module_virtio_driver(virtio_wdt_driver);
+
+/*
+ * One dynamic CPU-hotplug state for the module, with one instance per device that pets
+ * (cpuhp_setup_state_multi(), so each callback knows its device). Removed after the driver: by
+ * then every device's instance is gone.
+ */
+static int __init virtio_wdt_init(void)
+{
+	int err;
+
+	err = cpuhp_setup_state_multi(CPUHP_AP_ONLINE_DYN, "misc/virtio_wdt:online",
+				      virtio_wdt_cpu_online, virtio_wdt_cpu_offline);
+	if (err < 0)
+		return err;
+	virtio_wdt_cpuhp_state = err;
+	err = register_virtio_driver(&virtio_wdt_driver);
+	if (err)
+		cpuhp_remove_multi_state(virtio_wdt_cpuhp_state);
+	return err;
+}
+module_init(virtio_wdt_init);
+
+static void __exit virtio_wdt_exit(void)
+{
+	unregister_virtio_driver(&virtio_wdt_driver);
+	cpuhp_remove_multi_state(virtio_wdt_cpuhp_state);
+}
+module_exit(virtio_wdt_exit);
 
 MODULE_DESCRIPTION("Virtio watchdog and panic device driver (VirtioPanic reference driver)");
 MODULE_LICENSE("GPL");

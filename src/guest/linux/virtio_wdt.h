@@ -15,7 +15,7 @@
 /* §2 Virtqueues */
 #define VIRTIO_WDT_VQ_WATCHDOG		0	/* heartbeats; with CONTROL also requests */
 #define VIRTIO_WDT_VQ_EVENT		1	/* event records (EVENTS) */
-#define VIRTIO_WDT_VQ_NOTICE		2	/* pretimeout notices (PRETIMEOUT) */
+#define VIRTIO_WDT_VQ_NOTICE		2	/* notices (PRETIMEOUT or VCPU_STALL) */
 
 /* §3 Feature bits */
 #define VIRTIO_WDT_F_EVENTS		0
@@ -24,15 +24,28 @@
 #define VIRTIO_WDT_F_PRETIMEOUT		3
 #define VIRTIO_WDT_F_BOOT_REASON	4
 #define VIRTIO_WDT_F_LOG_TAIL		5
+#define VIRTIO_WDT_F_VCPU_STALL		6
 
-/* §4 Device configuration layout (20 bytes) */
+/* §4 Device configuration layout (20 bytes; 36 when VCPU_STALL is offered) */
 struct virtio_wdt_config {
 	__le32 boot_reason;		/* R; a write of 0 clears it */
 	__le32 default_timeout_ms;	/* R */
 	__le32 panic_events;		/* R: supported bits; W: report one event */
 	__le32 min_timeout_ms;		/* R, valid with CONTROL */
 	__le32 max_timeout_ms;		/* R, valid with CONTROL */
+	__le32 vcpu_count;		/* R, valid with VCPU_STALL */
+	__le32 vcpu_timeout_ms;		/* R, valid with VCPU_STALL: stage one, that vCPU's run time */
+	__le32 vcpu_stage2_ms;		/* R, valid with VCPU_STALL: stage two, VM run time */
+	__le32 vcpu_heartbeat;		/* W (reads 0), valid with VCPU_STALL */
 };
+
+/* §4 vcpu_heartbeat: one 4-byte write; the whole value is never 0 */
+#define VIRTIO_WDT_VCPU_MAX		1024
+#define VIRTIO_WDT_VCPU_INDEX_MASK	0xFFFFu		/* bits 0-15 */
+#define VIRTIO_WDT_VCPU_SEQ_SHIFT	16		/* bits 16-30: differs from the last write */
+#define VIRTIO_WDT_VCPU_SEQ_MAX		0x7FFFu
+#define VIRTIO_WDT_VCPU_OFFLINE		0x80000000u	/* bit 31: 0 = PET, 1 = OFFLINE */
+#define VIRTIO_WDT_VCPU_MIN_TIMEOUT_MS	1000
 
 #define VIRTIO_WDT_MESSAGE_MAX		1024
 #define VIRTIO_WDT_LOG_TAIL_MAX		16384
@@ -76,16 +89,26 @@ struct virtio_wdt_ctrl_resp {
 #define VIRTIO_WDT_FLAG_EXPIRED		0x4
 #define VIRTIO_WDT_FLAG_PRETIMEOUT_FIRED 0x8
 
-/* §6.4 Pretimeout notices (PRETIMEOUT) */
+/* §6.4 Pretimeout notices (PRETIMEOUT), §6.12 VCPU_STALL notices: one 16-byte buffer */
 struct virtio_wdt_notice {
 	__le16 type;
-	__le16 reserved;
-	__le32 time_left_ms;
-	__le32 timeout_ms;
-	__le32 pretimeout_ms;
+	__le16 vcpu;			/* VCPU_STALL: the stalled vCPU; 0 for PRETIMEOUT */
+	union {
+		struct {
+			__le32 time_left_ms;
+			__le32 timeout_ms;
+			__le32 pretimeout_ms;
+		} pretimeout;
+		struct {
+			__le32 stalled_ms;	/* that vCPU's run time since its last pet */
+			__le32 timeout_ms;	/* vcpu_timeout_ms */
+			__le32 stage2_ms;	/* VM run time left before stage two */
+		} vcpu_stall;
+	};
 };
 
 #define VIRTIO_WDT_NOTICE_PRETIMEOUT	1
+#define VIRTIO_WDT_NOTICE_VCPU_STALL	2
 
 /* §6.5 Event records (EVENTS): the device-readable part of a record chain */
 struct virtio_wdt_record {

@@ -3,10 +3,12 @@ using VirtioPanic.Device;
 
 namespace VirtioPanic.Hosting.Tests.Rig;
 
-// Records every call; operations listed in Failures fail with that reason.
-internal sealed class FakeVmControl : IVmControl
+// Records every call; operations listed in Failures fail with that reason. With RunState set it
+// reports the VM's run state as a QMP monitor would (IVmRunStateSource: null = not reachable).
+internal sealed class FakeVmControl : IVmControl, IVmRunStateSource
 {
     private readonly ConcurrentQueue<(VmOperation Operation, VmActionContext Context)> _calls = new();
+    private int _stateQueries;
 
     public FakeVmControl(WatchdogDevice? device = null) => Device = device;
 
@@ -26,6 +28,20 @@ internal sealed class FakeVmControl : IVmControl
     public Action? OnReset { get; set; }
 
     public VmOperation[] Operations => [.. _calls.Select(c => c.Operation)];
+
+    // The VM's run state: true running, false paused, null unknown (the monitor cannot be reached).
+    public bool? RunState { get; set; }
+
+    // How many times query-status was asked.
+    public int StateQueries => Volatile.Read(ref _stateQueries);
+
+    bool? IVmRunStateSource.VmRunning => RunState;
+
+    Task<VmRunState?> IVmRunStateSource.QueryRunStateAsync(CancellationToken cancellationToken)
+    {
+        Interlocked.Increment(ref _stateQueries);
+        return Task.FromResult(RunState is bool running ? new VmRunState(running, running ? "running" : "paused") : (VmRunState?)null);
+    }
 
     public VmActionContext[] Contexts => [.. _calls.Select(c => c.Context)];
 

@@ -39,7 +39,7 @@ internal sealed class PolicyRig : IAsyncDisposable
 
     public string JournalPath => Directory.File("journal.jsonl");
 
-    public static async Task<PolicyRig> StartAsync(DevicePolicy? policy = null, Action<VirtioPanicOptions>? configure = null, TempDirectory? directory = null, bool start = true, Action<IServiceCollection>? services = null, Func<FakeTimeProvider, GuestRig>? guest = null)
+    public static async Task<PolicyRig> StartAsync(DevicePolicy? policy = null, Action<VirtioPanicOptions>? configure = null, TempDirectory? directory = null, bool start = true, Action<IServiceCollection>? services = null, Func<FakeTimeProvider, GuestRig>? guest = null, string deviceId = "wdt0")
     {
         var time = new FakeTimeProvider(new DateTimeOffset(2025, 6, 1, 12, 0, 0, TimeSpan.Zero));
         TempDirectory dir = directory ?? new TempDirectory();
@@ -54,7 +54,7 @@ internal sealed class PolicyRig : IAsyncDisposable
             configure?.Invoke(o);
         });
         IHost host = builder.Build();
-        GuestRig machine = guest?.Invoke(time) ?? new GuestRig(time);
+        GuestRig machine = guest?.Invoke(time) ?? new GuestRig(time, deviceId);
         var vm = new FakeVmControl(machine.Device);
         var rig = new PolicyRig(host, time, machine, vm, dir, ownsDirectory: directory is null);
         rig.Manager.Attach(machine.Device, vm);

@@ -26,6 +26,13 @@ internal static class Id35Guest
         [WatchdogEventKind.Pretimeout] = PolicyAction.None,
     };
 
+    /// <summary>
+    /// What <see cref="NewDevice"/> offers with <see cref="WatchdogFeatures.All"/>: every feature but
+    /// VIRTIO_WDT_F_VCPU_STALL, which needs a vCPU count (these devices have none; the stall
+    /// tests in <see cref="Qemu11VcpuStallTests"/> set one and the 36-byte configuration).
+    /// </summary>
+    internal const WatchdogFeatures Offered = WatchdogFeatures.All & ~WatchdogFeatures.VcpuStall;
+
     internal static string DriverSource => Path.Combine(TestPaths.RepositoryRoot(), "src", "guest", "linux");
 
     /// <summary>The driver for Debian's 6.1 kernel (QEMU guests).</summary>

@@ -22,7 +22,7 @@ internal static class QemuMachine
         {
             "-accel", "tcg",
             "-m", options.MemoryMiB.ToString(CultureInfo.InvariantCulture),
-            "-smp", "1",
+            "-smp", options.Cpus.ToString(CultureInfo.InvariantCulture),
             "-nodefaults",
             "-display", "none",
             "-object", $"memory-backend-memfd,id=mem,size={options.MemoryMiB}M,share=on",

@@ -25,6 +25,9 @@ internal sealed class QemuMachineOptions
 
     internal int MemoryMiB { get; init; } = 512;
 
+    /// <summary>The number of vCPUs (<c>-smp</c>); TCG runs each on its own host thread.</summary>
+    internal int Cpus { get; init; } = 1;
+
     /// <summary>Whether a reset ends the run (<c>-no-reboot</c>, the default); false lets the VM reboot, for tests of a host that resets it.</summary>
     internal bool NoReboot { get; init; } = true;
 

@@ -51,18 +51,22 @@ internal abstract class RealKernelTest
         _serialLogs.Clear();
     }
 
-    /// <summary>Boots the guest once; each run gets its own sub-directory and its serial log is kept for failure reports.</summary>
-    protected async Task<QemuRun> BootAsync(QemuMachineOptions options)
+    /// <summary>
+    /// Boots the guest once; each run gets its own sub-directory and its serial log is kept for
+    /// failure reports. Cancelling <paramref name="cancellationToken"/> ends the run early: QEMU is
+    /// killed by its PID and the run reports <see cref="QemuRun.TimedOut"/>.
+    /// </summary>
+    protected async Task<QemuRun> BootAsync(QemuMachineOptions options, CancellationToken cancellationToken = default)
     {
         string runDirectory = Path.Combine(WorkDirectory, $"run{_serialLogs.Count}");
         Directory.CreateDirectory(runDirectory);
         _serialLogs.Add(Path.Combine(runDirectory, "serial.log"));
-        QemuRun run = await QemuMachine.RunAsync(Kernel, options, runDirectory).ConfigureAwait(false);
+        QemuRun run = await QemuMachine.RunAsync(Kernel, options, runDirectory, cancellationToken).ConfigureAwait(false);
         TestContext.Out.WriteLine($"guest run '{options.Action}': {run.Duration.TotalSeconds:F2} s, exit {run.ExitCode}");
         return run;
     }
 
-    /// <summary>Boots User-Mode Linux once; like <see cref="BootAsync(QemuMachineOptions)"/>, its console log is kept for failure reports.</summary>
+    /// <summary>Boots User-Mode Linux once; like <see cref="BootAsync(QemuMachineOptions, CancellationToken)"/>, its console log is kept for failure reports.</summary>
     protected async Task<QemuRun> BootUmlAsync(UmlMachineOptions options)
     {
         string runDirectory = Path.Combine(WorkDirectory, $"run{_serialLogs.Count}");

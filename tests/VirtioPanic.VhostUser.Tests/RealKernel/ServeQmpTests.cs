@@ -1,5 +1,7 @@
+using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.RegularExpressions;
 using VirtioPanic.Host.Tests;
 using static VirtioPanic.VhostUser.Tests.RealKernel.Id35Guest;
 
@@ -186,6 +188,171 @@ internal sealed class ServeQmpTests : RealKernelTest
         }
     }
 
+    // Reboots once: a panic on the first boot, the boot reason on the second.
+    private const string PanicOnceScript = """
+        w=/sys/class/watchdog/watchdog0
+        r=$(cat $w/boot_reason)
+        echo "VP-WDT boot_reason $r"
+        if [ "$r" = "panic" ]; then
+            exit 0
+        fi
+        echo "VP-PANICKING"
+        echo c > /proc/sysrq-trigger
+        """;
+
+    // Panic with `coredump-restart`: QEMU writes an ELF core of guest memory to the dump
+    // directory (dump-guest-memory), then the VM is reset and the rebooted guest reads PANIC.
+    [Test]
+    public async Task PanicWithCoredumpRestart_AnElfCoreIsWritten_TheRebootedGuestReadsPanic()
+    {
+        string initramfs = BuildInitramfs("panic-once", PanicOnceScript);
+        using HostProcess serve = await StartServeAsync("reset", onPanic: "coredump-restart");
+
+        QemuRun run = await BootAsync(Options("panic-once", initramfs, noReboot: false, kernelArguments: ["panic=0"]));
+        serve.Terminate();
+        Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
+        string output = serve.Output + serve.Error;
+        string[] dumps = Directory.Exists(WorkPath("dumps")) ? Directory.GetFiles(WorkPath("dumps")) : [];
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run + "\n--- serve ---\n" + Tail(output, 6000));
+            Assert.That(run.SerialLog, Does.Contain("VP-PANICKING"));
+            Assert.That(run.SerialLog, Does.Contain("VP-WDT boot_reason panic"), "the reset after the dump set boot_reason PANIC");
+            Assert.That(output, Does.Contain("QMP dump-guest-memory for wdt-serve: ok").And.Contain("QMP system_reset for wdt-serve: ok"), Tail(output, 6000));
+            Assert.That(dumps, Has.Length.EqualTo(1), "one dump file");
+            Assert.That(Journal(), Does.Contain("\"path\":\"" + (dumps.Length == 1 ? dumps[0] : "?") + "\""), "the journal names the dump file");
+        }
+
+        (byte elfClass, ushort type, int loads, long memory) = ElfCore(dumps[0]);
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(elfClass, Is.EqualTo(2), "ELFCLASS64");
+            Assert.That(type, Is.EqualTo(4), "ET_CORE");
+            Assert.That(loads, Is.GreaterThan(0), "PT_LOAD segments");
+            Assert.That(memory, Is.GreaterThanOrEqualTo(256L << 20), "the PT_LOAD segments hold the guest's RAM");
+        }
+    }
+
+    // Expiry with the watchdog action `inject-nmi`: QEMU's inject-nmi reaches the guest, whose
+    // kernel reports an NMI nobody claimed (arch/x86/kernel/nmi.c unknown_nmi_error).
+    [Test]
+    public async Task ExpiryWithInjectNmi_TheGuestLogsTheNmi()
+    {
+        const string Script = """
+            watchdog -F -T 3 -t 1 /dev/watchdog0 &
+            sleep 2
+            kill -KILL $!
+            echo "VP-WDT-KILLED"
+            sleep 12
+            echo "VP-WDT-AFTER"
+            """;
+        string initramfs = BuildInitramfs("nmi", Script);
+        using HostProcess serve = await StartServeAsync("inject-nmi");
+
+        QemuRun run = await BootAsync(Options("nmi", initramfs, noReboot: true));
+        serve.Terminate();
+        Assert.That(serve.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
+        string output = serve.Output + serve.Error;
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(run.ActionCompleted && !run.TimedOut, Is.True, run + "\n--- serve ---\n" + Tail(output, 6000));
+            Assert.That(run.SerialLog, Does.Contain("VP-WDT-KILLED"));
+            Assert.That(run.SerialLog, Does.Contain("NMI received for unknown reason"), "the guest's kernel saw the NMI");
+            Assert.That(output, Does.Contain("QMP inject-nmi for wdt-serve: ok"), Tail(output, 6000));
+            Assert.That(output, Does.Not.Contain("QMP system_reset"), "no fallback was needed");
+        }
+    }
+
+    // serve is killed (SIGKILL) inside the panic's grace window: the decision (restart after the
+    // grace) is journaled, the action is not. The next serve finds it, sees the VM still running
+    // (query-status), arms the deadline again and resets the VM once. With -no-reboot QEMU turns
+    // that system_reset into its exit (SHUTDOWN, reason host-qmp-system-reset), which is what is
+    // checked: QEMU 11.1's generic vhost-user device cannot take a new back end after the old one
+    // died (its reconnect restarts vhost without initialising it again and aborts in
+    // vhost_dev_start; without reconnect-ms it never reconnects), so a rebooted guest could not
+    // reach the new serve's device to read its boot reason.
+    [Test]
+    public async Task ServeKilledInTheGraceWindow_AfterRestartTheResetIsCarriedOutOnce()
+    {
+        string initramfs = BuildInitramfs("panic", PanicScript);
+        string[] grace = ["--panic-grace", "20"];
+        HostProcess first = await StartServeAsync("reset", onPanic: "restart", extra: grace);
+        Task<QemuRun> boot = BootAsync(Options("panic", initramfs, noReboot: true, kernelArguments: ["panic=0"]));
+        HostProcess? second = null;
+        try
+        {
+            bool decided = await WaitForAsync(() => File.Exists(WorkPath("journal.jsonl")) && Journal().Contains("\"action\":\"grace\"", StringComparison.Ordinal), boot, TimeSpan.FromSeconds(120));
+            string firstOutput = first.Output + first.Error;
+            Assert.That(decided, Is.True, "the first serve decided the grace window\n" + Tail(firstOutput, 6000));
+            first.Kill();
+            Assert.That(first.Process.HasExited, Is.True, "kill -9");
+            Assert.That(Journal(), Does.Not.Contain("\"type\":\"deadline\""), "killed before the deadline");
+
+            second = await StartServeAsync("reset", onPanic: "restart", extra: grace, socketMayExist: true);
+            QemuRun run = await boot;
+            bool reported = await WaitForAsync(() => Journal().Contains("\"type\":\"outcome\"", StringComparison.Ordinal), Task.Delay(TimeSpan.FromSeconds(30)), TimeSpan.FromSeconds(30));
+            second.Terminate();
+            Assert.That(second.WaitForExit(TimeSpan.FromSeconds(30)), Is.Zero);
+            string output = second.Output + second.Error;
+            string journal = Journal();
+            string[] lines = journal.Split('\n');
+
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(run.TimedOut, Is.False, "QEMU exited: the reset reached it (panic=0 would hang the guest for ever)\n" + run + "\n--- first serve ---\n" + Tail(firstOutput, 4000) + "\n--- second serve ---\n" + Tail(output, 6000));
+                Assert.That(run.ExitCode, Is.Zero, run.QemuOutput);
+                Assert.That(run.SerialLog, Does.Contain("VP-PANICKING"));
+                Assert.That(run.QmpEvents.Count(e => e.Contains("host-qmp-system-reset", StringComparison.Ordinal)), Is.EqualTo(1), "system_reset once\n" + string.Join('\n', run.QmpEvents));
+                Assert.That(output, Does.Contain("its deadline is armed again"), Tail(output, 6000));
+                Assert.That(Regex.Count(output, "QMP system_reset for wdt-serve: ok"), Is.EqualTo(1), Tail(output, 6000));
+                Assert.That(reported, Is.True, "the outcome was journaled");
+                Assert.That(lines.Count(l => l.Contains("\"type\":\"recover\"", StringComparison.Ordinal)), Is.EqualTo(1), journal);
+                Assert.That(lines.Count(l => l.Contains("\"type\":\"deadline\"", StringComparison.Ordinal) && l.Contains("\"action\":\"restart\"", StringComparison.Ordinal) && l.Contains("\"settles\":", StringComparison.Ordinal)), Is.EqualTo(1), "one decision carried out, settling the recover record\n" + journal);
+                Assert.That(lines.Count(l => l.Contains("\"type\":\"outcome\"", StringComparison.Ordinal) && l.Contains("\"op\":\"reset\",\"ok\":true", StringComparison.Ordinal)), Is.EqualTo(1), "one reset carried out\n" + journal);
+            }
+        }
+        finally
+        {
+            first.Dispose();
+            second?.Dispose();
+        }
+    }
+
+    // The ELF header and program headers of a core file (System V gABI, "ELF Header" and "Program
+    // Header"; the values of Linux's include/uapi/linux/elf.h): e_ident[EI_CLASS], e_type, and the
+    // PT_LOAD (1) segments with their total p_memsz.
+    private static (byte ElfClass, ushort Type, int Loads, long Memory) ElfCore(string path)
+    {
+        using FileStream file = File.OpenRead(path);
+        var header = new byte[64];
+        file.ReadExactly(header);
+        Assert.That(header.AsSpan(0, 4).ToArray(), Is.EqualTo(new byte[] { 0x7f, (byte)'E', (byte)'L', (byte)'F' }), "ELF magic");
+        Assert.That(header[5], Is.EqualTo(1), "ELFDATA2LSB");
+        ushort type = BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(16));
+        long phoff = (long)BinaryPrimitives.ReadUInt64LittleEndian(header.AsSpan(32));
+        ushort phentsize = BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(54));
+        ushort phnum = BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(56));
+        Assert.That(phentsize, Is.EqualTo(56), "Elf64_Phdr");
+        var table = new byte[phentsize * phnum];
+        file.Position = phoff;
+        file.ReadExactly(table);
+        int loads = 0;
+        long memory = 0;
+        for (int i = 0; i < phnum; i++)
+        {
+            ReadOnlySpan<byte> ph = table.AsSpan(i * phentsize, phentsize);
+            if (BinaryPrimitives.ReadUInt32LittleEndian(ph) == 1)
+            {
+                loads++;
+                memory += (long)BinaryPrimitives.ReadUInt64LittleEndian(ph[40..]);
+            }
+        }
+
+        return (header[4], type, loads, memory);
+    }
+
     private static QemuMachineOptions WithExtraMonitor(QemuMachineOptions options, string path) => new()
     {
         Action = options.Action,
@@ -220,13 +387,21 @@ internal sealed class ServeQmpTests : RealKernelTest
         }
     }
 
-    private async Task<HostProcess> StartServeAsync(string onWatchdog, string onPanic = "log-only", string? control = null)
+    private async Task<HostProcess> StartServeAsync(string onWatchdog, string onPanic = "log-only", string? control = null, string[]? extra = null, bool socketMayExist = false)
     {
         string socket = WorkPath("wdt.sock");
         string[] arguments = ["serve", "--vhost-user", socket, "--qmp", WorkPath("serve-qmp.sock"), "--device-id", "wdt-serve",
             "--on-watchdog", onWatchdog, "--on-panic", onPanic, "--journal", WorkPath("journal.jsonl"), "--dump-dir", WorkPath("dumps"),
-            .. control is null ? Array.Empty<string>() : ["--control", control]];
+            .. control is null ? Array.Empty<string>() : ["--control", control], .. extra ?? []];
         HostProcess serve = HostProcess.Start(new Dictionary<string, string> { ["VIRTIOPANIC_Device__MaxTimeout"] = "00:00:30" }, arguments);
+        if (socketMayExist)
+        {
+            // A killed serve left its socket behind: wait for the new one to say it serves.
+            bool serving = await WaitForAsync(() => (serve.Output + serve.Error).Contains("wdt-serve", StringComparison.Ordinal), Task.Delay(s_serveStart), s_serveStart);
+            Assert.That(serving && !serve.Process.HasExited, Is.True, "serve did not start again:\n" + serve.Output + serve.Error);
+            return serve;
+        }
+
         bool listening = await WaitForAsync(() => File.Exists(socket), Task.Delay(s_serveStart), s_serveStart);
         if (!listening || serve.Process.HasExited)
         {
@@ -263,8 +438,10 @@ internal sealed class ServeQmpTests : RealKernelTest
         return condition();
     }
 
-    // One QMP command on the test's own monitor: greeting, capabilities, the command, its reply.
-    private static async Task<string> QmpCommandAsync(string path, string command)
+    private static Task<string> QmpCommandAsync(string path, string command) => QmpExecuteAsync(path, $"{{\"execute\":\"{command}\"}}");
+
+    // One QMP command (a whole JSON object) on the test's own monitor: greeting, capabilities, the command, its reply.
+    private static async Task<string> QmpExecuteAsync(string path, string json)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(30));
         using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
@@ -275,7 +452,7 @@ internal sealed class ServeQmpTests : RealKernelTest
         _ = await reader.ReadLineAsync(timeout.Token);
         await writer.WriteLineAsync("{\"execute\":\"qmp_capabilities\"}".AsMemory(), timeout.Token);
         _ = await reader.ReadLineAsync(timeout.Token);
-        await writer.WriteLineAsync($"{{\"execute\":\"{command}\"}}".AsMemory(), timeout.Token);
+        await writer.WriteLineAsync(json.AsMemory(), timeout.Token);
         while (await reader.ReadLineAsync(timeout.Token) is { } line)
         {
             if (!line.Contains("\"event\"", StringComparison.Ordinal))
