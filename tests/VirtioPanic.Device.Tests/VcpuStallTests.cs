@@ -469,6 +469,37 @@ public sealed class VcpuStallTests
         });
     }
 
+    [Test]
+    [Category("Conformance")]
+    public void WDT_DEV_46_FirstPetAfterStageTwo_IsReportedAsARecovery_OnceAndNotAfterOffline()
+    {
+        var clock = new FakeVcpuClock(4);
+        using WatchdogRig rig = Started(clock);
+        Pet(rig, 0);
+        Pet(rig, 1);
+        Run(rig, clock, s_timeout, [0, 1]);
+        Assert.That(rig.Drain<VcpuStalledEvent>(), Has.Count.EqualTo(2));
+        Run(rig, clock, s_stage2, []);
+        Assert.That(rig.Drain<VcpuStallExpiredEvent>(), Has.Count.EqualTo(2));
+
+        // vCPU 0 pets again later: a recovery, counted from stage one; its second pet is not another one.
+        Run(rig, clock, TimeSpan.FromSeconds(3), []);
+        Pet(rig, 0);
+        Pet(rig, 0);
+
+        // vCPU 1 goes OFFLINE first: its later pet only tracks it afresh.
+        Offline(rig, 1);
+        Pet(rig, 1);
+
+        List<VcpuRecoveredEvent> recovered = rig.Drain<VcpuRecoveredEvent>();
+        Assert.Multiple(() =>
+        {
+            Assert.That(recovered.Select(r => r.Vcpu), Is.EqualTo(new[] { 0 }));
+            Assert.That(recovered.Single().SinceStall, Is.EqualTo(s_stage2 + TimeSpan.FromSeconds(3)));
+            Assert.That(rig.Device.GetStatus() is { TrackedVcpus: 2, StalledVcpus: 0 });
+        });
+    }
+
     // --- WDT-DEV-47: panic and reset ---
 
     [Test]

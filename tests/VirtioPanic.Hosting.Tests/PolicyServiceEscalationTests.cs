@@ -298,6 +298,28 @@ public sealed class PolicyServiceEscalationTests
     }
 
     [Test]
+    public async Task VcpuStallPolicy_CpuPetsAgainAfterTheNmi_TheRecoveryCancelsTheRemainingStep()
+    {
+        await using PolicyRig rig = await StallRigAsync();
+        await StallCpuOneAsync(rig);
+
+        // The NMI "worked": CPU 1 pets again before the reset step is due (5 s after the NMI).
+        rig.Guest.Run(d => d.StartVcpuPetting([1]));
+        HandledEvent recovered = await rig.NextAsync("VIRTIO_WDT_VCPU_RECOVERED");
+        rig.Guest.Advance(TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500));
+        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(((VcpuRecoveredEvent)recovered.Event!).Vcpu, Is.EqualTo(1));
+            Assert.That(recovered.Note, Does.Contain("cancelled before step 2 of 2 (reset)"));
+            Assert.That(rest.Select(r => r.Name), Has.None.EqualTo(PolicyService.EscalationStepName));
+            Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.InjectNmi }));
+            Assert.That(rig.Manager.GetDevice("wdt0")!.Escalation, Is.Null);
+        });
+    }
+
+    [Test]
     public async Task VcpuStallPolicy_CpuPetsAgainBeforeStageTwo_RecoveredIsJournaled_AndNothingIsDone()
     {
         await using PolicyRig rig = await StallRigAsync();

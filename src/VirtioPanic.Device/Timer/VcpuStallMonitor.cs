@@ -62,6 +62,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
     private readonly long[] _stalledAt;     // VM run time at stage one (ticks)
     private readonly long[] _stalledFor;    // the vCPU's run time since its last pet at stage one (ticks)
     private readonly long[] _noticeOrder;   // 0: no notice pending
+    private readonly long[] _bittenAt;      // VM run time at stage one of a slot whose stage two fired and that has not petted since; -1: none
     private int _pendingNotices;
     private TimeSpan _graceFloor;           // VM run time before which nothing fires (WDT-DEV-48)
     private bool _disposed;
@@ -84,6 +85,8 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
         _stalledAt = new long[count];
         _stalledFor = new long[count];
         _noticeOrder = new long[count];
+        _bittenAt = new long[count];
+        _bittenAt.AsSpan().Fill(-1);
     }
 
     internal int Count { get; }
@@ -255,6 +258,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
                 _stalledAt[i] = slot.StalledAt.Ticks;
                 _stalledFor[i] = slot.StalledFor.Ticks;
                 _noticeOrder[i] = slot.NoticeOrder;
+                _bittenAt[i] = -1;
                 _pendingNotices += slot.NoticeOrder != 0 ? 1 : 0;
                 _order.AtLeast(slot.NoticeOrder);
                 Volatile.Write(ref _state[i], slot.State);
@@ -302,6 +306,19 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
             switch (Volatile.Read(ref _state[vcpu]))
             {
                 case Untracked:
+                    if (_bittenAt[vcpu] >= 0)
+                    {
+                        // The first pet after stage two is a recovery too (the host's stall policy
+                        // may be running a staged escalation that a recovered vCPU cancels); the
+                        // slot is tracked afresh either way.
+                        TimeSpan now = _vm.GetRunTime(out _);
+                        recovered = new VcpuStallTransition(VcpuStallTransitionKind.Recovered, vcpu, now)
+                        {
+                            SinceStall = WatchdogTimer.Max(now - TimeSpan.FromTicks(_bittenAt[vcpu]), TimeSpan.Zero),
+                        };
+                        _bittenAt[vcpu] = -1;
+                    }
+
                     Volatile.Write(ref _state[vcpu], Tracked);
                     RescheduleUnsynchronized(Timeout);
                     break;
@@ -334,6 +351,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
         DropNoticeUnsynchronized(vcpu);
         _stalledAt[vcpu] = 0;
         _stalledFor[vcpu] = 0;
+        _bittenAt[vcpu] = -1;
         Volatile.Write(ref _state[vcpu], Untracked);
     }
 
@@ -437,7 +455,9 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
                                 SinceStall = since,
                                 StalledFor = TimeSpan.FromTicks(_stalledFor[i]),
                             });
+                            long stalledAt = _stalledAt[i];
                             UntrackUnsynchronized(i);
+                            _bittenAt[i] = stalledAt;
                             break;
                         }
 
