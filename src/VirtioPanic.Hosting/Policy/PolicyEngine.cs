@@ -220,19 +220,26 @@ internal static class PolicyEngine
 
     private static PolicyDecision OnExpired(DevicePolicyState state, DevicePolicy policy, WatchdogExpiredEvent expired, DateTimeOffset now)
     {
+        return WatchdogVocabulary(state, policy.OnWatchdog, policy.WatchdogEscalation, EscalationKind.Watchdog, expired, [], now);
+    }
+
+    // A policy in the watchdog vocabulary (OnWatchdog, OnVcpuStall): its first step now, and when
+    // it is a sequence, the escalation that runs the later ones.
+    private static PolicyDecision WatchdogVocabulary(DevicePolicyState state, WatchdogAction first, IReadOnlyList<WatchdogStep> escalation, EscalationKind kind, WatchdogEvent trigger, ImmutableArray<uint> vcpus, DateTimeOffset now)
+    {
         var decision = new PolicyDecision
         {
             State = state,
-            Action = DecidedAction.Watchdog(policy.OnWatchdog),
-            Steps = WatchdogSteps(policy.OnWatchdog),
+            Action = DecidedAction.Watchdog(first),
+            Steps = WatchdogSteps(first),
         };
-        if (policy.WatchdogEscalation.Count == 0)
+        if (escalation.Count == 0)
         {
             return decision;
         }
 
-        ImmutableArray<EscalationStepPlan> later = [.. policy.WatchdogEscalation.Select(s => new EscalationStepPlan(s.After, DecidedAction.Watchdog(s.Action), WatchdogSteps(s.Action)))];
-        return Begin(decision, EscalationKind.Watchdog, EscalationText.Plan(policy.OnWatchdog, policy.WatchdogEscalation), expired.Sequence, expired, later, [], now);
+        ImmutableArray<EscalationStepPlan> later = [.. escalation.Select(s => new EscalationStepPlan(s.After, DecidedAction.Watchdog(s.Action), WatchdogSteps(s.Action)))];
+        return Begin(decision, kind, EscalationText.Plan(first, escalation), trigger.Sequence, trigger, later, vcpus, now);
     }
 
     // Stage two of a vCPU stall: the stall policy, unless a stall escalation is in progress, which this vCPU joins.
@@ -249,19 +256,7 @@ internal static class PolicyEngine
             };
         }
 
-        var decision = new PolicyDecision
-        {
-            State = state,
-            Action = DecidedAction.Watchdog(policy.OnVcpuStall),
-            Steps = WatchdogSteps(policy.OnVcpuStall),
-        };
-        if (policy.VcpuStallEscalation.Count == 0)
-        {
-            return decision;
-        }
-
-        ImmutableArray<EscalationStepPlan> later = [.. policy.VcpuStallEscalation.Select(s => new EscalationStepPlan(s.After, DecidedAction.Watchdog(s.Action), WatchdogSteps(s.Action)))];
-        return Begin(decision, EscalationKind.VcpuStall, EscalationText.Plan(policy.OnVcpuStall, policy.VcpuStallEscalation), stall.Sequence, stall, later, [vcpu], now);
+        return WatchdogVocabulary(state, policy.OnVcpuStall, policy.VcpuStallEscalation, EscalationKind.VcpuStall, stall, [vcpu], now);
     }
 
     // A stalled vCPU pet again: a stall escalation waiting for it ends when no stalled vCPU is left.
