@@ -42,17 +42,23 @@ internal sealed partial class SplitVirtqueue
         // locals; EndRoundGeneral decides every other case the same way.
         if (_status == VirtqueueStatus.Ok && _eventIndex)
         {
+            // The re-arm is written in both branches so the flush decision is one branch, not a
+            // flag kept across the exchange.
             ushort nextUsed = _nextUsed;
-            bool flush = nextUsed != _publishedUsed;
-            if (flush)
+            ushort nextAvail = _nextAvail;
+            if (nextUsed != _publishedUsed)
             {
                 _ring.StoreUsedIndex(nextUsed);
                 _publishedUsed = nextUsed;
+                _ring.ExchangeAvailEvent(nextAvail);
+                notify = DecideEventIndex(nextUsed);
+            }
+            else
+            {
+                _ring.ExchangeAvailEvent(nextAvail);
+                notify = false;
             }
 
-            ushort nextAvail = _nextAvail;
-            _ring.ExchangeAvailEvent(nextAvail);
-            notify = flush && DecideEventIndex(nextUsed);
             return _ring.LoadAvailIndex() != nextAvail;
         }
 
