@@ -403,7 +403,6 @@ internal sealed partial class SplitVirtqueue
         SplitRingView ring = _ring;   // a local: in this loop the JIT keeps its fields in registers (57.1 against 60.0 instructions per chain)
         uint size = _size;
         ushort next = _nextAvail;
-        ushort nextUsed = _nextUsed;
         int remaining = Math.Min(budget, (ushort)(_shadowAvail - next));
         int done = 0;
         while (done < remaining)
@@ -433,14 +432,13 @@ internal sealed partial class SplitVirtqueue
             _nextAvail = next;
             if (handler.Handle(DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), new ReadOnlySpan<GuestMemorySlice>(in slot), flags, length), out uint written))
             {
-                ring.WriteUsedElement(nextUsed, head, written);
-                nextUsed++;
+                ring.WriteUsedElement(_nextUsed, head, written);
+                _nextUsed++;
             }
 
             done++;
         }
 
-        _nextUsed = nextUsed;
         return done;
     }
 
