@@ -27,6 +27,10 @@ public readonly struct GuestMemorySlice
         _length = length;
     }
 
+    // The host address of the first byte, for the views Memory/ builds from validated slices
+    // (SplitRingView); pointers never leave Memory/.
+    internal nint HostAddress => _host;
+
     /// <summary>The guest-physical address of the first byte.</summary>
     public ulong GuestAddress { get; }
 

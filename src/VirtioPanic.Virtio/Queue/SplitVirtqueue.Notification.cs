@@ -17,18 +17,18 @@ internal sealed partial class SplitVirtqueue
         // Without the fence the load can be satisfied before the store is visible: the driver
         // publishes a buffer, reads the old avail_event, skips the kick, and we read the old
         // avail.idx and go to sleep: a lost wakeup (§2.7.10, the mirror of §2.7.13 step 6 on the
-        // driver side). One exchange is both (UsedRing: the Exchange* forms).
+        // driver side). One exchange is both (SplitRingView: the Exchange* forms).
         if (_eventIndex)
         {
             // §2.7.10: kick me once you write the entry numbered _nextAvail.
-            _used.ExchangeAvailEvent(_nextAvail);
+            _ring.ExchangeAvailEvent(_nextAvail);
         }
         else
         {
-            _used.ExchangeFlags(0);
+            _ring.ExchangeUsedFlags(0);
         }
 
-        return _avail.LoadIndex() != _nextAvail;
+        return _ring.LoadAvailIndex() != _nextAvail;
     }
 
     // FlushUsed, then EnableNotification, with one full fence where the two take one each: both
@@ -42,18 +42,24 @@ internal sealed partial class SplitVirtqueue
         // locals; EndRoundGeneral decides every other case the same way.
         if (_status == VirtqueueStatus.Ok && _eventIndex)
         {
+            // The re-arm is written in both branches so the flush decision is one branch, not a
+            // flag kept across the exchange.
             ushort nextUsed = _nextUsed;
-            bool flush = nextUsed != _publishedUsed;
-            if (flush)
+            ushort nextAvail = _nextAvail;
+            if (nextUsed != _publishedUsed)
             {
-                _used.StoreIndex(nextUsed);
+                _ring.StoreUsedIndex(nextUsed);
                 _publishedUsed = nextUsed;
+                _ring.ExchangeAvailEvent(nextAvail);
+                notify = DecideEventIndex(nextUsed);
+            }
+            else
+            {
+                _ring.ExchangeAvailEvent(nextAvail);
+                notify = false;
             }
 
-            ushort nextAvail = _nextAvail;
-            _used.ExchangeAvailEvent(nextAvail);
-            notify = flush && DecideEventIndex(nextUsed);
-            return _avail.LoadIndex() != nextAvail;
+            return _ring.LoadAvailIndex() != nextAvail;
         }
 
         return EndRoundGeneral(out notify);
@@ -72,23 +78,23 @@ internal sealed partial class SplitVirtqueue
         {
             // Release: the used elements and the bytes written into the buffers become visible
             // no later than the new used.idx (§2.7.8.2).
-            _used.StoreIndex(_nextUsed);
+            _ring.StoreUsedIndex(_nextUsed);
             _publishedUsed = _nextUsed;
         }
 
         // Full fence: see FlushUsed and EnableNotification for the two races it closes.
-        // Re-arming, it is the re-arm store itself (an exchange: UsedRing's Exchange* forms), which
+        // Re-arming, it is the re-arm store itself (an exchange: SplitRingView's Exchange* forms), which
         // also orders the used.idx store before it against the loads after it.
         bool arm = _status == VirtqueueStatus.Ok;
         if (arm)
         {
             if (_eventIndex)
             {
-                _used.ExchangeAvailEvent(_nextAvail);
+                _ring.ExchangeAvailEvent(_nextAvail);
             }
             else
             {
-                _used.ExchangeFlags(0);
+                _ring.ExchangeUsedFlags(0);
             }
         }
         else
@@ -101,7 +107,7 @@ internal sealed partial class SplitVirtqueue
             notify = Decide();
         }
 
-        return arm && _avail.LoadIndex() != _nextAvail;
+        return arm && _ring.LoadAvailIndex() != _nextAvail;
     }
 
     // Tells the driver kicks are not needed while we are polling. With EVENT_IDX used.flags must
@@ -114,7 +120,7 @@ internal sealed partial class SplitVirtqueue
             return;
         }
 
-        _used.StoreFlags(SplitRingLayout.UsedFlagNoNotify);
+        _ring.StoreUsedFlags(SplitRingLayout.UsedFlagNoNotify);
     }
 
     // The used-buffer notification decision; the caller has fenced after publishing used.idx.
@@ -124,7 +130,7 @@ internal sealed partial class SplitVirtqueue
         if (!_eventIndex)
         {
             // §2.7.7.2 without EVENT_IDX: notify unless the driver set NO_INTERRUPT.
-            return (_avail.LoadFlags() & SplitRingLayout.AvailFlagNoInterrupt) == 0;
+            return (_ring.LoadAvailFlags() & SplitRingLayout.AvailFlagNoInterrupt) == 0;
         }
 
         return DecideEventIndex(_publishedUsed);
@@ -141,6 +147,6 @@ internal sealed partial class SplitVirtqueue
 
         // The first decision after activation has no meaningful "old" index: notify (QEMU's
         // signalled_used_valid). Afterwards §2.7.7.2: notify when used.idx crossed used_event.
-        return !valid || SplitRingLayout.NeedsEvent(_avail.LoadUsedEvent(), newUsed, oldUsed);
+        return !valid || SplitRingLayout.NeedsEvent(_ring.LoadUsedEvent(), newUsed, oldUsed);
     }
 }

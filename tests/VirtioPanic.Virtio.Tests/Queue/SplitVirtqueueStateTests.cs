@@ -100,6 +100,46 @@ public sealed class SplitVirtqueueStateTests
         Assert.That(status, Is.EqualTo(VirtqueueStatus.MisalignedDeviceArea));
     }
 
+    // The ring view (Memory/SplitRingView) is validated once per activation: restoring an active
+    // queue onto a configuration whose used ring runs past guest memory must be refused and leave
+    // no view of the old areas behind (a batch then reports NotReady, it does not use them).
+    [Test]
+    public void RestoreState_ActiveQueueOntoAreaPastMemory_IsRefusedAndLeavesNoRingView()
+    {
+        using var ring = new SplitRing(size: 16, features: VirtqueueFeatures.EventIndex);
+        ring.Activate();
+        ring.AddAndPublish(SplitRing.Writable(0, 8));
+        VirtqueueState saved = ring.Queue.SaveState();
+
+        VirtqueueStatus status = ring.Queue.RestoreState(ring.Memory, saved with
+        {
+            Config = saved.Config with { DeviceArea = SplitRing.MemorySize - 64 },
+        });
+        var handler = default(CountingHandler);
+        VirtqueueStatus batch = ring.Queue.ProcessChains(ref handler, 16, out int processed);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(status, Is.EqualTo(VirtqueueStatus.DeviceAreaOutOfRange));
+            Assert.That(ring.Queue.IsReady, Is.False);
+            Assert.That(batch, Is.EqualTo(VirtqueueStatus.NotReady));
+            Assert.That(processed, Is.Zero);
+            Assert.That(handler.Calls, Is.Zero);
+        }
+    }
+
+    private struct CountingHandler : IDescriptorChainHandler
+    {
+        internal int Calls;
+
+        public bool Handle(scoped in DescriptorChain chain, out uint writtenLength)
+        {
+            Calls++;
+            writtenLength = 0;
+            return true;
+        }
+    }
+
     [Test]
     public void RestoreState_NotReady_LeavesQueueInactive()
     {
