@@ -85,15 +85,7 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
                     options.ResumeGrace = TimeSpanOr(child, options.ResumeGrace, failures);
                     break;
                 case "EVENTCAPACITY":
-                    if (int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int capacity))
-                    {
-                        options.EventCapacity = capacity;
-                    }
-                    else
-                    {
-                        failures.Add((child.Key, $"{child.Path} = '{value}': not a whole number; allowed: {WatchdogDeviceOptionsValidator.MinEventCapacity} or more."));
-                    }
-
+                    options.EventCapacity = IntOr(child, options.EventCapacity, $"{WatchdogDeviceOptionsValidator.MinEventCapacity} or more", failures);
                     break;
                 case "STARTPAUSED":
                     if (bool.TryParse(value, out bool paused))
@@ -107,15 +99,7 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
 
                     break;
                 case "VCPUCOUNT":
-                    if (int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int vcpus))
-                    {
-                        options.VcpuCount = vcpus;
-                    }
-                    else
-                    {
-                        failures.Add((child.Key, $"{child.Path} = '{value}': not a whole number; allowed: 0 (no per-vCPU stall detection) to {WatchdogDeviceOptions.MaxVcpuCount}."));
-                    }
-
+                    options.VcpuCount = IntOr(child, options.VcpuCount, $"0 (no per-vCPU stall detection) to {WatchdogDeviceOptions.MaxVcpuCount}", failures);
                     break;
                 case "VCPUSTALLTIMEOUT":
                     options.VcpuStallTimeout = TimeSpanOr(child, options.VcpuStallTimeout, failures);
@@ -141,6 +125,17 @@ internal sealed class WatchdogDeviceOptionsSetup : IConfigureOptions<WatchdogDev
         }
 
         failures.Add((child.Key, $"{child.Path} = '{child.Value}': not {TimeSpanForm}."));
+        return current;
+    }
+
+    private static int IntOr(IConfigurationSection child, int current, string allowed, List<(string Key, string Message)> failures)
+    {
+        if (int.TryParse(child.Value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int value))
+        {
+            return value;
+        }
+
+        failures.Add((child.Key, $"{child.Path} = '{child.Value}': not a whole number; allowed: {allowed}."));
         return current;
     }
 
