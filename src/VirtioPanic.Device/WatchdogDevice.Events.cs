@@ -360,26 +360,16 @@ public sealed partial class WatchdogDevice
         Publish(evt);
     }
 
-    private sealed class StallListener : IVcpuStallListener
-    {
-        private readonly WatchdogDevice _device;
-
-        internal StallListener(WatchdogDevice device) => _device = device;
-
-        public void OnTransition(in VcpuStallTransition transition) => _device.OnVcpuTransition(transition);
-
-        public void OnNoticePending() => _device.Kick(_device._noticeWorker);
-
-        public void OnFault(Exception exception) => _device.ReportTimerFault(exception);
-    }
-
-    private sealed class TimerListener : IWatchdogTimerListener
+    // The timer's and the vCPU stall monitor's listener: both kick the notice worker the same way.
+    private sealed class TimerListener : IWatchdogTimerListener, IVcpuStallListener
     {
         private readonly WatchdogDevice _device;
 
         internal TimerListener(WatchdogDevice device) => _device = device;
 
         public void OnTransition(in WatchdogTransition transition) => _device.OnTransition(transition);
+
+        public void OnTransition(in VcpuStallTransition transition) => _device.OnVcpuTransition(transition);
 
         // The device's own path to the notice worker, not the guest's Notify entry point.
         public void OnNoticePending() => _device.Kick(_device._noticeWorker);

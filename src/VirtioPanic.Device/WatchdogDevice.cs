@@ -109,11 +109,12 @@ public sealed partial class WatchdogDevice : IVirtioDevice, IDisposable
         _stateLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _stallLogs = new LogRateLimiter(_time, GuestLineBurst, s_guestLineWindow);
         _sink = new WatchdogEventSink(options.EventCapacity);
-        _timer = new WatchdogTimer(_time, options, new TimerListener(this), _noticeOrder);
+        var listener = new TimerListener(this);
+        _timer = new WatchdogTimer(_time, options, listener, _noticeOrder);
         if ((_offered & WatchdogFeatures.VcpuStall) != 0)
         {
             _vcpus = new VcpuStallMonitor(_timer, vcpuClock, options.VcpuCount, options.VcpuStallTimeout, options.VcpuStallSecondStage,
-                options.ResumeGrace, _time, _noticeOrder, new StallListener(this));
+                options.ResumeGrace, _time, _noticeOrder, listener);
         }
 
         var host = new QueueHost(this);

@@ -9,6 +9,7 @@ internal interface IVcpuStallListener
     // A VCPU_STALL notice became pending (deliver it on noticeq).
     void OnNoticePending();
 
-    // The monitor's check threw (caught by the timer queue); must not throw itself.
-    void OnFault(Exception exception);
+    // The monitor's check threw (caught by the timer queue); must not throw itself. Named as
+    // IWatchdogTimerListener's, so the device's one listener serves both.
+    void OnTimerFault(Exception exception);
 }

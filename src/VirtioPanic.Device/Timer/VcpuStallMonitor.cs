@@ -293,7 +293,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
             }
         }
 
-        _listener.OnFault(exception);
+        _listener.OnTimerFault(exception);
     }
 
     private TimeSpan VcpuNow(int vcpu) => _clock is { } clock ? clock.GetRunTime(vcpu) : _vm.GetRunTime(out _);
