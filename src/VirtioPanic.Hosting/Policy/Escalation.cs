@@ -41,7 +41,9 @@ internal sealed record Escalation
 internal readonly record struct EscalationStepPlan(TimeSpan After, DecidedAction Action, ImmutableArray<PlannedStep> Calls);
 
 // Which step of which escalation a decision carries out (or, in CancelledEscalation, would have).
-internal readonly record struct EscalationMark(EscalationKind Kind, string Plan, long TriggerSequence, int Step, int StepCount);
+// A class, like CancelledEscalation: most decisions carry neither, and a null reference keeps
+// PolicyDecision small (allocation-budget.json).
+internal sealed record EscalationMark(EscalationKind Kind, string Plan, long TriggerSequence, int Step, int StepCount);
 
 // An escalation stopped before its next step: Next is that step, Code the metric tag, Reason the text.
-internal readonly record struct CancelledEscalation(EscalationMark Next, string NextAction, string Code, string Reason);
+internal sealed record CancelledEscalation(EscalationMark Next, string NextAction, string Code, string Reason);

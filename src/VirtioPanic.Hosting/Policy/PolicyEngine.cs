@@ -12,24 +12,36 @@ internal static class PolicyEngine
     internal static PanicAction EffectivePanicAction(DevicePolicyState state, DevicePolicy policy) =>
         state.StormGuard ? PanicAction.Preserve : policy.OnPanic;
 
+    // Each action's plan is made once: ImmutableArray is immutable, so every decision can share it
+    // (a decision allocates only its own records; allocation-budget.json).
+    private static readonly ImmutableArray<PlannedStep> s_powerOff = [new(VmOperation.PowerOff)];
+    private static readonly ImmutableArray<PlannedStep> s_resetPanic = [new(VmOperation.Reset, WatchdogBootReason.Panic)];
+    private static readonly ImmutableArray<PlannedStep> s_resetWatchdog = [new(VmOperation.Reset, WatchdogBootReason.Watchdog)];
+    private static readonly ImmutableArray<PlannedStep> s_pause = [new(VmOperation.Pause)];
+    private static readonly ImmutableArray<PlannedStep> s_dumpPowerOff = [new(VmOperation.DumpGuestMemory), new(VmOperation.PowerOff)];
+    private static readonly ImmutableArray<PlannedStep> s_dumpResetPanic = [new(VmOperation.DumpGuestMemory), new(VmOperation.Reset, WatchdogBootReason.Panic)];
+    private static readonly ImmutableArray<PlannedStep> s_requestShutdown = [new(VmOperation.RequestShutdown)];
+    private static readonly ImmutableArray<PlannedStep> s_dump = [new(VmOperation.DumpGuestMemory)];
+    private static readonly ImmutableArray<PlannedStep> s_injectNmi = [new(VmOperation.InjectNmi)];
+
     internal static ImmutableArray<PlannedStep> PanicSteps(PanicAction action) => action switch
     {
-        PanicAction.Destroy => [new(VmOperation.PowerOff)],
-        PanicAction.Restart => [new(VmOperation.Reset, WatchdogBootReason.Panic)],
-        PanicAction.Preserve => [new(VmOperation.Pause)],
-        PanicAction.CoredumpDestroy => [new(VmOperation.DumpGuestMemory), new(VmOperation.PowerOff)],
-        PanicAction.CoredumpRestart => [new(VmOperation.DumpGuestMemory), new(VmOperation.Reset, WatchdogBootReason.Panic)],
+        PanicAction.Destroy => s_powerOff,
+        PanicAction.Restart => s_resetPanic,
+        PanicAction.Preserve => s_pause,
+        PanicAction.CoredumpDestroy => s_dumpPowerOff,
+        PanicAction.CoredumpRestart => s_dumpResetPanic,
         _ => [],
     };
 
     internal static ImmutableArray<PlannedStep> WatchdogSteps(WatchdogAction action) => action switch
     {
-        WatchdogAction.Reset => [new(VmOperation.Reset, WatchdogBootReason.Watchdog)],
-        WatchdogAction.Shutdown => [new(VmOperation.RequestShutdown)],
-        WatchdogAction.Poweroff => [new(VmOperation.PowerOff)],
-        WatchdogAction.Pause => [new(VmOperation.Pause)],
-        WatchdogAction.Dump => [new(VmOperation.DumpGuestMemory)],
-        WatchdogAction.InjectNmi => [new(VmOperation.InjectNmi)],
+        WatchdogAction.Reset => s_resetWatchdog,
+        WatchdogAction.Shutdown => s_requestShutdown,
+        WatchdogAction.Poweroff => s_powerOff,
+        WatchdogAction.Pause => s_pause,
+        WatchdogAction.Dump => s_dump,
+        WatchdogAction.InjectNmi => s_injectNmi,
         _ => [],
     };
 
