@@ -90,7 +90,7 @@ internal sealed partial class EventJournal
         for (int i = 0; i < items.Count; i++)
         {
             long size = _length + _buffer.WrittenCount;
-            if (size + items[i].Line.Length > _settings.MaxFileSize && size > _headerLength && size >= _rotateRetryAt)
+            if (RotationDue(size, items[i].Line.Length))
             {
                 WriteBuffer();
                 Apply(items, applied, i);
@@ -110,6 +110,29 @@ internal sealed partial class EventJournal
         Interlocked.Increment(ref _commits);
         Apply(items, applied, items.Count);
     }
+
+    // Whether the record about to be written (line bytes) should go into a new file. Rotating
+    // copies every pending record (the header) into the next file; when the pending records are a
+    // large share of MaxFileSize (a backlog of accepted events the service has not decided yet, in a
+    // storm on a loaded host), rotating at the limit would copy them again after a few new records:
+    // every append a rotation, each one header's worth of writes and an fsync, and the oldest
+    // files rotated away within a second. So a file past the limit is rotated only once it holds at
+    // least as many new bytes as it carries (a rotation never copies more than was written since the
+    // last one), and at MaxFileSize + RotationSlack at the latest, which keeps every file the journal
+    // writes within the window start-up reads (JournalSettings.ReadWindow).
+    private bool RotationDue(long size, int line)
+    {
+        if (size + line <= _settings.MaxFileSize || size <= _headerLength || size < _rotateRetryAt)
+        {
+            return false;
+        }
+
+        return size - _headerLength >= _headerLength || size + line > _settings.MaxFileSize + RotationSlack;
+    }
+
+    // Half of what start-up reads beyond MaxFileSize (JournalReader.MaxRecordBytes): room for the
+    // record that crosses it.
+    internal const long RotationSlack = JournalReader.MaxRecordBytes / 2;
 
     private void WriteBuffer()
     {

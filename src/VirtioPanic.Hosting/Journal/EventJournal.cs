@@ -39,7 +39,9 @@ namespace VirtioPanic.Hosting.Journal;
 // Files: Path is the active file; when a write would take it past MaxFileSize it is rotated to
 // Path.1 (older ones shift to Path.2 .. Path.MaxFiles, the oldest is deleted) and the new active
 // file starts with every record still pending, so start-up reads the active file only, and of it
-// at most ReadWindow bytes from its end (JournalReader). A rotation writes the new file as
+// at most ReadWindow bytes from its end (JournalReader). When the pending records are a large share
+// of MaxFileSize, a rotation waits until the file holds as many new bytes as it would carry, up to
+// MaxFileSize + RotationSlack (Writer.RotationDue: no rotation storm under a backlog). A rotation writes the new file as
 // Path.new and fsyncs it before renaming anything: a crash leaves either Path complete (Path.new
 // is then deleted) or, between the two renames, Path missing and Path.new complete (renamed back).
 // Files are 0600, directories the journal creates 0700.

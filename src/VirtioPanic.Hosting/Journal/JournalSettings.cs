@@ -13,7 +13,7 @@ internal sealed record JournalSettings(string Path, long MaxFileSize, int MaxFil
     internal string Next => Path + ".new";
 
     // How much of the active file start-up reads, from its end: every file the journal writes fits
-    // (rotation keeps it within MaxFileSize, plus one record), unless more than MaxFileSize of
-    // records were pending at once when it was rotated.
+    // (rotation keeps it within MaxFileSize + EventJournal.RotationSlack, plus one record), unless
+    // more than that was pending at once when it was rotated.
     internal long ReadWindow => MaxFileSize + JournalReader.MaxRecordBytes;
 }

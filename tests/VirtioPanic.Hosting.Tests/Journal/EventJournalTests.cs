@@ -55,6 +55,50 @@ public sealed class EventJournalTests
         });
     }
 
+    // A backlog of accepted events almost as large as MaxFileSize (a storm the service has not caught
+    // up with): rotating at the limit would copy the backlog again after every record or two (and
+    // rotate the oldest files away at once). Each rotation waits until the file holds at least as
+    // many new bytes as it carries, and no file grows past MaxFileSize + RotationSlack.
+    [Test]
+    public void Append_PendingRecordsNearMaxFileSize_EachRotationFollowsAsManyNewBytesAsItCarries()
+    {
+        using var directory = new TempDirectory();
+        string path = directory.File("j.jsonl");
+        const int MaxFiles = 200;
+        long written = 0;
+        using (EventJournal journal = Open(path, out _, maxFileSize: 4096, maxFiles: MaxFiles))
+        {
+            for (int i = 1; i <= 28; i++)
+            {
+                Accept(journal, "backlog", i);                        // accepted, never decided
+            }
+
+            long start = new FileInfo(path).Length;
+            for (int i = 1; i <= 200; i++)
+            {
+                long id = Decide(journal, "busy", i, acting: true);
+                byte[] outcome = JournalRecords.Outcome(journal.Run, id, s_now, "ok", []);
+                Assert.That(journal.Append(new(outcome, true, JournalMarks.Closes, id)), Is.True);
+                written += outcome.Length;
+            }
+
+            written += 200 * JournalRecords.Decision("event", journal.Run, 1, s_now, "busy", 1, "GUEST_PANICKED", "destroy", true, null, null).Length;
+            Assert.That(start, Is.GreaterThan(3000), "the backlog alone is most of the 4 KiB limit");
+        }
+
+        string[] files = [.. Directory.GetFiles(directory.Path)];
+        long header = File.ReadAllLines(path).TakeWhile(l => !l.Contains("\"device\":\"busy\"", StringComparison.Ordinal)).Sum(l => l.Length + 1L);
+        using EventJournal reopened = Open(path, out JournalRecoveryReport report, maxFileSize: 4096, maxFiles: MaxFiles);
+        Assert.Multiple(() =>
+        {
+            Assert.That(files, Has.Length.LessThan(MaxFiles), "nothing was rotated away");
+            Assert.That(files.Length - 1, Is.LessThanOrEqualTo((written / header) + 1), $"rotations for {written} new bytes with a {header}-byte backlog carried each time");
+            Assert.That(files.Select(f => new FileInfo(f).Length), Has.All.LessThanOrEqualTo(4096 + EventJournal.RotationSlack + 1024));
+            Assert.That(report.UnactedEvents.Select(e => e.Sequence), Is.EqualTo(Enumerable.Range(1, 28).Select(i => (long)i)), "the backlog is carried into the active file");
+            Assert.That(report.SkippedBytes, Is.Zero);
+        });
+    }
+
     [Test]
     public async Task Append_WhileTheWriterIsBusy_QueuedRecordsShareOneWriteAndFsync()
     {
@@ -148,8 +192,8 @@ public sealed class EventJournalTests
         }
     }
 
-    private static EventJournal Open(string path, out JournalRecoveryReport report, long maxFileSize = 4096) =>
-        EventJournal.Open(new JournalSettings(path, maxFileSize, MaxFiles: 2), Guid.NewGuid().ToString("N")[..12], TimeProvider.System, _ => { }, null, out report);
+    private static EventJournal Open(string path, out JournalRecoveryReport report, long maxFileSize = 4096, int maxFiles = 2) =>
+        EventJournal.Open(new JournalSettings(path, maxFileSize, maxFiles), Guid.NewGuid().ToString("N")[..12], TimeProvider.System, _ => { }, null, out report);
 
     private static long Decide(EventJournal journal, string device, long sequence, bool acting)
     {
