@@ -63,7 +63,7 @@ internal sealed class QmpClient : IAsyncDisposable
     // Asynchronous events in arrival order (the oldest are dropped past EventBacklog).
     internal ChannelReader<QmpEvent> Events => _events.Reader;
 
-    // STOP events read so far, counted on the reader before it completes any later reply, so a
+    // STOP and SHUTDOWN events read so far, counted on the reader before it completes any later reply, so a
     // caller that reads it after a reply has arrived sees every STOP the monitor sent before that
     // reply (the Events channel is consumed on another task and may lag). Written by the reader
     // with Interlocked, read by anyone.
@@ -219,7 +219,9 @@ internal sealed class QmpClient : IAsyncDisposable
         if (message.TryGetProperty("event", out JsonElement name) && name.ValueKind == JsonValueKind.String)
         {
             JsonElement data = message.TryGetProperty("data", out JsonElement d) && d.ValueKind == JsonValueKind.Object ? d.Clone() : EmptyObject();
-            if (name.ValueEquals("STOP"u8))
+            // SHUTDOWN stops the VM too: QEMU then exits, or with -no-shutdown sends STOP as well
+            // (qapi/run-state.json, SHUTDOWN: "Emitted when the virtual machine has shut down").
+            if (name.ValueEquals("STOP"u8) || name.ValueEquals("SHUTDOWN"u8))
             {
                 _ = Interlocked.Increment(ref _stopEventsRead);
             }

@@ -37,7 +37,7 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable, IVmRunStateSour
     private QmpClient? _client;
     private int _running = -1;    // -1 unknown, 0 stopped, 1 running; written by the event task only
 
-    // STOP events of the connections that ended (written by the connection task with Interlocked,
+    // STOP and SHUTDOWN events of the connections that ended (written by the connection task with Interlocked,
     // read by anyone); the current connection's are its client's StopEventsRead. A FollowDevice
     // binding compares the sum across a query-status to tell a VM stop from a driver reset.
     private long _stopEventsBefore;
@@ -56,8 +56,8 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable, IVmRunStateSour
 
     /// <summary>
     /// Raised when the VM starts or stops running (true: running). The first report of each
-    /// connection comes from <c>query-status</c>; later ones from <c>STOP</c> and <c>RESUME</c>
-    /// events. Raised on the client's own event task, one at a time, never under a lock.
+    /// connection comes from <c>query-status</c>; later ones from <c>STOP</c>, <c>SHUTDOWN</c> and
+    /// <c>RESUME</c> events. Raised on the client's own event task, one at a time, never under a lock.
     /// </summary>
     public event Action<bool>? RunStateChanged;
 
@@ -253,7 +253,10 @@ public sealed class QmpVmControl : IVmControl, IAsyncDisposable, IVmRunStateSour
             {
                 switch (e.Name)
                 {
+                    // A shut-down VM runs no vCPU: its watchdog stops counting until a RESUME
+                    // (system_reset + cont under -no-shutdown), exactly as after STOP.
                     case "STOP":
+                    case "SHUTDOWN":
                         SetRunning(false, e.Name);
                         break;
                     case "RESET":

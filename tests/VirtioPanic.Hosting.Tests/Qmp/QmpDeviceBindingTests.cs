@@ -77,6 +77,28 @@ public sealed class QmpDeviceBindingTests
         }
     }
 
+    // A guest that shut down under -no-shutdown: SHUTDOWN (QEMU sends STOP after it, which may be
+    // missing when QEMU exits instead) stops the watchdog's clock; the armed watchdog survives it.
+    [Test]
+    public async Task ShutdownEvent_PausesTheArmedWatchdog_AndCountsAsAVmStop()
+    {
+        await using Bound bound = await Bound.StartAsync();
+        GuestRig rig = bound.Rig;
+        rig.Boot();
+        rig.Heartbeat();
+        long stopsBefore = bound.Control.StopEvents;
+
+        await bound.Connection.SendAsync("""{"event": "SHUTDOWN", "data": {"guest": true, "reason": "guest-shutdown"}, "timestamp": {"seconds": 1, "microseconds": 0}}""");
+        bool paused = SpinWait.SpinUntil(() => rig.Device.GetStatus().Paused, s_timeout);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(paused, Is.True);
+            Assert.That(rig.Device.GetStatus().Armed, Is.True, "a VM stop never disarms");
+            Assert.That(bound.Control.StopEvents, Is.EqualTo(stopsBefore + 1), "a ring stop after it is not a driver reset");
+        }
+    }
+
     [Test]
     public async Task ResetEvent_IsAVmReset_StopsTheWatchdog_KeepsTheBootReason()
     {
