@@ -12,8 +12,6 @@ namespace VirtioPanic.Hosting.Tests;
 // guest recovers; every step and cancellation is journaled, counted and shown in the status.
 public sealed class PolicyServiceEscalationTests
 {
-    private static readonly TimeSpan s_quiet = TimeSpan.FromMilliseconds(150);
-
     private static readonly DevicePolicy s_staged = new()
     {
         OnPanic = PanicAction.Preserve,
@@ -41,7 +39,7 @@ public sealed class PolicyServiceEscalationTests
         rig.Time.Advance(TimeSpan.FromSeconds(10));
         HandledEvent reset = await rig.NextAsync(PolicyService.EscalationStepName);
         rig.Time.Advance(TimeSpan.FromSeconds(120));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         JsonElement[] records = [.. rig.JournalLines().Select(l => JsonDocument.Parse(l).RootElement)];
         JsonElement decided = records.Single(r => r.GetProperty("type").GetString() == "event" && r.GetProperty("name").GetString() == "WATCHDOG");
@@ -92,7 +90,7 @@ public sealed class PolicyServiceEscalationTests
             rig.Guest.Heartbeat();
         }
 
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         JsonElement record = rig.JournalLines().Select(l => JsonDocument.Parse(l).RootElement)
             .Single(r => r.GetProperty("type").GetString() == "event" && r.GetProperty("name").GetString() == "VIRTIO_WDT_ARMED" && r.TryGetProperty("escalation-cancelled", out _));
@@ -119,7 +117,7 @@ public sealed class PolicyServiceEscalationTests
         rig.Guest.Panic();
         HandledEvent panic = await rig.NextAsync("GUEST_PANICKED");
         rig.Time.Advance(TimeSpan.FromSeconds(60));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -178,7 +176,7 @@ public sealed class PolicyServiceEscalationTests
 
         HandledEvent resumed = await rig.Manager.ContinueAsync("wdt0");
         rig.Time.Advance(TimeSpan.FromSeconds(60));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -220,7 +218,7 @@ public sealed class PolicyServiceEscalationTests
         rig.Guest.Reboot();
         HandledEvent reset = await rig.NextAsync("VIRTIO_WDT_DRIVER_RESET");
         rig.Time.Advance(TimeSpan.FromSeconds(60));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -241,7 +239,7 @@ public sealed class PolicyServiceEscalationTests
 
         await using PolicyRig rig = await PolicyRig.StartAsync(s_staged, directory: directory);
         rig.Time.Advance(TimeSpan.FromMinutes(5));
-        await rig.DrainAsync(s_quiet);
+        await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -287,7 +285,7 @@ public sealed class PolicyServiceEscalationTests
         rig.Guest.Panic();
         HandledEvent panic = await rig.NextAsync("GUEST_PANICKED");
         rig.Guest.Advance(TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -307,7 +305,7 @@ public sealed class PolicyServiceEscalationTests
         rig.Guest.Run(d => d.StartVcpuPetting([1]));
         HandledEvent recovered = await rig.NextAsync("VIRTIO_WDT_VCPU_RECOVERED");
         rig.Guest.Advance(TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -337,7 +335,7 @@ public sealed class PolicyServiceEscalationTests
         rig.Guest.Run(d => d.StartVcpuPetting([1]));
         HandledEvent recovered = await rig.NextAsync("VIRTIO_WDT_VCPU_RECOVERED");
         rig.Guest.Advance(TimeSpan.FromSeconds(10), TimeSpan.FromMilliseconds(500));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {

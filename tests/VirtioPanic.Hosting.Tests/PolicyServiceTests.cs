@@ -11,8 +11,6 @@ namespace VirtioPanic.Hosting.Tests;
 // and makes exactly the right calls on a fake VM control, once.
 public sealed class PolicyServiceTests
 {
-    private static readonly TimeSpan s_quiet = TimeSpan.FromMilliseconds(150);
-
     [TestCase(PanicAction.Destroy, new[] { VmOperation.PowerOff })]
     [TestCase(PanicAction.Restart, new[] { VmOperation.Reset })]
     [TestCase(PanicAction.Preserve, new[] { VmOperation.Pause })]
@@ -25,7 +23,7 @@ public sealed class PolicyServiceTests
 
         rig.Guest.Panic();
         HandledEvent handled = await rig.NextAsync("GUEST_PANICKED");
-        await rig.DrainAsync(s_quiet);
+        await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -56,7 +54,7 @@ public sealed class PolicyServiceTests
 
         rig.Time.Advance(TimeSpan.FromMilliseconds(1));
         HandledEvent handled = await rig.NextAsync("WATCHDOG");
-        await rig.DrainAsync(s_quiet);
+        await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -105,7 +103,7 @@ public sealed class PolicyServiceTests
         rig.Time.Advance(TimeSpan.FromSeconds(60));
         HandledEvent deadline = await rig.NextAsync("DEADLINE");
         rig.Time.Advance(TimeSpan.FromSeconds(600));
-        await rig.DrainAsync(s_quiet);
+        await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -125,7 +123,7 @@ public sealed class PolicyServiceTests
         rig.Guest.Shutdown();
         HandledEvent shutdown = await rig.NextAsync("GUEST_PVSHUTDOWN");
         rig.Time.Advance(TimeSpan.FromSeconds(120));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -147,7 +145,7 @@ public sealed class PolicyServiceTests
         rig.Guest.Reboot();
         HandledEvent reset = await rig.NextAsync("VIRTIO_WDT_DRIVER_RESET");
         rig.Time.Advance(TimeSpan.FromSeconds(60));
-        HandledEvent[] rest = await rig.DrainAsync(s_quiet);
+        HandledEvent[] rest = await rig.IdleAsync();
 
         Assert.Multiple(() =>
         {
@@ -170,7 +168,7 @@ public sealed class PolicyServiceTests
         rig.Time.Advance(TimeSpan.FromSeconds(1));
         HandledEvent fired = await rig.NextAsync("DEADLINE");
         rig.Time.Advance(TimeSpan.FromSeconds(30));
-        await rig.DrainAsync(s_quiet);
+        await rig.IdleAsync();
 
         Assert.That((fired.PolicyAction, rig.Vm.Operations), Is.EqualTo(("destroy", new[] { VmOperation.PowerOff })));
     }

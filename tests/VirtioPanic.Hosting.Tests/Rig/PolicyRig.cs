@@ -109,24 +109,6 @@ internal sealed class PolicyRig : IAsyncDisposable
         return [.. items];
     }
 
-    // Makes sure nothing else is pending: a short real-time wait for stragglers.
-    public async Task<HandledEvent[]> DrainAsync(TimeSpan quiet)
-    {
-        var items = new List<HandledEvent>();
-        while (true)
-        {
-            using var timeout = new CancellationTokenSource(quiet);
-            try
-            {
-                items.Add(await _handled.Reader.ReadAsync(timeout.Token).ConfigureAwait(false));
-            }
-            catch (OperationCanceledException)
-            {
-                return [.. items];
-            }
-        }
-    }
-
     public string[] JournalLines() => File.Exists(JournalPath) ? File.ReadAllLines(JournalPath) : [];
 
     public async ValueTask DisposeAsync()
