@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using VirtioPanic.Hosting.Journal;
 using VirtioPanic.Hosting.Policy;
 
 namespace VirtioPanic.Hosting;
@@ -77,6 +78,47 @@ public sealed partial class PolicyService
             (this, entry),
             due > TimeSpan.Zero ? due : TimeSpan.FromMilliseconds(1),
             Timeout.InfiniteTimeSpan);
+    }
+
+    // Runs under entry.Gate: the "escalation" record of State.Escalation (pending until a later
+    // decision settles it); 'settles' is the record it replaces, if the decision did not settle it.
+    // The VM's run state it is planned for: as the VM control last knew it, or as this step's own
+    // pause or resume left it (the control may not have seen the VMM's event yet).
+    private async Task JournalEscalationAsync(EventJournal? journal, DeviceEntry entry, Escalation escalation, IReadOnlyList<ActionOutcome> outcomes, long settles)
+    {
+        if (journal is null)
+        {
+            return;
+        }
+
+        bool? running = (entry.Vm as IVmRunStateSource)?.VmRunning;
+        foreach (ActionOutcome outcome in outcomes)
+        {
+            if (outcome.Succeeded && outcome.Operation is VmOperation.Pause or VmOperation.Resume)
+            {
+                running = outcome.Operation == VmOperation.Resume;
+            }
+        }
+
+        long id = journal.NextId();
+        var record = new JournaledEscalation
+        {
+            Run = journal.Run,
+            RecordId = id,
+            DeviceId = entry.Id,
+            Kind = escalation.Kind,
+            Plan = escalation.Plan,
+            TriggerSequence = escalation.TriggerSequence,
+            Step = escalation.Done,
+            StepCount = escalation.StepCount,
+            NextAction = escalation.Next.Action.Name,
+            Due = escalation.Due,
+            Vcpus = escalation.Vcpus,
+            VmRunning = running,
+            Time = _time.GetUtcNow(),
+        };
+        bool written = await _journal.TryAppendEscalationAsync(journal, id, record, settles).ConfigureAwait(false);
+        entry.EscalationBy = written ? id : 0;
     }
 
     private void CountEscalation(PolicyDecision decision, string outcome)

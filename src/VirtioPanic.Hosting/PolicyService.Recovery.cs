@@ -49,7 +49,7 @@ public sealed partial class PolicyService
     // Under _lifecycle, as the device's pump starts: take up the decisions the journal carried for it.
     private void StartRecoveryUnsynchronized(DeviceEntry entry)
     {
-        if (Volatile.Read(ref _recovery) is not { } report || report.Recoveries.Count == 0)
+        if (Volatile.Read(ref _recovery) is not { } report || (report.Recoveries.Count == 0 && report.Escalations.Count == 0))
         {
             return;
         }
@@ -61,6 +61,14 @@ public sealed partial class PolicyService
             if (string.Equals(pending.DeviceId, entry.Id, StringComparison.Ordinal) && _recoveriesClaimed.Add(recoverId))
             {
                 _recoveryTasks.Add(Task.Run(() => RecoverAsync(entry, pending, recoverId, stop), CancellationToken.None));
+            }
+        }
+
+        foreach ((JournaledEscalation escalation, long carriedId) in report.Escalations)
+        {
+            if (string.Equals(escalation.DeviceId, entry.Id, StringComparison.Ordinal) && _recoveriesClaimed.Add(carriedId))
+            {
+                _recoveryTasks.Add(Task.Run(() => ResumeAsync(entry, escalation, carriedId, stop), CancellationToken.None));
             }
         }
     }
@@ -116,6 +124,89 @@ public sealed partial class PolicyService
         catch (Exception ex)
         {
             VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
+        }
+    }
+
+    private async Task ResumeAsync(DeviceEntry entry, JournaledEscalation escalation, long carriedId, CancellationToken stop)
+    {
+        try
+        {
+            VmRunState? state = await WaitForRunStateAsync(entry.Vm as IVmRunStateSource, stop).ConfigureAwait(false);
+            await entry.Gate.WaitAsync(stop).ConfigureAwait(false);
+            try
+            {
+                if (entry.Detached)
+                {
+                    // Left pending: the next start takes it up again.
+                    return;
+                }
+
+                await ResolveEscalationAsync(entry, escalation, carriedId, state).ConfigureAwait(false);
+            }
+            finally
+            {
+                entry.Gate.Release();
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // The service stops: the escalation record stays pending.
+        }
+        catch (Exception ex)
+        {
+            VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
+        }
+    }
+
+    // Under entry.Gate: restore the escalation and arm its next step at its original due time (run
+    // it now if that has passed), or report it. The step then runs through the ordinary path
+    // (OnEscalationDueAsync), whose decision settles the carried record.
+    private async Task ResolveEscalationAsync(DeviceEntry entry, JournaledEscalation journaled, long carriedId, VmRunState? state)
+    {
+        DateTimeOffset now = _time.GetUtcNow();
+        string kind = PolicyEngine.KindName(journaled.Kind);
+        Escalation? escalation = null;
+        string? error = null;
+        string? reason = state switch
+        {
+            _ when journaled.VmRunning is null => "the journal does not say what state the VM was in when the step was planned",
+            null when entry.Vm is not IVmRunStateSource => "the VM control cannot report the VM's run state",
+            null => $"the VMM did not answer query-status within {_options.RecoveryTimeout}",
+            { } current when current.Running != journaled.VmRunning => $"the VM is {current.Status} now; the step was planned for a {(journaled.VmRunning == true ? "running" : "stopped")} VM",
+            _ when entry.EventsHandled > 0 => $"the device reported {entry.EventsHandled} event(s) since this process started: the guest is not where it was",
+            _ when entry.State.Escalation is { } running => $"a {PolicyEngine.KindName(running.Kind)} escalation is in progress in this run",
+            _ => (escalation = PolicyEngine.Resume(journaled.Kind, journaled.Plan, journaled.TriggerSequence, journaled.Step, journaled.StepCount, journaled.NextAction, journaled.Due, journaled.Vcpus, now, out error)) is null ? error : null,
+        };
+        if (reason is not null || escalation is null)
+        {
+            reason ??= "the escalation could not be rebuilt";
+            VirtioPanicLog.EscalationNotResumed(_logger, entry.Id, kind, journaled.Plan, journaled.Step, journaled.StepCount, journaled.NextAction, reason);
+            bool closed = await _journal.TryAppendOutcomeAsync(_journal.Current, carriedId, entry.Id, journaled.TriggerSequence, "not-acted", [], note: reason).ConfigureAwait(false);
+            Publish(entry, new HandledEvent
+            {
+                DeviceId = entry.Id,
+                Sequence = journaled.TriggerSequence,
+                Name = "RECOVERY",
+                PolicyAction = journaled.NextAction,
+                Steps = [],
+                Note = $"the {kind} escalation '{journaled.Plan}' was not resumed after a restart: {reason}",
+                ManagementJson = ManagementJson("RECOVERY", entry.Id, journaled.TriggerSequence, journaled.NextAction),
+                HandledAt = now,
+                Journaled = closed,
+            });
+            return;
+        }
+
+        VirtioPanicLog.EscalationResumed(_logger, entry.Id, kind, escalation.Plan, escalation.Done, escalation.StepCount, escalation.Next.Action.Name, escalation.Due, state!.Value.Status);
+        entry.State = entry.State with { Escalation = escalation };
+        entry.EscalationBy = _journal.Current is null ? 0 : carriedId;
+        if (escalation.Due <= now)
+        {
+            await RunEscalationStepAsync(entry).ConfigureAwait(false);
+        }
+        else
+        {
+            RescheduleEscalation(entry);
         }
     }
 
