@@ -152,6 +152,17 @@ public sealed partial class PolicyService
                 {
                     w.WriteString("next", next.Next.Action.Name);
                     w.WriteNumber("next-after-ms", (long)next.Next.After.TotalMilliseconds);
+                    if (!next.Vcpus.IsEmpty)
+                    {
+                        // What a restart that carries this decision out needs to go on with it (PolicyService.Recovery.cs).
+                        w.WriteStartArray("vcpus");
+                        foreach (uint vcpu in next.Vcpus)
+                        {
+                            w.WriteNumberValue(vcpu);
+                        }
+
+                        w.WriteEndArray();
+                    }
                 }
 
                 w.WriteEndObject();

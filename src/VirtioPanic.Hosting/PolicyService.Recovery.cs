@@ -282,6 +282,7 @@ public sealed partial class PolicyService
         IReadOnlyList<ActionOutcome> outcomes = await _actions.ExecuteAsync(entry, decision, pending.Sequence, trigger: null).ConfigureAwait(false);
         PendingDeadline? before = entry.State.Deadline;
         entry.State = PolicyEngine.AfterExecution(entry.State, outcomes);
+        await ContinueEscalationAsync(journal, entry, pending, outcomes).ConfigureAwait(false);
         long settles = 0;
         if (!Equals(before, entry.State.Deadline))
         {
@@ -295,13 +296,109 @@ public sealed partial class PolicyService
         Publish(entry, handled with { Journaled = written });
     }
 
+    // Under entry.Gate, after a recovered decision that was a step of an escalation with steps
+    // left was carried out: the escalation goes on from it, as AfterStep would have (the next step
+    // its own delay from now, at once when this one failed), journaled as after any step. Nothing
+    // when the record names no such escalation, or one that does not check out (logged), or an
+    // escalation already runs in this run.
+    private async Task ContinueEscalationAsync(EventJournal? journal, DeviceEntry entry, UnactedJournalEntry pending, IReadOnlyList<ActionOutcome> outcomes)
+    {
+        if (EscalationMarkOf(pending.Line) is not { } mark || mark.Step >= mark.StepCount || entry.State.Escalation is not null)
+        {
+            return;
+        }
+
+        DateTimeOffset now = _time.GetUtcNow();
+        Escalation? escalation = PolicyEngine.Resume(mark.Kind, mark.Plan, mark.TriggerSequence, mark.Step, mark.StepCount, mark.NextAction, DateTimeOffset.MaxValue, mark.Vcpus, now, out string? error);
+        if (escalation is null)
+        {
+            VirtioPanicLog.EscalationNotResumed(_logger, entry.Id, PolicyEngine.KindName(mark.Kind), mark.Plan, mark.Step, mark.StepCount, mark.NextAction, error ?? "the escalation could not be rebuilt");
+            return;
+        }
+
+        if (outcomes.Count > 0 && !outcomes[^1].Succeeded)
+        {
+            escalation = escalation with { Due = now };
+        }
+
+        entry.State = entry.State with { Escalation = escalation };
+        VirtioPanicLog.EscalationResumed(_logger, entry.Id, PolicyEngine.KindName(mark.Kind), escalation.Plan, escalation.Done, escalation.StepCount, escalation.Next.Action.Name, escalation.Due, "as the recovered step left it");
+        await JournalEscalationAsync(journal, entry, escalation, outcomes, settles: 0).ConfigureAwait(false);
+        RescheduleEscalation(entry);
+    }
+
+    // The "escalation" member of a decision record (PolicyService.Escalation.cs): which step of
+    // which escalation it carried out and what was next; null when there is none or it is malformed.
+    private static JournaledEscalation? EscalationMarkOf(string line)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(line);
+            if (!document.RootElement.TryGetProperty("escalation", out System.Text.Json.JsonElement mark) || !PolicyNames.TryParse(mark.GetProperty("kind").GetString(), out EscalationKind kind))
+            {
+                return null;
+            }
+
+            ImmutableArray<uint> vcpus = mark.TryGetProperty("vcpus", out System.Text.Json.JsonElement list) && list.GetArrayLength() <= 4096
+                ? [.. list.EnumerateArray().Select(v => v.GetUInt32())]
+                : [];
+            return new JournaledEscalation
+            {
+                Run = string.Empty,
+                RecordId = 0,
+                DeviceId = string.Empty,
+                Kind = kind,
+                Plan = mark.GetProperty("plan").GetString() ?? string.Empty,
+                TriggerSequence = mark.GetProperty("trigger-seq").GetInt64(),
+                Step = mark.GetProperty("step").GetInt32(),
+                StepCount = mark.GetProperty("of").GetInt32(),
+                NextAction = mark.TryGetProperty("next", out System.Text.Json.JsonElement next) ? next.GetString() ?? string.Empty : string.Empty,
+                Due = DateTimeOffset.MaxValue,
+                Vcpus = vcpus,
+                Time = default,
+            };
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
+    }
+
     // The calls the decision made, from its type, event name and action (as PolicyEngine plans
-    // them); null, or why it cannot be carried out.
+    // them; for a step of an escalation, in the vocabulary of its kind); null, or why it cannot be carried out.
     private static string? TryRebuild(DeviceEntry entry, UnactedJournalEntry pending, out PolicyDecision? decision)
     {
         decision = null;
         DecidedAction action;
         ImmutableArray<PlannedStep> steps;
+        JournaledEscalation? mark = EscalationMarkOf(pending.Line);
+        if (mark is not null && pending.RecordType is "event" or "step" or "deadline")
+        {
+            if (mark.Kind == EscalationKind.Panic && PolicyNames.TryParse(pending.PolicyAction, out PanicAction panicStep))
+            {
+                action = DecidedAction.Panic(panicStep);
+                steps = PolicyEngine.PanicSteps(panicStep);
+            }
+            else if (mark.Kind != EscalationKind.Panic && PolicyNames.TryParse(pending.PolicyAction, out WatchdogAction watchdogStep))
+            {
+                action = DecidedAction.Watchdog(watchdogStep);
+                steps = PolicyEngine.WatchdogSteps(watchdogStep);
+            }
+            else
+            {
+                return $"the journal's action '{pending.PolicyAction}' is not a {PolicyEngine.KindName(mark.Kind)} escalation step this version carries out";
+            }
+
+            if (steps.IsEmpty)
+            {
+                return "nothing to carry out";
+            }
+
+            // A step with steps after it takes no fallback (PolicyEngine.Begin, OnEscalationDue).
+            decision = new PolicyDecision { State = entry.State, Action = action, Steps = steps, Note = "carried out after a restart", Fallbacks = mark.Step >= mark.StepCount };
+            return null;
+        }
+
         if (pending.RecordType == "continue")
         {
             action = DecidedAction.Continue;

@@ -101,6 +101,17 @@ internal static class JournalRecords
         w.WriteNumber("of-id", entry.RecordId);
         PendingDeadline? deferred = entry.DeferredUntil is DateTimeOffset due ? new PendingDeadline(entry.DeferredKind, due, entry.Sequence) : null;
         WriteFacts(w, new DecisionFacts(entry.VmRunning, deferred, deferred is null ? null : entry.PolicyAction, 0));
+
+        // A step of an escalation keeps its "escalation" member: carried out, the escalation goes on from it.
+        using (JsonDocument original = JsonDocument.Parse(entry.Line))
+        {
+            if (original.RootElement.TryGetProperty("escalation", out JsonElement escalation) && escalation.ValueKind == JsonValueKind.Object)
+            {
+                w.WritePropertyName("escalation");
+                escalation.WriteTo(w);
+            }
+        }
+
         w.WriteEndObject();
     });
 

@@ -325,6 +325,71 @@ public sealed class EscalationResumeTests
         await AssertNothingLeftAsync(directory, "crash-child", DateTimeOffset.UtcNow);
     }
 
+    private const string StartR1 = "{\"type\":\"start\",\"run\":\"r1\",\"time\":\"2025-06-01T12:00:00+00:00\",\"pid\":1}\n";
+
+    // Step 2 of 3 decided for a running VM; the process died before its call (no attempt record).
+    private const string DumpDecided = "{\"type\":\"step\",\"run\":\"r1\",\"time\":\"2025-06-01T12:00:20+00:00\",\"id\":7,\"device\":\"wdt0\",\"seq\":3,\"name\":\"ESCALATION_STEP\",\"action\":\"dump\",\"acting\":true,\"vm\":{\"running\":true},"
+        + "\"escalation\":{\"kind\":\"watchdog\",\"plan\":\"inject-nmi; 10s dump; 10s reset\",\"trigger-seq\":3,\"step\":2,\"of\":3,\"next\":\"reset\",\"next-after-ms\":10000}}\n";
+
+    // The existing recovery rule carries a decided, unattempted step out once; the escalation then
+    // goes on from it: the step after it its own delay later.
+    [Test]
+    public async Task StepDecidedNotAttempted_CarriedOutOnceAfterRestart_AndTheEscalationGoesOn()
+    {
+        using var directory = new TempDirectory();
+        await File.WriteAllTextAsync(directory.File("journal.jsonl"), StartR1 + DumpDecided);
+        DateTimeOffset restartAt = new(2025, 6, 1, 12, 1, 0, TimeSpan.Zero);
+
+        await using (PolicyRig rig = await StartAsync(directory, restartAt, running: true))
+        {
+            await rig.Manager.WhenRecoveredAsync().WaitAsync(TimeSpan.FromSeconds(15));
+            HandledEvent recovered = await rig.NextAsync("RECOVERY");
+            PendingEscalation? after = rig.Manager.GetDevice("wdt0")!.Escalation;
+            rig.Time.Advance(TimeSpan.FromSeconds(10));
+            HandledEvent reset = await rig.NextAsync(PolicyService.EscalationStepName);
+            rig.Time.Advance(TimeSpan.FromMinutes(2));
+            HandledEvent[] rest = await rig.IdleAsync();
+
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That((recovered.PolicyAction, recovered.Outcome), Is.EqualTo(("dump", "ok")));
+                Assert.That((after?.Step, after?.NextAction, after?.NextDue), Is.EqualTo(((int?)2, "reset", (DateTimeOffset?)(restartAt + TimeSpan.FromSeconds(10)))));
+                Assert.That(reset.PolicyAction, Is.EqualTo("reset"));
+                Assert.That(rest.Select(r => r.Name), Has.None.EqualTo(PolicyService.EscalationStepName));
+                Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.DumpGuestMemory, VmOperation.Reset }));
+            }
+        }
+
+        await AssertNothingLeftAsync(directory);
+    }
+
+    // A step whose call had started (an attempt record, no outcome) is reported, never repeated,
+    // and, as the recovery rule does nothing more with such a decision, the escalation stops there.
+    [Test]
+    public async Task StepAttempted_ReportedNotRepeated_AndTheEscalationDoesNotGoOn()
+    {
+        using var directory = new TempDirectory();
+        const string Attempt = "{\"type\":\"attempt\",\"run\":\"r1\",\"time\":\"2025-06-01T12:00:20+00:00\",\"of-id\":7,\"op\":\"dump-guest-memory\"}\n";
+        await File.WriteAllTextAsync(directory.File("journal.jsonl"), StartR1 + DumpDecided + Attempt);
+
+        await using (PolicyRig rig = await StartAsync(directory, new DateTimeOffset(2025, 6, 1, 12, 1, 0, TimeSpan.Zero), running: true))
+        {
+            await rig.Manager.WhenRecoveredAsync().WaitAsync(TimeSpan.FromSeconds(15));
+            rig.Time.Advance(TimeSpan.FromMinutes(5));
+            await rig.IdleAsync();
+            UnactedJournalEntry entry = rig.Manager.Recovery!.UnactedEvents.Single();
+
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That((entry.PolicyAction, entry.Attempted, entry.Recoverable), Is.EqualTo(("dump", true, false)));
+                Assert.That(rig.Vm.Operations, Is.Empty);
+                Assert.That(rig.Manager.GetDevice("wdt0")!.Escalation, Is.Null);
+            }
+        }
+
+        await AssertNothingLeftAsync(directory);
+    }
+
     // First run: the watchdog expires, step 1 (inject-nmi) runs, and 3 s later the service stops.
     private static async Task<(DateTimeOffset Due, DateTimeOffset StoppedAt)> RunStepOneAsync(TempDirectory directory)
     {
