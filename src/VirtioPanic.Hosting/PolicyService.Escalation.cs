@@ -9,7 +9,9 @@ namespace VirtioPanic.Hosting;
 // steps it runs under the gate (each decided by PolicyEngine.OnEscalationDue, journaled as a
 // "step" record, carried out and journaled like any decision), and the escalation members of
 // journal records. A step runs at most once: the state advances before its calls are made, and a
-// timer that fires for a step already run, cancelled or replaced finds nothing due.
+// timer that fires for a step already run, cancelled or replaced finds nothing due. After a step
+// the escalation is journaled ("escalation" record, JournalEscalationAsync) so that a restart
+// resumes it (PolicyService.Recovery.cs); DeviceEntry.EscalationBy is that record's id.
 public sealed partial class PolicyService
 {
     internal const string EscalationStepName = "ESCALATION_STEP";

@@ -27,6 +27,31 @@ namespace VirtioPanic.Hosting;
 // A crash at any point leaves the recover record pending: without its attempt it is carried out at
 // the next start, with it reported. What the comparison cannot see: a VM that was reset, or paused
 // and resumed, while this process was down is "running" as before.
+//
+// Staged escalations (PolicyService.Escalation.cs) follow the same rules. After each step's calls
+// (before its outcome) the device's escalation is journaled as an "escalation" record: plan, step
+// done, next action, the next step's due time (absolute), the vCPUs of a stall escalation, and the
+// VM's run state the next step is planned for (as the VM control knows it, or as the step's own
+// pause or resume left it). It stays pending (a rotation carries it) until a later record of the
+// device settles it ("settles-escalation"): the next step's decision, which settles it before its
+// attempt, so a restart never resumes a step that may have run; a cancellation; a replacement; the
+// last step. At start EventJournal.Open carries each device's latest one into this run (a new
+// record naming the old), and ResumeAsync waits for query-status as above, then, under the gate:
+//   - no VM state journaled, no answer, the VM not in that state, events handled since the start,
+//     an escalation already running here, or a record that does not rebuild into a valid plan
+//     (PolicyEngine.Resume: VirtioPanicOptionsValidator's rules, step and next action consistent):
+//     an outcome "not-acted" with the reason closes the carried record, logged (6066) and reported;
+//   - otherwise the escalation is restored into the device's state and its next step armed at the
+//     original due time (never later than that step's own delay from now; run at once if past).
+//     The step runs through OnEscalationDueAsync as if nothing happened: a re-armed watchdog, a
+//     guest reset, RESET, continue or a panic cancel it as they always do.
+// A step whose decision is journaled but has no outcome is a decision like any other: without
+// its attempt the recovery above carries it out (in its kind's vocabulary, without fallback when
+// steps follow) and the escalation then goes on from it, the next step its own delay later (at
+// once if it failed), since carrying out is what the recovery rule does with such a decision;
+// with its attempt it is reported and the escalation stops there, since reporting and doing
+// nothing more is what the rule does with a decision that may have been carried out (we cannot
+// know whether the step happened or when it finished).
 public sealed partial class PolicyService
 {
     private static readonly TimeSpan s_recoveryPoll = TimeSpan.FromSeconds(1);
