@@ -390,6 +390,79 @@ public sealed class EscalationResumeTests
         await AssertNothingLeftAsync(directory);
     }
 
+    // A hand-written escalation record (the journal is untrusted): resumed only when it rebuilds
+    // into a valid plan with a consistent step, else reported with the reason and nothing runs.
+    [TestCase("inject-nmi; 10s dump; 10s reset", 1, 3, "dump", null, null, TestName = "WellFormed_Resumed")]
+    [TestCase("inject-nmi; 0s dump; 10s reset", 1, 3, "dump", null, "is not a valid sequence", TestName = "ZeroDelay_Reported")]
+    [TestCase("inject-nmi; 10s dump; 10s reset", 3, 3, "dump", null, "leaves no step to resume", TestName = "LastStepDone_Reported")]
+    [TestCase("inject-nmi; 10s dump; 10s reset", 1, 4, "dump", null, "the journal says 4 steps", TestName = "StepCountMismatch_Reported")]
+    [TestCase("inject-nmi; 10s dump; 10s reset", 1, 3, "poweroff", null, "the journal says 'poweroff' is next", TestName = "NextActionMismatch_Reported")]
+    [TestCase("inject-nmi; 10s frobnicate", 1, 2, "frobnicate", null, "does not parse", TestName = "UnknownAction_Reported")]
+    [TestCase("inject-nmi; 10s dump; 10s reset", 1, 3, "dump", "[1]", "a watchdog escalation with vCPUs", TestName = "WatchdogWithVcpus_Reported")]
+    public async Task HandWrittenEscalationRecord_ResumedOnlyWhenItChecksOut(string plan, int step, int of, string next, string? vcpus, string? reason)
+    {
+        using var directory = new TempDirectory();
+        string record = "{\"type\":\"escalation\",\"run\":\"r1\",\"time\":\"2025-06-01T12:00:05+00:00\",\"id\":5,\"device\":\"wdt0\",\"seq\":3,\"kind\":\"watchdog\","
+            + $"\"plan\":\"{plan}\",\"step\":{step},\"of\":{of},\"next\":\"{next}\",\"due\":\"2025-06-01T12:00:15+00:00\"," + (vcpus is null ? string.Empty : $"\"vcpus\":{vcpus},") + "\"vm\":{\"running\":true}}\n";
+        await File.WriteAllTextAsync(directory.File("journal.jsonl"), StartR1 + record);
+
+        await using (PolicyRig rig = await StartAsync(directory, new DateTimeOffset(2025, 6, 1, 12, 0, 10, TimeSpan.Zero), running: true))
+        {
+            await rig.Manager.WhenRecoveredAsync().WaitAsync(TimeSpan.FromSeconds(15));
+            HandledEvent[] atStart = await rig.IdleAsync();
+            rig.Time.SetUtcNow(new DateTimeOffset(2025, 6, 1, 12, 0, 15, TimeSpan.Zero));
+            HandledEvent[] atDue = await rig.IdleAsync();
+
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(rig.Manager.Recovery!.PendingEscalations, Has.Count.EqualTo(1), "the record's shape is valid: read, carried");
+                if (reason is null)
+                {
+                    Assert.That(atStart, Is.Empty);
+                    Assert.That(atDue.Select(h => (h.Name, h.PolicyAction)), Is.EqualTo(new[] { (PolicyService.EscalationStepName, "dump") }));
+                    Assert.That(rig.Vm.Operations, Is.EqualTo(new[] { VmOperation.DumpGuestMemory }));
+                }
+                else
+                {
+                    Assert.That(atStart.Select(h => h.Name), Is.EqualTo(new[] { "RECOVERY" }));
+                    Assert.That(atStart[0].Note, Does.Contain("was not resumed after a restart").And.Contain(reason));
+                    Assert.That(atDue, Is.Empty);
+                    Assert.That(rig.Vm.Operations, Is.Empty);
+                    Assert.That(rig.Manager.GetDevice("wdt0")!.Escalation, Is.Null);
+                }
+            }
+        }
+
+        if (reason is not null)
+        {
+            await AssertNothingLeftAsync(directory);
+        }
+    }
+
+    // A record of the wrong shape is a corrupt line: counted, never resumed.
+    [TestCase("\"kind\":\"bogus\"")]
+    [TestCase("\"kind\":\"vcpu-stall\",\"vcpus\":[-1]")]
+    [TestCase("\"kind\":\"vcpu-stall\",\"vcpus\":\"1\"")]
+    public async Task MalformedEscalationRecord_IsACorruptLine_NothingRuns(string kind)
+    {
+        using var directory = new TempDirectory();
+        string record = "{\"type\":\"escalation\",\"run\":\"r1\",\"time\":\"2025-06-01T12:00:05+00:00\",\"id\":5,\"device\":\"wdt0\",\"seq\":3," + kind
+            + ",\"plan\":\"inject-nmi; 10s reset\",\"step\":1,\"of\":2,\"next\":\"reset\",\"due\":\"2025-06-01T12:00:15+00:00\",\"vm\":{\"running\":true}}\n";
+        await File.WriteAllTextAsync(directory.File("journal.jsonl"), StartR1 + record);
+
+        await using PolicyRig rig = await StartAsync(directory, new DateTimeOffset(2025, 6, 1, 12, 0, 10, TimeSpan.Zero), running: true);
+        await rig.Manager.WhenRecoveredAsync().WaitAsync(TimeSpan.FromSeconds(15));
+        rig.Time.Advance(TimeSpan.FromMinutes(1));
+        HandledEvent[] handled = await rig.IdleAsync();
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(rig.Manager.Recovery!.CorruptLines, Is.EqualTo(1));
+            Assert.That(rig.Manager.Recovery!.PendingEscalations, Is.Empty);
+            Assert.That(handled, Is.Empty);
+            Assert.That(rig.Vm.Operations, Is.Empty);
+        }
+    }
+
     // First run: the watchdog expires, step 1 (inject-nmi) runs, and 3 s later the service stops.
     private static async Task<(DateTimeOffset Due, DateTimeOffset StoppedAt)> RunStepOneAsync(TempDirectory directory)
     {
