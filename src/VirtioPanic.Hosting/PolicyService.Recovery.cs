@@ -190,8 +190,6 @@ public sealed partial class PolicyService
     {
         DateTimeOffset now = _time.GetUtcNow();
         string kind = PolicyEngine.KindName(journaled.Kind);
-        Escalation? escalation = null;
-        string? error = null;
         string? reason = state switch
         {
             _ when journaled.VmRunning is null => "the journal does not say what state the VM was in when the step was planned",
@@ -200,9 +198,15 @@ public sealed partial class PolicyService
             { } current when current.Running != journaled.VmRunning => $"the VM is {current.Status} now; the step was planned for a {(journaled.VmRunning == true ? "running" : "stopped")} VM",
             _ when entry.EventsHandled > 0 => $"the device reported {entry.EventsHandled} event(s) since this process started: the guest is not where it was",
             _ when entry.State.Escalation is { } running => $"a {PolicyEngine.KindName(running.Kind)} escalation is in progress in this run",
-            _ => (escalation = PolicyEngine.Resume(journaled.Kind, journaled.Plan, journaled.TriggerSequence, journaled.Step, journaled.StepCount, journaled.NextAction, journaled.Due, journaled.Vcpus, now, out error)) is null ? error : null,
+            _ => null,
         };
-        if (reason is not null || escalation is null)
+        Escalation? escalation = null;
+        if (reason is null)
+        {
+            escalation = PolicyEngine.Resume(journaled.Kind, journaled.Plan, journaled.TriggerSequence, journaled.Step, journaled.StepCount, journaled.NextAction, journaled.Due, journaled.Vcpus, now, out reason);
+        }
+
+        if (escalation is null)
         {
             reason ??= "the escalation could not be rebuilt";
             VirtioPanicLog.EscalationNotResumed(_logger, entry.Id, kind, journaled.Plan, journaled.Step, journaled.StepCount, journaled.NextAction, reason);
@@ -364,6 +368,13 @@ public sealed partial class PolicyService
                 return null;
             }
 
+            string plan = mark.GetProperty("plan").GetString() ?? string.Empty;
+            if (plan.Length > 1024)
+            {
+                // Longer than any valid plan (JournalReader bounds escalation records the same way).
+                return null;
+            }
+
             ImmutableArray<uint> vcpus = mark.TryGetProperty("vcpus", out System.Text.Json.JsonElement list) && list.GetArrayLength() <= 4096
                 ? [.. list.EnumerateArray().Select(v => v.GetUInt32())]
                 : [];
@@ -373,7 +384,7 @@ public sealed partial class PolicyService
                 RecordId = 0,
                 DeviceId = string.Empty,
                 Kind = kind,
-                Plan = mark.GetProperty("plan").GetString() ?? string.Empty,
+                Plan = plan,
                 TriggerSequence = mark.GetProperty("trigger-seq").GetInt64(),
                 Step = mark.GetProperty("step").GetInt32(),
                 StepCount = mark.GetProperty("of").GetInt32(),

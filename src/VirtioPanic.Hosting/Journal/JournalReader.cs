@@ -20,6 +20,9 @@ internal static class JournalReader
     // A vCPU-stall escalation's vCPU set read from the journal is bounded (the device has at most a few hundred).
     private const int MaxVcpus = 4096;
 
+    // An escalation record's plan and next action are bounded too (EscalationText.MaxSteps steps are a few hundred characters).
+    private const int MaxPlanChars = 1024;
+
     // Where the complete lines end: just past the last '\n' within the last MaxRecordBytes. When
     // there is none there, the tail is longer than any record: not a torn record but garbage, left
     // in place (the next write starts on a new line) and read as one corrupt line.
@@ -345,17 +348,25 @@ internal static class JournalReader
             bool? running = root.TryGetProperty("vm", out JsonElement vm) && vm.ValueKind == JsonValueKind.Object && vm.TryGetProperty("running", out JsonElement r) && r.ValueKind is JsonValueKind.True or JsonValueKind.False
                 ? r.GetBoolean()
                 : null;
+            string plan = root.GetProperty("plan").GetString() ?? string.Empty;
+            string next = root.GetProperty("next").GetString() ?? string.Empty;
+            if (plan.Length > MaxPlanChars || next.Length > MaxPlanChars)
+            {
+                // No plan of at most EscalationText.MaxSteps steps comes near this; it would only flood the log lines that name it.
+                throw new FormatException("plan too long");
+            }
+
             return new JournaledEscalation
             {
                 Run = run,
                 RecordId = root.GetProperty("id").GetInt64(),
                 DeviceId = root.GetProperty("device").GetString() ?? string.Empty,
                 Kind = kind,
-                Plan = root.GetProperty("plan").GetString() ?? string.Empty,
+                Plan = plan,
                 TriggerSequence = root.GetProperty("seq").GetInt64(),
                 Step = root.GetProperty("step").GetInt32(),
                 StepCount = root.GetProperty("of").GetInt32(),
-                NextAction = root.GetProperty("next").GetString() ?? string.Empty,
+                NextAction = next,
                 Due = root.GetProperty("due").GetDateTimeOffset(),
                 Vcpus = vcpus.ToImmutable(),
                 VmRunning = running,

@@ -439,15 +439,18 @@ public sealed class EscalationResumeTests
         }
     }
 
-    // A record of the wrong shape is a corrupt line: counted, never resumed.
-    [TestCase("\"kind\":\"bogus\"")]
-    [TestCase("\"kind\":\"vcpu-stall\",\"vcpus\":[-1]")]
-    [TestCase("\"kind\":\"vcpu-stall\",\"vcpus\":\"1\"")]
-    public async Task MalformedEscalationRecord_IsACorruptLine_NothingRuns(string kind)
+    // A record of the wrong shape is a corrupt line: counted, never resumed. planSteps > 0: a plan
+    // of that many steps, longer than any valid one (bounded like every journal value).
+    [TestCase("\"kind\":\"bogus\"", 0)]
+    [TestCase("\"kind\":\"vcpu-stall\",\"vcpus\":[-1]", 0)]
+    [TestCase("\"kind\":\"vcpu-stall\",\"vcpus\":\"1\"", 0)]
+    [TestCase("\"kind\":\"watchdog\"", 120)]
+    public async Task MalformedEscalationRecord_IsACorruptLine_NothingRuns(string kind, int planSteps)
     {
         using var directory = new TempDirectory();
+        string plan = "inject-nmi" + string.Concat(Enumerable.Repeat("; 10s dump", planSteps)) + "; 10s reset";
         string record = "{\"type\":\"escalation\",\"run\":\"r1\",\"time\":\"2025-06-01T12:00:05+00:00\",\"id\":5,\"device\":\"wdt0\",\"seq\":3," + kind
-            + ",\"plan\":\"inject-nmi; 10s reset\",\"step\":1,\"of\":2,\"next\":\"reset\",\"due\":\"2025-06-01T12:00:15+00:00\",\"vm\":{\"running\":true}}\n";
+            + $",\"plan\":\"{plan}\",\"step\":1,\"of\":{planSteps + 2},\"next\":\"{(planSteps > 0 ? "dump" : "reset")}\",\"due\":\"2025-06-01T12:00:15+00:00\",\"vm\":{{\"running\":true}}}}\n";
         await File.WriteAllTextAsync(directory.File("journal.jsonl"), StartR1 + record);
 
         await using PolicyRig rig = await StartAsync(directory, new DateTimeOffset(2025, 6, 1, 12, 0, 10, TimeSpan.Zero), running: true);
