@@ -64,6 +64,38 @@ public sealed class EscalationResumeTests
         await AssertNothingLeftAsync(directory);
     }
 
+    // Stopped again after the resume, before the step was due: the carried record is still
+    // pending, the third run carries it on and runs the step once.
+    [Test]
+    public async Task RestartedTwiceBeforeTheStepWasDue_TheThirdRunRunsItOnce()
+    {
+        using var directory = new TempDirectory();
+        (DateTimeOffset due, DateTimeOffset stoppedAt) = await RunStepOneAsync(directory);
+        await using (PolicyRig second = await StartAsync(directory, stoppedAt, running: true))
+        {
+            await second.Manager.WhenRecoveredAsync().WaitAsync(TimeSpan.FromSeconds(15));
+            Assert.That(second.Manager.GetDevice("wdt0")!.Escalation?.NextDue, Is.EqualTo(due));
+            second.Time.Advance(TimeSpan.FromSeconds(2));
+            await second.IdleAsync();
+            Assert.That(second.Vm.Operations, Is.Empty);
+            stoppedAt = second.Time.GetUtcNow();
+        }
+
+        await using (PolicyRig third = await StartAsync(directory, stoppedAt, running: true))
+        {
+            await third.Manager.WhenRecoveredAsync().WaitAsync(TimeSpan.FromSeconds(15));
+            VirtioPanic.Hosting.Journal.JournaledEscalation pending = third.Manager.Recovery!.PendingEscalations.Single();
+            third.Time.SetUtcNow(due);
+            HandledEvent dump = await third.NextAsync(PolicyService.EscalationStepName);
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That((pending.Step, pending.NextAction, pending.Due), Is.EqualTo((1, "dump", due)), "one record, the second run's, carried again");
+                Assert.That(dump.PolicyAction, Is.EqualTo("dump"));
+                Assert.That(third.Vm.Operations, Is.EqualTo(new[] { VmOperation.DumpGuestMemory }));
+            }
+        }
+    }
+
     [Test]
     public async Task RestartAfterTheDueTimePassed_TheStepRunsAtOnce()
     {
