@@ -50,6 +50,11 @@ internal sealed class DeviceEntry
     // deadline settles it. 0 when none (or no journal).
     internal long DeferredBy { get; set; }
 
+    // Guarded by Gate: the journal id of the pending "escalation" record that describes
+    // State.Escalation (written after its last step, or carried in from an earlier run); the
+    // decision that advances, cancels or replaces the escalation settles it. 0 when none (or no journal).
+    internal long EscalationBy { get; set; }
+
     internal DevicePolicy Policy
     {
         get => Volatile.Read(ref _policy);

@@ -24,4 +24,12 @@ public sealed record JournalRecoveryReport
     // The recoverable entries carried into this run (one per device, the latest), each with the id
     // of its recover record; written by EventJournal.Open, resolved by PolicyService.Recovery.cs.
     internal IReadOnlyList<(UnactedJournalEntry Entry, long RecoverId)> Recoveries { get; init; } = [];
+
+    // The escalations in progress the journal held (an "escalation" record no later record
+    // settled), as JournalReader read them.
+    internal IReadOnlyList<Journal.JournaledEscalation> PendingEscalations { get; init; } = [];
+
+    // Those carried into this run (one per device, the latest), each with the id of its new
+    // "escalation" record; written by EventJournal.Open, resumed or reported by PolicyService.Recovery.cs.
+    internal IReadOnlyList<(Journal.JournaledEscalation Escalation, long CarriedId)> Escalations { get; init; } = [];
 }

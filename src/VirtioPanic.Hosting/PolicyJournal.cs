@@ -98,7 +98,22 @@ internal sealed class PolicyJournal
                 id,
                 deviceId,
                 sequence,
-                facts.Settles));
+                facts.Settles,
+                facts.SettlesEscalation));
+
+    // The device's escalation after a step (PolicyService.Escalation.cs): pending until a later
+    // record settles it, so a restart resumes it. Fsynced: it is what the restart needs.
+    internal ValueTask<bool> TryAppendEscalationAsync(EventJournal? journal, long id, JournaledEscalation escalation, long settlesEscalation) =>
+        journal is null
+            ? ValueTask.FromResult(false)
+            : journal.AppendAsync(new JournalItem(
+                JournalRecords.Escalation(journal.Run, id, _time.GetUtcNow(), escalation, settlesEscalation),
+                FlushToDisk: true,
+                JournalMarks.Opens,
+                id,
+                escalation.DeviceId,
+                escalation.TriggerSequence,
+                SettlesEscalation: settlesEscalation));
 
     // Just before the first VM-control call of acting decision 'id': a restart that finds it
     // without an outcome reports it instead of carrying it out again. Written to the operating
@@ -165,6 +180,11 @@ internal sealed class PolicyJournal
         foreach ((UnactedJournalEntry entry, _) in report.Recoveries)
         {
             VirtioPanicLog.RecoveryPending(_logger, entry.DeviceId, entry.PolicyAction, entry.Name, entry.Sequence, entry.Run, entry.VmRunning == true ? "running" : "stopped");
+        }
+
+        foreach ((JournaledEscalation escalation, _) in report.Escalations)
+        {
+            VirtioPanicLog.EscalationPending(_logger, escalation.DeviceId, Policy.PolicyEngine.KindName(escalation.Kind), escalation.Plan, escalation.Step, escalation.StepCount, escalation.NextAction, escalation.Due, escalation.Run);
         }
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Microsoft.Extensions.Logging;
+using VirtioPanic.Hosting.Journal;
 using VirtioPanic.Hosting.Policy;
 
 namespace VirtioPanic.Hosting;
@@ -8,7 +9,9 @@ namespace VirtioPanic.Hosting;
 // steps it runs under the gate (each decided by PolicyEngine.OnEscalationDue, journaled as a
 // "step" record, carried out and journaled like any decision), and the escalation members of
 // journal records. A step runs at most once: the state advances before its calls are made, and a
-// timer that fires for a step already run, cancelled or replaced finds nothing due.
+// timer that fires for a step already run, cancelled or replaced finds nothing due. After a step
+// the escalation is journaled ("escalation" record, JournalEscalationAsync) so that a restart
+// resumes it (PolicyService.Recovery.cs); DeviceEntry.EscalationBy is that record's id.
 public sealed partial class PolicyService
 {
     internal const string EscalationStepName = "ESCALATION_STEP";
@@ -79,6 +82,47 @@ public sealed partial class PolicyService
             Timeout.InfiniteTimeSpan);
     }
 
+    // Runs under entry.Gate: the "escalation" record of State.Escalation (pending until a later
+    // decision settles it); 'settles' is the record it replaces, if the decision did not settle it.
+    // The VM's run state it is planned for: as the VM control last knew it, or as this step's own
+    // pause or resume left it (the control may not have seen the VMM's event yet).
+    private async Task JournalEscalationAsync(EventJournal? journal, DeviceEntry entry, Escalation escalation, IReadOnlyList<ActionOutcome> outcomes, long settles)
+    {
+        if (journal is null)
+        {
+            return;
+        }
+
+        bool? running = (entry.Vm as IVmRunStateSource)?.VmRunning;
+        foreach (ActionOutcome outcome in outcomes)
+        {
+            if (outcome.Succeeded && outcome.Operation is VmOperation.Pause or VmOperation.Resume)
+            {
+                running = outcome.Operation == VmOperation.Resume;
+            }
+        }
+
+        long id = journal.NextId();
+        var record = new JournaledEscalation
+        {
+            Run = journal.Run,
+            RecordId = id,
+            DeviceId = entry.Id,
+            Kind = escalation.Kind,
+            Plan = escalation.Plan,
+            TriggerSequence = escalation.TriggerSequence,
+            Step = escalation.Done,
+            StepCount = escalation.StepCount,
+            NextAction = escalation.Next.Action.Name,
+            Due = escalation.Due,
+            Vcpus = escalation.Vcpus,
+            VmRunning = running,
+            Time = _time.GetUtcNow(),
+        };
+        bool written = await _journal.TryAppendEscalationAsync(journal, id, record, settles).ConfigureAwait(false);
+        entry.EscalationBy = written ? id : 0;
+    }
+
     private void CountEscalation(PolicyDecision decision, string outcome)
     {
         if (decision.EscalationStep is { } step)
@@ -110,6 +154,17 @@ public sealed partial class PolicyService
                 {
                     w.WriteString("next", next.Next.Action.Name);
                     w.WriteNumber("next-after-ms", (long)next.Next.After.TotalMilliseconds);
+                    if (!next.Vcpus.IsEmpty)
+                    {
+                        // What a restart that carries this decision out needs to go on with it (PolicyService.Recovery.cs).
+                        w.WriteStartArray("vcpus");
+                        foreach (uint vcpu in next.Vcpus)
+                        {
+                            w.WriteNumberValue(vcpu);
+                        }
+
+                        w.WriteEndArray();
+                    }
                 }
 
                 w.WriteEndObject();

@@ -112,6 +112,23 @@ public sealed partial class PolicyService
         Escalation? previousEscalation = entry.State.Escalation;
         bool rearmed = !Equals(previous, decision.State.Deadline);
         DecisionFacts facts = Facts(entry, decision, rearmed);
+
+        // The escalation record this decision advances, cancels or replaces is settled by the
+        // decision itself when it acts (before its attempt: a restart must not resume the step this
+        // decision may have carried out) or ends the escalation; a decision that only changes the
+        // escalation (a vCPU joins) settles it with the escalation record that follows.
+        long settleEscalation = 0;
+        if (previousEscalation is not null && !ReferenceEquals(previousEscalation, decision.State.Escalation))
+        {
+            settleEscalation = entry.EscalationBy;
+            entry.EscalationBy = 0;
+            if (acting || decision.State.Escalation is null)
+            {
+                facts = facts with { SettlesEscalation = settleEscalation };
+                settleEscalation = 0;
+            }
+        }
+
         bool journaled = await _journal.TryAppendDecisionAsync(journal, id, type, entry.Id, sequence, name, decision.Action, acting, decision.Note, trigger, facts, EscalationMembers(decision)).ConfigureAwait(false);
 
         // 2. The new state and its deadline.
@@ -142,6 +159,13 @@ public sealed partial class PolicyService
         if (!ReferenceEquals(previousEscalation, entry.State.Escalation))
         {
             RescheduleEscalation(entry);
+
+            // The escalation after this step, with the next step's due time, before the outcome:
+            // from here on a restart resumes it (PolicyService.Recovery.cs).
+            if (entry.State.Escalation is { } after)
+            {
+                await JournalEscalationAsync(journal, entry, after, outcomes, settleEscalation).ConfigureAwait(false);
+            }
         }
 
         // 4. Journal the outcome: only now does the event count as handled.

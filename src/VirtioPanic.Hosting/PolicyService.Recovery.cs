@@ -27,6 +27,31 @@ namespace VirtioPanic.Hosting;
 // A crash at any point leaves the recover record pending: without its attempt it is carried out at
 // the next start, with it reported. What the comparison cannot see: a VM that was reset, or paused
 // and resumed, while this process was down is "running" as before.
+//
+// Staged escalations (PolicyService.Escalation.cs) follow the same rules. After each step's calls
+// (before its outcome) the device's escalation is journaled as an "escalation" record: plan, step
+// done, next action, the next step's due time (absolute), the vCPUs of a stall escalation, and the
+// VM's run state the next step is planned for (as the VM control knows it, or as the step's own
+// pause or resume left it). It stays pending (a rotation carries it) until a later record of the
+// device settles it ("settles-escalation"): the next step's decision, which settles it before its
+// attempt, so a restart never resumes a step that may have run; a cancellation; a replacement; the
+// last step. At start EventJournal.Open carries each device's latest one into this run (a new
+// record naming the old), and ResumeAsync waits for query-status as above, then, under the gate:
+//   - no VM state journaled, no answer, the VM not in that state, events handled since the start,
+//     an escalation already running here, or a record that does not rebuild into a valid plan
+//     (PolicyEngine.Resume: VirtioPanicOptionsValidator's rules, step and next action consistent):
+//     an outcome "not-acted" with the reason closes the carried record, logged (6066) and reported;
+//   - otherwise the escalation is restored into the device's state and its next step armed at the
+//     original due time (never later than that step's own delay from now; run at once if past).
+//     The step runs through OnEscalationDueAsync as if nothing happened: a re-armed watchdog, a
+//     guest reset, RESET, continue or a panic cancel it as they always do.
+// A step whose decision is journaled but has no outcome is a decision like any other: without
+// its attempt the recovery above carries it out (in its kind's vocabulary, without fallback when
+// steps follow) and the escalation then goes on from it, the next step its own delay later (at
+// once if it failed), since carrying out is what the recovery rule does with such a decision;
+// with its attempt it is reported and the escalation stops there, since reporting and doing
+// nothing more is what the rule does with a decision that may have been carried out (we cannot
+// know whether the step happened or when it finished).
 public sealed partial class PolicyService
 {
     private static readonly TimeSpan s_recoveryPoll = TimeSpan.FromSeconds(1);
@@ -49,7 +74,7 @@ public sealed partial class PolicyService
     // Under _lifecycle, as the device's pump starts: take up the decisions the journal carried for it.
     private void StartRecoveryUnsynchronized(DeviceEntry entry)
     {
-        if (Volatile.Read(ref _recovery) is not { } report || report.Recoveries.Count == 0)
+        if (Volatile.Read(ref _recovery) is not { } report || (report.Recoveries.Count == 0 && report.Escalations.Count == 0))
         {
             return;
         }
@@ -61,6 +86,14 @@ public sealed partial class PolicyService
             if (string.Equals(pending.DeviceId, entry.Id, StringComparison.Ordinal) && _recoveriesClaimed.Add(recoverId))
             {
                 _recoveryTasks.Add(Task.Run(() => RecoverAsync(entry, pending, recoverId, stop), CancellationToken.None));
+            }
+        }
+
+        foreach ((JournaledEscalation escalation, long carriedId) in report.Escalations)
+        {
+            if (string.Equals(escalation.DeviceId, entry.Id, StringComparison.Ordinal) && _recoveriesClaimed.Add(carriedId))
+            {
+                _recoveryTasks.Add(Task.Run(() => ResumeAsync(entry, escalation, carriedId, stop), CancellationToken.None));
             }
         }
     }
@@ -116,6 +149,93 @@ public sealed partial class PolicyService
         catch (Exception ex)
         {
             VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
+        }
+    }
+
+    private async Task ResumeAsync(DeviceEntry entry, JournaledEscalation escalation, long carriedId, CancellationToken stop)
+    {
+        try
+        {
+            VmRunState? state = await WaitForRunStateAsync(entry.Vm as IVmRunStateSource, stop).ConfigureAwait(false);
+            await entry.Gate.WaitAsync(stop).ConfigureAwait(false);
+            try
+            {
+                if (entry.Detached)
+                {
+                    // Left pending: the next start takes it up again.
+                    return;
+                }
+
+                await ResolveEscalationAsync(entry, escalation, carriedId, state).ConfigureAwait(false);
+            }
+            finally
+            {
+                entry.Gate.Release();
+            }
+        }
+        catch (OperationCanceledException) when (stop.IsCancellationRequested)
+        {
+            // The service stops: the escalation record stays pending.
+        }
+        catch (Exception ex)
+        {
+            VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
+        }
+    }
+
+    // Under entry.Gate: restore the escalation and arm its next step at its original due time (run
+    // it now if that has passed), or report it. The step then runs through the ordinary path
+    // (OnEscalationDueAsync), whose decision settles the carried record.
+    private async Task ResolveEscalationAsync(DeviceEntry entry, JournaledEscalation journaled, long carriedId, VmRunState? state)
+    {
+        DateTimeOffset now = _time.GetUtcNow();
+        string kind = PolicyEngine.KindName(journaled.Kind);
+        string? reason = state switch
+        {
+            _ when journaled.VmRunning is null => "the journal does not say what state the VM was in when the step was planned",
+            null when entry.Vm is not IVmRunStateSource => "the VM control cannot report the VM's run state",
+            null => $"the VMM did not answer query-status within {_options.RecoveryTimeout}",
+            { } current when current.Running != journaled.VmRunning => $"the VM is {current.Status} now; the step was planned for a {(journaled.VmRunning == true ? "running" : "stopped")} VM",
+            _ when entry.EventsHandled > 0 => $"the device reported {entry.EventsHandled} event(s) since this process started: the guest is not where it was",
+            _ when entry.State.Escalation is { } running => $"a {PolicyEngine.KindName(running.Kind)} escalation is in progress in this run",
+            _ => null,
+        };
+        Escalation? escalation = null;
+        if (reason is null)
+        {
+            escalation = PolicyEngine.Resume(journaled.Kind, journaled.Plan, journaled.TriggerSequence, journaled.Step, journaled.StepCount, journaled.NextAction, journaled.Due, journaled.Vcpus, now, out reason);
+        }
+
+        if (escalation is null)
+        {
+            reason ??= "the escalation could not be rebuilt";
+            VirtioPanicLog.EscalationNotResumed(_logger, entry.Id, kind, journaled.Plan, journaled.Step, journaled.StepCount, journaled.NextAction, reason);
+            bool closed = await _journal.TryAppendOutcomeAsync(_journal.Current, carriedId, entry.Id, journaled.TriggerSequence, "not-acted", [], note: reason).ConfigureAwait(false);
+            Publish(entry, new HandledEvent
+            {
+                DeviceId = entry.Id,
+                Sequence = journaled.TriggerSequence,
+                Name = "RECOVERY",
+                PolicyAction = journaled.NextAction,
+                Steps = [],
+                Note = $"the {kind} escalation '{journaled.Plan}' was not resumed after a restart: {reason}",
+                ManagementJson = ManagementJson("RECOVERY", entry.Id, journaled.TriggerSequence, journaled.NextAction),
+                HandledAt = now,
+                Journaled = closed,
+            });
+            return;
+        }
+
+        VirtioPanicLog.EscalationResumed(_logger, entry.Id, kind, escalation.Plan, escalation.Done, escalation.StepCount, escalation.Next.Action.Name, escalation.Due, state!.Value.Status);
+        entry.State = entry.State with { Escalation = escalation };
+        entry.EscalationBy = _journal.Current is null ? 0 : carriedId;
+        if (escalation.Due <= now)
+        {
+            await RunEscalationStepAsync(entry).ConfigureAwait(false);
+        }
+        else
+        {
+            RescheduleEscalation(entry);
         }
     }
 
@@ -191,6 +311,7 @@ public sealed partial class PolicyService
         IReadOnlyList<ActionOutcome> outcomes = await _actions.ExecuteAsync(entry, decision, pending.Sequence, trigger: null).ConfigureAwait(false);
         PendingDeadline? before = entry.State.Deadline;
         entry.State = PolicyEngine.AfterExecution(entry.State, outcomes);
+        await ContinueEscalationAsync(journal, entry, pending, outcomes).ConfigureAwait(false);
         long settles = 0;
         if (!Equals(before, entry.State.Deadline))
         {
@@ -204,13 +325,116 @@ public sealed partial class PolicyService
         Publish(entry, handled with { Journaled = written });
     }
 
+    // Under entry.Gate, after a recovered decision that was a step of an escalation with steps
+    // left was carried out: the escalation goes on from it, as AfterStep would have (the next step
+    // its own delay from now, at once when this one failed), journaled as after any step. Nothing
+    // when the record names no such escalation, or one that does not check out (logged), or an
+    // escalation already runs in this run.
+    private async Task ContinueEscalationAsync(EventJournal? journal, DeviceEntry entry, UnactedJournalEntry pending, IReadOnlyList<ActionOutcome> outcomes)
+    {
+        if (EscalationMarkOf(pending.Line) is not { } mark || mark.Step >= mark.StepCount || entry.State.Escalation is not null)
+        {
+            return;
+        }
+
+        DateTimeOffset now = _time.GetUtcNow();
+        Escalation? escalation = PolicyEngine.Resume(mark.Kind, mark.Plan, mark.TriggerSequence, mark.Step, mark.StepCount, mark.NextAction, DateTimeOffset.MaxValue, mark.Vcpus, now, out string? error);
+        if (escalation is null)
+        {
+            VirtioPanicLog.EscalationNotResumed(_logger, entry.Id, PolicyEngine.KindName(mark.Kind), mark.Plan, mark.Step, mark.StepCount, mark.NextAction, error ?? "the escalation could not be rebuilt");
+            return;
+        }
+
+        if (outcomes.Count > 0 && !outcomes[^1].Succeeded)
+        {
+            escalation = escalation with { Due = now };
+        }
+
+        entry.State = entry.State with { Escalation = escalation };
+        VirtioPanicLog.EscalationResumed(_logger, entry.Id, PolicyEngine.KindName(mark.Kind), escalation.Plan, escalation.Done, escalation.StepCount, escalation.Next.Action.Name, escalation.Due, "as the recovered step left it");
+        await JournalEscalationAsync(journal, entry, escalation, outcomes, settles: 0).ConfigureAwait(false);
+        RescheduleEscalation(entry);
+    }
+
+    // The "escalation" member of a decision record (PolicyService.Escalation.cs): which step of
+    // which escalation it carried out and what was next; null when there is none or it is malformed.
+    private static JournaledEscalation? EscalationMarkOf(string line)
+    {
+        try
+        {
+            using var document = System.Text.Json.JsonDocument.Parse(line);
+            if (!document.RootElement.TryGetProperty("escalation", out System.Text.Json.JsonElement mark) || !PolicyNames.TryParse(mark.GetProperty("kind").GetString(), out EscalationKind kind))
+            {
+                return null;
+            }
+
+            string plan = mark.GetProperty("plan").GetString() ?? string.Empty;
+            if (plan.Length > 1024)
+            {
+                // Longer than any valid plan (JournalReader bounds escalation records the same way).
+                return null;
+            }
+
+            ImmutableArray<uint> vcpus = mark.TryGetProperty("vcpus", out System.Text.Json.JsonElement list) && list.GetArrayLength() <= 4096
+                ? [.. list.EnumerateArray().Select(v => v.GetUInt32())]
+                : [];
+            return new JournaledEscalation
+            {
+                Run = string.Empty,
+                RecordId = 0,
+                DeviceId = string.Empty,
+                Kind = kind,
+                Plan = plan,
+                TriggerSequence = mark.GetProperty("trigger-seq").GetInt64(),
+                Step = mark.GetProperty("step").GetInt32(),
+                StepCount = mark.GetProperty("of").GetInt32(),
+                NextAction = mark.TryGetProperty("next", out System.Text.Json.JsonElement next) ? next.GetString() ?? string.Empty : string.Empty,
+                Due = DateTimeOffset.MaxValue,
+                Vcpus = vcpus,
+                Time = default,
+            };
+        }
+        catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
+        {
+            return null;
+        }
+    }
+
     // The calls the decision made, from its type, event name and action (as PolicyEngine plans
-    // them); null, or why it cannot be carried out.
+    // them; for a step of an escalation, in the vocabulary of its kind); null, or why it cannot be carried out.
     private static string? TryRebuild(DeviceEntry entry, UnactedJournalEntry pending, out PolicyDecision? decision)
     {
         decision = null;
         DecidedAction action;
         ImmutableArray<PlannedStep> steps;
+        JournaledEscalation? mark = EscalationMarkOf(pending.Line);
+        if (mark is not null && pending.RecordType is "event" or "step" or "deadline")
+        {
+            if (mark.Kind == EscalationKind.Panic && PolicyNames.TryParse(pending.PolicyAction, out PanicAction panicStep))
+            {
+                action = DecidedAction.Panic(panicStep);
+                steps = PolicyEngine.PanicSteps(panicStep);
+            }
+            else if (mark.Kind != EscalationKind.Panic && PolicyNames.TryParse(pending.PolicyAction, out WatchdogAction watchdogStep))
+            {
+                action = DecidedAction.Watchdog(watchdogStep);
+                steps = PolicyEngine.WatchdogSteps(watchdogStep);
+            }
+            else
+            {
+                return $"the journal's action '{pending.PolicyAction}' is not a {PolicyEngine.KindName(mark.Kind)} escalation step this version carries out";
+            }
+
+            if (steps.IsEmpty)
+            {
+                return "nothing to carry out";
+            }
+
+            // A step with steps after it takes no fallback (PolicyEngine.Begin, OnEscalationDue).
+            decision = new PolicyDecision { State = entry.State, Action = action, Steps = steps, Note = "carried out after a restart", Fallbacks = mark.Step >= mark.StepCount };
+            return null;
+        }
+
         if (pending.RecordType == "continue")
         {
             action = DecidedAction.Continue;

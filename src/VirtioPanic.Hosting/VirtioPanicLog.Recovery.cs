@@ -17,4 +17,13 @@ internal static partial class VirtioPanicLog
 
     [LoggerMessage(EventId = 6063, Level = LogLevel.Error, Message = "{DeviceId}: {Action} decided on {Name} (sequence {Sequence}) by an earlier run was not carried out: {Reason}")]
     internal static partial void RecoveryNotActed(ILogger logger, string deviceId, string action, string name, long sequence, string reason);
+
+    [LoggerMessage(EventId = 6064, Level = LogLevel.Warning, Message = "{DeviceId}: the {Kind} escalation '{Plan}' of run {Run} had carried out step {Step} of {StepCount}; {NextAction} was due at {Due:O}; it resumes once the VMM is reachable, if the VM is still in the state it was planned for")]
+    internal static partial void EscalationPending(ILogger logger, string deviceId, string kind, string plan, int step, int stepCount, string nextAction, DateTimeOffset due, string run);
+
+    [LoggerMessage(EventId = 6065, Level = LogLevel.Warning, Message = "{DeviceId}: resuming the {Kind} escalation '{Plan}' of an earlier run after step {Step} of {StepCount}: {NextAction} at {Due:O}; the VM is still {State}")]
+    internal static partial void EscalationResumed(ILogger logger, string deviceId, string kind, string plan, int step, int stepCount, string nextAction, DateTimeOffset due, string state);
+
+    [LoggerMessage(EventId = 6066, Level = LogLevel.Error, Message = "{DeviceId}: the {Kind} escalation '{Plan}' of an earlier run (step {Step} of {StepCount} done, {NextAction} next) is not resumed: {Reason}")]
+    internal static partial void EscalationNotResumed(ILogger logger, string deviceId, string kind, string plan, int step, int stepCount, string nextAction, string reason);
 }

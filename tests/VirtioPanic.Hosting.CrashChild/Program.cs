@@ -14,20 +14,22 @@ using VirtioPanic.Hosting;
 // storm <journal> <devices>: that many devices, each panicking in a loop on its own thread (a
 //   vCPU), under a VM control that sometimes completes at once and sometimes a little later;
 //   prints "ack <device> <sequence>" after each panic_events write returned, until killed.
-// qmp <journal> <qmp-socket> destroy|grace: one device whose VM control is a real QmpVmControl on
+// qmp <journal> <qmp-socket> destroy|grace|escalation: one device whose VM control is a real QmpVmControl on
 //   the parent's scripted monitor; once connected (the VM's run state read), the guest panics and
 //   the child prints "PANICKED", then "HANDLED <action>" for each handled event. destroy: the
 //   policy's `quit` waits for a monitor that never answers (killed during the call); grace: restart
 //   after a 30 s grace window (killed inside it).
+//   escalation: the panic escalation "preserve; 10s restart" (the parent answers `stop`; killed
+//   after "HANDLED preserve", step 1 is done and step 2 still due).
 if (args.Length < 2 || args[0] is not ("block" or "storm" or "qmp") || (args[0] == "qmp" && args.Length < 4))
 {
-    Console.Error.WriteLine("usage: VirtioPanic.Hosting.CrashChild block <journal> | storm <journal> <devices> | qmp <journal> <qmp-socket> destroy|grace");
+    Console.Error.WriteLine("usage: VirtioPanic.Hosting.CrashChild block <journal> | storm <journal> <devices> | qmp <journal> <qmp-socket> destroy|grace|escalation");
     return 64;
 }
 
 if (args[0] == "qmp")
 {
-    return await QmpChild.RunAsync(args[1], args[2], args[3] == "grace");
+    return await QmpChild.RunAsync(args[1], args[2], args[3]);
 }
 
 bool storm = args[0] == "storm";
@@ -159,15 +161,18 @@ internal sealed class JitteryVmControl : IVmControl
 
 internal static class QmpChild
 {
-    internal static async Task<int> RunAsync(string journal, string socket, bool grace)
+    internal static async Task<int> RunAsync(string journal, string socket, string mode)
     {
         HostApplicationBuilder builder = Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Services.AddVirtioPanic(o =>
         {
             o.JournalPath = journal;
-            o.Policy = grace
-                ? new DevicePolicy { OnPanic = PanicAction.Restart, PanicGracePeriod = TimeSpan.FromSeconds(30), StormThreshold = 0 }
-                : new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 };
+            o.Policy = mode switch
+            {
+                "grace" => new DevicePolicy { OnPanic = PanicAction.Restart, PanicGracePeriod = TimeSpan.FromSeconds(30), StormThreshold = 0 },
+                "escalation" => new DevicePolicy { OnPanic = PanicAction.Preserve, PanicEscalation = [new(TimeSpan.FromSeconds(10), PanicAction.Restart)], StormThreshold = 0 },
+                _ => new DevicePolicy { OnPanic = PanicAction.Destroy, StormThreshold = 0 },
+            };
         });
         using IHost host = builder.Build();
         var manager = host.Services.GetRequiredService<PolicyService>();
@@ -194,3 +199,4 @@ internal static class QmpChild
         return 3;
     }
 }
+

@@ -244,7 +244,7 @@ public sealed class PolicyServiceEscalationTests
         Assert.Multiple(() =>
         {
             Assert.That(rig.Manager.Recovery!.UnactedEvents.Select(e => (e.Name, e.PolicyAction, e.Sequence)), Is.EqualTo(new[] { (PolicyService.EscalationStepName, "reset", 3L) }));
-            Assert.That(rig.Vm.Operations, Is.Empty, "an escalation is not resumed after a restart");
+            Assert.That(rig.Vm.Operations, Is.Empty, "a step decided without a known VM state and left without an outcome is reported, never run");
         });
     }
 

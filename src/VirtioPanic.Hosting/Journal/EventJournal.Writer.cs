@@ -219,6 +219,11 @@ internal sealed partial class EventJournal
             {
                 _pending.Remove(item.Settles);
             }
+
+            if (item.SettlesEscalation != 0)
+            {
+                _pending.Remove(item.SettlesEscalation);
+            }
         }
     }
 

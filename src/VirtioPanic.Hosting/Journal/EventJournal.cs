@@ -16,8 +16,9 @@ namespace VirtioPanic.Hosting.Journal;
 //   deadline   {"type":"deadline"|"continue"|"guest-reset", same members as event, "qmp" null}
 //   step       {"type":"step", same members as event (seq: the escalation's trigger), "qmp" null}: a later
 //              step of an escalation, decided when its time came. Decisions that start, carry out or
-//              cancel an escalation add "escalation" {"kind","plan","trigger-seq","step","of","next-due"?}
-//              and "escalation-cancelled" {"kind","plan","trigger-seq","step","of","action","reason","code"}
+//              cancel an escalation add "escalation" {"kind","plan","trigger-seq","step","of","next"?,
+//              "next-after-ms"?} and "escalation-cancelled" {"kind","plan","trigger-seq","step","of",
+//              "action","reason","code"}
 //   outcome    {"type":"outcome","run","id","time","result","steps":[{"op","ok","error"?,"fallback-for"?,"ms","path"?}]}
 //   recovered  {"type":"recovered","run","time","of-run","of-id"}: an unacted record was reported
 //   attempt    {"type":"attempt","run","time","of-id","op"}: the first VM-control call of acting
@@ -25,9 +26,18 @@ namespace VirtioPanic.Hosting.Journal;
 //   recover    {"type":"recover","run","id","time","device","seq","name","action","acting":true,
 //              "of-type","of-run","of-id","vm","defer"?}: an earlier run's decision that was decided
 //              but not attempted, carried into this run to be carried out or reported
+//   escalation {"type":"escalation","run","id","time","device","seq" (the trigger's),"kind","plan",
+//              "step","of","next","due","vcpus"?,"vm"?,"settles-escalation"?,"of-run"?,"of-id"?}: the
+//              device's escalation in progress after its last step, written after that step's calls
+//              (before their outcome): step of "of" done, "next" due at "due" (absolute). Pending
+//              until a later record of the device settles it ("settles-escalation": its id; the next
+//              step's decision, a cancellation, a replacement, the last step) or an outcome with its
+//              id reports it not resumed. At start each device's latest one is carried into the run
+//              (of-run, of-id: the record it replaces) and resumed (PolicyService.Recovery.cs).
 // Decision records may carry "vm":{"running"} (the VM's run state the decision was made for),
 // "defer":{"kind","due","action"} (the decision armed a deadline: pending until a later record of
-// the device "settles" it, when the deadline fires or is cancelled) and "settles": id.
+// the device "settles" it, when the deadline fires or is cancelled), "settles": id and
+// "settles-escalation": id (the escalation record this decision advances, cancels or replaces).
 //   torn       {"type":"torn","run","time","bytes"}: a torn last line was cut off at start
 //   rotated    {"type":"rotated","run","time","carried"}: first line of a file a rotation started;
 //              the "carried" records still pending follow it, verbatim
@@ -168,7 +178,29 @@ internal sealed partial class EventJournal : IDisposable
                 recoveries.Add((entry, id));
             }
 
-            report = report with { Recoveries = recoveries };
+            // Each device's latest escalation in progress is carried into this run the same way (its
+            // new record names and so resolves the old one); an older one of the same device was
+            // replaced, and is marked recovered.
+            var escalations = new Dictionary<string, JournaledEscalation>(StringComparer.Ordinal);
+            foreach (JournaledEscalation escalation in report.PendingEscalations)
+            {
+                if (escalations.TryGetValue(escalation.DeviceId, out JournaledEscalation? older))
+                {
+                    items.Add(new(JournalRecords.Recovered(run, now, older.Run, older.RecordId), FlushToDisk: true));
+                }
+
+                escalations[escalation.DeviceId] = escalation;
+            }
+
+            var carried = new List<(JournaledEscalation Escalation, long CarriedId)>();
+            foreach (JournaledEscalation escalation in escalations.Values)
+            {
+                long id = journal.NextId();
+                items.Add(new(JournalRecords.Escalation(run, id, now, escalation, settlesEscalation: 0, escalation.Run, escalation.RecordId), FlushToDisk: true, JournalMarks.Opens, id, escalation.DeviceId, escalation.TriggerSequence));
+                carried.Add((escalation, id));
+            }
+
+            report = report with { Recoveries = recoveries, Escalations = carried };
             journal.AppendMany(items);
             return journal;
         }

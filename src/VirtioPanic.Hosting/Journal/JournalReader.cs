@@ -17,6 +17,12 @@ internal static class JournalReader
 
     private const int ChunkBytes = 64 * 1024;
 
+    // A vCPU-stall escalation's vCPU set read from the journal is bounded (the device has at most a few hundred).
+    private const int MaxVcpus = 4096;
+
+    // An escalation record's plan and next action are bounded too (EscalationText.MaxSteps steps are a few hundred characters).
+    private const int MaxPlanChars = 1024;
+
     // Where the complete lines end: just past the last '\n' within the last MaxRecordBytes. When
     // there is none there, the tail is longer than any record: not a torn record but garbage, left
     // in place (the next write starts on a new line) and read as one corrupt line.
@@ -136,6 +142,7 @@ internal static class JournalReader
         {
             Path = path,
             UnactedEvents = state.Unacted(),
+            PendingEscalations = state.Escalations(),
             TornTrailingBytes = tornBytes,
             CorruptLines = corrupt,
             Records = records,
@@ -149,6 +156,24 @@ internal static class JournalReader
         private readonly Dictionary<(string Run, long Id), UnactedJournalEntry> _pending = [];
         private readonly List<(string Run, long Id)> _order = [];
         private readonly Dictionary<(string Run, string Device), List<(long Sequence, long Id)>> _accepted = [];
+
+        // "escalation" records not yet settled, in the order read.
+        private readonly Dictionary<(string Run, long Id), JournaledEscalation> _escalations = [];
+        private readonly List<(string Run, long Id)> _escalationOrder = [];
+
+        internal List<JournaledEscalation> Escalations()
+        {
+            var pending = new List<JournaledEscalation>();
+            foreach ((string Run, long Id) key in _escalationOrder)
+            {
+                if (_escalations.Remove(key, out JournaledEscalation? escalation))
+                {
+                    pending.Add(escalation);
+                }
+            }
+
+            return pending;
+        }
 
         internal List<UnactedJournalEntry> Unacted()
         {
@@ -184,10 +209,28 @@ internal static class JournalReader
                     _pending.Remove((runId, settles.GetInt64()));
                 }
 
+                if (root.TryGetProperty("settles-escalation", out JsonElement settlesEscalation))
+                {
+                    // A later step, a cancellation or a replacement resolves the escalation it advanced or ended.
+                    _escalations.Remove((runId, settlesEscalation.GetInt64()));
+                }
+
                 switch (type.GetString())
                 {
                     case "outcome":
                         _pending.Remove((runId, root.GetProperty("id").GetInt64()));
+                        _escalations.Remove((runId, root.GetProperty("id").GetInt64()));
+                        break;
+                    case "escalation":
+                        JournaledEscalation escalation = Escalation(root, runId);
+                        if (root.TryGetProperty("of-run", out JsonElement ofRun))
+                        {
+                            // Carried into a later run: that run's record replaces the earlier one.
+                            _escalations.Remove((ofRun.GetString() ?? string.Empty, root.GetProperty("of-id").GetInt64()));
+                        }
+
+                        _escalations[(runId, escalation.RecordId)] = escalation;
+                        _escalationOrder.Add((runId, escalation.RecordId));
                         break;
                     case "attempt":
                         // A VM-control call started: from now on the decision may have been carried out.
@@ -203,6 +246,7 @@ internal static class JournalReader
                         break;
                     case "recovered":
                         _pending.Remove((root.GetProperty("of-run").GetString() ?? string.Empty, root.GetProperty("of-id").GetInt64()));
+                        _escalations.Remove((root.GetProperty("of-run").GetString() ?? string.Empty, root.GetProperty("of-id").GetInt64()));
                         break;
                     case "accepted":
                         UnactedJournalEntry accepted = Entry(root, runId, line, action: string.Empty);
@@ -276,6 +320,58 @@ internal static class JournalReader
             }
 
             return Base(root, run, line, action) with { VmRunning = running, DeferredUntil = due, DeferredKind = kind };
+        }
+
+        // Only the shape is checked here (types, bounds); whether the plan and step make sense is
+        // PolicyEngine.Resume's question, answered when the device is attached.
+        private static JournaledEscalation Escalation(JsonElement root, string run)
+        {
+            if (!PolicyNames.TryParse(root.GetProperty("kind").GetString(), out EscalationKind kind))
+            {
+                throw new FormatException("unknown escalation kind");
+            }
+
+            var vcpus = System.Collections.Immutable.ImmutableArray.CreateBuilder<uint>();
+            if (root.TryGetProperty("vcpus", out JsonElement list))
+            {
+                if (list.GetArrayLength() > MaxVcpus)
+                {
+                    throw new FormatException("too many vCPUs");
+                }
+
+                foreach (JsonElement vcpu in list.EnumerateArray())
+                {
+                    vcpus.Add(vcpu.GetUInt32());
+                }
+            }
+
+            bool? running = root.TryGetProperty("vm", out JsonElement vm) && vm.ValueKind == JsonValueKind.Object && vm.TryGetProperty("running", out JsonElement r) && r.ValueKind is JsonValueKind.True or JsonValueKind.False
+                ? r.GetBoolean()
+                : null;
+            string plan = root.GetProperty("plan").GetString() ?? string.Empty;
+            string next = root.GetProperty("next").GetString() ?? string.Empty;
+            if (plan.Length > MaxPlanChars || next.Length > MaxPlanChars)
+            {
+                // No plan of at most EscalationText.MaxSteps steps comes near this; it would only flood the log lines that name it.
+                throw new FormatException("plan too long");
+            }
+
+            return new JournaledEscalation
+            {
+                Run = run,
+                RecordId = root.GetProperty("id").GetInt64(),
+                DeviceId = root.GetProperty("device").GetString() ?? string.Empty,
+                Kind = kind,
+                Plan = plan,
+                TriggerSequence = root.GetProperty("seq").GetInt64(),
+                Step = root.GetProperty("step").GetInt32(),
+                StepCount = root.GetProperty("of").GetInt32(),
+                NextAction = next,
+                Due = root.GetProperty("due").GetDateTimeOffset(),
+                Vcpus = vcpus.ToImmutable(),
+                VmRunning = running,
+                Time = root.GetProperty("time").GetDateTimeOffset(),
+            };
         }
 
         private static UnactedJournalEntry Base(JsonElement root, string run, ReadOnlySpan<byte> line, string action) => new()

@@ -101,6 +101,17 @@ internal static class JournalRecords
         w.WriteNumber("of-id", entry.RecordId);
         PendingDeadline? deferred = entry.DeferredUntil is DateTimeOffset due ? new PendingDeadline(entry.DeferredKind, due, entry.Sequence) : null;
         WriteFacts(w, new DecisionFacts(entry.VmRunning, deferred, deferred is null ? null : entry.PolicyAction, 0));
+
+        // A step of an escalation keeps its "escalation" member: carried out, the escalation goes on from it.
+        using (JsonDocument original = JsonDocument.Parse(entry.Line))
+        {
+            if (original.RootElement.TryGetProperty("escalation", out JsonElement escalation) && escalation.ValueKind == JsonValueKind.Object)
+            {
+                w.WritePropertyName("escalation");
+                escalation.WriteTo(w);
+            }
+        }
+
         w.WriteEndObject();
     });
 
@@ -126,7 +137,48 @@ internal static class JournalRecords
         {
             w.WriteNumber("settles", facts.Settles);
         }
+
+        if (facts.SettlesEscalation != 0)
+        {
+            w.WriteNumber("settles-escalation", facts.SettlesEscalation);
+        }
     }
+
+    // A device's escalation in progress after a step (or carried into this run from an earlier
+    // one: ofRun/ofId, which it resolves): pending until the next step's decision, a cancellation,
+    // a replacement or the last step settles it ("settles-escalation"), or an outcome reports it.
+    internal static byte[] Escalation(string run, long id, DateTimeOffset now, JournaledEscalation e, long settlesEscalation, string? ofRun = null, long ofId = 0) => EventJournal.Line(w =>
+    {
+        Header(w, "escalation", run, now);
+        w.WriteNumber("id", id);
+        w.WriteString("device", e.DeviceId);
+        w.WriteNumber("seq", e.TriggerSequence);
+        w.WriteString("kind", Policy.PolicyEngine.KindName(e.Kind));
+        w.WriteString("plan", e.Plan);
+        w.WriteNumber("step", e.Step);
+        w.WriteNumber("of", e.StepCount);
+        w.WriteString("next", e.NextAction);
+        w.WriteString("due", e.Due);
+        if (!e.Vcpus.IsEmpty)
+        {
+            w.WriteStartArray("vcpus");
+            foreach (uint vcpu in e.Vcpus)
+            {
+                w.WriteNumberValue(vcpu);
+            }
+
+            w.WriteEndArray();
+        }
+
+        WriteFacts(w, new DecisionFacts(e.VmRunning, null, null, 0, settlesEscalation));
+        if (ofRun is not null)
+        {
+            w.WriteString("of-run", ofRun);
+            w.WriteNumber("of-id", ofId);
+        }
+
+        w.WriteEndObject();
+    });
 
     internal static byte[] Outcome(string run, long id, DateTimeOffset now, string result, IReadOnlyList<ActionOutcome> steps, long settles = 0, string? note = null) => EventJournal.Line(w =>
     {

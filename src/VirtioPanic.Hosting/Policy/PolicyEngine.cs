@@ -105,6 +105,72 @@ internal static class PolicyEngine
         return state with { Escalation = escalation with { Due = failed ? now : now + escalation.Next.After } };
     }
 
+    // An escalation an earlier run journaled after its step 'done' (PolicyService.Recovery.cs),
+    // rebuilt from its plan text: the steps left, the next due at 'due' but never later than its
+    // own delay from now (the journal is untrusted). Null, with why, when the plan is not a valid
+    // policy sequence of that kind (VirtioPanicOptionsValidator's rules), the step is out of range,
+    // or the rest of the record does not match the plan. The trigger event is not journaled: the
+    // later steps' calls name none.
+    internal static Escalation? Resume(EscalationKind kind, string plan, long triggerSequence, int done, int stepCount, string nextAction, DateTimeOffset due, ImmutableArray<uint> vcpus, DateTimeOffset now, out string? error)
+    {
+        ImmutableArray<EscalationStepPlan> later;
+        string canonical;
+        DevicePolicy check;
+        if (kind == EscalationKind.Panic)
+        {
+            if (!EscalationText.TryParse(plan, PanicAction.LogOnly, out PanicAction first, out List<(TimeSpan After, PanicAction Action)> rest, out error))
+            {
+                error = $"the journal's plan '{plan}' does not parse: {error}";
+                return null;
+            }
+
+            PanicStep[] steps = [.. rest.Select(r => new PanicStep(r.After, r.Action))];
+            check = new DevicePolicy { OnPanic = first, PanicEscalation = steps };
+            canonical = EscalationText.Plan(first, steps);
+            later = [.. steps.Select(r => new EscalationStepPlan(r.After, DecidedAction.Panic(r.Action), PanicSteps(r.Action)))];
+        }
+        else
+        {
+            if (!EscalationText.TryParse(plan, WatchdogAction.None, out WatchdogAction first, out List<(TimeSpan After, WatchdogAction Action)> rest, out error))
+            {
+                error = $"the journal's plan '{plan}' does not parse: {error}";
+                return null;
+            }
+
+            WatchdogStep[] steps = [.. rest.Select(r => new WatchdogStep(r.After, r.Action))];
+            check = kind == EscalationKind.Watchdog ? new DevicePolicy { OnWatchdog = first, WatchdogEscalation = steps } : new DevicePolicy { OnVcpuStall = first, VcpuStallEscalation = steps };
+            canonical = EscalationText.Plan(first, steps);
+            later = [.. steps.Select(r => new EscalationStepPlan(r.After, DecidedAction.Watchdog(r.Action), WatchdogSteps(r.Action)))];
+        }
+
+        var failures = new List<string>();
+        VirtioPanicOptionsValidator.ValidatePolicy(check, "plan", failures);
+        error = failures.Count > 0 ? $"the journal's plan '{plan}' is not a valid sequence: {string.Join(" ", failures)}"
+            : later.IsEmpty ? $"the journal's plan '{plan}' has no later step"
+            : stepCount != later.Length + 1 ? $"the journal says {stepCount} steps; the plan '{plan}' has {later.Length + 1}"
+            : done < 1 || done >= stepCount ? $"the journal's step {done} of {stepCount} leaves no step to resume"
+            : !string.Equals(later[done - 1].Action.Name, nextAction, StringComparison.Ordinal) ? $"the journal says '{nextAction}' is next; step {done + 1} of the plan '{plan}' is {later[done - 1].Action.Name}"
+            : kind == EscalationKind.VcpuStall && vcpus.IsEmpty ? "a vcpu-stall escalation without stalled vCPUs"
+            : kind != EscalationKind.VcpuStall && !vcpus.IsEmpty ? $"a {KindName(kind)} escalation with vCPUs"
+            : null;
+        if (error is not null)
+        {
+            return null;
+        }
+
+        DateTimeOffset latest = now + later[done - 1].After;
+        return new Escalation
+        {
+            Kind = kind,
+            Plan = canonical,
+            TriggerSequence = triggerSequence,
+            Later = later,
+            Done = done,
+            Due = due < latest ? due : latest,
+            Vcpus = [.. vcpus.Distinct()],
+        };
+    }
+
     // A pending deadline's time came (the service re-checks 'now' under the device's lock).
     internal static PolicyDecision OnDeadline(DevicePolicyState state, DevicePolicy policy, DateTimeOffset now)
     {
