@@ -24,12 +24,15 @@ namespace VirtioPanic.Virtio.Queue;
 // Guest data is read once: the head from avail.ring, each descriptor as one 16-byte copy, and the
 // copy is validated before anything is derived from it. Every loop is bounded: the direct walk
 // by the queue size, an indirect walk by the table's entry count, and the whole chain by the
-// scratch capacity (MaxChainLength).
+// chain bound (MaxChainLength; the scratch buffer grows up to it).
 internal sealed partial class SplitVirtqueue
 {
     private const DescriptorFlags KnownFlags = DescriptorFlags.Next | DescriptorFlags.Write | DescriptorFlags.Indirect;
 
-    private readonly GuestMemorySlice[] _scratch;
+    // Chain buffers of the current pop: ChainWalk.InitialScratch entries, grown by ChainWalk.Add up
+    // to _maxChainLength (consumer-private, like everything below).
+    private readonly int _maxChainLength;
+    private GuestMemorySlice[] _scratch;
 
     // The one buffer of a plain one-descriptor chain from ProcessSingle and ProcessDirect: a field,
     // so the chain's one-entry span is made from a ref to it without an array bounds check.
@@ -72,7 +75,8 @@ internal sealed partial class SplitVirtqueue
         Debug.Assert(maxSize is > 0 and <= SplitRingLayout.MaxQueueSize && (maxSize & (maxSize - 1)) == 0);
         Debug.Assert(maxChainLength > 0);
         _maxSize = maxSize;
-        _scratch = new GuestMemorySlice[maxChainLength];
+        _maxChainLength = maxChainLength;
+        _scratch = ChainWalk.NewScratch(maxChainLength);
     }
 
     internal ushort Size => _size;
@@ -495,7 +499,8 @@ internal sealed partial class SplitVirtqueue
                     descriptor = source[0];
                 }
 
-                // TryPopChainSlow's bounds: a buffer past the scratch capacity, and a TTL of the
+                // TryPopChainSlow's bounds: a buffer past the scratch capacity (the slow path
+                // grows the scratch up to MaxChainLength and walks that chain again), and a TTL of the
                 // table's entry count, which here is the count itself (every descriptor walked
                 // is one buffer): a NEXT after as many descriptors as the table has is refused.
                 // Four values run along the walk: the count, the readable count, the total and the
@@ -740,7 +745,7 @@ internal sealed partial class SplitVirtqueue
                 break;
             }
 
-            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
+            VirtqueueStatus added = walk.Add(_memory!, ref _scratch, _maxChainLength, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return Fail(added);
@@ -802,7 +807,7 @@ internal sealed partial class SplitVirtqueue
                 return VirtqueueStatus.InvalidDescriptorFlags;
             }
 
-            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
+            VirtqueueStatus added = walk.Add(_memory!, ref _scratch, _maxChainLength, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return added;

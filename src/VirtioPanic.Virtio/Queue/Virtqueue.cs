@@ -47,8 +47,9 @@ public sealed class Virtqueue
     /// <param name="maxChainLength">
     /// The most buffers one chain may have, direct and indirect together; longer chains are
     /// rejected with <see cref="VirtqueueStatus.ChainTooLong"/> (virtio 1.2 §2.7.4.1 lets a device
-    /// limit chain length). Defaults to <paramref name="maxSize"/>. It sizes a scratch array of
-    /// 24 bytes per entry, allocated once here.
+    /// limit chain length). Defaults to <paramref name="maxSize"/>. Chains are translated into a
+    /// scratch array of 24 bytes per entry that starts at 8 entries and grows (doubling, once, on the
+    /// thread that pops) up to this bound the first time a longer chain arrives.
     /// </param>
     public Virtqueue(ushort maxSize, int maxChainLength = 0)
     {
