@@ -19,9 +19,11 @@ namespace VirtioPanic.Device;
 //       u8 buffers, then per buffer u64 guest address, u32 length
 //   vCPU part (version 2): u32 vcpu count (0 without VIRTIO_WDT_F_VCPU_STALL offered),
 //       i64 vCPU grace floor (VM run time), i64 the pending pretimeout notice's order (0: none),
-//       then per vCPU: u8 state (0 untracked, 1 tracked, 2 stalled), i64 its run time since its
-//       last pet, i64 VM run time at stage one, i64 its run time since the pet at stage one,
-//       i64 its pending notice's order (0: none); an untracked slot is all zero
+//       then per vCPU: u8 state (0 untracked, 1 tracked, 2 stalled, 3 untracked after its stage
+//       two, not petted since), i64 its run time since its last pet, i64 VM run time at stage
+//       one, i64 its run time since the pet at stage one, i64 its pending notice's order (0:
+//       none); an untracked slot is all zero, an untracked-after-stage-two one all zero but its
+//       stage one
 //
 // The queues' own state (indices, addresses) is the transport's to save (VirtqueueState); the
 // held eventq chains are the device's, saved here by guest address and re-validated on restore.
@@ -374,6 +376,7 @@ public sealed partial class WatchdogDevice
             bool valid = state switch
             {
                 VcpuStallMonitor.Untracked => sincePet == TimeSpan.Zero && stalledAt == TimeSpan.Zero && stalledFor == TimeSpan.Zero && order == 0,
+                VcpuStallMonitor.Bitten => sincePet == TimeSpan.Zero && stalledAt >= TimeSpan.Zero && stalledAt <= timer.RunTime && stalledFor == TimeSpan.Zero && order == 0,
                 VcpuStallMonitor.Tracked => sincePet >= TimeSpan.Zero && sincePet <= WatchdogTimer.MaxRunTime
                     && stalledAt == TimeSpan.Zero && stalledFor == TimeSpan.Zero && order == 0,
                 VcpuStallMonitor.Stalled => stalledFor >= timeout && stalledFor <= WatchdogTimer.MaxRunTime && sincePet >= stalledFor

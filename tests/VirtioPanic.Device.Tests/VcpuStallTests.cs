@@ -620,6 +620,45 @@ public sealed class VcpuStallTests
         Assert.That(target.Drain<VcpuStallExpiredEvent>().Single() is { Vcpu: 2, SinceStall.TotalSeconds: 3 }, "vCPU 2 kept its stage");
     }
 
+    // The mark of a slot whose stage two fired travels with the snapshot: its first pet on the
+    // other host is a recovery (a host's stall escalation waits for it), counted from stage one.
+    [Test]
+    [Category("Conformance")]
+    public void WDT_DEV_46_SnapshotAfterStageTwo_FirstPetAfterTheRestoreIsARecovery()
+    {
+        byte[] saved;
+        var clock = new FakeVcpuClock(4);
+        using (WatchdogRig source = Started(clock))
+        {
+            Pet(source, 0);
+            Pet(source, 1);
+            Run(source, clock, s_timeout, [1]);          // vCPU 1 runs without petting; vCPU 0 is halted
+            Run(source, clock, s_stage2, [1]);
+            Assert.That(source.Drain<VcpuStallExpiredEvent>().Single().Vcpu, Is.EqualTo(1));
+            source.DrainEvents();
+            source.Device.Pause();
+            saved = source.Device.SaveState();
+        }
+
+        var other = new FakeVcpuClock(4, origin: TimeSpan.FromHours(7));
+        using var target = new WatchdogRig(Options(), vcpuClock: other);
+        Assert.That(target.Device.RestoreState(saved), Is.EqualTo(SnapshotStatus.Ok));
+        target.Activate(WatchdogFeatures.VcpuStall);
+        target.Device.Resume();
+        Run(target, other, TimeSpan.FromSeconds(1), [0, 1]);
+        Pet(target, 0);
+        Pet(target, 1);
+        Pet(target, 1);
+
+        List<VcpuRecoveredEvent> recovered = target.Drain<VcpuRecoveredEvent>();
+        Assert.Multiple(() =>
+        {
+            Assert.That(recovered.Select(r => r.Vcpu), Is.EqualTo(new[] { 1 }), "vCPU 1 only, once");
+            Assert.That(recovered.Single().SinceStall, Is.EqualTo(s_stage2 + TimeSpan.FromSeconds(1)));
+            Assert.That(target.Device.SaveState(), Is.Not.EqualTo(saved));
+        });
+    }
+
     [Test]
     [Category("Conformance")]
     public void WDT_DEV_48_Suspended_SlotsKept_NothingFires_ResumeContinues()
@@ -675,7 +714,9 @@ public sealed class VcpuStallTests
         byte[][] hostile =
         [
             Mutate(b => BinaryPrimitives.WriteUInt32LittleEndian(b.AsSpan(slots - 20), 5)),                  // another vCPU count
-            Mutate(b => b[slots] = 3),                                                                           // unknown state
+            Mutate(b => b[slots] = 4),                                                                           // unknown state
+            Mutate(b => (b[slots], b[slots + 1]) = (3, 1)),                                                      // after stage two, with a time since its pet
+            Mutate(b => { b[slots] = 3; BinaryPrimitives.WriteInt64LittleEndian(b.AsSpan(slots + 9), long.MaxValue); }),   // after stage two, stage one after the run time
             Mutate(b => BinaryPrimitives.WriteInt64LittleEndian(b.AsSpan(slots + 1), 5)),                       // untracked slot with a time
             Mutate(b => BinaryPrimitives.WriteInt64LittleEndian(b.AsSpan(slots + 33 + 17), 1)),                 // stalled for less than the timeout
             Mutate(b => BinaryPrimitives.WriteInt64LittleEndian(b.AsSpan(slots + 33 + 9), long.MaxValue)),      // stage one after the run time

@@ -40,6 +40,10 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
     internal const int Tracked = 1;
     internal const int Stalled = 2;
 
+    // In a snapshot only: an UNTRACKED slot whose stage two fired and that has not petted since
+    // (_bittenAt), so that its first pet after a restore is still reported as a recovery (§6.12).
+    internal const int Bitten = 3;
+
     private static readonly TimeSpan s_minDue = TimeSpan.FromMilliseconds(1);
     private static readonly TimeSpan s_maxDue = TimeSpan.FromMilliseconds(uint.MaxValue - 1);
     private static readonly TimeSpan s_faultRetry = TimeSpan.FromSeconds(1);
@@ -221,7 +225,7 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
             {
                 int state = Volatile.Read(ref _state[i]);
                 slots[i] = state == Untracked
-                    ? default
+                    ? _bittenAt[i] >= 0 ? new VcpuSlotState(Bitten, TimeSpan.Zero, TimeSpan.FromTicks(_bittenAt[i]), TimeSpan.Zero, 0) : default
                     : new VcpuSlotState(state, WatchdogTimer.Max(VcpuNow(i) - TimeSpan.FromTicks(Volatile.Read(ref _lastPet[i])), TimeSpan.Zero),
                         state == Stalled ? TimeSpan.FromTicks(_stalledAt[i]) : TimeSpan.Zero,
                         state == Stalled ? TimeSpan.FromTicks(_stalledFor[i]) : TimeSpan.Zero,
@@ -258,10 +262,10 @@ internal sealed class VcpuStallMonitor : WatchdogTimerEntry, IDisposable
                 _stalledAt[i] = slot.StalledAt.Ticks;
                 _stalledFor[i] = slot.StalledFor.Ticks;
                 _noticeOrder[i] = slot.NoticeOrder;
-                _bittenAt[i] = -1;
+                _bittenAt[i] = slot.State == Bitten ? slot.StalledAt.Ticks : -1;
                 _pendingNotices += slot.NoticeOrder != 0 ? 1 : 0;
                 _order.AtLeast(slot.NoticeOrder);
-                Volatile.Write(ref _state[i], slot.State);
+                Volatile.Write(ref _state[i], slot.State == Bitten ? Untracked : slot.State);
             }
 
             TimeSpan vm = _vm.GetRunTime(out _);
