@@ -85,7 +85,7 @@ public sealed partial class PolicyService
         {
             if (string.Equals(pending.DeviceId, entry.Id, StringComparison.Ordinal) && _recoveriesClaimed.Add(recoverId))
             {
-                _recoveryTasks.Add(Task.Run(() => RecoverAsync(entry, pending, recoverId, stop), CancellationToken.None));
+                _recoveryTasks.Add(Task.Run(() => RecoverAsync(entry, state => ResolveAsync(entry, pending, recoverId, state), stop), CancellationToken.None));
             }
         }
 
@@ -93,7 +93,7 @@ public sealed partial class PolicyService
         {
             if (string.Equals(escalation.DeviceId, entry.Id, StringComparison.Ordinal) && _recoveriesClaimed.Add(carriedId))
             {
-                _recoveryTasks.Add(Task.Run(() => ResumeAsync(entry, escalation, carriedId, stop), CancellationToken.None));
+                _recoveryTasks.Add(Task.Run(() => RecoverAsync(entry, state => ResolveEscalationAsync(entry, escalation, carriedId, state), stop), CancellationToken.None));
             }
         }
     }
@@ -121,7 +121,10 @@ public sealed partial class PolicyService
         stop.Dispose();
     }
 
-    private async Task RecoverAsync(DeviceEntry entry, UnactedJournalEntry pending, long recoverId, CancellationToken stop)
+    // A carried record's task (a decision to carry out, an escalation to resume): the VM's run
+    // state once the VMM answers, then 'resolve' under the device's gate. Stopping the service or
+    // detaching the device leaves the record pending for the next start.
+    private async Task RecoverAsync(DeviceEntry entry, Func<VmRunState?, Task> resolve, CancellationToken stop)
     {
         try
         {
@@ -131,11 +134,10 @@ public sealed partial class PolicyService
             {
                 if (entry.Detached)
                 {
-                    // Left pending: the next start takes it up again.
                     return;
                 }
 
-                await ResolveAsync(entry, pending, recoverId, state).ConfigureAwait(false);
+                await resolve(state).ConfigureAwait(false);
             }
             finally
             {
@@ -144,38 +146,7 @@ public sealed partial class PolicyService
         }
         catch (OperationCanceledException) when (stop.IsCancellationRequested)
         {
-            // The service stops: the recover record stays pending.
-        }
-        catch (Exception ex)
-        {
-            VirtioPanicLog.HandlerFailed(_logger, ex, entry.Id);
-        }
-    }
-
-    private async Task ResumeAsync(DeviceEntry entry, JournaledEscalation escalation, long carriedId, CancellationToken stop)
-    {
-        try
-        {
-            VmRunState? state = await WaitForRunStateAsync(entry.Vm as IVmRunStateSource, stop).ConfigureAwait(false);
-            await entry.Gate.WaitAsync(stop).ConfigureAwait(false);
-            try
-            {
-                if (entry.Detached)
-                {
-                    // Left pending: the next start takes it up again.
-                    return;
-                }
-
-                await ResolveEscalationAsync(entry, escalation, carriedId, state).ConfigureAwait(false);
-            }
-            finally
-            {
-                entry.Gate.Release();
-            }
-        }
-        catch (OperationCanceledException) when (stop.IsCancellationRequested)
-        {
-            // The service stops: the escalation record stays pending.
+            // The service stops: the record stays pending.
         }
         catch (Exception ex)
         {
