@@ -119,6 +119,7 @@ internal static partial class LinuxIo
     /// A non-blocking, close-on-exec AF_UNIX stream socket bound to <paramref name="path"/> and
     /// listening; the descriptor, or -errno (ENAMETOOLONG when the path does not fit sun_path).
     /// </summary>
+    // SAFETY: touches only the sockaddr_un stack block it allocates (see the comment at its use).
     internal static unsafe int UnixListen(string path, int backlog)
     {
         int length = Encoding.UTF8.GetByteCount(path);
