@@ -66,6 +66,10 @@ internal sealed class VhostUserRing
     // The front end's kick descriptor is not one epoll can watch; cleared by a new SET_VRING_KICK.
     internal bool KickUnwatchable { get; set; }
 
+    // A kick arrived while the session had unread messages; served once they are read
+    // (the kick eventfd is edge-triggered, so no second event comes for it). Loop thread only.
+    internal bool KickDeferred { get; set; }
+
     internal bool Enabled { get; set; }
 
     // The ring was started: the Virtqueue is activated on the current memory table.
@@ -156,6 +160,7 @@ internal sealed class VhostUserRing
         Queue.Reset();
         SetKick(null);
         KickUnwatchable = false;
+        KickDeferred = false;
         SetCall(null);
         SetErr(null);
         Num = 0;

@@ -73,6 +73,11 @@ internal sealed partial class VhostUserSession
                         ReturnRx();
                     }
 
+                    if (_kicksDeferred)
+                    {
+                        ServeDeferredKicks();
+                    }
+
                     return;
                 case ReadResult.EndOfStream:
                     Close("front end closed the connection");

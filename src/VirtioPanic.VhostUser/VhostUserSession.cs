@@ -64,6 +64,7 @@ internal sealed partial class VhostUserSession : IEventLoopHandler
     private ulong _socketToken;
     private uint _socketInterest;
     private bool _closed;
+    private bool _kicksDeferred;          // some ring's KickDeferred is set
     private long _timerDue;               // the earliest deadline queued on the loop; 0 for none
 
     private VhostUserMemoryTable? _memory;
@@ -277,21 +278,20 @@ internal sealed partial class VhostUserSession : IEventLoopHandler
 
     private bool Servable(VhostUserRing ring) => _context is not null && !_needsReset && ring.Live && IsEnabled(ring);
 
+    // A kick eventfd is watched edge-triggered and never read: every write to an eventfd wakes
+    // its waiters, so each kick is an edge (fs/eventfd.c, eventfd_write), and a read per kick
+    // would be one more system call on the hot path for nothing (the counter only grows; at one
+    // per kick it cannot reach its 2^64 - 2 limit). vhost-user kick descriptors are eventfds
+    // (vhost-user.rst, SET_VRING_KICK). A kick that must wait for unread messages is remembered
+    // (KickDeferred) and served once the input is read, since no new edge will come for it.
     private void OnKick(VhostUserRing ring)
     {
         if (_inputPending)
         {
-            // Unread messages came before this kick: they are handled first, the kick (still
-            // pending: level-triggered) at a later turn.
+            // Unread messages came before this kick: they are handled first.
+            ring.KickDeferred = true;
+            _kicksDeferred = true;
             return;
-        }
-
-        // Kick eventfds are non-blocking (QEMU creates them so, and SET_VRING_KICK makes sure):
-        // drain the counter; EAGAIN only means another wake-up already consumed it.
-        Span<byte> counter = stackalloc byte[sizeof(ulong)];
-        if (ring.Kick is { } kick)
-        {
-            _ = LinuxIo.Read((int)kick.DangerousGetHandle(), counter);
         }
 
         if (!Servable(ring))
@@ -303,6 +303,20 @@ internal sealed partial class VhostUserSession : IEventLoopHandler
 
         _statistics.OnKick();
         NotifyDevice(ring);
+    }
+
+    // The input has been read: serve the kicks that waited for it.
+    private void ServeDeferredKicks()
+    {
+        _kicksDeferred = false;
+        foreach (VhostUserRing ring in _rings)
+        {
+            if (ring.KickDeferred && !_closed)
+            {
+                ring.KickDeferred = false;
+                OnKick(ring);
+            }
+        }
     }
 
     // Watches exactly the kick eventfds of the rings that are served now (started, enabled, the
@@ -321,7 +335,8 @@ internal sealed partial class VhostUserSession : IEventLoopHandler
             if (wanted && ring.KickToken == 0 && !ring.KickUnwatchable)
             {
                 int fd = (int)ring.Kick!.DangerousGetHandle();
-                int result = _loop.Register(fd, LinuxIo.EpollIn, this, ring.Index, deferred: true, out ulong token);
+                // Edge-triggered (see OnKick); a kick already pending is reported once at registration.
+                int result = _loop.Register(fd, LinuxIo.EpollIn | LinuxIo.EpollEt, this, ring.Index, deferred: true, out ulong token);
                 if (result == 0)
                 {
                     ring.KickToken = token;

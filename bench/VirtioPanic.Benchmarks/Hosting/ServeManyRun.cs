@@ -101,7 +101,8 @@ internal static class ServeManyRun
             byName[name] = byName.GetValueOrDefault(name) + end - threadsStart.GetValueOrDefault(key);
         }
 
-        Console.WriteLine("  by thread: " + string.Join(", ", byName.Where(p => p.Value > 0).OrderByDescending(p => p.Value).Take(6)
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  threads alive at both samples: {100 * byName.Values.Sum() / elapsed:0.00} % together (the rest of the process's share: threads that started or ended in between, e.g. pool threads)"));
+        Console.WriteLine("  by thread: " + string.Join(", ", byName.Where(p => p.Value > 0).OrderByDescending(p => p.Value).Take(8)
             .Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {100 * p.Value / elapsed:0.00} %"))));
         Console.WriteLine($"expiries: {vm.Calls} VM-control calls while every device was pinged (0 expected); load average {File.ReadAllText("/proc/loadavg").Trim()}");
 

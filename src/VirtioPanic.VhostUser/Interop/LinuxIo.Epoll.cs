@@ -20,6 +20,7 @@ internal static partial class LinuxIo
     internal const uint EpollErr = 0x008;
     internal const uint EpollHup = 0x010;
     internal const uint EpollRdHup = 0x2000;
+    internal const uint EpollEt = 0x8000_0000;
 
     internal const int EpollCtlAdd = 1;
     internal const int EpollCtlDel = 2;

@@ -15,7 +15,8 @@ namespace VirtioPanic.VhostUser.Loop;
 // thread. Other threads reach the loop only through Post (a work item and a write to the wake
 // eventfd); starting and stopping a back end is posted, and so is Dispose.
 //
-// Registrations are level-triggered. epoll's data word carries a registration token, never the
+// Registrations are level-triggered, except kick eventfds (edge-triggered and never read, see
+// VhostUserSession.OnKick). epoll's data word carries a registration token, never the
 // descriptor: the low 32 bits index the table, the high 32 bits are the slot's generation (never
 // 0, so a token is never 0), which Unregister increments. A handler always unregisters a descriptor (EPOLL_CTL_DEL) before it
 // closes it, and an event already returned by epoll_wait for a registration removed meanwhile
@@ -26,8 +27,8 @@ namespace VirtioPanic.VhostUser.Loop;
 // One turn: posted work, epoll_wait (timeout = the earliest deadline), then the batch in two
 // passes: first everything but kicks (sockets: messages are read and handled), then kicks. A
 // front end that reconfigures a ring and kicks it has its kick served in the new set-up; a
-// session that still has unread input defers its kicks to a later turn (kick eventfds are
-// level-triggered, so nothing is lost). Then due timers. Every handler call is wrapped: an
+// session that still has unread input remembers its kicks and serves them once that input is
+// read. Then due timers. Every handler call is wrapped: an
 // exception goes to the handler's OnFault and the loop continues with the others.
 internal sealed class VhostUserEventLoop
 {
@@ -104,7 +105,8 @@ internal sealed class VhostUserEventLoop
         }
     }
 
-    // Watches fd for events (level-triggered); deferred: handled in the second pass (kicks).
+    // Watches fd for events (level-triggered unless EPOLLET is among them); deferred: handled in
+    // the second pass (kicks).
     // Returns 0 and the token, or -errno (EPERM: a descriptor epoll cannot watch, a regular file).
     internal int Register(int fd, uint events, IEventLoopHandler handler, int tag, bool deferred, out ulong token)
     {
