@@ -10,7 +10,7 @@ namespace VirtioPanic.VhostUser;
 // and the back end's (a front end that connects and closes in a loop gets a fresh session each
 // time). A line is written only when both allow it.
 //
-// Threading: the session thread and device threads (needs-reset, config change) log through the
+// Threading: the event loop thread and device threads (needs-reset, config change) log through the
 // same limiter; the back end's limiter is also used by the listener. A slot is created at its
 // kind's first line and published with CompareExchange (Volatile.Read sees it whole); each
 // LogRateLimiter guards itself.

@@ -51,7 +51,7 @@ internal sealed class VhostUserRing
 
     // Where the ring stood when it stopped while the device kept its session (VhostUserSession
     // .Rings.cs, "Suspension"): size, the three addresses and the base it reported. Null when
-    // it was not live then. Touched by the session thread only.
+    // it was not live then. Touched by the event loop thread only.
     internal StoppedRing? StoppedAt { get; set; }
 
     internal SafeFileHandle? Kick { get; private set; }
