@@ -119,7 +119,19 @@ internal sealed partial class VhostUserSession
             }
         }
 
+        // The per-turn bound: more may wait (or not: level-triggered readiness would not report
+        // an empty socket again, and the kicks deferred meanwhile would wait for ever), so read
+        // on at the next turn, before its epoll_wait.
         _inputPending = true;
+        _loop.Post(static s => ((VhostUserSession)s!).ResumeReading(), this);
+    }
+
+    private void ResumeReading()
+    {
+        if (!_closed && _outLength == 0)
+        {
+            ReadMessages();
+        }
     }
 
     // Reads what the socket has of the current message. Message: complete in _rx (header, then

@@ -42,8 +42,8 @@ internal sealed partial class VhostUserSession : IEventLoopHandler
     // The tag of the session's socket registration; a kick registration's tag is its ring index.
     private const int SocketTag = -1;
 
-    // Messages read per readiness event before the loop turns to other sessions (the socket is
-    // level-triggered: the rest is read at the next turn; this session's kicks wait for it).
+    // Messages read per readiness event before the loop turns to other sessions; the rest is read
+    // at the next turn (posted), and this session's kicks wait for it.
     private const int MessagesPerTurn = 16;
 
     private readonly VhostUserBackend _backend;

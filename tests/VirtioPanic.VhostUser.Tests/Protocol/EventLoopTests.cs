@@ -160,6 +160,32 @@ internal sealed class EventLoopTests
     }
 
     [Test]
+    public async Task KickAfterABurstOfMessages_ServedAfterThemAll_InTheNewSetUp()
+    {
+        await using var fixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd front = fixture.Connect();
+        SplitRingDriver ring = front.StartRing0(out int kick, out int oldCall);
+
+        // Two turns' worth of messages (16 are read per readiness event), the last of which
+        // replaces the call eventfd, then at once a kick: it must be served after all of them.
+        for (int i = 0; i < 31; i++)
+        {
+            front.SendU64(VhostUserRequest.SetProtocolFeatures, 0);
+        }
+
+        int newCall = front.NewEventFd();
+        front.SendU64(VhostUserRequest.SetVringCall, 0, fds: [newCall]);
+        front.PostAndKick(ring, kick, 16);
+
+        using (Assert.EnterMultipleScope())
+        {
+            Assert.That(FakeFrontEnd.WaitSignalled(newCall), Is.True, "the kick was served, after the message that replaced the call eventfd");
+            Assert.That(FakeFrontEnd.WaitSignalled(oldCall, 50), Is.False, "not in the old set-up");
+            Assert.That(fixture.Statistics.MessagesHandled, Is.GreaterThanOrEqualTo(32 + 8));
+        }
+    }
+
+    [Test]
     public void StaleEvent_OfADescriptorClosedAndReusedInTheSameBatch_IsDropped()
     {
         VhostUserEventLoop loop = VhostUserEventLoop.Shared;
