@@ -283,7 +283,11 @@ internal sealed class VhostUserEventLoop
 
     private void RunPosted()
     {
-        while (_posted.TryDequeue(out (Action<object?> Work, object? State) item))
+        // Only what was posted before this drain began: work posted meanwhile (a session that
+        // reads on at the next turn re-posts itself while a front end floods) waits for the next
+        // turn, so epoll_wait and every other descriptor still get their turn.
+        int budget = _posted.Count;
+        while (budget-- > 0 && _posted.TryDequeue(out (Action<object?> Work, object? State) item))
         {
             try
             {

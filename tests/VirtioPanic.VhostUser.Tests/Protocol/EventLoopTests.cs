@@ -186,6 +186,61 @@ internal sealed class EventLoopTests
     }
 
     [Test]
+    public async Task FloodingFrontEnd_DoesNotStarveAnotherSession()
+    {
+        await using var floodedFixture = new BackendFixture(new EntropyTestDevice());
+        await using var otherFixture = new BackendFixture(new EntropyTestDevice());
+        using FakeFrontEnd flooder = floodedFixture.Connect();
+        flooder.Send(VhostUserRequest.SetOwner, []);
+        _ = flooder.GetFeatures();
+        using var stop = new CancellationTokenSource();
+        long sent = 0;
+        // 2048 messages without a reply per send: the back end needs a recvmsg for each, the
+        // flooder one send for them all, so the socket never runs dry while the flood lasts.
+        const int PerSend = 2048;
+        const int MessageSize = VhostUserWire.HeaderSize + 8;
+        byte[] burst = new byte[PerSend * MessageSize];
+        for (int i = 0; i < PerSend; i++)
+        {
+            VhostUserWire.WriteHeader(burst.AsSpan(i * MessageSize), (uint)VhostUserRequest.SetProtocolFeatures, VhostUserWire.Version, 8);
+        }
+
+        Task flood = Task.Factory.StartNew(
+            () =>
+            {
+                while (!stop.IsCancellationRequested)
+                {
+                    flooder.SendRaw(burst);
+                    Interlocked.Add(ref sent, PerSend);
+                }
+            },
+            TaskCreationOptions.LongRunning);
+        try
+        {
+            Assert.That(WaitUntil(() => Interlocked.Read(ref sent) > 20_000), Is.True, "the flood is under way");
+            using FakeFrontEnd other = otherFixture.Connect();
+            other.Send(VhostUserRequest.SetOwner, []);
+            SplitRingDriver ring = other.StartRing0(out int kick, out int call);
+            other.PostAndKick(ring, kick, 16);
+            bool served = FakeFrontEnd.WaitSignalled(call);
+            bool stillFlooding = !flood.IsCompleted;
+
+            using (Assert.EnterMultipleScope())
+            {
+                Assert.That(served, Is.True, "the other session's requests were answered and its chain served during the flood");
+                Assert.That(stillFlooding, Is.True, "while the flood went on");
+            }
+        }
+        finally
+        {
+            await stop.CancelAsync();
+            await flood.WaitAsync(TimeSpan.FromSeconds(10));
+        }
+
+        Assert.That(floodedFixture.Statistics.MessagesHandled, Is.GreaterThan(10_000), "the flooded back end handled the flood meanwhile");
+    }
+
+    [Test]
     public void StaleEvent_OfADescriptorClosedAndReusedInTheSameBatch_IsDropped()
     {
         VhostUserEventLoop loop = VhostUserEventLoop.Shared;
