@@ -1,6 +1,8 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Logging.Abstractions;
+using VirtioPanic.VhostUser.Interop;
+using VirtioPanic.VhostUser.Loop;
 using VirtioPanic.VhostUser.Protocol;
 using VirtioPanic.Virtio.Device;
 
@@ -58,7 +60,7 @@ public sealed class VhostUserBackend : IDisposable
 
     // A restarted VMM may reconnect before its old connection's end has been read; the new
     // connection waits this long for the old session to finish before it is refused.
-    private static readonly TimeSpan s_reconnectGrace = TimeSpan.FromSeconds(2);
+    internal static readonly TimeSpan ReconnectGrace = TimeSpan.FromSeconds(2);
 
     // Log limits (VhostUserLogLimiter): lines per kind of line and per window
     // (VhostUserBackendOptions.LogWindow, 10 s), per connection and per back end.
@@ -66,7 +68,7 @@ public sealed class VhostUserBackend : IDisposable
     internal const int LogBurstPerBackend = 20;
 
     private readonly Lock _lock = new();
-    private VhostUserSession? _session;
+    private VhostUserListener? _listener;
     private bool _running;
     private bool _disposed;
 
@@ -99,6 +101,7 @@ public sealed class VhostUserBackend : IDisposable
         Logger = new VhostUserLimitedLogger(RawLogger, LogLimiter, shared: null);
         RequireSealedMemory = options.RequireSealedMemory;
         SetupTimeout = options.SetupTimeout;
+        IoTimeoutMilliseconds = (long)options.IoTimeout.TotalMilliseconds;
         Rings = new VhostUserRing[device.QueueCount];
         for (int i = 0; i < Rings.Length; i++)
         {
@@ -139,6 +142,9 @@ public sealed class VhostUserBackend : IDisposable
 
     internal TimeSpan SetupTimeout { get; }
 
+    // How long a message may stay incomplete, or a reply unread, before the connection is dropped.
+    internal long IoTimeoutMilliseconds { get; }
+
     internal VhostUserRing[] Rings { get; }
 
     internal ulong OfferedFeatures { get; }
@@ -150,6 +156,12 @@ public sealed class VhostUserBackend : IDisposable
     /// <paramref name="cancellationToken"/> is cancelled. Then the current connection is closed
     /// cleanly, the socket file removed, and the task completes.
     /// </summary>
+    /// <remarks>
+    /// Every back end in the process is served by one event loop thread (epoll), which watches
+    /// the listening socket, the connection and the kick eventfds of its rings; the device's
+    /// callbacks (<see cref="IVirtioDevice.Notify"/>, configuration access, activation) run on
+    /// that thread. The socket is bound before this method first yields.
+    /// </remarks>
     /// <param name="cancellationToken">Stops the back end.</param>
     /// <exception cref="InvalidOperationException">The back end is already running.</exception>
     /// <exception cref="SocketException">The socket path cannot be bound.</exception>
@@ -173,59 +185,32 @@ public sealed class VhostUserBackend : IDisposable
                 File.Delete(SocketPath);
             }
 
-            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            listener.Bind(new UnixDomainSocketEndPoint(SocketPath));
-            listener.Listen(ListenBacklog);
+            int fd = LinuxIo.UnixListen(SocketPath, ListenBacklog);
+            if (fd < 0)
+            {
+                throw new SocketException((int)ToSocketError(-fd));
+            }
+
             VhostUserLog.Listening(RawLogger, Device.DeviceId, SocketPath);
-            Task serving = Task.CompletedTask;
+            var listener = new VhostUserListener(this, VhostUserEventLoop.Shared, fd);
+            lock (_lock)
+            {
+                _listener = listener;
+            }
+
+            listener.Start();
+            CancellationTokenRegistration registration = cancellationToken.Register(static l => ((VhostUserListener)l!).Stop(), listener);
             try
             {
-                // Accepting goes on while a front end is served, so that a second connection
-                // attempt is told (closed, logged) instead of waiting unseen in the listen queue.
-                while (!cancellationToken.IsCancellationRequested)
-                {
-                    Socket client;
-                    try
-                    {
-                        client = await listener.AcceptAsync(cancellationToken).ConfigureAwait(false);
-                    }
-                    catch (OperationCanceledException)
-                    {
-                        break;
-                    }
-
-                    if (!serving.IsCompleted)
-                    {
-                        try
-                        {
-                            await serving.WaitAsync(s_reconnectGrace, cancellationToken).ConfigureAwait(false);
-                        }
-                        catch (TimeoutException)
-                        {
-                        }
-                        catch (OperationCanceledException)
-                        {
-                        }
-                    }
-
-                    if (!serving.IsCompleted)
-                    {
-                        Statistics.OnConnectionRefused();
-                        VhostUserMetrics.Connections.Add(1, VhostUserMetrics.Refused);
-                        VhostUserLog.ConnectionRefused(Logger, Statistics.ConnectionsAccepted);
-                        client.Dispose();
-                        continue;
-                    }
-
-                    serving = ServeAsync(client, cancellationToken);
-                }
+                await listener.Stopped.ConfigureAwait(false);
             }
             finally
             {
-                await serving.ConfigureAwait(false);
-                Logger.Flush();
-                TryDeleteSocketFile();
-                VhostUserLog.Stopped(RawLogger, SocketPath);
+                await registration.DisposeAsync().ConfigureAwait(false);
+                lock (_lock)
+                {
+                    _listener = null;
+                }
             }
         }
         finally
@@ -243,46 +228,21 @@ public sealed class VhostUserBackend : IDisposable
         lock (_lock)
         {
             _disposed = true;
-            _session?.Stop();
+            _listener?.StopSession();
         }
     }
 
-    // Owns client: disposes of it when the session ends.
-    private async Task ServeAsync(Socket client, CancellationToken cancellationToken)
+    // bind/listen errno → the SocketError a Socket would have reported (the common causes).
+    private static SocketError ToSocketError(int errno) => errno switch
     {
-        using Socket owned = client;
-        long connection = Statistics.ConnectionsAccepted + 1;
-        Statistics.OnConnectionAccepted();
-        VhostUserMetrics.Connections.Add(1, VhostUserMetrics.Accepted);
-        VhostUserMetrics.ActiveConnections.Add(1);
-        VhostUserLog.Connected(Logger, connection);
-        var session = new VhostUserSession(this, client.SafeHandle, connection);
-        lock (_lock)
-        {
-            _session = session;
-        }
+        LinuxIo.Eaddrinuse => SocketError.AddressAlreadyInUse,
+        LinuxIo.Eacces => SocketError.AccessDenied,
+        LinuxIo.Enoent or LinuxIo.Enametoolong => SocketError.AddressNotAvailable,
+        LinuxIo.Emfile or LinuxIo.Enfile => SocketError.TooManyOpenSockets,
+        _ => SocketError.SocketError,
+    };
 
-        CancellationTokenRegistration registration = cancellationToken.Register(static s => ((VhostUserSession)s!).Stop(), session);
-        try
-        {
-            // The session blocks in poll(2): give it a thread of its own rather than a pool thread.
-            await Task.Factory.StartNew(session.Run, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).ConfigureAwait(false);
-        }
-        finally
-        {
-            await registration.DisposeAsync().ConfigureAwait(false);
-            lock (_lock)
-            {
-                _session = null;
-                session.Dispose();
-            }
-
-            Statistics.OnConnectionClosed();
-            VhostUserMetrics.ActiveConnections.Add(-1);
-        }
-    }
-
-    private void TryDeleteSocketFile()
+    internal void TryDeleteSocketFile()
     {
         try
         {

@@ -57,6 +57,10 @@ public sealed class VhostUserBackendOptions
         }
     }
 
+    // How long a front end may leave a message incomplete, or a reply unread, before its
+    // connection is dropped; shorter only in tests.
+    internal TimeSpan IoTimeout { get; init; } = TimeSpan.FromSeconds(5);
+
     // The window of the log limits (VhostUserLogLimiter); shorter only in tests.
     internal TimeSpan LogWindow { get; init; } = TimeSpan.FromSeconds(10);
 

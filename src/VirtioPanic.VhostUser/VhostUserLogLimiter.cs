@@ -10,22 +10,28 @@ namespace VirtioPanic.VhostUser;
 // and the back end's (a front end that connects and closes in a loop gets a fresh session each
 // time). A line is written only when both allow it.
 //
-// Threading: the session thread and device threads (needs-reset, config change) log through the
-// same limiter; the back end's limiter is also used by the accept loop. The slots are created
-// once, up front; each LogRateLimiter guards itself.
+// Threading: the event loop thread and device threads (needs-reset, config change) log through the
+// same limiter; the back end's limiter is also used by the listener. A slot is created at its
+// kind's first line and published with CompareExchange (Volatile.Read sees it whole); each
+// LogRateLimiter guards itself.
 internal sealed class VhostUserLogLimiter
 {
     // Event ids of VhostUserLog are small and stable (see there); one slot per id.
     private const int Slots = 32;
 
-    private readonly LogRateLimiter[] _slots = new LogRateLimiter[Slots];
+    // Created at a kind's first line (most kinds never occur on a connection): an idle session or
+    // back end holds 32 null references, not 32 limiters.
+    private readonly LogRateLimiter?[] _slots = new LogRateLimiter?[Slots];
+    private readonly TimeProvider _time;
+    private readonly int _burst;
+    private readonly TimeSpan _window;
 
     internal VhostUserLogLimiter(TimeProvider time, int burst, TimeSpan window)
     {
-        for (int i = 0; i < Slots; i++)
-        {
-            _slots[i] = new LogRateLimiter(time, burst, window);
-        }
+        ArgumentOutOfRangeException.ThrowIfLessThanOrEqual(window, TimeSpan.Zero);
+        _time = time;
+        _burst = burst;
+        _window = window;
     }
 
     // True when a line of this kind may be written now; suppressed is how many lines of the kind
@@ -40,7 +46,7 @@ internal sealed class VhostUserLogLimiter
         var pending = new List<(int, long)>();
         for (int i = 0; i < Slots; i++)
         {
-            long count = _slots[i].TakeSuppressed();
+            long count = Volatile.Read(ref _slots[i])?.TakeSuppressed() ?? 0;
             if (count > 0)
             {
                 pending.Add((i, count));
@@ -50,7 +56,19 @@ internal sealed class VhostUserLogLimiter
         return pending;
     }
 
-    private LogRateLimiter Slot(int eventId) => _slots[(uint)eventId < Slots ? eventId : 0];
+    private LogRateLimiter Slot(int eventId)
+    {
+        int index = (uint)eventId < Slots ? eventId : 0;
+        LogRateLimiter? slot = Volatile.Read(ref _slots[index]);
+        if (slot is null)
+        {
+            // Two threads may race to create it (loop thread, device threads): one wins, both use it.
+            slot = new LogRateLimiter(_time, _burst, _window);
+            slot = Interlocked.CompareExchange(ref _slots[index], slot, null) ?? slot;
+        }
+
+        return slot;
+    }
 }
 
 // The logger the back end and its sessions write front-end-triggered lines through: every line at

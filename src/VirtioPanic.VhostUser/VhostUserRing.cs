@@ -10,7 +10,7 @@ namespace VirtioPanic.VhostUser;
 // by GET_VRING_BASE; enabled/disabled by SET_VRING_ENABLE), and the device-side Virtqueue it
 // drives.
 //
-// Threading: everything except the call and err descriptors belongs to the session thread. The
+// Threading: everything except the call and err descriptors belongs to the event loop's thread. The
 // call/err descriptors are also used by device threads (SignalUsedBuffers, SetNeedsReset) while
 // the session may replace them (QEMU sends a new call fd several times), so both are swapped and
 // used under _notifyLock: a device never writes to a descriptor number that was just closed and
@@ -51,10 +51,24 @@ internal sealed class VhostUserRing
 
     // Where the ring stood when it stopped while the device kept its session (VhostUserSession
     // .Rings.cs, "Suspension"): size, the three addresses and the base it reported. Null when
-    // it was not live then. Touched by the session thread only.
+    // it was not live then. Touched by the event loop thread only.
     internal StoppedRing? StoppedAt { get; set; }
 
     internal SafeFileHandle? Kick { get; private set; }
+
+    // The kick eventfd's registration on the event loop (VhostUserSession.SyncKicks): its token
+    // (0: not watched) and the descriptor number it was registered with. Loop thread only; the
+    // session removes the registration before Kick is replaced or closed.
+    internal ulong KickToken { get; set; }
+
+    internal int KickFd { get; set; } = -1;
+
+    // The front end's kick descriptor is not one epoll can watch; cleared by a new SET_VRING_KICK.
+    internal bool KickUnwatchable { get; set; }
+
+    // A kick arrived while the session had unread messages; served once they are read
+    // (the kick eventfd is edge-triggered, so no second event comes for it). Loop thread only.
+    internal bool KickDeferred { get; set; }
 
     internal bool Enabled { get; set; }
 
@@ -145,6 +159,8 @@ internal sealed class VhostUserRing
     {
         Queue.Reset();
         SetKick(null);
+        KickUnwatchable = false;
+        KickDeferred = false;
         SetCall(null);
         SetErr(null);
         Num = 0;

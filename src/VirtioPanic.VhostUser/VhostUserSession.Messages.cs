@@ -234,6 +234,7 @@ internal sealed partial class VhostUserSession
         StopDevice("RESET_OWNER");
         foreach (VhostUserRing ring in _rings)
         {
+            DetachKick(ring);
             ring.Clear();
         }
 
@@ -444,7 +445,9 @@ internal sealed partial class VhostUserSession
 
                 // QEMU passes non-blocking eventfds; make sure of it, a blocking read would stall the session.
                 _ = LinuxIo.SetNonBlocking((int)file.DangerousGetHandle());
+                DetachKick(ring);   // out of epoll before the old descriptor is closed
                 ring.SetKick(file);
+                ring.KickUnwatchable = false;
                 ring.Failed = false;
                 if (ring.Live)
                 {

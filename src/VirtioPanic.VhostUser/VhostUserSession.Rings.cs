@@ -300,6 +300,7 @@ internal sealed partial class VhostUserSession
         }
 
         // Stopped until the next SET_VRING_KICK (vhost-user.rst, "Ring states").
+        DetachKick(ring);
         ring.SetKick(null);
 
         foreach (VhostUserRing other in _rings)

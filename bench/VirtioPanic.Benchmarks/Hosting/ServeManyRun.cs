@@ -14,13 +14,15 @@ namespace VirtioPanic.Benchmarks.Hosting;
 // `--serve-many [devices] [seconds]` (defaults 100, 60): what `serve` does for many VMs in one
 // process (Serve:Vms), measured per device. This process is the host: one policy service and
 // journal, and per VM a watchdog device behind its own vhost-user back end on its own Unix
-// socket (its own session thread once connected). The guests are a second process (this program
+// socket, all served by the back ends' one event loop thread (epoll). The guests are a second process (this program
 // with --serve-many-guests), so none of their work is counted here: per socket a scripted front
 // end (the VhostUser tests' FakeFrontEnd) negotiates like QEMU (features, a memfd memory table,
 // ring 0 with kick and call eventfds, enable) and then pings the device's watchdogq once per
 // second (one posted buffer and a kick), spread evenly over each second. Reports this process's
-// CPU share of a core in the steady state and its memory per device (managed heap, working set,
-// threads), each measured after all the sessions were up.
+// CPU share of a core in the steady state and its memory per device (managed heap, working set
+// and its private part from /proc/self/smaps_rollup: the shared part is mostly the guests' memfd
+// pages the back ends map, which are the guests' memory, not the devices'; threads), each
+// measured after all the sessions were up.
 internal static class ServeManyRun
 {
     internal static int Run(string[] args)
@@ -36,6 +38,7 @@ internal static class ServeManyRun
         manager.Start();
         long managedBefore = SoakRun.ManagedBytes();
         long workingSetBefore = Environment.WorkingSet;
+        (long privateBefore, long sharedBefore) = PrivateAndShared();
         int threadsBefore = Process.GetCurrentProcess().Threads.Count;
 
         using var stop = new CancellationTokenSource();
@@ -56,8 +59,8 @@ internal static class ServeManyRun
         for (int i = 0; i < devices; i++)
         {
             backends[i] = new VhostUserBackend(watchdogs[i], Path.Combine(sockets, watchdogs[i].Id + ".sock"));
-            VhostUserBackend backend = backends[i];
-            serving[i] = Task.Run(() => backend.RunAsync(stop.Token));
+            // Bound and listening when RunAsync returns its task (the loop watches it from its next turn).
+            serving[i] = backends[i].RunAsync(stop.Token);
         }
 
         long managedListening = (SoakRun.ManagedBytes() - managedBefore) / devices;
@@ -74,7 +77,9 @@ internal static class ServeManyRun
         long managedPerDevice = (SoakRun.ManagedBytes() - managedBefore) / devices;
         long workingSetPerDevice = (Environment.WorkingSet - workingSetBefore) / devices;
         int threads = Process.GetCurrentProcess().Threads.Count - threadsBefore;
+        (long privateNow, long sharedNow) = PrivateAndShared();
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{devices} devices on {devices} vhost-user sockets, {sessions} armed by their front end's first ping: managed heap {managedPerDevice} B/device (device + policy registration {managedDevices} B, + listening back end {managedListening - managedDevices} B, + connected session {managedPerDevice - managedListening} B), working set {workingSetPerDevice} B/device ({workingSetListening} B before the front ends connected), {threads} more threads ({(double)threads / devices:0.00} per device)"));
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  working set by kind (smaps_rollup): private {(privateNow - privateBefore) / devices} B/device, shared {(sharedNow - sharedBefore) / devices} B/device (mostly the guests' mapped memfd pages: rings and buffers)"));
 
         // Steady state: from 5 s after the guests are up to 5 s before they stop.
         Thread.Sleep(TimeSpan.FromSeconds(5));
@@ -91,12 +96,13 @@ internal static class ServeManyRun
         var byName = new Dictionary<string, double>();
         foreach ((string key, double end) in threadsEnd)
         {
-            // Threads of one kind summed (digits dropped: one session thread per connection).
+            // Threads of one kind summed (digits dropped: numbered pool threads).
             string name = string.Concat(key[(key.IndexOf(':', StringComparison.Ordinal) + 1)..].Where(c => !char.IsAsciiDigit(c)));
             byName[name] = byName.GetValueOrDefault(name) + end - threadsStart.GetValueOrDefault(key);
         }
 
-        Console.WriteLine("  by thread: " + string.Join(", ", byName.Where(p => p.Value > 0).OrderByDescending(p => p.Value).Take(6)
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  threads alive at both samples: {100 * byName.Values.Sum() / elapsed:0.00} % together (the rest of the process's share: threads that started or ended in between, e.g. pool threads)"));
+        Console.WriteLine("  by thread: " + string.Join(", ", byName.Where(p => p.Value > 0).OrderByDescending(p => p.Value).Take(8)
             .Select(p => string.Create(CultureInfo.InvariantCulture, $"{p.Key} {100 * p.Value / elapsed:0.00} %"))));
         Console.WriteLine($"expiries: {vm.Calls} VM-control calls while every device was pinged (0 expected); load average {File.ReadAllText("/proc/loadavg").Trim()}");
 
@@ -196,6 +202,32 @@ internal static class ServeManyRun
                 FakeFrontEnd.Signal(kicks[i]);
             }
         }
+    }
+
+    // Private_Clean + Private_Dirty and Shared_Clean + Shared_Dirty of this process, in bytes.
+    private static (long Private, long Shared) PrivateAndShared()
+    {
+        long priv = 0;
+        long shared = 0;
+        foreach (string line in File.ReadLines("/proc/self/smaps_rollup"))
+        {
+            string[] parts = line.Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            if (parts.Length < 2 || !long.TryParse(parts[1], NumberStyles.Integer, CultureInfo.InvariantCulture, out long kib))
+            {
+                continue;
+            }
+
+            if (parts[0] is "Private_Clean:" or "Private_Dirty:")
+            {
+                priv += kib * 1024;
+            }
+            else if (parts[0] is "Shared_Clean:" or "Shared_Dirty:")
+            {
+                shared += kib * 1024;
+            }
+        }
+
+        return (priv, shared);
     }
 
     // Every thread's time on a CPU by "tid:name", in seconds, from /proc/self/task/*/schedstat (ns,

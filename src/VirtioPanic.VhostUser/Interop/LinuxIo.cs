@@ -3,9 +3,11 @@ using System.Runtime.InteropServices;
 namespace VirtioPanic.VhostUser.Interop;
 
 // The libc calls the vhost-user back end needs and .NET does not expose: recvmsg/sendmsg with
-// SCM_RIGHTS (file descriptors travel with vhost-user messages), poll over raw descriptors,
-// eventfd (kick and call notifications), plain read/write on them, fcntl for O_NONBLOCK and memfd
-// seals, and statx (the size of a file a front end maps guest memory from).
+// SCM_RIGHTS (file descriptors travel with vhost-user messages), epoll (the one event loop of
+// every back end, Loop/VhostUserEventLoop.cs) and poll over raw descriptors, a listening Unix
+// socket with non-blocking accept4, eventfd (kick and call notifications), plain read/write on
+// them, fcntl for O_NONBLOCK and memfd seals, and statx (the size of a file a front end maps
+// guest memory from). This is the LinuxIo.Epoll.cs partial's other half.
 //
 // This folder is the only place in the project where unsafe code is allowed (a guard test checks
 // it). Every caller outside passes spans and plain descriptor numbers; pointers never escape.
@@ -16,6 +18,13 @@ internal static partial class LinuxIo
     internal const int Eintr = 4;
     internal const int Eagain = 11;
     internal const int Ebadf = 9;
+    internal const int Enoent = 2;
+    internal const int Eacces = 13;
+    internal const int Emfile = 24;
+    internal const int Enfile = 23;
+    internal const int Enametoolong = 36;
+    internal const int Eaddrinuse = 98;
+    internal const int Econnaborted = 103;
 
     internal const short PollIn = 0x001;
     internal const short PollOut = 0x004;

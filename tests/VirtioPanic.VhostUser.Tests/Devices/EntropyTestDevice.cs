@@ -34,6 +34,8 @@ internal sealed class EntropyTestDevice : IVirtioDevice
     private ulong _activatedFeatures;
     private ulong _acceptedFeatures;
 
+    private string? _notifyThreadName;
+
     internal EntropyTestDevice(int queueCount = 1, ushort maxQueueSize = 256, int configSize = 0, ulong deviceFeatures = 0, uint deviceId = 4)
     {
         QueueCount = queueCount;
@@ -157,8 +159,20 @@ internal sealed class EntropyTestDevice : IVirtioDevice
         Interlocked.Increment(ref _activations);
     }
 
+    // Throws from the next Notify calls while set (a device bug the back end must contain).
+    internal bool ThrowOnNotify { get; set; }
+
+    // The name of the thread of the most recent Notify (the back end's event loop).
+    internal string? NotifyThreadName => Volatile.Read(ref _notifyThreadName);
+
     public void Notify(int queueIndex)
     {
+        Volatile.Write(ref _notifyThreadName, Thread.CurrentThread.Name);
+        if (ThrowOnNotify)
+        {
+            throw new InvalidOperationException("test device fault in Notify");
+        }
+
         IVirtioDeviceContext? context = Volatile.Read(ref _context);
         if (context is null)
         {

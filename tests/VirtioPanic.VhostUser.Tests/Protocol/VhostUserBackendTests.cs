@@ -430,11 +430,11 @@ internal sealed class VhostUserBackendTests
         try
         {
             front.SendU64(VhostUserRequest.SetVringKick, 0, fds: [blockingKick]);
-            // Two wake-ups for one kick would block the session thread in read() if the back
+            // Two wake-ups for one kick would block the loop thread in read() if the back
             // end's copy were blocking; the next request must still be served.
             front.PostAndKick(ring, blockingKick, 16);
             Assert.That(FakeFrontEnd.WaitSignalled(call), Is.True);
-            Assert.That(front.GetFeatures() & VirtioFeatures.Version1, Is.Not.Zero, "the session thread is not stuck");
+            Assert.That(front.GetFeatures() & VirtioFeatures.Version1, Is.Not.Zero, "the loop thread is not stuck");
         }
         finally
         {
