@@ -13,7 +13,7 @@ namespace VirtioPanic.Device;
 /// VM's run time for every vCPU and says so in <see cref="WatchdogDeviceStatus.VcpuClock"/>
 /// (WDT-DEV-49).</para>
 /// <para>Threading: <see cref="GetRunTime"/> is called on the thread of a <c>vcpu_heartbeat</c>
-/// write (a vCPU thread or the vhost-user session thread, possibly inside the transport's register
+/// write (a vCPU thread or the vhost-user loop thread, possibly inside the transport's register
 /// lock) and on the device's timer thread; it must be cheap (the device calls it once per pet and
 /// once per tracked vCPU per check), thread-safe, must not block and must not call into the
 /// device.</para>

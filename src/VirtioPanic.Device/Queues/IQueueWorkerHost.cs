@@ -8,7 +8,7 @@ namespace VirtioPanic.Device.Queues;
 // (WatchdogDevice.Queues.cs); the workers' wire decoding and their loop live in the workers.
 //
 // Threads: every member is called on the worker's runner thread (a vCPU, the timer thread, a pool
-// thread or the vhost-user session thread), or on the thread resetting the device for records a
+// thread or the vhost-user loop thread), or on the thread resetting the device for records a
 // reset drains; none may throw, and none may wait for the worker.
 internal interface IQueueWorkerHost
 {

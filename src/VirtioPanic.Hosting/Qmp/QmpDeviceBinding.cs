@@ -75,7 +75,7 @@ internal sealed class QmpDeviceBinding : IDisposable
 
     private void OnReset() => _device.OnVmReset(_device.GetStatus().BootReason);
 
-    // On the back end's session thread, before it answers GET_VRING_BASE: must not block.
+    // On the vhost-user loop thread (every back end's), before it answers GET_VRING_BASE: must not block.
     private void OnSuspended(WatchdogDevice device)
     {
         long stopsBefore = _vm.StopEvents;
