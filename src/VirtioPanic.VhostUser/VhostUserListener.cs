@@ -201,7 +201,11 @@ internal sealed class VhostUserListener : IEventLoopHandler
         }
     }
 
-    private void Serve(SafeFileHandle client)
+    // A session is being served (loop thread).
+    internal bool Serving => _session is not null;
+
+    // Loop thread (and the fuzz harness, on a driven loop): serves an accepted connection.
+    internal void Serve(SafeFileHandle client)
     {
         long connection = _backend.Statistics.ConnectionsAccepted + 1;
         _backend.Statistics.OnConnectionAccepted();

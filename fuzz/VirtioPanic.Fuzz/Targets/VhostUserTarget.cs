@@ -4,6 +4,7 @@ using VirtioPanic.Device;
 using VirtioPanic.Fuzz.Native;
 using VirtioPanic.VhostUser;
 using VirtioPanic.VhostUser.Interop;
+using VirtioPanic.VhostUser.Loop;
 using VirtioPanic.VhostUser.Protocol;
 using VirtioPanic.Virtio.Memory;
 
@@ -12,9 +13,12 @@ namespace VirtioPanic.Fuzz.Targets;
 // A vhost-user front end that sends a whole conversation at once: the messages, with their file
 // descriptors (memfds for memory tables, eventfds for kick/call/err), go into one end of a
 // socketpair; the other end is served by a real VhostUserSession (the watchdog device behind it)
-// on this thread until the end of the stream. The session documents that it never throws for
-// front-end input; rings it starts are kicked through the eventfds and processed by the device
-// over the memfd, whose contents the input also provides.
+// on an event loop this thread drives (VhostUserEventLoop.CreateDriven: the same loop code as the
+// process-wide one, without its thread) until the session ends at the end of the stream; the
+// replies are drained between turns. The session documents that it never throws for front-end
+// input; rings it starts are kicked through the eventfds and processed by the device over the
+// memfd, whose contents the input also provides. A session still open after MaxTurns turns is a
+// hang and fails the run.
 //
 // Input:
 //   u16 image     length of the image copied into the 64 KiB shared memory region (memfd 0)
@@ -37,11 +41,15 @@ internal sealed class VhostUserTarget : IFuzzTarget
     private readonly byte[] _message = new byte[VhostUserWire.HeaderSize + ushort.MaxValue];
     private readonly List<int> _eventFds = [];
     private readonly byte[] _drain = new byte[4096];
-    private long _connection;
+    private readonly VhostUserEventLoop _loop;
+
+    // Each turn waits at most 1 ms; a conversation ends at its end of stream in a few turns.
+    private const int MaxTurns = 20_000;
 
     internal VhostUserTarget()
     {
         _memory = new GuestMemory([_region], ownsRegions: false);
+        _loop = VhostUserEventLoop.CreateDriven();
     }
 
     public void Run(ReadOnlySpan<byte> input)
@@ -60,10 +68,25 @@ internal sealed class VhostUserTarget : IFuzzTarget
         {
             SendAll(ref reader, frontEnd);
             _ = Libc.Shutdown(frontEnd, Libc.ShutWrite);
-            using var socket = new SafeFileHandle(backEnd, ownsHandle: true);
+            _ = LinuxIo.SetNonBlocking(frontEnd);
+            var socket = new SafeFileHandle(backEnd, ownsHandle: true);   // the session owns it
             backEnd = -1;
-            using var session = new VhostUserSession(backend, socket, ++_connection);
-            session.Run();
+            var listener = new VhostUserListener(backend, _loop, -1);
+            listener.Serve(socket);
+            int turns = 0;
+            while (listener.Serving)
+            {
+                if (++turns > MaxTurns)
+                {
+                    throw new InvalidOperationException($"the session was still open after {MaxTurns} turns of its loop");
+                }
+
+                while (LinuxIo.Read(frontEnd, _drain) > 0)
+                {
+                }
+
+                _loop.RunTurn(1);
+            }
         }
         finally
         {

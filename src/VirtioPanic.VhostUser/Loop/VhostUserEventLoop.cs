@@ -94,6 +94,17 @@ internal sealed class VhostUserEventLoop
 
     internal bool IsLoopThread => Thread.CurrentThread == _thread;
 
+    // A loop with no thread of its own, driven by the calling thread (RunTurn): the fuzz harness
+    // serves one session on its own thread, deterministically. Never the process-wide loop.
+    internal static VhostUserEventLoop CreateDriven() => new() { _thread = Thread.CurrentThread };
+
+    // One turn of a driven loop, waiting at most timeoutMilliseconds (or until its next deadline).
+    internal void RunTurn(int timeoutMilliseconds)
+    {
+        AssertLoopThread();
+        Turn(timeoutMilliseconds);
+    }
+
     // Runs work on the loop thread, soon. Thread-safe; from the loop thread it runs next turn.
     internal void Post(Action<object?> work, object? state)
     {
@@ -204,57 +215,69 @@ internal sealed class VhostUserEventLoop
     {
         while (true)
         {
-            RunPosted();
-            int n = LinuxIo.EpollWait(_epoll, _events, NextTimeout());
-            if (n < 0)
-            {
-                if (n != -LinuxIo.Eintr)
-                {
-                    // EBADF/EFAULT/EINVAL cannot happen with this loop's own descriptor and
-                    // buffer; if they did, do not spin.
-                    Thread.Sleep(100);
-                }
+            Turn(-1);
+        }
+    }
 
+    // Posted work, epoll_wait (at most maxTimeout ms, -1: until the next deadline), the batch, due timers.
+    private void Turn(int maxTimeout)
+    {
+        RunPosted();
+        int timeout = NextTimeout();
+        if (maxTimeout >= 0 && (timeout < 0 || timeout > maxTimeout))
+        {
+            timeout = maxTimeout;
+        }
+
+        int n = LinuxIo.EpollWait(_epoll, _events, timeout);
+        if (n < 0)
+        {
+            if (n != -LinuxIo.Eintr)
+            {
+                // EBADF/EFAULT/EINVAL cannot happen with this loop's own descriptor and
+                // buffer; if they did, do not spin.
+                Thread.Sleep(100);
+            }
+
+            return;
+        }
+
+        bool anyDeferred = false;
+        for (int i = 0; i < n; i++)
+        {
+            ulong token = _events[i].Data;
+            if (token == WakeToken)
+            {
+                _ = LinuxIo.Read(_wake, _wakeCounter);
+                Interlocked.Exchange(ref _wakePending, 0);
+                RunPosted();
                 continue;
             }
 
-            bool anyDeferred = false;
+            int index = (int)(uint)token;
+            if ((uint)index < (uint)_slotsUsed && _slots[index].Deferred)
+            {
+                anyDeferred = true;
+                continue;
+            }
+
+            Dispatch(token, _events[i].Events);
+        }
+
+        if (anyDeferred)
+        {
             for (int i = 0; i < n; i++)
             {
                 ulong token = _events[i].Data;
-                if (token == WakeToken)
-                {
-                    _ = LinuxIo.Read(_wake, _wakeCounter);
-                    Interlocked.Exchange(ref _wakePending, 0);
-                    RunPosted();
-                    continue;
-                }
-
                 int index = (int)(uint)token;
-                if ((uint)index < (uint)_slotsUsed && _slots[index].Deferred)
+                if (token != WakeToken && (uint)index < (uint)_slotsUsed && _slots[index].Deferred)
                 {
-                    anyDeferred = true;
-                    continue;
-                }
-
-                Dispatch(token, _events[i].Events);
-            }
-
-            if (anyDeferred)
-            {
-                for (int i = 0; i < n; i++)
-                {
-                    ulong token = _events[i].Data;
-                    int index = (int)(uint)token;
-                    if (token != WakeToken && (uint)index < (uint)_slotsUsed && _slots[index].Deferred)
-                    {
-                        Dispatch(token, _events[i].Events);
-                    }
+                    Dispatch(token, _events[i].Events);
                 }
             }
-
-            RunTimers();
         }
+
+        RunTimers();
     }
 
     private void Dispatch(ulong token, uint events)
