@@ -65,6 +65,10 @@ public sealed partial class PolicyService
             PolicyDecision decision = PolicyEngine.OnDeadline(entry.State, entry.Policy, _time.GetUtcNow());
             if (decision.Action.Kind == DecidedActionKind.Ignored || deadline is null)
             {
+                // A timer may fire before its due time by the wall clock the deadline is kept in
+                // (millisecond truncation, a clock slewed meanwhile): point it at the due time
+                // again, or the deadline would never fire. Without a deadline this disposes it.
+                RescheduleDeadline(entry);
                 return;
             }
 

@@ -2,6 +2,7 @@ using System.Diagnostics.Metrics;
 using System.Text.Json;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Time.Testing;
 using VirtioPanic.Device;
 using VirtioPanic.Hosting.Tests.Rig;
 
@@ -171,6 +172,46 @@ public sealed class PolicyServiceTests
         await rig.IdleAsync();
 
         Assert.That((fired.PolicyAction, rig.Vm.Operations), Is.EqualTo(("destroy", new[] { VmOperation.PowerOff })));
+    }
+
+    // A timer that fires a little before its due time by the wall clock (TimeProvider.System's
+    // timers count whole milliseconds, and the wall clock can be slewed): the deadline is not
+    // lost; it is pointed at its due time again and fires then, once.
+    [Test]
+    public async Task GraceWindow_TimerFiresEarly_TheDeadlineStillFiresOnce()
+    {
+        await using PolicyRig rig = await PolicyRig.StartAsync(
+            new DevicePolicy { OnPanic = PanicAction.Destroy, PanicGracePeriod = TimeSpan.FromSeconds(30) },
+            services: s => s.AddSingleton<TimeProvider>(p => new EarlyTimers(p.GetRequiredService<FakeTimeProvider>(), TimeSpan.FromMilliseconds(1))));
+
+        rig.Guest.Panic();
+        await rig.NextAsync("GUEST_PANICKED");
+        rig.Time.Advance(TimeSpan.FromSeconds(30) - TimeSpan.FromMilliseconds(1));
+        HandledEvent[] early = await rig.IdleAsync();
+        rig.Time.Advance(TimeSpan.FromMilliseconds(1));
+        HandledEvent fired = await rig.NextAsync("DEADLINE");
+        rig.Time.Advance(TimeSpan.FromSeconds(30));
+        HandledEvent[] rest = await rig.IdleAsync();
+
+        Assert.Multiple(() =>
+        {
+            Assert.That(early, Is.Empty, "fired early: nothing decided before the due time");
+            Assert.That((fired.PolicyAction, rig.Vm.Operations), Is.EqualTo(("destroy", new[] { VmOperation.PowerOff })));
+            Assert.That(rest.Select(r => r.Name), Has.None.EqualTo("DEADLINE"));
+        });
+    }
+
+    // Every timer fires 'early' before its due time; the clock is the fake's.
+    private sealed class EarlyTimers(FakeTimeProvider time, TimeSpan early) : TimeProvider
+    {
+        public override DateTimeOffset GetUtcNow() => time.GetUtcNow();
+
+        public override long GetTimestamp() => time.GetTimestamp();
+
+        public override long TimestampFrequency => time.TimestampFrequency;
+
+        public override ITimer CreateTimer(TimerCallback callback, object? state, TimeSpan dueTime, TimeSpan period) =>
+            time.CreateTimer(callback, state, dueTime > early ? dueTime - early : dueTime, period);
     }
 
     [Test]

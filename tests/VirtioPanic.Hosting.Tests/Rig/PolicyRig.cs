@@ -45,6 +45,7 @@ internal sealed class PolicyRig : IAsyncDisposable
         TempDirectory dir = directory ?? new TempDirectory();
         HostApplicationBuilder builder = Microsoft.Extensions.Hosting.Host.CreateEmptyApplicationBuilder(new HostApplicationBuilderSettings());
         builder.Services.AddSingleton<TimeProvider>(time);
+        builder.Services.AddSingleton(time);   // for a test's own TimeProvider over the same clock
         services?.Invoke(builder.Services);
         builder.Services.AddVirtioPanic(o =>
         {
