@@ -15,13 +15,8 @@ internal struct ChainWalk
     internal uint ReadableLength;
     internal uint WritableLength;
 
-    // The scratch storage starts small and grows (doubling, on the consumer thread) up to the
-    // queue's MaxChainLength the first time a chain needs it; a chain longer than that is refused.
-    // Chains made from the old array are dead by then: a chain is only valid until the next pop.
-    internal const int InitialScratch = 8;
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    internal VirtqueueStatus Add(GuestMemory memory, ref GuestMemorySlice[] scratch, int maxChainLength, ulong address, uint length, bool writable)
+    internal VirtqueueStatus Add(GuestMemory memory, GuestMemorySlice[] scratch, ulong address, uint length, bool writable)
     {
         if (length == 0)
         {
@@ -30,12 +25,7 @@ internal struct ChainWalk
 
         if (Count == scratch.Length)
         {
-            if (Count >= maxChainLength)
-            {
-                return VirtqueueStatus.ChainTooLong;
-            }
-
-            Grow(ref scratch, maxChainLength);
+            return VirtqueueStatus.ChainTooLong;
         }
 
         // Translate straight into the scratch slot; a failed translation leaves it empty and the
@@ -70,12 +60,6 @@ internal struct ChainWalk
         Count++;
         return VirtqueueStatus.Ok;
     }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private static void Grow(ref GuestMemorySlice[] scratch, int maxChainLength) =>
-        Array.Resize(ref scratch, (int)Math.Min(maxChainLength, scratch.Length * 2L));
-
-    internal static GuestMemorySlice[] NewScratch(int maxChainLength) => new GuestMemorySlice[Math.Min(maxChainLength, InitialScratch)];
 
     internal readonly DescriptorChain ToChain(ChainToken token, GuestMemorySlice[] scratch) =>
         new(token, new ReadOnlySpan<GuestMemorySlice>(scratch, 0, Count), Readable, ReadableLength, WritableLength);

@@ -24,17 +24,13 @@ namespace VirtioPanic.Virtio.Queue;
 //
 // Everything else is consumer-private. Each descriptor is read once: its flags by the acquire load,
 // the other fields in one copy taken after it; the copy is validated, never re-read. Loops are
-// bounded by the queue size (chain walk), the table size (indirect) and MaxChainLength (the
-// scratch buffer grows up to it).
+// bounded by the queue size (chain walk), the table size (indirect) and the scratch capacity.
 internal sealed class PackedVirtqueue
 {
     private const DescriptorFlags KnownFlags = DescriptorFlags.Next | DescriptorFlags.Write | DescriptorFlags.Indirect | DescriptorFlags.Available | DescriptorFlags.Used;
     private const DescriptorFlags BothBits = DescriptorFlags.Available | DescriptorFlags.Used;
 
-    // Chain buffers of the current pop: ChainWalk.InitialScratch entries, grown by ChainWalk.Add up
-    // to _maxChainLength (consumer-private, like everything below).
-    private readonly int _maxChainLength;
-    private GuestMemorySlice[] _scratch;
+    private readonly GuestMemorySlice[] _scratch;
     private readonly ushort _maxSize;
     private readonly bool[] _inFlight;   // buffer ids popped and not yet used
 
@@ -68,8 +64,7 @@ internal sealed class PackedVirtqueue
     {
         Debug.Assert(maxSize is > 0 and <= PackedRingLayout.MaxQueueSize);
         _maxSize = maxSize;
-        _maxChainLength = maxChainLength;
-        _scratch = ChainWalk.NewScratch(maxChainLength);
+        _scratch = new GuestMemorySlice[maxChainLength];
         _inFlight = new bool[maxSize];
     }
 
@@ -602,7 +597,7 @@ internal sealed class PackedVirtqueue
                 break;
             }
 
-            VirtqueueStatus added = walk.Add(_memory!, ref _scratch, _maxChainLength, descriptor.Address, descriptor.Length, (flags & DescriptorFlags.Write) != 0);
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, descriptor.Address, descriptor.Length, (flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return Fail(added);
@@ -676,7 +671,7 @@ internal sealed class PackedVirtqueue
                 return VirtqueueStatus.NestedIndirect;
             }
 
-            VirtqueueStatus added = walk.Add(_memory!, ref _scratch, _maxChainLength, entry.Address, entry.Length, (flags & DescriptorFlags.Write) != 0);
+            VirtqueueStatus added = walk.Add(_memory!, _scratch, entry.Address, entry.Length, (flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return added;

@@ -29,10 +29,9 @@ internal sealed partial class SplitVirtqueue
 {
     private const DescriptorFlags KnownFlags = DescriptorFlags.Next | DescriptorFlags.Write | DescriptorFlags.Indirect;
 
-    // Chain buffers of the current pop: ChainWalk.InitialScratch entries, grown by ChainWalk.Add up
-    // to _maxChainLength (consumer-private, like everything below).
-    private readonly int _maxChainLength;
-    private GuestMemorySlice[] _scratch;
+    // Chain buffers of the current pop, grown on demand up to MaxChainLength (ChainScratch;
+    // consumer-private, like everything below).
+    private readonly ChainScratch _scratch;
 
     // The one buffer of a plain one-descriptor chain from ProcessSingle and ProcessDirect: a field,
     // so the chain's one-entry span is made from a ref to it without an array bounds check.
@@ -75,8 +74,7 @@ internal sealed partial class SplitVirtqueue
         Debug.Assert(maxSize is > 0 and <= SplitRingLayout.MaxQueueSize && (maxSize & (maxSize - 1)) == 0);
         Debug.Assert(maxChainLength > 0);
         _maxSize = maxSize;
-        _maxChainLength = maxChainLength;
-        _scratch = ChainWalk.NewScratch(maxChainLength);
+        _scratch = new ChainScratch(maxChainLength);
     }
 
     internal ushort Size => _size;
@@ -178,7 +176,7 @@ internal sealed partial class SplitVirtqueue
         _signalledUsed = 0;
         _signalledValid = false;
         _status = VirtqueueStatus.NotReady;
-        Array.Clear(_scratch);
+        Array.Clear(_scratch.Buffers);
         _single = default;
     }
 
@@ -216,7 +214,7 @@ internal sealed partial class SplitVirtqueue
 
             // Translate straight into the scratch slot: an intermediate local would be stored in
             // two halves and reloaded as one 16-byte copy, a store-forwarding stall per chain.
-            if (_memory!.TryGetSlice(descriptor.Address, length, out _scratch[0]) != GuestMemoryStatus.Ok)
+            if (_memory!.TryGetSlice(descriptor.Address, length, out _scratch.Buffers[0]) != GuestMemoryStatus.Ok)
             {
                 chain = default;
                 return Fail(VirtqueueStatus.BufferOutOfRange);
@@ -224,7 +222,7 @@ internal sealed partial class SplitVirtqueue
 
             _nextAvail++;
             bool writable = (descriptor.Flags & DescriptorFlags.Write) != 0;
-            chain = DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), _scratch, writable, length);
+            chain = DescriptorChain.OneBuffer(new ChainToken((ushort)head, 1), _scratch.Buffers, writable, length);
             return VirtqueueStatus.Ok;
         }
 
@@ -456,7 +454,7 @@ internal sealed partial class SplitVirtqueue
         where THandler : struct, IDescriptorChainHandler, allows ref struct
     {
         ReadOnlySpan<VirtqDescriptor> table = _descriptors.Entries;
-        Span<GuestMemorySlice> scratch = _scratch;
+        Span<GuestMemorySlice> scratch = _scratch.Buffers;
         ushort next = _nextAvail;
         // One loop bound instead of a count and a limit (one value fewer in the loop).
         ushort start = next;
@@ -708,9 +706,32 @@ internal sealed partial class SplitVirtqueue
         return pending == 0 ? VirtqueueStatus.Empty : VirtqueueStatus.Ok;
     }
 
+    // The general walk: every check with its typed error. A chain longer than the scratch so far
+    // grows it (up to MaxChainLength) and is walked again from its head; nothing of the first walk
+    // is kept, so every value used is read in the walk that produced the chain.
     private VirtqueueStatus TryPopChainSlow(ushort head, VirtqDescriptor descriptor, out DescriptorChain chain)
     {
+        while (true)
+        {
+            VirtqueueStatus status = WalkChain(head, descriptor, _scratch.Buffers, out chain, out bool scratchFull);
+            if (status == VirtqueueStatus.Ok)
+            {
+                return status;
+            }
+
+            if (!(status == VirtqueueStatus.ChainTooLong && scratchFull && _scratch.TryGrow()))
+            {
+                return Fail(status);
+            }
+        }
+    }
+
+    // One walk of the chain at head into the scratch as it is; scratchFull: it stopped because
+    // the scratch had no room left (TryPopChainSlow may grow it and walk again).
+    private VirtqueueStatus WalkChain(ushort head, VirtqDescriptor descriptor, GuestMemorySlice[] scratch, out DescriptorChain chain, out bool scratchFull)
+    {
         chain = default;
+        scratchFull = false;
         var walk = new ChainWalk();
         uint index = head;
         int ttl = _size;   // a direct walk longer than the table must revisit a descriptor: a loop
@@ -720,7 +741,7 @@ internal sealed partial class SplitVirtqueue
             DescriptorFlags flags = descriptor.Flags;
             if ((flags & ~KnownFlags) != 0)
             {
-                return Fail(VirtqueueStatus.InvalidDescriptorFlags);
+                return VirtqueueStatus.InvalidDescriptorFlags;
             }
 
             if ((flags & DescriptorFlags.Indirect) != 0)
@@ -728,27 +749,29 @@ internal sealed partial class SplitVirtqueue
                 // §2.7.5.3.2: zero or more direct descriptors followed by one final INDIRECT one.
                 if (!_indirect)
                 {
-                    return Fail(VirtqueueStatus.IndirectNotNegotiated);
+                    return VirtqueueStatus.IndirectNotNegotiated;
                 }
 
                 if ((flags & DescriptorFlags.Next) != 0)
                 {
-                    return Fail(VirtqueueStatus.IndirectWithNext);
+                    return VirtqueueStatus.IndirectWithNext;
                 }
 
-                VirtqueueStatus indirect = WalkIndirect(descriptor, ref walk);
+                VirtqueueStatus indirect = WalkIndirect(descriptor, scratch, ref walk);
                 if (indirect != VirtqueueStatus.Ok)
                 {
-                    return Fail(indirect);
+                    scratchFull = walk.Count == scratch.Length;
+                    return indirect;
                 }
 
                 break;
             }
 
-            VirtqueueStatus added = walk.Add(_memory!, ref _scratch, _maxChainLength, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
+            VirtqueueStatus added = walk.Add(_memory!, scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
-                return Fail(added);
+                scratchFull = walk.Count == scratch.Length;
+                return added;
             }
 
             if ((flags & DescriptorFlags.Next) == 0)
@@ -758,25 +781,25 @@ internal sealed partial class SplitVirtqueue
 
             if (--ttl == 0)
             {
-                return Fail(VirtqueueStatus.ChainTooLong);
+                return VirtqueueStatus.ChainTooLong;
             }
 
             index = descriptor.Next;
             if (index >= _size)
             {
-                return Fail(VirtqueueStatus.DescriptorIndexOutOfRange);
+                return VirtqueueStatus.DescriptorIndexOutOfRange;
             }
 
             descriptor = _descriptors.Read(index);
         }
 
         _nextAvail++;
-        chain = walk.ToChain(new ChainToken(head, 1), _scratch);
+        chain = walk.ToChain(new ChainToken(head, 1), scratch);
         return VirtqueueStatus.Ok;
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private VirtqueueStatus WalkIndirect(VirtqDescriptor table, ref ChainWalk walk)
+    private VirtqueueStatus WalkIndirect(VirtqDescriptor table, GuestMemorySlice[] scratch, ref ChainWalk walk)
     {
         uint length = table.Length;
         if (length == 0 || length % VirtqDescriptor.Size != 0)
@@ -807,7 +830,7 @@ internal sealed partial class SplitVirtqueue
                 return VirtqueueStatus.InvalidDescriptorFlags;
             }
 
-            VirtqueueStatus added = walk.Add(_memory!, ref _scratch, _maxChainLength, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
+            VirtqueueStatus added = walk.Add(_memory!, scratch, descriptor.Address, descriptor.Length, (descriptor.Flags & DescriptorFlags.Write) != 0);
             if (added != VirtqueueStatus.Ok)
             {
                 return added;

@@ -4,10 +4,11 @@ using VirtioPanic.Virtio.Queue;
 
 namespace VirtioPanic.Virtio.Tests.Queue;
 
-// A queue translates a chain into scratch storage that starts at ChainWalk.InitialScratch entries
-// and grows on demand up to MaxChainLength (a watchdog queue of 256 entries keeps 192 bytes, not
-// 6 KiB, until a driver sends a long chain). Growing must not change what a chain is: every buffer
-// in order, readable before writable, the same bound as before.
+// A split queue translates a chain into scratch storage that starts at ChainScratch.InitialScratch
+// entries and grows on demand up to MaxChainLength (a watchdog queue of 256 entries keeps 192 bytes,
+// not 6 KiB, until a driver sends a long chain): the general walk grows it and walks the chain
+// again. Growing must not change what a chain is: every buffer in order, readable before writable,
+// the same bound as before. (The packed queue keeps a full-size array; its row checks the same.)
 public sealed class ChainScratchTests
 {
     private const ushort Size = 64;
