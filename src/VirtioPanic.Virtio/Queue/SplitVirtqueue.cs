@@ -24,7 +24,9 @@ namespace VirtioPanic.Virtio.Queue;
 // Guest data is read once: the head from avail.ring, each descriptor as one 16-byte copy, and the
 // copy is validated before anything is derived from it. Every loop is bounded: the direct walk
 // by the queue size, an indirect walk by the table's entry count, and the whole chain by the
-// chain bound (MaxChainLength; the scratch buffer grows up to it).
+// chain bound (MaxChainLength; the scratch buffer grows up to it). A chain that outgrows the
+// scratch is walked again after it grew, at most log2(MaxChainLength / 8) times, and only the last
+// walk's reads make the chain, so "read once" holds for every value the chain carries.
 internal sealed partial class SplitVirtqueue
 {
     private const DescriptorFlags KnownFlags = DescriptorFlags.Next | DescriptorFlags.Write | DescriptorFlags.Indirect;

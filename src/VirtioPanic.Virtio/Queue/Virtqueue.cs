@@ -48,8 +48,9 @@ public sealed class Virtqueue
     /// The most buffers one chain may have, direct and indirect together; longer chains are
     /// rejected with <see cref="VirtqueueStatus.ChainTooLong"/> (virtio 1.2 §2.7.4.1 lets a device
     /// limit chain length). Defaults to <paramref name="maxSize"/>. Chains are translated into a
-    /// scratch array of 24 bytes per entry that starts at 8 entries and grows (doubling, once, on the
-    /// thread that pops) up to this bound the first time a longer chain arrives.
+    /// scratch array of 24 bytes per entry: for the split format it starts at 8 entries and grows
+    /// (doubling, on the thread that pops) up to this bound when a longer chain arrives; for the
+    /// packed format it is allocated at this bound when that format is first activated.
     /// </param>
     public Virtqueue(ushort maxSize, int maxChainLength = 0)
     {
