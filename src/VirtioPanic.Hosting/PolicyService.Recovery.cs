@@ -303,7 +303,7 @@ public sealed partial class PolicyService
     // escalation already runs in this run.
     private async Task ContinueEscalationAsync(EventJournal? journal, DeviceEntry entry, UnactedJournalEntry pending, IReadOnlyList<ActionOutcome> outcomes)
     {
-        if (EscalationMarkOf(pending.Line) is not { } mark || mark.Step >= mark.StepCount || entry.State.Escalation is not null)
+        if (pending.EscalationStep is not { } mark || mark.Step >= mark.StepCount || entry.State.Escalation is not null)
         {
             return;
         }
@@ -327,50 +327,6 @@ public sealed partial class PolicyService
         RescheduleEscalation(entry);
     }
 
-    // The "escalation" member of a decision record (PolicyService.Escalation.cs): which step of
-    // which escalation it carried out and what was next; null when there is none or it is malformed.
-    private static JournaledEscalation? EscalationMarkOf(string line)
-    {
-        try
-        {
-            using var document = System.Text.Json.JsonDocument.Parse(line);
-            if (!document.RootElement.TryGetProperty("escalation", out System.Text.Json.JsonElement mark) || !PolicyNames.TryParse(mark.GetProperty("kind").GetString(), out EscalationKind kind))
-            {
-                return null;
-            }
-
-            string plan = mark.GetProperty("plan").GetString() ?? string.Empty;
-            if (plan.Length > 1024)
-            {
-                // Longer than any valid plan (JournalReader bounds escalation records the same way).
-                return null;
-            }
-
-            ImmutableArray<uint> vcpus = mark.TryGetProperty("vcpus", out System.Text.Json.JsonElement list) && list.GetArrayLength() <= 4096
-                ? [.. list.EnumerateArray().Select(v => v.GetUInt32())]
-                : [];
-            return new JournaledEscalation
-            {
-                Run = string.Empty,
-                RecordId = 0,
-                DeviceId = string.Empty,
-                Kind = kind,
-                Plan = plan,
-                TriggerSequence = mark.GetProperty("trigger-seq").GetInt64(),
-                Step = mark.GetProperty("step").GetInt32(),
-                StepCount = mark.GetProperty("of").GetInt32(),
-                NextAction = mark.TryGetProperty("next", out System.Text.Json.JsonElement next) ? next.GetString() ?? string.Empty : string.Empty,
-                Due = DateTimeOffset.MaxValue,
-                Vcpus = vcpus,
-                Time = default,
-            };
-        }
-        catch (Exception ex) when (ex is System.Text.Json.JsonException or KeyNotFoundException or InvalidOperationException or FormatException)
-        {
-            return null;
-        }
-    }
-
     // The calls the decision made, from its type, event name and action (as PolicyEngine plans
     // them; for a step of an escalation, in the vocabulary of its kind); null, or why it cannot be carried out.
     private static string? TryRebuild(DeviceEntry entry, UnactedJournalEntry pending, out PolicyDecision? decision)
@@ -378,7 +334,7 @@ public sealed partial class PolicyService
         decision = null;
         DecidedAction action;
         ImmutableArray<PlannedStep> steps;
-        JournaledEscalation? mark = EscalationMarkOf(pending.Line);
+        JournaledEscalation? mark = pending.EscalationStep;
         if (mark is not null && pending.RecordType is "event" or "step" or "deadline")
         {
             if (mark.Kind == EscalationKind.Panic && PolicyNames.TryParse(pending.PolicyAction, out PanicAction panicStep))

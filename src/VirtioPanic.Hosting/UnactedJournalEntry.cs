@@ -1,3 +1,5 @@
+using VirtioPanic.Hosting.Journal;
+
 namespace VirtioPanic.Hosting;
 
 /// <summary>An event the journal shows as accepted from the guest but never decided, or decided but with no recorded outcome: the process stopped before finishing the action.</summary>
@@ -47,4 +49,9 @@ public sealed record UnactedJournalEntry
     internal string RecordType { get; init; } = "event";
 
     internal PendingDeadlineKind DeferredKind { get; init; }
+
+    // For a step of a staged escalation: the decision record's "escalation" member (which step of
+    // which escalation, what was next), as JournalReader read it; null for any other decision, or
+    // when the member is malformed (then the decision is recovered as a plain one).
+    internal JournaledEscalation? EscalationStep { get; init; }
 }

@@ -319,20 +319,56 @@ internal static class JournalReader
                 }
             }
 
-            return Base(root, run, line, action) with { VmRunning = running, DeferredUntil = due, DeferredKind = kind };
+            return Base(root, run, line, action) with { VmRunning = running, DeferredUntil = due, DeferredKind = kind, EscalationStep = EscalationMember(root) };
         }
 
-        // Only the shape is checked here (types, bounds); whether the plan and step make sense is
-        // PolicyEngine.Resume's question, answered when the device is attached.
-        private static JournaledEscalation Escalation(JsonElement root, string run)
+        // A decision's "escalation" member (PolicyService.Escalation.cs), with the bounds of an
+        // escalation record; null when there is none or it is malformed (ignored, not a corrupt line).
+        private static JournaledEscalation? EscalationMember(JsonElement root)
         {
-            if (!PolicyNames.TryParse(root.GetProperty("kind").GetString(), out EscalationKind kind))
+            if (!root.TryGetProperty("escalation", out JsonElement mark) || mark.ValueKind != JsonValueKind.Object)
             {
-                throw new FormatException("unknown escalation kind");
+                return null;
             }
 
+            try
+            {
+                if (!PolicyNames.TryParse(mark.GetProperty("kind").GetString(), out EscalationKind kind))
+                {
+                    return null;
+                }
+
+                return new JournaledEscalation
+                {
+                    Run = string.Empty,
+                    RecordId = 0,
+                    DeviceId = string.Empty,
+                    Kind = kind,
+                    Plan = Bounded(mark.GetProperty("plan").GetString()),
+                    TriggerSequence = mark.GetProperty("trigger-seq").GetInt64(),
+                    Step = mark.GetProperty("step").GetInt32(),
+                    StepCount = mark.GetProperty("of").GetInt32(),
+                    NextAction = mark.TryGetProperty("next", out JsonElement next) ? Bounded(next.GetString()) : string.Empty,
+                    Due = DateTimeOffset.MaxValue,
+                    Vcpus = Vcpus(mark),
+                    Time = default,
+                };
+            }
+            catch (Exception ex) when (ex is KeyNotFoundException or InvalidOperationException or FormatException)
+            {
+                return null;
+            }
+        }
+
+        // A plan or next action: no plan of at most EscalationText.MaxSteps steps comes near
+        // MaxPlanChars; a longer one would only flood the log lines that name it.
+        private static string Bounded(string? text) =>
+            (text ?? string.Empty).Length <= MaxPlanChars ? text ?? string.Empty : throw new FormatException("plan too long");
+
+        private static System.Collections.Immutable.ImmutableArray<uint> Vcpus(JsonElement element)
+        {
             var vcpus = System.Collections.Immutable.ImmutableArray.CreateBuilder<uint>();
-            if (root.TryGetProperty("vcpus", out JsonElement list))
+            if (element.TryGetProperty("vcpus", out JsonElement list))
             {
                 if (list.GetArrayLength() > MaxVcpus)
                 {
@@ -345,17 +381,23 @@ internal static class JournalReader
                 }
             }
 
+            return vcpus.ToImmutable();
+        }
+
+        // Only the shape is checked here (types, bounds); whether the plan and step make sense is
+        // PolicyEngine.Resume's question, answered when the device is attached.
+        private static JournaledEscalation Escalation(JsonElement root, string run)
+        {
+            if (!PolicyNames.TryParse(root.GetProperty("kind").GetString(), out EscalationKind kind))
+            {
+                throw new FormatException("unknown escalation kind");
+            }
+
             bool? running = root.TryGetProperty("vm", out JsonElement vm) && vm.ValueKind == JsonValueKind.Object && vm.TryGetProperty("running", out JsonElement r) && r.ValueKind is JsonValueKind.True or JsonValueKind.False
                 ? r.GetBoolean()
                 : null;
-            string plan = root.GetProperty("plan").GetString() ?? string.Empty;
-            string next = root.GetProperty("next").GetString() ?? string.Empty;
-            if (plan.Length > MaxPlanChars || next.Length > MaxPlanChars)
-            {
-                // No plan of at most EscalationText.MaxSteps steps comes near this; it would only flood the log lines that name it.
-                throw new FormatException("plan too long");
-            }
-
+            string plan = Bounded(root.GetProperty("plan").GetString());
+            string next = Bounded(root.GetProperty("next").GetString());
             return new JournaledEscalation
             {
                 Run = run,
@@ -368,7 +410,7 @@ internal static class JournalReader
                 StepCount = root.GetProperty("of").GetInt32(),
                 NextAction = next,
                 Due = root.GetProperty("due").GetDateTimeOffset(),
-                Vcpus = vcpus.ToImmutable(),
+                Vcpus = Vcpus(root),
                 VmRunning = running,
                 Time = root.GetProperty("time").GetDateTimeOffset(),
             };
