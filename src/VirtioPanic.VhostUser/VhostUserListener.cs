@@ -41,7 +41,7 @@ internal sealed class VhostUserListener : IEventLoopHandler
     private SafeFileHandle? _waiting;     // a connection waiting for the session to end
     private long _waitingDue;
     private long _backoffDue;
-    private long _timerDue;
+    private LoopDeadline _timer;          // the earliest deadline queued on the loop
 
     internal VhostUserListener(VhostUserBackend backend, VhostUserEventLoop loop, int socketFd)
     {
@@ -104,10 +104,7 @@ internal sealed class VhostUserListener : IEventLoopHandler
 
     public void OnTimer(long now)
     {
-        if (now >= _timerDue)
-        {
-            _timerDue = 0;
-        }
+        _timer.Fired(now);
 
         if (_stopping)
         {
@@ -261,12 +258,5 @@ internal sealed class VhostUserListener : IEventLoopHandler
         _watching = false;
     }
 
-    private void ScheduleAt(long due)
-    {
-        if (_timerDue == 0 || due < _timerDue)
-        {
-            _timerDue = due;
-            _loop.Schedule(this, due);
-        }
-    }
+    private void ScheduleAt(long due) => _timer.ScheduleAt(_loop, this, due);
 }

@@ -65,7 +65,7 @@ internal sealed partial class VhostUserSession : IEventLoopHandler
     private uint _socketInterest;
     private bool _closed;
     private bool _kicksDeferred;          // some ring's KickDeferred is set
-    private long _timerDue;               // the earliest deadline queued on the loop; 0 for none
+    private LoopDeadline _timer;          // the earliest deadline queued on the loop
 
     private VhostUserMemoryTable? _memory;
     private ulong _features;              // as acked, including VHOST_USER_F_PROTOCOL_FEATURES
@@ -151,10 +151,7 @@ internal sealed partial class VhostUserSession : IEventLoopHandler
 
     public void OnTimer(long now)
     {
-        if (now >= _timerDue)
-        {
-            _timerDue = 0;
-        }
+        _timer.Fired(now);
 
         if (_closed)
         {
@@ -367,14 +364,7 @@ internal sealed partial class VhostUserSession : IEventLoopHandler
         }
     }
 
-    private void ScheduleAt(long due)
-    {
-        if (_timerDue == 0 || due < _timerDue)
-        {
-            _timerDue = due;
-            _loop.Schedule(this, due);
-        }
-    }
+    private void ScheduleAt(long due) => _timer.ScheduleAt(_loop, this, due);
 
     private void RescheduleTimer()
     {
